@@ -1,0 +1,431 @@
+//! The `admission.k8s.io/v1` wire protocol (SPEC §3).
+//!
+//! We own these types rather than use kube-core's because the response must
+//! carry `patch` as a base64 string (kube-core writes an array of numbers,
+//! kube-rs#1781), and because the request's `object` is kept raw: `/mutate`
+//! decodes it as a typed Pod, `/validate` hands the whole review to Rego, and
+//! neither pays for the other's parse.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub const API_VERSION_V1: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Why a request body is not an AdmissionReview we can answer. Maps to HTTP 400.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("body is not a valid AdmissionReview: {field}: {message}")]
+    Json { field: String, message: String },
+    #[error("apiVersion must be \"admission.k8s.io/v1\", got {0:?}")]
+    ApiVersion(String),
+    #[error("kind must be \"AdmissionReview\", got {0:?}")]
+    Kind(String),
+    #[error("AdmissionReview has no `request`")]
+    MissingRequest,
+    #[error("request.uid must not be empty")]
+    EmptyUid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+}
+
+/// An AdmissionRequest. `object` and `old_object` stay raw JSON.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default, borrow)]
+    pub object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub user_info: UserInfo,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+/// A parsed review: the request plus the body it borrows from, which
+/// `/validate` passes whole to the policy engine.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub request: Request<'a>,
+    pub body: &'a [u8],
+}
+
+/// Parses a body into a request, checking the envelope.
+pub fn decode(body: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let review: Review<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        DecodeError::Json {
+            field: if field == "." { "body".into() } else { field },
+            message: inner.to_string(),
+        }
+    })?;
+    if review.api_version != API_VERSION_V1 {
+        return Err(DecodeError::ApiVersion(review.api_version));
+    }
+    if review.kind != KIND {
+        return Err(DecodeError::Kind(review.kind));
+    }
+    let request = review.request.ok_or(DecodeError::MissingRequest)?;
+    if request.uid.is_empty() {
+        return Err(DecodeError::EmptyUid);
+    }
+    Ok(Decoded { request, body })
+}
+
+impl Request<'_> {
+    /// True for the one request injection applies to: CREATE of a core/v1 pod.
+    pub fn is_pod_create(&self) -> bool {
+        self.operation == Operation::Create
+            && self.resource.group.is_empty()
+            && self.resource.resource == "pods"
+            && self.sub_resource.as_deref().is_none_or(str::is_empty)
+    }
+
+    /// `kind/name` for logs; the name may be empty on CREATE with generateName.
+    pub fn workload(&self) -> String {
+        let name = if self.name.is_empty() {
+            "<generated>"
+        } else {
+            &self.name
+        };
+        format!("{}/{}", self.kind.kind, name)
+    }
+}
+
+/// The `/mutate` dispatch point: the injection core implements it.
+pub trait Mutate: Send + Sync + 'static {
+    fn mutate(&self, review: &Decoded<'_>) -> Verdict;
+}
+
+/// The `/validate` dispatch point: the policy engine implements it.
+pub trait Validate: Send + Sync + 'static {
+    fn validate(&self, review: &Decoded<'_>) -> Verdict;
+}
+
+/// What the server decided about one request. Built by the injection core and
+/// the policy engine; encoded by [`encode`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    /// JSON Patch operations; an empty patch is never sent.
+    pub patch: Option<json_patch::Patch>,
+    pub warnings: Vec<String>,
+    /// Set when the request is denied; every message is listed.
+    pub denials: Vec<String>,
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    audit_annotations: &'a std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusOut {
+    code: u16,
+    message: String,
+    reason: &'static str,
+}
+
+/// How a verdict was answered, for metrics and the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Allowed,
+    Patched,
+    Denied,
+}
+
+/// Encodes a verdict as the response AdmissionReview.
+pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_json::Error> {
+    let denied = !verdict.denials.is_empty();
+    let patch = match &verdict.patch {
+        Some(p) if !p.0.is_empty() && !denied => {
+            Some(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(p)?))
+        }
+        _ => None,
+    };
+    let answer = match (denied, patch.is_some()) {
+        (true, _) => Answer::Denied,
+        (false, true) => Answer::Patched,
+        (false, false) => Answer::Allowed,
+    };
+    let out = ReviewOut {
+        api_version: API_VERSION_V1,
+        kind: KIND,
+        response: ResponseOut {
+            uid,
+            allowed: !denied,
+            status: denied.then(|| StatusOut {
+                code: 403,
+                message: verdict.denials.join("; "),
+                reason: "Forbidden",
+            }),
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: &verdict.warnings,
+            audit_annotations: &verdict.audit_annotations,
+        },
+    };
+    Ok((serde_json::to_vec(&out)?, answer))
+}
+
+/// Warnings are shown by kubectl one per line; keep them short and printable.
+pub fn clamp_warning(w: &str) -> Cow<'_, str> {
+    const MAX: usize = 256;
+    if w.len() <= MAX && !w.contains(['\n', '\r']) {
+        return Cow::Borrowed(w);
+    }
+    let mut s: String = w.replace(['\n', '\r'], " ");
+    if s.len() > MAX {
+        let mut cut = MAX - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    Cow::Owned(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request
+        }))
+        .expect("json")
+    }
+
+    fn pod_request() -> Value {
+        json!({
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop", "operation": "CREATE", "object": {"metadata": {}}
+        })
+    }
+
+    #[test]
+    fn decodes_a_pod_create() {
+        let body = review(pod_request());
+        let r = decode(&body).expect("decodes");
+        assert!(r.request.is_pod_create());
+        assert_eq!(r.request.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            r.request.object.map(|o| o.get()),
+            Some(r#"{"metadata":{}}"#)
+        );
+        assert_eq!(r.request.workload(), "Pod/<generated>");
+    }
+
+    #[test]
+    fn envelope_errors_are_named() {
+        let mut wrong_version = pod_request();
+        wrong_version["uid"] = json!(7);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"{not json".to_vec(), "body is not a valid AdmissionReview"),
+            (review(wrong_version), "request.uid"),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": pod_request()})).expect("j"),
+                "apiVersion must be \"admission.k8s.io/v1\", got \"admission.k8s.io/v1beta1\"",
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"})).expect("j"),
+                "kind must be \"AdmissionReview\"",
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})).expect("j"),
+                "no `request`",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = decode(&body).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn other_operations_and_subresources_are_not_injected() {
+        for (field, value) in [
+            ("operation", json!("UPDATE")),
+            ("subResource", json!("status")),
+            (
+                "resource",
+                json!({"group": "apps", "version": "v1", "resource": "deployments"}),
+            ),
+        ] {
+            let mut req = pod_request();
+            req[field] = value;
+            let body = review(req);
+            assert!(
+                !decode(&body).expect("ok").request.is_pod_create(),
+                "{field}"
+            );
+        }
+    }
+
+    fn response(bytes: &[u8]) -> Value {
+        serde_json::from_slice::<Value>(bytes).expect("json")["response"].clone()
+    }
+
+    #[test]
+    fn allowed_has_no_patch_fields() {
+        let (bytes, answer) = encode("u-1", &Verdict::default()).expect("enc");
+        let r = response(&bytes);
+        assert_eq!(answer, Answer::Allowed);
+        assert_eq!(r, json!({"uid": "u-1", "allowed": true}));
+    }
+
+    #[test]
+    fn empty_patch_is_not_sent() {
+        let v = Verdict {
+            patch: Some(json_patch::Patch(vec![])),
+            ..Default::default()
+        };
+        let (bytes, answer) = encode("u", &v).expect("enc");
+        assert_eq!(answer, Answer::Allowed);
+        let r = response(&bytes);
+        assert!(
+            r.get("patch").is_none() && r.get("patchType").is_none(),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn patch_is_base64_json_patch() {
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}}
+        ]))
+        .expect("patch");
+        let v = Verdict {
+            patch: Some(patch.clone()),
+            warnings: vec!["injected python".into()],
+            ..Default::default()
+        };
+        let (bytes, answer) = encode("u", &v).expect("enc");
+        assert_eq!(answer, Answer::Patched);
+        let r = response(&bytes);
+        assert_eq!(r["patchType"], "JSONPatch");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(r["patch"].as_str().expect("patch is a string"))
+            .expect("base64");
+        let back: json_patch::Patch = serde_json::from_slice(&raw).expect("patch json");
+        assert_eq!(back, patch);
+        assert_eq!(r["warnings"], json!(["injected python"]));
+    }
+
+    #[test]
+    fn denial_is_403_with_every_message_and_no_patch() {
+        let v = Verdict {
+            patch: Some(
+                serde_json::from_value(json!([{"op": "add", "path": "/x", "value": 1}]))
+                    .expect("p"),
+            ),
+            denials: vec![
+                "[no-latest] image uses :latest".into(),
+                "[limits] no memory limit".into(),
+            ],
+            ..Default::default()
+        };
+        let (bytes, answer) = encode("u", &v).expect("enc");
+        assert_eq!(answer, Answer::Denied);
+        let r = response(&bytes);
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 403);
+        let msg = r["status"]["message"].as_str().expect("msg");
+        assert!(
+            msg.contains("[no-latest]") && msg.contains("[limits]"),
+            "{msg}"
+        );
+        assert!(r.get("patch").is_none());
+    }
+
+    #[test]
+    fn warnings_are_clamped() {
+        assert_eq!(clamp_warning("short"), "short");
+        let long = "x".repeat(1000);
+        assert_eq!(clamp_warning(&long).len(), 256);
+        assert_eq!(clamp_warning("a\nb"), "a b");
+    }
+}

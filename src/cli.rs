@@ -1,0 +1,381 @@
+//! The command line (SPEC §2). This is the binary's edge: it resolves flags,
+//! env and the config file into settings, then calls the library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
+use crate::config::{Config, ServerConfig};
+use crate::metrics::Metrics;
+use crate::server::{self, App, Server, Settings, defaults};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "otel-admission",
+    version,
+    about = "Zero-code OpenTelemetry for Kubernetes: an admission webhook that injects instrumentation and validates pods with Rego"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_ADMISSION_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_ADMISSION_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Write a development CA and serving certificate; print the caBundle.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// YAML config file (SPEC §8); reloaded on change.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// TLS listener for /mutate and /validate [default: 127.0.0.1:8443].
+    #[arg(long, env = "OTEL_ADMISSION_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Plain-HTTP listener for /healthz, /readyz, /metrics [default: 127.0.0.1:8080].
+    #[arg(long, env = "OTEL_ADMISSION_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// PEM certificate chain; reloaded on change. Without it, a development pair is made under --dev-certs.
+    #[arg(long, env = "OTEL_ADMISSION_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "OTEL_ADMISSION_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where the development pair is kept when no certificate is given.
+    #[arg(long, env = "OTEL_ADMISSION_DEV_CERTS", default_value = "certs/dev")]
+    pub dev_certs: PathBuf,
+    /// Largest request body accepted, in bytes [default: 6 MiB].
+    #[arg(long, env = "OTEL_ADMISSION_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Time a client has to send request headers [default: 10s].
+    #[arg(long, env = "OTEL_ADMISSION_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+    /// Deadline for answering one request; keep it under the webhook's timeoutSeconds [default: 4s].
+    #[arg(long, env = "OTEL_ADMISSION_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// After SIGTERM, keep accepting this long while endpoints drop us [default: 0s].
+    #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Option<Duration>,
+    /// After that, how long in-flight requests get to finish [default: 25s].
+    #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long, env = "OTEL_ADMISSION_OUT")]
+    pub out: PathBuf,
+    /// DNS name or IP of the serving certificate; repeatable [default: the in-cluster Service names].
+    #[arg(long = "dns", env = "OTEL_ADMISSION_DNS", value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// Validity of the serving certificate in days.
+    #[arg(long, env = "OTEL_ADMISSION_DAYS", default_value_t = 365)]
+    pub days: i64,
+}
+
+/// Runs the CLI; exit codes per SPEC §2.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(serve(args))),
+        Command::Certs(args) => certs(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+        eprintln!("warning: --log-level {level:?} is invalid ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+// === serve ===
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let settings = args.settings(&config.server)?;
+    let metrics = Arc::new(Metrics::new());
+    let app = App {
+        config: Arc::new(ArcSwap::from_pointee(config)),
+        config_path: args.config.clone(),
+        metrics,
+        readiness: Arc::default(),
+        mutator: Arc::new(server::webhook::AllowAll),
+        validator: Arc::new(server::webhook::AllowAll),
+    };
+    let server = Server::start(settings, app).await?;
+    server::shutdown_signal().await;
+    server.shutdown();
+    server.wait().await;
+    Ok(())
+}
+
+impl ServeArgs {
+    /// Flag/env (already merged by clap) over the config file over defaults.
+    pub fn settings(&self, file: &ServerConfig) -> anyhow::Result<Settings> {
+        let parse = |s: &str| s.parse::<SocketAddr>();
+        let (tls_cert, tls_key) = match (
+            self.tls_cert.clone().or(file.tls_cert.clone()),
+            self.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => ensure_dev_pair(&self.dev_certs)?,
+            (Some(_), None) => {
+                anyhow::bail!("--tls-cert is set but --tls-key (or server.tlsKey) is not")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("--tls-key is set but --tls-cert (or server.tlsCert) is not")
+            }
+        };
+        let request_timeout = self
+            .request_timeout
+            .or(file.request_timeout)
+            .unwrap_or(defaults::REQUEST_TIMEOUT);
+        if request_timeout.is_zero() || request_timeout > Duration::from_secs(30) {
+            anyhow::bail!("--request-timeout must be between 1ms and 30s, got {request_timeout:?}");
+        }
+        let body_limit = self
+            .body_limit
+            .or(file.body_limit_bytes)
+            .unwrap_or(defaults::BODY_LIMIT);
+        if body_limit == 0 {
+            anyhow::bail!("--body-limit must be greater than zero");
+        }
+        Ok(Settings {
+            listen: match self.listen.or(file.listen) {
+                Some(a) => a,
+                None => parse(defaults::LISTEN)?,
+            },
+            admin_listen: match self.admin_listen.or(file.admin_listen) {
+                Some(a) => a,
+                None => parse(defaults::ADMIN_LISTEN)?,
+            },
+            tls_cert,
+            tls_key,
+            body_limit,
+            header_read_timeout: self
+                .header_read_timeout
+                .or(file.header_read_timeout)
+                .unwrap_or(defaults::HEADER_READ_TIMEOUT),
+            request_timeout,
+            shutdown_delay: self
+                .shutdown_delay
+                .or(file.shutdown_delay)
+                .unwrap_or(defaults::SHUTDOWN_DELAY),
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .unwrap_or(defaults::SHUTDOWN_GRACE),
+            reload_poll: defaults::RELOAD_POLL,
+        })
+    }
+}
+
+/// Reuses the development pair in `dir` while it is valid for another day;
+/// otherwise writes a new one for localhost.
+pub fn ensure_dev_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    if let (Ok(c), Ok(k)) = (std::fs::read(&cert), std::fs::read(&key))
+        && let Ok(pair) = server::tls::parse_pair(&c, &k)
+        && pair.not_after > time::OffsetDateTime::now_utc().unix_timestamp() + 86_400
+    {
+        tracing::info!(dir = %dir.display(), "using the development certificate");
+        return Ok((cert, key));
+    }
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    names.extend(DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()));
+    Bundle::generate(&names, 30)?.write(dir).with_context(|| {
+        format!(
+            "cannot write the development certificate to {}",
+            dir.display()
+        )
+    })?;
+    tracing::warn!(
+        dir = %dir.display(),
+        "no --tls-cert given: generated a self-signed development certificate (ca.crt in the same directory)"
+    );
+    Ok((cert, key))
+}
+
+// === certs ===
+
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if args.dns.is_empty() {
+        DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.dns
+    };
+    let bundle = Bundle::generate(&names, args.days)?;
+    bundle.write(&args.out)?;
+    eprintln!(
+        "wrote ca.crt, ca.key, tls.crt, tls.key to {} for {}; caBundle follows",
+        args.out.display(),
+        names.join(", ")
+    );
+    println!("{}", bundle.ca_bundle());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_certs(dir: &Path) -> ServeArgs {
+        ServeArgs {
+            tls_cert: Some(dir.join("tls.crt")),
+            tls_key: Some(dir.join("tls.key")),
+            ..Default::default()
+        }
+    }
+
+    /// flag > file > default, for each setting.
+    #[test]
+    fn precedence_table() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = ServerConfig {
+            listen: Some("0.0.0.0:9443".parse().expect("addr")),
+            request_timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let none = ServerConfig::default();
+        let mut flags = with_certs(dir.path());
+        flags.listen = Some("127.0.0.1:7443".parse().expect("addr"));
+
+        let s = flags.settings(&file).expect("ok");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7443", "flag beats file");
+        assert_eq!(
+            s.request_timeout,
+            Duration::from_secs(2),
+            "file beats default"
+        );
+        assert_eq!(
+            s.admin_listen.to_string(),
+            defaults::ADMIN_LISTEN,
+            "default"
+        );
+
+        let s = with_certs(dir.path()).settings(&file).expect("ok");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9443", "file beats default");
+        let s = with_certs(dir.path()).settings(&none).expect("ok");
+        assert_eq!(s.listen.to_string(), defaults::LISTEN);
+        assert_eq!(s.body_limit, 6 * 1024 * 1024);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_settings_name_the_flag() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut a = with_certs(dir.path());
+        a.request_timeout = Some(Duration::from_secs(60));
+        let err = a.settings(&ServerConfig::default()).expect_err("too long");
+        assert!(err.to_string().contains("--request-timeout"), "{err}");
+        let a = ServeArgs {
+            tls_cert: Some(dir.path().join("x")),
+            ..Default::default()
+        };
+        let err = a.settings(&ServerConfig::default()).expect_err("half pair");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+    }
+
+    #[test]
+    fn dev_pair_is_generated_then_reused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().join("dev");
+        let (c, _) = ensure_dev_pair(&d).expect("gen");
+        let first = std::fs::read(&c).expect("read");
+        ensure_dev_pair(&d).expect("reuse");
+        assert_eq!(
+            std::fs::read(&c).expect("read"),
+            first,
+            "reused, not regenerated"
+        );
+        std::fs::write(&c, "garbage").expect("w");
+        ensure_dev_pair(&d).expect("regen");
+        assert_ne!(std::fs::read(&c).expect("read"), b"garbage");
+    }
+
+    #[test]
+    fn cli_parses_and_every_flag_has_an_env_var() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+                let want = format!(
+                    "OTEL_ADMISSION_{}",
+                    arg.get_long()
+                        .unwrap_or_default()
+                        .replace('-', "_")
+                        .to_uppercase()
+                );
+                assert_eq!(
+                    env.as_deref(),
+                    Some(want.as_str()),
+                    "{} --{:?}",
+                    sub.get_name(),
+                    arg.get_long()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The YAML configuration file (SPEC §8).
+//!
+//! Parsing is strict: an unknown key or a wrong type is an error that names the
+//! field path (`rules[0].inject.languages[1]: unknown variant ...`). A running
+//! server reloads the file on change and keeps the previous config when the new
+//! one is bad (see [`crate::server::reload`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::inject::language::LanguageChoice;
+use crate::instrumentation::{Exporter, InstrumentationSpec, Propagator};
+
+/// Pinned default OpenTelemetry Collector image for the sidecar.
+pub const DEFAULT_COLLECTOR_IMAGE: &str =
+    "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector:0.133.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin}: {field}: {message}")]
+    Field {
+        origin: String,
+        field: String,
+        message: String,
+    },
+    #[error("{origin}: unknown field `{field}`")]
+    UnknownField { origin: String, field: String },
+    #[error("{origin}: {}", problems.join("; "))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Config {
+    /// The cluster default Instrumentation spec, used when a namespace has none.
+    pub defaults: InstrumentationSpec,
+    /// Cluster-wide injection rules; the first match wins.
+    pub rules: Vec<Rule>,
+    pub sidecar: SidecarConfig,
+    pub probes: ProbesConfig,
+    pub excluded_namespaces: Vec<String>,
+    /// Containers never targeted, on top of the built-in list of known sidecars.
+    pub skip_containers: Vec<String>,
+    pub failure_mode: FailureMode,
+    pub policies: PoliciesConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub inject: RuleInject,
+    /// `name` or `namespace/name` of the Instrumentation to use; else the namespace's or the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrumentation: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RuleInject {
+    pub languages: Vec<LanguageChoice>,
+    pub sidecar: bool,
+    pub probes: bool,
+    pub annotations: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SidecarConfig {
+    pub image: String,
+    /// Where the collector config comes from; the built-in default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<CollectorConfigSource>,
+    pub native: NativeSidecar,
+    /// OTLP endpoint the built-in collector config exports to.
+    pub gateway: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Exactly one of `configMap` (a ConfigMap name in the pod's namespace, key
+/// `collector.yaml`) or `inline` (collector YAML).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorConfigSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// `native: true|false|auto`: whether the collector runs as a native sidecar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NativeSidecar {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProbesConfig {
+    /// A container port name or number.
+    pub port: IntOrString,
+    pub startup: String,
+    pub liveness: String,
+    pub readiness: String,
+    pub initial_delay_seconds: i32,
+    pub period_seconds: i32,
+    pub timeout_seconds: i32,
+    pub failure_threshold: i32,
+    /// Startup probes get this many failures before the kubelet gives up.
+    pub startup_failure_threshold: i32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Admit the pod without the failed part, with a warning.
+    #[default]
+    Allow,
+    /// Deny the pod when injection fails.
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PoliciesConfig {
+    pub dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub eval_timeout: Duration,
+}
+
+/// `serve` settings. Each can also be given by flag or env, which win.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The namespace the server runs in; always excluded from injection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_timeout: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_delay: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_grace: Option<Duration>,
+}
+
+// === impl Config ===
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            defaults: InstrumentationSpec {
+                exporter: Some(Exporter {
+                    endpoint: Some("http://otel-collector.monitoring:4318".into()),
+                    tls: None,
+                }),
+                propagators: vec![Propagator::Tracecontext, Propagator::Baggage],
+                ..Default::default()
+            },
+            rules: Vec::new(),
+            sidecar: SidecarConfig::default(),
+            probes: ProbesConfig::default(),
+            excluded_namespaces: vec![
+                "kube-system".into(),
+                "kube-public".into(),
+                "kube-node-lease".into(),
+            ],
+            skip_containers: Vec::new(),
+            failure_mode: FailureMode::Allow,
+            policies: PoliciesConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates YAML. `origin` names the source in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
+                origin: origin.into(),
+                message: e.to_string(),
+            })?;
+        if value.is_null() {
+            return Ok(Self::default());
+        }
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+        let de = serde_ignored::Deserializer::new(value, &mut record);
+        let config: Self =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+                origin: origin.into(),
+                field: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            })?;
+        if let Some(field) = unknown.into_iter().next() {
+            return Err(ConfigError::UnknownField {
+                origin: origin.into(),
+                field,
+            });
+        }
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: origin.into(),
+                problems,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Semantic checks the types cannot express, each as `path: reason`.
+    fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .defaults
+            .validate()
+            .into_iter()
+            .map(|p| format!("defaults.{p}"))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.name.trim().is_empty() {
+                out.push(format!("rules[{i}].name: must not be empty"));
+            } else if !seen.insert(rule.name.as_str()) {
+                out.push(format!(
+                    "rules[{i}].name: duplicate rule name {:?}",
+                    rule.name
+                ));
+            }
+            let inj = &rule.inject;
+            if inj.languages.is_empty() && !inj.sidecar && !inj.probes && !inj.annotations {
+                out.push(format!(
+                    "rules[{i}].inject: injects nothing; set languages, sidecar, probes or annotations"
+                ));
+            }
+            for (field, sel) in [
+                ("namespaceSelector", &rule.namespace_selector),
+                ("podSelector", &rule.pod_selector),
+            ] {
+                if let Some(sel) = sel {
+                    for p in crate::inject::selector::problems(sel) {
+                        out.push(format!("rules[{i}].{field}.{p}"));
+                    }
+                }
+            }
+        }
+        if let Some(src) = &self.sidecar.config
+            && src.config_map.is_some() == src.inline.is_some()
+        {
+            out.push("sidecar.config: set exactly one of configMap or inline".into());
+        }
+        if self.policies.eval_timeout.is_zero() {
+            out.push("policies.evalTimeout: must be greater than zero".into());
+        }
+        let s = &self.server;
+        if s.body_limit_bytes == Some(0) {
+            out.push("server.bodyLimitBytes: must be greater than zero".into());
+        }
+        for (field, d) in [
+            ("headerReadTimeout", s.header_read_timeout),
+            ("requestTimeout", s.request_timeout),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                out.push(format!("server.{field}: must be greater than zero"));
+            }
+        }
+        if s.request_timeout
+            .is_some_and(|d| d > Duration::from_secs(30))
+        {
+            out.push(
+                "server.requestTimeout: must be at most 30s, the API server's webhook timeout limit"
+                    .into(),
+            );
+        }
+        out
+    }
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_COLLECTOR_IMAGE.into(),
+            config: None,
+            native: NativeSidecar::Auto,
+            gateway: "otel-collector.monitoring:4317".into(),
+            resources: None,
+        }
+    }
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        Self {
+            port: IntOrString::String("health".into()),
+            startup: "/health/startup".into(),
+            liveness: "/health/live".into(),
+            readiness: "/health/ready".into(),
+            initial_delay_seconds: 0,
+            period_seconds: 10,
+            timeout_seconds: 1,
+            failure_threshold: 3,
+            startup_failure_threshold: 30,
+        }
+    }
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            eval_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Formats a serde_ignored path the way serde_path_to_error does: `a.b[0].c`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let p = field_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+// === impl NativeSidecar ===
+
+impl Serialize for NativeSidecar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::On => s.serialize_bool(true),
+            Self::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NativeSidecar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NativeSidecar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(if v {
+                    NativeSidecar::On
+                } else {
+                    NativeSidecar::Off
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "auto" => Ok(NativeSidecar::Auto),
+                    "true" => Ok(NativeSidecar::On),
+                    "false" => Ok(NativeSidecar::Off),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"
+defaults:
+  exporter: { endpoint: http://otel-collector.monitoring:4318 }
+  propagators: [tracecontext, baggage]
+  sampler: { type: parentbased_traceidratio, argument: "0.1" }
+  python: { image: registry.example/python:1 }
+rules:
+  - name: payments-python
+    namespaceSelector: { matchLabels: { team: payments } }
+    podSelector: { matchExpressions: [{ key: app.kubernetes.io/name, operator: Exists }] }
+    inject: { languages: [python], sidecar: false, probes: true, annotations: true }
+sidecar: { image: otel/col:1, config: { configMap: otel-sidecar }, native: auto }
+probes: { port: health, startup: /health/startup, liveness: /health/live, readiness: /health/ready }
+excludedNamespaces: [kube-system, kube-public, kube-node-lease]
+skipContainers: [istio-proxy, linkerd-proxy]
+failureMode: allow
+policies: { dir: policies, evalTimeout: 500ms }
+"#;
+
+    #[test]
+    fn the_spec_example_parses() {
+        let c = Config::from_yaml(SPEC_EXAMPLE, "example").expect("valid");
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].inject.languages, vec![LanguageChoice::Python]);
+        assert_eq!(
+            c.sidecar.config,
+            Some(CollectorConfigSource {
+                config_map: Some("otel-sidecar".into()),
+                inline: None
+            })
+        );
+        assert_eq!(c.sidecar.native, NativeSidecar::Auto);
+        assert_eq!(c.policies.eval_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.defaults.python.as_ref().and_then(|p| p.image.as_deref()),
+            Some("registry.example/python:1")
+        );
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_yaml("", "x").expect("ok"), Config::default());
+        assert_eq!(
+            Config::from_yaml("# only a comment\n", "x").expect("ok"),
+            Config::default()
+        );
+    }
+
+    /// Each bad input must name the field path and the reason.
+    #[test]
+    fn errors_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "rules: [{name: a, inject: {languages: [cobol]}}]",
+                "rules[0].inject.languages[0]",
+            ),
+            ("failureMode: maybe", "failureMode"),
+            ("policies: {evalTimeout: soon}", "policies.evalTimeout"),
+            ("sidecar: {native: sometimes}", "sidecar.native"),
+            ("rules: [{name: a, injekt: {}}]", "rules[0].injekt"),
+            (
+                "defaults: {sampler: {type: traceidratio, argument: '2'}}",
+                "defaults.sampler.argument",
+            ),
+            ("defaults: {propagators: [w3c]}", "defaults.propagators[0]"),
+            (
+                "rules: [{name: a, inject: {}}]",
+                "rules[0].inject: injects nothing",
+            ),
+            (
+                "rules: [{name: a, inject: {probes: true}}, {name: a, inject: {probes: true}}]",
+                "rules[1].name: duplicate",
+            ),
+            (
+                "rules: [{name: a, inject: {probes: true}, podSelector: {matchExpressions: [{key: x, operator: In}]}}]",
+                "rules[0].podSelector.matchExpressions[0].values",
+            ),
+            ("server: {requestTimeout: 45s}", "server.requestTimeout"),
+            ("sidecar: {config: {}}", "sidecar.config: set exactly one"),
+            ("unknownTop: 1", "unknownTop"),
+            ("rules: [1, 2", "not valid YAML"),
+        ];
+        for (yaml, needle) in cases {
+            let err = Config::from_yaml(yaml, "cfg.yaml")
+                .expect_err(yaml)
+                .to_string();
+            assert!(
+                err.contains(needle),
+                "{yaml:?}: {err:?} should mention {needle:?}"
+            );
+            assert!(err.starts_with("cfg.yaml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn native_accepts_bools_and_auto() {
+        for (text, want) in [
+            ("true", NativeSidecar::On),
+            ("false", NativeSidecar::Off),
+            ("auto", NativeSidecar::Auto),
+        ] {
+            let c = Config::from_yaml(&format!("sidecar: {{native: {text}}}"), "x").expect(text);
+            assert_eq!(c.sidecar.native, want);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Prometheus metrics (SPEC §9), prefix `otel_admission_`.
+//!
+//! Label values come from closed enums (`as_str`), so the set of series is
+//! bounded and known in advance: dashboards and alerts can rely on it.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// 50µs to 1s: an injection takes microseconds, a timeout takes seconds.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// The two admission endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestResult {
+    /// Allowed with no change.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// Denied (403 in the review).
+    Denied,
+    /// HTTP 400/413/415: not an AdmissionReview we could read.
+    BadRequest,
+    /// Our own failure, answered per `failureMode`.
+    Error,
+    /// The per-request deadline passed.
+    Timeout,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<EndpointLabels, Histogram>,
+    pub config_reload_errors: Counter,
+    pub tls_reload_errors: Counter,
+    pub tls_expiry: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+// === impl Endpoint ===
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+impl RequestResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Patched => "patched",
+            Self::Denied => "denied",
+            Self::BadRequest => "bad_request",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+// === impl Metrics ===
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("otel_admission");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Admission requests by endpoint and result",
+            requests.clone(),
+        );
+        let request_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to response written, by endpoint",
+            request_duration.clone(),
+        );
+        let config_reload_errors = Counter::default();
+        registry.register(
+            "config_reload_errors",
+            "Config file reloads rejected; the previous config keeps serving",
+            config_reload_errors.clone(),
+        );
+        let tls_reload_errors = Counter::default();
+        registry.register(
+            "tls_reload_errors",
+            "Certificate reloads rejected; the previous pair keeps serving",
+            tls_reload_errors.clone(),
+        );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Expiry of the serving certificate, unix seconds",
+            tls_expiry.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            config_reload_errors,
+            tls_reload_errors,
+            tls_expiry,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn observe_request(&self, endpoint: Endpoint, result: RequestResult, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                result: result.as_str(),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(seconds);
+    }
+
+    /// The registry in Prometheus/OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_spec() {
+        let m = Metrics::new();
+        m.observe_request(Endpoint::Mutate, RequestResult::Patched, 0.0001);
+        m.tls_expiry.set(1_900_000_000);
+        let text = m.encode();
+        for needle in [
+            "otel_admission_requests_total{endpoint=\"mutate\",result=\"patched\"} 1",
+            "otel_admission_request_duration_seconds_bucket{le=\"0.00005\",endpoint=\"mutate\"} 0",
+            "otel_admission_request_duration_seconds_bucket{le=\"0.0001\",endpoint=\"mutate\"} 1",
+            "otel_admission_config_reload_errors_total 0",
+            "otel_admission_tls_reload_errors_total 0",
+            "otel_admission_tls_certificate_expiry_timestamp_seconds 1900000000",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}
