@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
+use crate::cluster::{Caches, ClusterMode};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::server::{self, App, Server, Settings, defaults};
@@ -74,6 +75,9 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "OTEL_ADMISSION_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Watch Namespaces and Instrumentations in the cluster [default: auto].
+    #[arg(long, env = "OTEL_ADMISSION_CLUSTER")]
+    pub cluster: Option<ClusterMode>,
     /// Where the development pair is kept when no certificate is given.
     #[arg(long, env = "OTEL_ADMISSION_DEV_CERTS", default_value = "certs/dev")]
     pub dev_certs: PathBuf,
@@ -152,11 +156,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = args.settings(&config.server)?;
     let metrics = Arc::new(Metrics::new());
+    let readiness: Arc<server::admin::Readiness> = Arc::default();
+    let cluster_mode = args.cluster.or(config.server.cluster).unwrap_or_default();
+    let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
+    let caches = match crate::cluster::connect(cluster_mode).await? {
+        Some(client) => {
+            let caches = Arc::new(Caches::new());
+            let gate = readiness.gate("cluster");
+            caches.start(client, metrics.clone(), gate, stop_rx);
+            Some(caches)
+        }
+        None => None,
+    };
+    let _ = &caches;
     let app = App {
         config: Arc::new(ArcSwap::from_pointee(config)),
         config_path: args.config.clone(),
         metrics,
-        readiness: Arc::default(),
+        readiness,
         mutator: Arc::new(server::webhook::AllowAll),
         validator: Arc::new(server::webhook::AllowAll),
     };
@@ -164,6 +181,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::shutdown_signal().await;
     server.shutdown();
     server.wait().await;
+    stop_caches.send_replace(true);
     Ok(())
 }
 

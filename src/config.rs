@@ -167,6 +167,8 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterMode>,
     /// The namespace the server runs in; always excluded from injection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,

@@ -51,8 +51,15 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub cluster_ready: Gauge,
+    pub cluster_objects: Family<KindLabels, Gauge>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<EndpointLabels, Histogram>,
     pub config_reload_errors: Counter,
@@ -133,8 +140,22 @@ impl Metrics {
             "Expiry of the serving certificate, unix seconds",
             tls_expiry.clone(),
         );
+        let cluster_ready = Gauge::default();
+        registry.register(
+            "cluster_cache_ready",
+            "1 once the Namespace and Instrumentation caches have synced",
+            cluster_ready.clone(),
+        );
+        let cluster_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cluster_cache_objects",
+            "Objects held in the cluster caches, by kind",
+            cluster_objects.clone(),
+        );
         Self {
             registry,
+            cluster_ready,
+            cluster_objects,
             requests,
             request_duration,
             config_reload_errors,

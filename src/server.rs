@@ -162,9 +162,9 @@ impl Server {
             readiness.start_draining();
             tracing::info!(delay = ?settings.shutdown_delay, "shutting down: readiness is false");
             tokio::time::sleep(settings.shutdown_delay).await;
-            let _ = tls_stop.send(true);
+            tls_stop.send_replace(true);
             let _ = tls_task.await;
-            let _ = admin_stop.send(true);
+            admin_stop.send_replace(true);
             let _ = admin_task.await;
             for w in watchers {
                 w.abort();
@@ -182,7 +182,7 @@ impl Server {
 
     /// Starts graceful shutdown; returns at once.
     pub fn shutdown(&self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
     }
 
     /// Waits until the server has drained and stopped.

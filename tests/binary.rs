@@ -30,6 +30,8 @@ async fn serve_with_no_arguments_then_sigterm() {
         .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
         .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
         .env("OTEL_ADMISSION_LOG_FORMAT", "json")
+        .env("KUBECONFIG", cwd.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -102,6 +104,7 @@ async fn serve_with_no_arguments_then_sigterm() {
     }
     let log = log.join("\n");
     assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("running from the config file alone"), "{log}");
     assert!(
         log.contains("\"message\":\"admission\""),
         "one line per request: {log}"
@@ -158,4 +161,79 @@ fn a_bad_config_stops_start_up_with_the_field_path() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("rules[0].inject.languages[0]"), "{err}");
+}
+
+mod common;
+
+/// `--cluster on` with a kubeconfig: readiness waits for the caches to sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_on_with_a_kubeconfig_syncs_before_ready() {
+    use common::apiserver::{FakeApiServer, NAMESPACES, namespace};
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", serde_json::json!({})));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
+            api.url
+        ),
+    )
+    .expect("kubeconfig");
+    let admin = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--cluster",
+            "on",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+        ])
+        .arg(admin.to_string())
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let ready = common::eventually(Duration::from_secs(20), || async move {
+        match reqwest::get(format!("http://{admin}/readyz")).await {
+            Ok(r) => r.status().as_u16() == 200,
+            Err(_) => false,
+        }
+    })
+    .await;
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .map(|r| r.text());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "ready after the initial sync");
+    let text = metrics.expect("metrics").await.expect("text");
+    assert!(
+        text.contains("otel_admission_cluster_cache_ready 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otel_admission_cluster_cache_objects{kind=\"namespace\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn cluster_on_without_a_cluster_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = Command::new(BIN)
+        .args(["serve", "--cluster", "on"])
+        .current_dir(dir.path())
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--cluster on"));
 }

@@ -1,6 +1,9 @@
 //! A real server on 127.0.0.1:0 with rcgen certificates, and clients that
 //! trust only the test CA.
+
 #![allow(dead_code)]
+
+pub mod apiserver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

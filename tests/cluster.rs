@@ -1,0 +1,243 @@
+//! kube-rs watchers against a local API server that speaks list/watch:
+//! initial sync, live changes, invalid objects, and the API server going away.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::apiserver::{FakeApiServer, INSTRUMENTATIONS, NAMESPACES, instrumentation, namespace};
+use otel_admission::cluster::Caches;
+use otel_admission::metrics::Metrics;
+use otel_admission::server::admin::Readiness;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Running {
+    api: FakeApiServer,
+    caches: Arc<Caches>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start(api: FakeApiServer) -> Running {
+    let caches = Arc::new(Caches::new());
+    let readiness = Arc::new(Readiness::default());
+    let metrics = Arc::new(Metrics::new());
+    let gate = readiness.gate("cluster");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    caches.start(api.client(), metrics.clone(), gate, stop_rx);
+    Running {
+        api,
+        caches,
+        readiness,
+        metrics,
+        _stop: stop,
+    }
+}
+
+async fn until(f: impl Fn() -> bool) -> bool {
+    common::eventually(WAIT, || {
+        let r = f();
+        async move { r }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_sync_then_readiness() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(NAMESPACES, namespace("kube-system", json!({})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "default",
+            json!({"exporter": {"endpoint": "http://col:4318"}}),
+        ),
+    );
+    let r = start(api).await;
+    assert!(
+        until(|| r.readiness.check().is_ok()).await,
+        "{:?}",
+        r.readiness.check()
+    );
+    assert!(r.caches.is_ready());
+    let ns = r.caches.namespace("shop").expect("cached");
+    assert_eq!(
+        ns.labels
+            .get("otel-admission.io/inject")
+            .map(String::as_str),
+        Some("enabled")
+    );
+    let insts = r.caches.instrumentations_in("shop");
+    assert_eq!(insts.len(), 1);
+    assert_eq!(
+        insts[0]
+            .spec
+            .exporter
+            .as_ref()
+            .and_then(|e| e.endpoint.as_deref()),
+        Some("http://col:4318")
+    );
+    assert!(r.caches.instrumentation("shop", "default").is_some());
+    assert!(r.caches.instrumentations_in("kube-system").is_empty());
+    let text = r.metrics.encode();
+    assert!(
+        text.contains("otel_admission_cluster_cache_ready 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otel_admission_cluster_cache_objects{kind=\"namespace\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otel_admission_cluster_cache_objects{kind=\"instrumentation\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_flow_into_the_cache() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    assert!(r.caches.namespace("shop").expect("ns").labels.is_empty());
+
+    // A namespace label added.
+    r.api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    assert!(
+        until(|| r
+            .caches
+            .namespace("shop")
+            .is_some_and(|n| !n.labels.is_empty()))
+        .await
+    );
+
+    // An Instrumentation created, changed, deleted.
+    r.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "otel", json!({"propagators": ["b3"]})),
+    );
+    assert!(until(|| r.caches.instrumentation("shop", "otel").is_some()).await);
+    r.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "otel", json!({"propagators": ["jaeger"]})),
+    );
+    assert!(
+        until(|| r
+            .caches
+            .instrumentation("shop", "otel")
+            .is_some_and(|i| i.spec.propagators[0].as_str() == "jaeger"))
+        .await
+    );
+    r.api.delete(INSTRUMENTATIONS, "shop", "otel");
+    assert!(until(|| r.caches.instrumentation("shop", "otel").is_none()).await);
+    r.api.delete(NAMESPACES, "", "shop");
+    assert!(until(|| r.caches.namespace("shop").is_none()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_instrumentations_are_reported_not_fatal() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "a",
+            "bad-ratio",
+            json!({"sampler": {"type": "traceidratio", "argument": "1.5"}}),
+        ),
+    );
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("a", "bad-propagator", json!({"propagators": ["w3c"]})),
+    );
+    api.apply(INSTRUMENTATIONS, instrumentation("a", "good", json!({})));
+    let r = start(api).await;
+    assert!(
+        until(|| r.caches.is_ready()).await,
+        "one bad object must not block the sync"
+    );
+    let names: Vec<_> = r
+        .caches
+        .instrumentations_in("a")
+        .iter()
+        .map(|i| i.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, vec!["good"]);
+    // A valid object later made invalid is dropped, not kept stale.
+    r.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "a",
+            "good",
+            json!({"sampler": {"type": "traceidratio", "argument": "-1"}}),
+        ),
+    );
+    assert!(until(|| r.caches.instrumentation("a", "good").is_none()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_keeps_serving_while_the_api_server_is_away() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({"team": "payments"})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "default", json!({})),
+    );
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+
+    r.api.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(r.caches.is_ready(), "still ready from the last cache");
+    assert_eq!(
+        r.caches.namespace("shop").expect("ns").labels["team"],
+        "payments"
+    );
+    assert_eq!(r.caches.instrumentations_in("shop").len(), 1);
+
+    // Changes made while away arrive once it is back (watch resumes or re-lists).
+    r.api
+        .apply(NAMESPACES, namespace("shop", json!({"team": "search"})));
+    r.api.set_down(false);
+    assert!(
+        common::eventually(Duration::from_secs(40), || {
+            let ok = r
+                .caches
+                .namespace("shop")
+                .is_some_and(|n| n.labels["team"] == "search");
+            async move { ok }
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_cache_makes_no_api_calls() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "default", json!({})),
+    );
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = r.api.requests();
+    for _ in 0..10_000 {
+        assert!(r.caches.namespace("shop").is_some());
+        assert_eq!(r.caches.instrumentations_in("shop").len(), 1);
+    }
+    assert_eq!(r.api.requests(), before);
+}

@@ -1,0 +1,273 @@
+//! A local HTTP server that speaks the Kubernetes list/watch protocol for
+//! Namespaces and Instrumentations, so kube-rs watchers run for real.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+pub const NAMESPACES: &str = "namespaces";
+pub const INSTRUMENTATIONS: &str = "instrumentations";
+
+#[derive(Clone)]
+struct Change {
+    rv: u64,
+    resource: &'static str,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<(&'static str, String), Value>,
+    log: Vec<Change>,
+}
+
+#[derive(Clone)]
+pub struct FakeApiServer {
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<Change>,
+    down: watch::Sender<bool>,
+    requests: Arc<AtomicUsize>,
+    pub url: String,
+}
+
+fn key(object: &Value) -> String {
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    format!("{ns}/{name}")
+}
+
+impl FakeApiServer {
+    pub async fn start() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (down, _) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let fake = Self {
+            inner: Arc::default(),
+            events,
+            down,
+            requests: Arc::default(),
+            url,
+        };
+        let app = Router::new()
+            .route("/version", get(version))
+            .route(
+                "/api/v1/namespaces",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, NAMESPACES)
+                    },
+                ),
+            )
+            .route(
+                "/apis/opentelemetry.io/v1alpha1/instrumentations",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, INSTRUMENTATIONS)
+                    },
+                ),
+            )
+            .with_state(fake.clone())
+            .layer(axum::middleware::from_fn_with_state(fake.clone(), count));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        fake
+    }
+
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("uri"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Creates or replaces an object; watchers see ADDED or MODIFIED.
+    pub fn apply(&self, resource: &'static str, mut object: Value) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let k = (resource, key(&object));
+        let kind = if inner.objects.contains_key(&k) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        inner.objects.insert(k, object.clone());
+        let change = Change {
+            rv,
+            resource,
+            kind,
+            object,
+        };
+        inner.log.push(change.clone());
+        let _ = self.events.send(change);
+    }
+
+    pub fn delete(&self, resource: &'static str, namespace: &str, name: &str) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.rv += 1;
+        let rv = inner.rv;
+        if let Some(mut object) = inner
+            .objects
+            .remove(&(resource, format!("{namespace}/{name}")))
+        {
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let change = Change {
+                rv,
+                resource,
+                kind: "DELETED",
+                object,
+            };
+            inner.log.push(change.clone());
+            let _ = self.events.send(change);
+        }
+    }
+
+    /// Takes the API server away (503s, open watches end) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}
+
+async fn count(
+    State(s): State<FakeApiServer>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+async fn version() -> Response {
+    axum::Json(json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fake",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
+        "compiler": "gc", "platform": "linux/amd64"
+    }))
+    .into_response()
+}
+
+async fn list_or_watch(
+    State(s): State<FakeApiServer>,
+    Query(q): Query<BTreeMap<String, String>>,
+    resource: &'static str,
+) -> Response {
+    if *s.down.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    if q.get("watch").map(String::as_str) == Some("true")
+        || q.get("watch").map(String::as_str) == Some("1")
+    {
+        let since: u64 = q
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut rx = s.events.subscribe();
+        let backlog: Vec<Change> = {
+            let inner = s.inner.lock().expect("lock");
+            inner
+                .log
+                .iter()
+                .filter(|c| c.rv > since && c.resource == resource)
+                .cloned()
+                .collect()
+        };
+        let mut down = s.down.subscribe();
+        let last = backlog.last().map_or(since, |c| c.rv);
+        let stream = async_stream(backlog, move |tx| async move {
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(c) if c.resource == resource && c.rv > last => {
+                            if tx.send(line(&c)).await.is_err() { return; }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    _ = async { let _ = down.wait_for(|d| *d).await; } => return,
+                }
+            }
+        });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(stream)
+            .expect("response");
+    }
+    let inner = s.inner.lock().expect("lock");
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((r, _), _)| *r == resource)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let (api_version, kind) = if resource == NAMESPACES {
+        ("v1", "NamespaceList")
+    } else {
+        ("opentelemetry.io/v1alpha1", "InstrumentationList")
+    };
+    axum::Json(json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "items": items
+    }))
+    .into_response()
+}
+
+fn line(c: &Change) -> bytes::Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": c.kind, "object": c.object})).expect("json");
+    v.push(b'\n');
+    v.into()
+}
+
+/// A streaming body: the backlog first, then whatever `f` sends.
+fn async_stream<F, Fut>(backlog: Vec<Change>, f: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<bytes::Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let live = f(tx.clone());
+    tokio::spawn(async move {
+        for c in &backlog {
+            if tx.send(line(c)).await.is_err() {
+                return;
+            }
+        }
+        drop(tx);
+        live.await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Body::from_stream(stream)
+}
+
+pub fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+pub fn instrumentation(ns: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "opentelemetry.io/v1alpha1", "kind": "Instrumentation",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec
+    })
+}
