@@ -374,8 +374,6 @@ fn convert_instrumentation(obj: DynamicObject) -> Option<(String, Instrumentatio
     Some((
         format!("{ns}/{name}"),
         Instrumentation {
-            api_version: instrumentation::API_VERSION.into(),
-            kind: instrumentation::KIND.into(),
             metadata: obj.metadata,
             spec,
         },

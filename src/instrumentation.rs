@@ -11,27 +11,34 @@ use k8s_openapi::api::core::v1::{
     EnvVar, PersistentVolumeClaimTemplate, ResourceRequirements, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "opentelemetry.io/v1alpha1";
 pub const KIND: &str = "Instrumentation";
 
-/// An `Instrumentation` object as read from a file or, later, the cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Instrumentation {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: InstrumentationSpec,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The spec of an `Instrumentation`. The derive also generates the
+/// `Instrumentation` resource type and its CRD (`otel-admission crd`).
+///
+/// The CRD keeps unknown spec fields (`x-kubernetes-preserve-unknown-fields`):
+/// objects written for a newer operator are stored intact, not pruned, even
+/// where we do not read a field.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "opentelemetry.io",
+    version = "v1alpha1",
+    kind = "Instrumentation",
+    namespaced,
+    shortname = "otelinst",
+    shortname = "otelinsts",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".spec.exporter.endpoint"}"#,
+    printcolumn = r#"{"name":"Sampler","type":"string","jsonPath":".spec.sampler.type"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 #[serde(rename_all = "camelCase")]
 pub struct InstrumentationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,7 +74,7 @@ pub struct InstrumentationSpec {
     pub nginx: Option<Nginx>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Exporter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +83,7 @@ pub struct Exporter {
     pub tls: Option<ExporterTls>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ExporterTls {
     #[serde(
         default,
@@ -99,7 +106,7 @@ pub struct ExporterTls {
 }
 
 /// The operator's propagator enum; anything else is rejected with the field path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Propagator {
     Tracecontext,
@@ -127,7 +134,7 @@ impl Propagator {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sampler {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -136,7 +143,7 @@ pub struct Sampler {
     pub argument: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerType {
     AlwaysOn,
@@ -170,7 +177,7 @@ impl SamplerType {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Resource {
     #[serde(
         default,
@@ -186,7 +193,7 @@ pub struct Resource {
     pub add_k8s_uid_attributes: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Defaults {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -194,7 +201,7 @@ pub struct Defaults {
 }
 
 /// Node.js, Python and .NET share this shape in the operator's schema.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Language {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,7 +216,7 @@ pub struct Language {
     pub resource_requirements: Option<ResourceRequirements>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Java {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,13 +234,13 @@ pub struct Java {
     pub extensions: Vec<JavaExtension>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JavaExtension {
     pub image: String,
     pub dir: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Go {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +257,7 @@ pub struct Go {
     pub security_context: Option<SecurityContext>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApacheHttpd {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,7 +278,7 @@ pub struct ApacheHttpd {
     pub resource_requirements: Option<ResourceRequirements>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Nginx {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,6 +426,10 @@ spec:
 "#;
         let inst: Instrumentation = serde_yaml_ng::from_str(yaml).expect("parses");
         assert_eq!(inst.metadata.name.as_deref(), Some("my-instrumentation"));
+        assert_eq!(
+            serde_json::to_value(&inst).expect("ser")["apiVersion"],
+            API_VERSION
+        );
         assert_eq!(inst.spec.propagators.len(), 3);
         assert!(
             inst.spec
