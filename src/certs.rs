@@ -88,7 +88,17 @@ impl Bundle {
         base64::engine::general_purpose::STANDARD.encode(&self.ca_cert_pem)
     }
 
-    /// Writes `ca.crt`, `ca.key`, `tls.crt` and `tls.key` into `dir`; keys are 0600.
+    /// A kustomize JSON 6902 patch setting the caBundle of a webhook
+    /// configuration's first webhook (the dev overlay applies it to both).
+    pub fn cabundle_patch(&self) -> String {
+        format!(
+            "# Written by `otel-admission certs`.\n- op: add\n  path: /webhooks/0/clientConfig/caBundle\n  value: {}\n",
+            self.ca_bundle()
+        )
+    }
+
+    /// Writes `ca.crt`, `ca.key`, `tls.crt`, `tls.key` (keys 0600) and
+    /// `cabundle-patch.yaml` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), CertsError> {
         std::fs::create_dir_all(dir).map_err(|source| CertsError::Write {
             path: dir.to_owned(),
@@ -98,6 +108,11 @@ impl Bundle {
         write_file(&dir.join("ca.key"), &self.ca_key_pem, true)?;
         write_file(&dir.join("tls.crt"), &self.cert_pem, false)?;
         write_file(&dir.join("tls.key"), &self.key_pem, true)?;
+        write_file(
+            &dir.join("cabundle-patch.yaml"),
+            &self.cabundle_patch(),
+            false,
+        )?;
         Ok(())
     }
 }

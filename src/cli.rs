@@ -296,7 +296,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<()> {
     let bundle = Bundle::generate(&names, args.days)?;
     bundle.write(&args.out)?;
     eprintln!(
-        "wrote ca.crt, ca.key, tls.crt, tls.key to {} for {}; caBundle follows",
+        "wrote ca.crt, ca.key, tls.crt, tls.key, cabundle-patch.yaml to {} for {}; caBundle follows",
         args.out.display(),
         names.join(", ")
     );

@@ -123,3 +123,306 @@ fn the_operator_example_instrumentation_round_trips() {
     let back = serde_json::to_value(&typed).expect("serializes");
     assert_eq!(back, original, "no field lost or added");
 }
+
+fn one<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} missing"))
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> &'a str {
+    container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("env {name}"))
+}
+
+fn port_of(addr: &str) -> u64 {
+    addr.rsplit(':')
+        .next()
+        .expect("port")
+        .parse()
+        .expect("number")
+}
+
+/// Renders the dev overlay in a scratch copy, after `otel-admission certs`.
+fn render_dev() -> (Vec<Value>, String) {
+    let scratch = tempfile::tempdir().expect("tmp");
+    let copy = Command::new("cp")
+        .args(["-r", &format!("{ROOT}/manifests")])
+        .arg(scratch.path())
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+        .args(["certs", "--out"])
+        .arg(scratch.path().join("manifests/overlays/dev/certs"))
+        .output()
+        .expect("certs");
+    assert!(out.status.success());
+    let ca = std::fs::read_to_string(scratch.path().join("manifests/overlays/dev/certs/ca.crt"))
+        .expect("ca");
+    let rendered = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(scratch.path().join("manifests/overlays/dev"))
+        .output()
+        .expect("kubectl");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let text = String::from_utf8(rendered.stdout).expect("utf8");
+    let objs = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("parses"))
+        .collect();
+    (objs, ca)
+}
+
+fn check_common(objs: &[Value]) {
+    // Webhooks point at the Service, which points at the port `serve` listens on.
+    let deploy = one(objs, "Deployment", "otel-admission");
+    let pod = &deploy["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let port_named = |name: &str| {
+        c["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"] == name)
+            .expect("port")["containerPort"]
+            .as_u64()
+            .expect("n")
+    };
+    assert_eq!(
+        port_named("webhook"),
+        port_of(env_value(c, "OTEL_ADMISSION_LISTEN"))
+    );
+    assert_eq!(
+        port_named("admin"),
+        port_of(env_value(c, "OTEL_ADMISSION_ADMIN_LISTEN"))
+    );
+    let svc = one(objs, "Service", "otel-admission");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
+    let metrics_svc = one(objs, "Service", "otel-admission-metrics");
+    assert_eq!(metrics_svc["spec"]["ports"][0]["targetPort"], "admin");
+    for (kind, path) in [
+        ("MutatingWebhookConfiguration", "/mutate"),
+        ("ValidatingWebhookConfiguration", "/validate"),
+    ] {
+        let wh = &one(objs, kind, "otel-admission")["webhooks"][0];
+        let s = &wh["clientConfig"]["service"];
+        assert_eq!(s["name"], "otel-admission", "{kind}");
+        assert_eq!(s["namespace"], "otel-admission", "{kind}");
+        assert_eq!(s["port"], 443, "{kind}");
+        assert_eq!(s["path"], path, "{kind}");
+        assert_eq!(wh["admissionReviewVersions"], serde_json::json!(["v1"]));
+        assert_eq!(wh["sideEffects"], "None");
+        assert_eq!(wh["timeoutSeconds"], 5);
+        assert_eq!(wh["matchPolicy"], "Equivalent");
+        // The namespace selector keeps system namespaces and ourselves out.
+        let exprs = wh["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .expect("exprs");
+        let names = exprs
+            .iter()
+            .find(|e| e["key"] == "kubernetes.io/metadata.name")
+            .expect("name expr");
+        assert_eq!(names["operator"], "NotIn");
+        for ns in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "otel-admission",
+        ] {
+            assert!(
+                names["values"]
+                    .as_array()
+                    .expect("v")
+                    .iter()
+                    .any(|v| v == ns),
+                "{kind} excludes {ns}"
+            );
+        }
+        // Our own pods never match the objectSelector.
+        let labels = pod["metadata"]["labels"].as_object().expect("labels");
+        let obj = wh["objectSelector"]["matchExpressions"]
+            .as_array()
+            .expect("obj exprs");
+        assert!(
+            obj.iter().any(|e| e["operator"] == "NotIn"
+                && labels
+                    .get(e["key"].as_str().expect("k"))
+                    .is_some_and(|v| e["values"].as_array().expect("v").contains(v))),
+            "{kind}: objectSelector must exclude the webhook's own pods"
+        );
+    }
+    let mwh = &one(objs, "MutatingWebhookConfiguration", "otel-admission")["webhooks"][0];
+    assert_eq!(mwh["failurePolicy"], "Ignore");
+    assert_eq!(mwh["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(
+        mwh["rules"],
+        serde_json::json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}])
+    );
+    let disabled = mwh["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .any(|e| {
+            e["key"] == "otel-admission.io/inject"
+                && e["operator"] == "NotIn"
+                && e["values"] == serde_json::json!(["disabled"])
+        });
+    assert!(
+        disabled,
+        "namespaces labelled otel-admission.io/inject=disabled are skipped"
+    );
+
+    // Restricted, highly available, probed on the admin port.
+    assert!(deploy["spec"]["replicas"].as_u64().expect("replicas") >= 2);
+    assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_object());
+    let pdb = one(objs, "PodDisruptionBudget", "otel-admission");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    let psc = &pod["spec"]["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true);
+    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["runAsUser"].as_u64().expect("uid") > 0);
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
+    }
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        c["resources"]["limits"]["memory"].is_string()
+            && c["resources"]["requests"]["cpu"].is_string()
+    );
+    let tls = pod["spec"]["volumes"]
+        .as_array()
+        .expect("vols")
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("tls volume");
+    assert_eq!(
+        tls["secret"]["secretName"], "otel-admission-tls",
+        "the Secret is a volume, so rotation reaches the pod"
+    );
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .expect("m")
+            .iter()
+            .all(|m| m.get("subPath").is_none()),
+        "subPath mounts never update"
+    );
+
+    // The shipped config is valid.
+    let cm = one(objs, "ConfigMap", "otel-admission-config");
+    let cfg = otel_admission::config::Config::from_yaml(
+        cm["data"]["config.yaml"].as_str().expect("config.yaml"),
+        "ConfigMap",
+    )
+    .expect("the shipped config parses");
+    assert_eq!(cfg.server.namespace.as_deref(), Some("otel-admission"));
+    assert!(!cfg.rules.is_empty());
+}
+
+#[test]
+fn the_cert_manager_overlay_is_consistent() {
+    let objs = kustomize("manifests/overlays/cert-manager");
+    check_common(&objs);
+    let cert = one(&objs, "Certificate", "otel-admission");
+    assert_eq!(cert["metadata"]["namespace"], "otel-admission");
+    assert_eq!(cert["spec"]["secretName"], "otel-admission-tls");
+    let dns = cert["spec"]["dnsNames"].as_array().expect("dns");
+    assert!(
+        dns.iter().any(|d| d == "otel-admission.otel-admission.svc"),
+        "the name the API server dials"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            one(&objs, kind, "otel-admission")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "otel-admission/otel-admission"
+        );
+    }
+    let issuer = &cert["spec"]["issuerRef"]["name"];
+    assert_eq!(
+        one(&objs, "Issuer", issuer.as_str().expect("issuer"))["spec"]["ca"]["secretName"],
+        "otel-admission-ca"
+    );
+}
+
+#[test]
+fn the_dev_overlay_carries_a_static_pair_and_its_ca_bundle() {
+    use base64::Engine as _;
+    let (objs, ca) = render_dev();
+    check_common(&objs);
+    let secret = one(&objs, "Secret", "otel-admission-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["namespace"], "otel-admission");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let b64 = one(&objs, kind, "otel-admission")["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .expect("caBundle")
+            .to_string();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+        assert_eq!(String::from_utf8(pem).expect("pem"), ca, "{kind}");
+    }
+}
+
+#[test]
+fn monitoring_renders_with_a_labelled_dashboard() {
+    let objs = kustomize("manifests/monitoring");
+    let sm = one(&objs, "ServiceMonitor", "otel-admission");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
+    let base = kustomize("manifests/base");
+    let svc = one(&base, "Service", "otel-admission-metrics");
+    let sel = sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("sel");
+    for (k, v) in sel {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the metrics Service"
+        );
+    }
+    let rule = one(&objs, "PrometheusRule", "otel-admission");
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["alert"].as_str().expect("alert"))
+        .collect();
+    for a in [
+        "OtelAdmissionErrorRate",
+        "OtelAdmissionLatencyNearTimeout",
+        "OtelAdmissionCertificateExpiresSoon",
+        "OtelAdmissionPolicyReloadFailing",
+        "OtelAdmissionCacheNotReady",
+    ] {
+        assert!(alerts.contains(&a), "{a}");
+    }
+    let cm = one(&objs, "ConfigMap", "otel-admission-dashboard");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dash: Value =
+        serde_json::from_str(cm["data"]["otel-admission.json"].as_str().expect("json"))
+            .expect("dashboard JSON");
+    assert!(dash["panels"].as_array().expect("panels").len() >= 6);
+}
