@@ -151,10 +151,12 @@ pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Json>, PolicyError
     Ok(out)
 }
 
-/// A regorus engine with OPA's builtin-error behaviour (see [`super`]).
+/// A regorus engine with OPA's builtin behaviour: non-strict errors and
+/// Go's `sprintf` (see [`super::compat`]).
 pub fn new_engine() -> regorus::Engine {
     let mut e = regorus::Engine::new();
     e.set_strict_builtin_errors(false);
+    super::compat::install(&mut e);
     e
 }
 

@@ -216,7 +216,7 @@ impl Template {
     pub fn add_to(&self, engine: &mut regorus::Engine) -> Result<(), PolicyError> {
         for (label, src, v0) in &self.modules {
             engine.set_rego_v0(*v0);
-            let r = engine.add_policy(label.clone(), src.clone());
+            let r = engine.add_policy(label.clone(), super::compat::preprocess(src, *v0));
             engine.set_rego_v0(false);
             r.map_err(|e| PolicyError::Rego {
                 path: self.path.clone(),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{PolicyError, rego_message};
+use super::{PolicyError, compat, rego_message};
 
 /// The package prefix whose modules are enforced.
 pub const ROOT: &str = "kubernetes.admission";
@@ -28,12 +28,12 @@ pub fn add_module(
 ) -> Result<Module, PolicyError> {
     let label = path.display().to_string();
     engine.set_rego_v0(false);
-    let v1 = engine.add_policy(label.clone(), src.to_string());
+    let v1 = engine.add_policy(label.clone(), compat::preprocess(src, false));
     let package = match v1 {
         Ok(p) => p,
         Err(e1) if !src.contains("import rego.v1") => {
             engine.set_rego_v0(true);
-            let v0 = engine.add_policy(label.clone(), src.to_string());
+            let v0 = engine.add_policy(label.clone(), compat::preprocess(src, true));
             engine.set_rego_v0(false);
             match v0 {
                 Ok(p) => p,
