@@ -53,7 +53,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a development CA and serving certificate; print the caBundle.
     Certs(CertsArgs),
     /// Test, verify and evaluate Rego policies offline.
@@ -157,7 +157,7 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(serve(args))),
+            .and_then(|rt| rt.block_on(serve(*args))),
         Command::Certs(args) => certs(args),
         Command::Policy(cmd) => match policy(cmd) {
             Ok(code) => return code,
@@ -380,7 +380,9 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
         let req = &review["request"];
         let what = format!(
             "{}/{}",
-            req.pointer("/kind/kind").and_then(|v| v.as_str()).unwrap_or(""),
+            req.pointer("/kind/kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or(""),
             req.pointer("/object/metadata/name")
                 .and_then(|v| v.as_str())
                 .unwrap_or("<generated>")
@@ -397,7 +399,10 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
             );
         }
         for (p, e) in &outcome.errors {
-            errors.push(format!("{}: document {i} {what}: [{p}] {e}", name.display()));
+            errors.push(format!(
+                "{}: document {i} {what}: [{p}] {e}",
+                name.display()
+            ));
         }
         if outcome.violations.is_empty() && outcome.errors.is_empty() {
             eprintln!("{}: document {i} {what}: no violations", name.display());

@@ -34,7 +34,7 @@ pub mod testing;
 
 use std::path::PathBuf;
 
-pub use engine::{Outcome, PolicySet, Policies, Violation};
+pub use engine::{Outcome, Policies, PolicySet, Violation};
 
 /// Why a policy directory, file or document cannot be used. Every variant
 /// names the file.
@@ -55,7 +55,9 @@ pub enum PolicyError {
         field: String,
         message: String,
     },
-    #[error("{path}: document {doc}: constraint {name:?} refers to kind {kind:?}, which no ConstraintTemplate defines")]
+    #[error(
+        "{path}: document {doc}: constraint {name:?} refers to kind {kind:?}, which no ConstraintTemplate defines"
+    )]
     UnknownTemplate {
         path: PathBuf,
         doc: usize,

@@ -32,7 +32,10 @@ fn v0_multi_body_partial_set_is_a_union() {
     let src = r#"package t
 deny[msg] { input.a == 1; msg := "a" } { input.b == 1; msg := "b" }
 "#;
-    assert_eq!(eval(src, "deny", json!({"a": 1, "b": 1})), Some(json!(["a", "b"])));
+    assert_eq!(
+        eval(src, "deny", json!({"a": 1, "b": 1})),
+        Some(json!(["a", "b"]))
+    );
     assert_eq!(eval(src, "deny", json!({"b": 1})), Some(json!(["b"])));
 }
 
@@ -111,10 +114,7 @@ deny contains v if v := object.get(input.x, "k", "default")
 deny contains v if v := to_number("not a number")
 "#;
     assert_eq!(eval(src, "got", json!({"x": null})), None);
-    assert_eq!(
-        eval(src, "got", json!({"x": {"k": "v"}})),
-        Some(json!("v"))
-    );
+    assert_eq!(eval(src, "got", json!({"x": {"k": "v"}})), Some(json!("v")));
     assert_eq!(
         eval(src, "deny", json!({"x": null})),
         Some(json!(["from a good body"]))

@@ -100,7 +100,9 @@ async fn deny_warn_and_dryrun_over_tls() {
 
     // Deny: 403 listing every message of every denying policy.
     let labels = json!({"bad": "yes", "legacy": "1", "team": "a"});
-    let (code, v) = s.post("/validate", &review("u1", "CREATE", pod(labels))).await;
+    let (code, v) = s
+        .post("/validate", &review("u1", "CREATE", pod(labels)))
+        .await;
     assert_eq!(code, 200);
     let r = &v["response"];
     assert_eq!(r["uid"], "u1");
@@ -117,7 +119,9 @@ async fn deny_warn_and_dryrun_over_tls() {
 
     // Warn (native and Gatekeeper) as warnings; dryrun only in metrics.
     let labels = json!({"debug": "1", "canary": "1"});
-    let (_, v) = s.post("/validate", &review("u2", "CREATE", pod(labels))).await;
+    let (_, v) = s
+        .post("/validate", &review("u2", "CREATE", pod(labels)))
+        .await;
     let r = &v["response"];
     assert_eq!(r["allowed"], true, "{v}");
     let warnings: Vec<&str> = r["warnings"]
@@ -171,7 +175,11 @@ async fn hot_reload_swaps_and_a_broken_file_keeps_the_old_set() {
     .await;
     assert!(swapped, "changed policy applied");
 
-    std::fs::write(d.path().join("broken.rego"), "package kubernetes.admission.broken\ndeny[ {").expect("w");
+    std::fs::write(
+        d.path().join("broken.rego"),
+        "package kubernetes.admission.broken\ndeny[ {",
+    )
+    .expect("w");
     let counted = common::eventually(Duration::from_secs(10), || async {
         s.admin_get("/metrics")
             .await
@@ -181,7 +189,10 @@ async fn hot_reload_swaps_and_a_broken_file_keeps_the_old_set() {
     .await;
     assert!(counted, "broken reload counted");
     let (_, v) = s.post("/validate", &body).await;
-    assert_eq!(v["response"]["allowed"], false, "old set still serving: {v}");
+    assert_eq!(
+        v["response"]["allowed"], false,
+        "old set still serving: {v}"
+    );
     assert!(
         v["response"]["status"]["message"]
             .as_str()
@@ -205,7 +216,9 @@ async fn evaluation_time_limit_is_an_internal_error() {
     std::fs::write(d.path().join("slow.rego"), SLOW).expect("w");
     let (s, _p) = serve_policies(d.path(), Duration::from_millis(100), FailureMode::Allow).await;
     let started = std::time::Instant::now();
-    let (_, v) = s.post("/validate", &review("u1", "CREATE", pod(json!({})))).await;
+    let (_, v) = s
+        .post("/validate", &review("u1", "CREATE", pod(json!({}))))
+        .await;
     assert!(started.elapsed() < Duration::from_secs(3), "limit enforced");
     assert_eq!(v["response"]["allowed"], true, "failureMode allow: {v}");
     let w = v["response"]["warnings"][0].as_str().expect("warning");
@@ -215,7 +228,9 @@ async fn evaluation_time_limit_is_an_internal_error() {
     ));
 
     let (s, _p) = serve_policies(d.path(), Duration::from_millis(100), FailureMode::Deny).await;
-    let (_, v) = s.post("/validate", &review("u2", "CREATE", pod(json!({})))).await;
+    let (_, v) = s
+        .post("/validate", &review("u2", "CREATE", pod(json!({}))))
+        .await;
     assert_eq!(v["response"]["allowed"], false, "failureMode deny: {v}");
 }
 
@@ -249,7 +264,8 @@ fn injected_pod() -> Value {
 
 #[test]
 fn an_injected_compliant_pod_passes_the_shipped_pack() {
-    let set = PolicySet::load_dir(&repo().join("policies"), Duration::from_secs(5)).expect("pack compiles");
+    let set = PolicySet::load_dir(&repo().join("policies"), Duration::from_secs(5))
+        .expect("pack compiles");
     let names = set.policy_names();
     for want in [
         "kubernetes.admission.images",
@@ -271,7 +287,10 @@ fn an_injected_compliant_pod_passes_the_shipped_pack() {
     bad["spec"]["containers"][0]["resources"] = json!({});
     bad["spec"]["containers"][0]["securityContext"] = json!({});
     bad["spec"]["containers"][0]["env"][0]["value"] = json!("http://rogue:4318");
-    bad["spec"]["containers"][0].as_object_mut().expect("obj").remove("readinessProbe");
+    bad["spec"]["containers"][0]
+        .as_object_mut()
+        .expect("obj")
+        .remove("readinessProbe");
     bad["metadata"]["labels"] = json!({});
     let out = set.evaluate(&review("u", "CREATE", bad), &|_: &str| None);
     let policies: std::collections::BTreeSet<&str> =
@@ -282,7 +301,11 @@ fn an_injected_compliant_pod_passes_the_shipped_pack() {
 // === the binary ===
 
 fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(cwd).output().expect("run");
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -294,7 +317,10 @@ fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
 fn policy_test_and_verify_pass_on_the_shipped_pack() {
     let (code, out, err) = run(&["policy", "test", "policies/"], &repo());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("data.kubernetes.admission.images_test.test_latest_denied: PASS"), "{out}");
+    assert!(
+        out.contains("data.kubernetes.admission.images_test.test_latest_denied: PASS"),
+        "{out}"
+    );
     assert!(!out.contains("FAIL"), "{out}");
     let (code, out, err) = run(&["policy", "verify", "policies/"], &repo());
     assert_eq!(code, 0, "{out}{err}");
@@ -315,9 +341,18 @@ fn policy_test_reports_failures_and_broken_files() {
     .expect("w");
     let (code, out, _) = run(&["policy", "test", "."], d.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("data.kubernetes.admission.two_test.test_good: PASS"), "{out}");
-    assert!(out.contains("data.kubernetes.admission.two_test.test_wrong: FAIL"), "{out}");
-    assert!(out.contains("PASS: 1/2") && out.contains("FAIL: 1/2"), "{out}");
+    assert!(
+        out.contains("data.kubernetes.admission.two_test.test_good: PASS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("data.kubernetes.admission.two_test.test_wrong: FAIL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS: 1/2") && out.contains("FAIL: 1/2"),
+        "{out}"
+    );
 
     std::fs::write(d.path().join("broken.rego"), "package x\ndeny[ {").expect("w");
     let (code, _, err) = run(&["policy", "test", "."], d.path());
@@ -329,7 +364,12 @@ fn policy_test_reports_failures_and_broken_files() {
 fn policy_verify_fails_a_wrong_assertion() {
     let d = tempfile::tempdir().expect("tmp");
     let src = repo().join("policies/gatekeeper/otlp-endpoint");
-    for f in ["template.yaml", "constraint.yaml", "samples/approved.yaml", "samples/unapproved.yaml"] {
+    for f in [
+        "template.yaml",
+        "constraint.yaml",
+        "samples/approved.yaml",
+        "samples/unapproved.yaml",
+    ] {
         std::fs::create_dir_all(d.path().join("samples")).expect("mkdir");
         std::fs::copy(src.join(f), d.path().join(f)).expect("copy");
     }
@@ -350,15 +390,26 @@ fn policy_eval_prints_violations_for_objects_and_reviews() {
     std::fs::write(d.path().join("bad.yaml"), bad).expect("w");
     let policies = repo().join("policies");
     let p = policies.to_str().expect("utf8");
-    let (code, out, err) = run(&["policy", "eval", "-f", "bad.yaml", "--policies", p], d.path());
+    let (code, out, err) = run(
+        &["policy", "eval", "-f", "bad.yaml", "--policies", p],
+        d.path(),
+    );
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("deny [kubernetes.admission.images] container \"app\": image \"nginx\" has no tag"), "{out}");
+    assert!(
+        out.contains(
+            "deny [kubernetes.admission.images] container \"app\": image \"nginx\" has no tag"
+        ),
+        "{out}"
+    );
     assert!(out.contains("deny [restricted-security-context]"), "{out}");
     assert!(out.contains("warn [kubernetes.admission.labels]"), "{out}");
 
     let good = serde_json::to_string(&review("r1", "CREATE", injected_pod())).expect("json");
     std::fs::write(d.path().join("good.json"), good).expect("w");
-    let (code, out, err) = run(&["policy", "eval", "-f", "good.json", "--policies", p], d.path());
+    let (code, out, err) = run(
+        &["policy", "eval", "-f", "good.json", "--policies", p],
+        d.path(),
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("no violations"), "{err}");
 }

@@ -98,7 +98,8 @@ pub fn separate_paren_lines(src: &str) -> Cow<'_, str> {
             && newline_since_last
             && stack.last() == Some(&b'{')
             && let Some((end, prev)) = last
-            && (prev.is_ascii_alphanumeric() || matches!(prev, b'_' | b')' | b']' | b'}' | b'"' | b'`'))
+            && (prev.is_ascii_alphanumeric()
+                || matches!(prev, b'_' | b')' | b']' | b'}' | b'"' | b'`'))
         {
             inserts.push((end, ";".to_string()));
         }
@@ -136,8 +137,9 @@ pub fn split_multi_body(src: &str) -> Cow<'_, str> {
                 } else {
                     let before = src[head_start..i].trim_end();
                     body_open = !(before.ends_with('=') || before.is_empty());
-                    head = (body_open && !before.contains("else") && !before.starts_with("default"))
-                        .then(|| before.to_string());
+                    head =
+                        (body_open && !before.contains("else") && !before.starts_with("default"))
+                            .then(|| before.to_string());
                 }
                 after_body = false;
                 line_start = false;
@@ -221,9 +223,15 @@ fn rego_text(v: &regorus::Value) -> String {
         V::Bool(b) => b.to_string(),
         V::Number(n) => n.format_decimal(),
         V::String(s) => serde_json::to_string(s.as_ref()).unwrap_or_else(|_| s.to_string()),
-        V::Array(a) => format!("[{}]", a.iter().map(rego_text).collect::<Vec<_>>().join(", ")),
+        V::Array(a) => format!(
+            "[{}]",
+            a.iter().map(rego_text).collect::<Vec<_>>().join(", ")
+        ),
         V::Set(s) if s.is_empty() => "set()".into(),
-        V::Set(s) => format!("{{{}}}", s.iter().map(rego_text).collect::<Vec<_>>().join(", ")),
+        V::Set(s) => format!(
+            "{{{}}}",
+            s.iter().map(rego_text).collect::<Vec<_>>().join(", ")
+        ),
         V::Object(o) => format!(
             "{{{}}}",
             o.iter()
@@ -322,7 +330,9 @@ fn format_one(verb: char, spec: &Spec, a: &GoArg) -> String {
             .to_string(),
         ('f' | 'F', GoArg::Float(f)) => signed(format!("{:.*}", spec.precision.unwrap_or(6), f)),
         ('f' | 'F', GoArg::Int(i)) => bad_verb(verb, &GoArg::Int(*i)),
-        ('e', GoArg::Float(f)) => signed(go_exp(&format!("{:.*e}", spec.precision.unwrap_or(6), f))),
+        ('e', GoArg::Float(f)) => {
+            signed(go_exp(&format!("{:.*e}", spec.precision.unwrap_or(6), f)))
+        }
         ('g', GoArg::Float(f)) => signed(match spec.precision {
             Some(p) => format!("{:.*}", p, f),
             None => go_float_v(*f),
@@ -362,7 +372,7 @@ pub fn go_sprintf_str(format: &str, args: &[regorus::Value]) -> String {
             }
             chars.next();
         }
-        let mut num = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        let num = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
                 n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
@@ -436,7 +446,11 @@ mod tests {
             "p if {\n\tx := \"a(\";\n\t(x) == \"a(\"\n}\n"
         );
         let op = "p if {\n\tx := 1 +\n\t(2)\n}\n";
-        assert_eq!(separate_paren_lines(op), op, "continuation after an operator");
+        assert_eq!(
+            separate_paren_lines(op),
+            op,
+            "continuation after an operator"
+        );
     }
 
     #[test]
@@ -458,11 +472,38 @@ mod tests {
     #[test]
     fn sprintf_is_go_fmt() {
         let s = |f: &str, a: Vec<V>| go_sprintf_str(f, &a);
-        assert_eq!(s("%s needs %s", vec![V::from("app")]), "app needs %!s(MISSING)");
+        assert_eq!(
+            s("%s needs %s", vec![V::from("app")]),
+            "app needs %!s(MISSING)"
+        );
         assert_eq!(s("%d", vec![V::from("x")]), "%!d(string=x)");
         assert_eq!(s("%s", vec![V::from("a"), V::from(1)]), "a%!(EXTRA int=1)");
-        assert_eq!(s("%v|%d|%5.2f|%-4s|%03d|%%", vec![V::from(1.5), V::from(7), V::from(3.14159), V::from("ab"), V::from(5)]), "1.5|7| 3.14|ab  |005|%");
-        assert_eq!(s("%v %v", vec![V::Bool(true), V::from_json_str("[1,\"a\"]").unwrap_or(V::Null)]), "true [1, \"a\"]");
-        assert_eq!(s("%q %x", vec![V::from("a\"b"), V::from(255)]), "\"a\\\"b\" ff");
+        assert_eq!(
+            s(
+                "%v|%d|%5.2f|%-4s|%03d|%%",
+                vec![
+                    V::from(1.5),
+                    V::from(7),
+                    V::from(1.23456),
+                    V::from("ab"),
+                    V::from(5)
+                ]
+            ),
+            "1.5|7| 1.23|ab  |005|%"
+        );
+        assert_eq!(
+            s(
+                "%v %v",
+                vec![
+                    V::Bool(true),
+                    V::from_json_str("[1,\"a\"]").unwrap_or(V::Null)
+                ]
+            ),
+            "true [1, \"a\"]"
+        );
+        assert_eq!(
+            s("%q %x", vec![V::from("a\"b"), V::from(255)]),
+            "\"a\\\"b\" ff"
+        );
     }
 }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde_json::Value as Json;
 
+use super::PolicyError;
 use super::gatekeeper::{self, Action, Constraint, NamespaceLabels, Template};
 use super::native::{self, Module};
-use super::PolicyError;
 use crate::admission::{Decoded, Validate, Verdict};
 use crate::config::FailureMode;
 use crate::metrics::Metrics;
@@ -342,7 +342,10 @@ impl PolicySet {
                 }
                 let mut found = Vec::new();
                 let mut failed = None;
-                for (rule, on, action) in [("deny", m.deny, Action::Deny), ("warn", m.warn, Action::Warn)] {
+                for (rule, on, action) in [
+                    ("deny", m.deny, Action::Deny),
+                    ("warn", m.warn, Action::Warn),
+                ] {
                     if !on {
                         continue;
                     }
@@ -352,10 +355,12 @@ impl PolicySet {
                             .map_err(classify)
                     });
                     match r {
-                        Ok(v) => found.extend(native::messages(&v).into_iter().map(|message| Violation {
-                            policy: m.package.clone(),
-                            action,
-                            message,
+                        Ok(v) => found.extend(native::messages(&v).into_iter().map(|message| {
+                            Violation {
+                                policy: m.package.clone(),
+                                action,
+                                message,
+                            }
                         })),
                         Err(e) => {
                             failed = Some(e);
@@ -440,15 +445,20 @@ impl Outcome {
         }
         for (policy, e) in &self.errors {
             match failure_mode {
-                FailureMode::Deny => v.denials.push(format!("[{policy}] policy evaluation failed: {e}")),
-                FailureMode::Allow => v.warnings.push(format!(
-                    "otel-admission: policy {policy} not enforced: {e}"
-                )),
+                FailureMode::Deny => v
+                    .denials
+                    .push(format!("[{policy}] policy evaluation failed: {e}")),
+                FailureMode::Allow => v
+                    .warnings
+                    .push(format!("otel-admission: policy {policy} not enforced: {e}")),
             }
         }
         v
     }
 }
+
+/// Where [`Policies`] finds namespace labels (the cluster's namespace cache).
+pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>;
 
 /// The hot-reloadable policy engine behind `/validate`.
 pub struct Policies {
@@ -457,7 +467,7 @@ pub struct Policies {
     eval_timeout: Duration,
     failure_mode: FailureMode,
     metrics: Arc<Metrics>,
-    ns_labels: Option<Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>>,
+    ns_labels: Option<NamespaceLookup>,
     /// Fingerprint of the last content tried, good or bad, so a broken file is
     /// reported once per change rather than once per poll.
     last_tried: Mutex<u64>,
@@ -498,10 +508,7 @@ impl Policies {
     }
 
     /// Sets where namespace labels come from (the cluster's namespace cache).
-    pub fn with_namespace_labels(
-        mut self,
-        f: Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>,
-    ) -> Self {
+    pub fn with_namespace_labels(mut self, f: NamespaceLookup) -> Self {
         self.ns_labels = Some(f);
         self
     }

@@ -102,7 +102,8 @@ pub fn is_constraint(doc: &Json) -> bool {
 }
 
 static PACKAGE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?m)^(\s*)package\s+([A-Za-z0-9_.\[\]\x22]+)").unwrap_or_else(|_| unreachable!())
+    regex::Regex::new(r"(?m)^(\s*)package\s+([A-Za-z0-9_.\[\]\x22]+)")
+        .unwrap_or_else(|_| unreachable!())
 });
 static DATA_LIB: LazyLock<regex::Regex> =
     LazyLock::new(|| regex::Regex::new(r"\bdata\.lib\b").unwrap_or_else(|_| unreachable!()));
@@ -125,14 +126,11 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
         .find(|(_, t)| str_at(t, "/target").is_none_or(|s| s == TARGET))
         .ok_or_else(|| doc_err(path, idx, "spec.targets", format!("no target {TARGET}")))?;
     // `code[]` with engine Rego wins over the legacy `rego` + `libs`.
-    let code = target
-        .get("code")
-        .and_then(Json::as_array)
-        .and_then(|c| {
-            c.iter()
-                .enumerate()
-                .find(|(_, c)| str_at(c, "/engine") == Some("Rego"))
-        });
+    let code = target.get("code").and_then(Json::as_array).and_then(|c| {
+        c.iter()
+            .enumerate()
+            .find(|(_, c)| str_at(c, "/engine") == Some("Rego"))
+    });
     let (rego, libs, v0, field) = match code {
         Some((ci, c)) => {
             let field = format!("spec.targets[{ti}].code[{ci}].source");
@@ -193,7 +191,12 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
             .ok_or_else(|| doc_err(path, idx, &format!("{field}.libs"), "must be a list"))?;
         for (li, lib) in libs.iter().enumerate() {
             let src = lib.as_str().ok_or_else(|| {
-                doc_err(path, idx, &format!("{field}.libs[{li}]"), "must be a string")
+                doc_err(
+                    path,
+                    idx,
+                    &format!("{field}.libs[{li}]"),
+                    "must be a string",
+                )
             })?;
             modules.push((
                 format!("{}#{name}.libs[{li}]", path.display()),
@@ -227,7 +230,12 @@ impl Template {
     }
 }
 
-fn strings(v: Option<&Json>, path: &Path, idx: usize, field: &str) -> Result<Vec<String>, PolicyError> {
+fn strings(
+    v: Option<&Json>,
+    path: &Path,
+    idx: usize,
+    field: &str,
+) -> Result<Vec<String>, PolicyError> {
     match v {
         None | Some(Json::Null) => Ok(Vec::new()),
         Some(Json::Array(a)) => a
@@ -252,10 +260,15 @@ fn label_selector(
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let sel: LabelSelector = serde_json::from_value(v.clone())
-        .map_err(|e| doc_err(path, idx, field, e.to_string()))?;
+    let sel: LabelSelector =
+        serde_json::from_value(v.clone()).map_err(|e| doc_err(path, idx, field, e.to_string()))?;
     if let Some(p) = selector::problems(&sel).into_iter().next() {
-        return Err(doc_err(path, idx, &format!("{field}.{p}"), "invalid selector"));
+        return Err(doc_err(
+            path,
+            idx,
+            &format!("{field}.{p}"),
+            "invalid selector",
+        ));
     }
     Ok(Some(sel))
 }
@@ -296,7 +309,10 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
             ));
         }
     }
-    let scope = get("scope").and_then(Json::as_str).unwrap_or("*").to_string();
+    let scope = get("scope")
+        .and_then(Json::as_str)
+        .unwrap_or("*")
+        .to_string();
     if !matches!(scope.as_str(), "*" | "Cluster" | "Namespaced") {
         return Err(doc_err(
             path,
@@ -326,7 +342,12 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
                 idx,
                 "spec.match.excludedNamespaces",
             )?,
-            label_selector: label_selector(get("labelSelector"), path, idx, "spec.match.labelSelector")?,
+            label_selector: label_selector(
+                get("labelSelector"),
+                path,
+                idx,
+                "spec.match.labelSelector",
+            )?,
             namespace_selector: label_selector(
                 get("namespaceSelector"),
                 path,
@@ -456,7 +477,8 @@ mod tests {
         let team = |n: &str| (n == "pay").then(|| BTreeMap::from([("team".into(), "pay".into())]));
         let pod = review("pay", json!({"app": "a"}));
         assert!(constraint(json!({})).matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}}));
+        let c =
+            constraint(json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}}));
         assert!(!c.matcher.matches(&pod, &none));
         let c = constraint(json!({"match": {"kinds": [{"apiGroups": ["*"], "kinds": ["Pod"]}]}}));
         assert!(c.matcher.matches(&pod, &none));
@@ -466,7 +488,8 @@ mod tests {
         assert!(!c.matcher.matches(&pod, &none));
         let c = constraint(json!({"match": {"labelSelector": {"matchLabels": {"app": "b"}}}}));
         assert!(!c.matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}));
+        let c =
+            constraint(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}));
         assert!(c.matcher.matches(&pod, &team));
         assert!(!c.matcher.matches(&pod, &none), "unknown namespace");
         let c = constraint(json!({"match": {"scope": "Cluster"}}));
@@ -474,7 +497,11 @@ mod tests {
         let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
             "metadata": {"name": "c"}, "spec": {"enforcementAction": "block"}});
         let err = parse_constraint(&doc, Path::new("c.yaml"), 2).expect_err("bad action");
-        assert!(err.to_string().contains("c.yaml: document 2: spec.enforcementAction"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("c.yaml: document 2: spec.enforcementAction"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -487,8 +514,16 @@ mod tests {
                 "libs": ["package lib.util\nmsg := \"hi\""]}]}});
         let t = parse_template(&doc, Path::new("t.yaml"), 0).expect("template");
         assert_eq!(t.package, "gatekeeper.templates.k8sx");
-        assert!(t.modules[0].1.contains("import data.gatekeeper.libs.k8sx.lib.util"));
-        assert!(t.modules[1].1.starts_with("package gatekeeper.libs.k8sx.lib.util"));
+        assert!(
+            t.modules[0]
+                .1
+                .contains("import data.gatekeeper.libs.k8sx.lib.util")
+        );
+        assert!(
+            t.modules[1]
+                .1
+                .starts_with("package gatekeeper.libs.k8sx.lib.util")
+        );
         let mut e = regorus::Engine::new();
         t.add_to(&mut e).expect("compiles");
         e.set_input(regorus::Value::new_object());

@@ -135,8 +135,11 @@ mod tests {
         )
         .expect("v0");
         assert!(!v0.deny && v0.warn);
-        let err = add_module(&mut e, Path::new("c.rego"), "package x\ndeny[ {")
-            .expect_err("broken");
-        assert!(err.to_string().starts_with("c.rego: Rego does not compile"), "{err}");
+        let err =
+            add_module(&mut e, Path::new("c.rego"), "package x\ndeny[ {").expect_err("broken");
+        assert!(
+            err.to_string().starts_with("c.rego: Rego does not compile"),
+            "{err}"
+        );
     }
 }

@@ -85,7 +85,10 @@ pub fn request_for(obj: &Json) -> Json {
     let api_version = obj.get("apiVersion").and_then(Json::as_str).unwrap_or("v1");
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let kind = obj.get("kind").and_then(Json::as_str).unwrap_or("");
-    let name = obj.pointer("/metadata/name").and_then(Json::as_str).unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or("");
     let namespace = obj.pointer("/metadata/namespace").and_then(Json::as_str);
     let resource = format!("{}s", kind.to_ascii_lowercase());
     let mut req = json!({
@@ -118,8 +121,18 @@ fn inventory(objs: &[Json]) -> (Json, BTreeMap<String, BTreeMap<String, String>>
     let mut inv = json!({"cluster": {}, "namespace": {}});
     let mut labels = BTreeMap::new();
     for o in objs {
-        let s = |p: &str| o.pointer(p).and_then(Json::as_str).unwrap_or("").to_string();
-        let (gv, kind, name, ns) = (s("/apiVersion"), s("/kind"), s("/metadata/name"), s("/metadata/namespace"));
+        let s = |p: &str| {
+            o.pointer(p)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (gv, kind, name, ns) = (
+            s("/apiVersion"),
+            s("/kind"),
+            s("/metadata/name"),
+            s("/metadata/namespace"),
+        );
         if kind == "Namespace" {
             let l = o
                 .pointer("/metadata/labels")
@@ -167,14 +180,25 @@ fn expected(a: &Json, path: &Path, field: &str) -> Result<(Option<usize>, bool),
 pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let docs = read_documents(path)?;
-    let suite = docs
-        .iter()
-        .find(|d| is_suite(d))
-        .ok_or_else(|| field_err(path, "kind".into(), format!("no Suite ({SUITE_API_VERSION})")))?;
-    let tests = suite.get("tests").and_then(Json::as_array).cloned().unwrap_or_default();
+    let suite = docs.iter().find(|d| is_suite(d)).ok_or_else(|| {
+        field_err(
+            path,
+            "kind".into(),
+            format!("no Suite ({SUITE_API_VERSION})"),
+        )
+    })?;
+    let tests = suite
+        .get("tests")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (ti, t) in tests.iter().enumerate() {
         let tf = format!("tests[{ti}]");
-        let test_name = t.get("name").and_then(Json::as_str).unwrap_or("").to_string();
+        let test_name = t
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
         let file = |k: &str| -> Result<PathBuf, PolicyError> {
             t.get(k)
                 .and_then(Json::as_str)
@@ -191,10 +215,18 @@ pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
         let mut set = PolicySet::empty(Duration::from_secs(10));
         set.add_template(gatekeeper::parse_template(&tdoc, &tpath, 0)?, 0)?;
         set.add_constraint(gatekeeper::parse_constraint(&cdoc, &cpath, 0)?, 0)?;
-        let cases = t.get("cases").and_then(Json::as_array).cloned().unwrap_or_default();
+        let cases = t
+            .get("cases")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
         for (ci, c) in cases.iter().enumerate() {
             let cf = format!("{tf}.cases[{ci}]");
-            let case_name = c.get("name").and_then(Json::as_str).unwrap_or("").to_string();
+            let case_name = c
+                .get("name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
             let opath = c
                 .get("object")
                 .and_then(Json::as_str)
@@ -210,9 +242,9 @@ pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
                 .iter()
                 .enumerate()
             {
-                let p = p
-                    .as_str()
-                    .ok_or_else(|| field_err(path, format!("{cf}.inventory[{ii}]"), "must be a path"))?;
+                let p = p.as_str().ok_or_else(|| {
+                    field_err(path, format!("{cf}.inventory[{ii}]"), "must be a path")
+                })?;
                 inv_objs.extend(read_documents(&base.join(p))?);
             }
             let (inv, ns_labels) = inventory(&inv_objs);
@@ -227,14 +259,19 @@ pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
                 .iter()
                 .map(|(p, e)| format!("{p}: evaluation error: {e}"))
                 .collect();
-            let assertions = c.get("assertions").and_then(Json::as_array).cloned().unwrap_or_default();
+            let assertions = c
+                .get("assertions")
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (ai, a) in assertions.iter().enumerate() {
                 let af = format!("{cf}.assertions[{ai}]");
                 let (want, _) = expected(a, path, &af)?;
                 let re = match a.get("message").and_then(Json::as_str) {
-                    Some(m) => Some(regex::Regex::new(m).map_err(|e| {
-                        field_err(path, format!("{af}.message"), e.to_string())
-                    })?),
+                    Some(m) => Some(
+                        regex::Regex::new(m)
+                            .map_err(|e| field_err(path, format!("{af}.message"), e.to_string()))?,
+                    ),
                     None => None,
                 };
                 let got = outcome
@@ -252,7 +289,11 @@ pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
                     )),
                     Some(n) if got != n => failures.push(format!(
                         "assertions[{ai}]: got {got} violations{what}, want {n}; messages: {:?}",
-                        outcome.violations.iter().map(|v| &v.message).collect::<Vec<_>>()
+                        outcome
+                            .violations
+                            .iter()
+                            .map(|v| &v.message)
+                            .collect::<Vec<_>>()
                     )),
                     _ => {}
                 }

@@ -193,7 +193,16 @@ mod tests {
         )
         .expect("w");
         let r = run(dir.path(), Duration::from_secs(5)).expect("runs");
-        let status: Vec<_> = r.results.iter().map(|r| (r.name.rsplit('.').next().unwrap_or("").to_string(), r.status.clone())).collect();
+        let status: Vec<_> = r
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.name.rsplit('.').next().unwrap_or("").to_string(),
+                    r.status.clone(),
+                )
+            })
+            .collect();
         assert_eq!(status[0], ("test_pass".into(), Status::Pass));
         assert_eq!(status[1], ("test_fail".into(), Status::Fail));
         assert_eq!(status.len(), 3);
