@@ -413,3 +413,27 @@ fn policy_eval_prints_violations_for_objects_and_reviews() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("no violations"), "{err}");
 }
+
+#[test]
+fn serve_refuses_a_policy_directory_that_does_not_compile() {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(d.path().join("pol")).expect("mkdir");
+    std::fs::write(
+        d.path().join("pol/bad.rego"),
+        "package kubernetes.admission.bad\ndeny[ {",
+    )
+    .expect("w");
+    let out = Command::new(BIN)
+        .args(["serve", "--policies", "pol"])
+        .current_dir(d.path())
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.rego") && err.contains("does not compile"),
+        "{err}"
+    );
+}

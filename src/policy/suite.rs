@@ -336,3 +336,58 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: k8suniquename}
+spec:
+  crd: {spec: {names: {kind: K8sUniqueName}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8suniquename
+        violation[{"msg": msg}] {
+          name := input.review.object.metadata.name
+          data.inventory.namespace[ns][_]["Pod"][name]
+          ns != input.review.namespace
+          msg := sprintf("pod name %v is also used in %v", [name, ns])
+        }
+"#;
+
+    const CONSTRAINT: &str = "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sUniqueName\nmetadata: {name: unique}\nspec:\n  match:\n    namespaceSelector: {matchLabels: {team: pay}}\n";
+
+    /// Inventory reaches `data.inventory`, and its Namespaces feed
+    /// namespaceSelector.
+    #[test]
+    fn inventory_and_namespace_selector() {
+        let d = tempfile::tempdir().expect("tmp");
+        let w = |n: &str, s: &str| std::fs::write(d.path().join(n), s).expect("write");
+        w("t.yaml", TEMPLATE);
+        w("c.yaml", CONSTRAINT);
+        w(
+            "pod.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\n",
+        );
+        w(
+            "inv.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: pay}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: other}\n",
+        );
+        w(
+            "ns-only.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: search}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: other}\n",
+        );
+        w(
+            "suite.yaml",
+            "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: t.yaml\n  constraint: c.yaml\n  cases:\n  - name: dup\n    object: pod.yaml\n    inventory: [inv.yaml]\n    assertions: [{violations: 1, message: also used in other}]\n  - name: other-team\n    object: pod.yaml\n    inventory: [ns-only.yaml]\n    assertions: [{violations: no}]\n  - name: no-inventory\n    object: pod.yaml\n    assertions: [{violations: no}]\n",
+        );
+        let mut r = Report::default();
+        run_suite(&d.path().join("suite.yaml"), &mut r).expect("runs");
+        let failed: Vec<_> = r.cases.iter().filter(|c| !c.failures.is_empty()).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(r.cases.len(), 3);
+    }
+}
