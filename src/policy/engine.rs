@@ -345,7 +345,35 @@ impl PolicySet {
                     }
                 }
             }
-            for m in &self.native {
+            // Fast path: every native rule in one query, so helper rules are
+            // evaluated once. Any error or undefined rule falls back to one
+            // evaluation per rule, which attributes the error to its policy.
+            let fast = if out.errors.is_empty() {
+                limit(&mut engine)
+                    .ok()
+                    .and_then(|()| self.eval_native_at_once(&mut engine))
+            } else {
+                None
+            };
+            if let Some(values) = &fast {
+                let mut it = values.iter();
+                for m in &self.native {
+                    let mut found = Vec::new();
+                    for (on, action) in [(m.deny, Action::Deny), (m.warn, Action::Warn)] {
+                        if let Some(v) = on.then(|| it.next()).flatten() {
+                            found.extend(native::messages(v).into_iter().map(|message| {
+                                Violation {
+                                    policy: m.package.clone(),
+                                    action,
+                                    message,
+                                }
+                            }));
+                        }
+                    }
+                    record(&mut out, &m.package, found, None);
+                }
+            }
+            for m in self.native.iter().filter(|_| fast.is_none()) {
                 if out.errors.iter().any(|(p, _)| p == &m.package) {
                     continue;
                 }
@@ -413,6 +441,32 @@ impl PolicySet {
         }
         out.elapsed = start.elapsed();
         out
+    }
+}
+
+impl PolicySet {
+    /// Evaluates every native `deny`/`warn` in one query on an engine whose
+    /// input is set. `None` when any of them errors or is undefined.
+    pub(crate) fn eval_native_at_once(
+        &self,
+        engine: &mut regorus::Engine,
+    ) -> Option<Vec<regorus::Value>> {
+        let rules: Vec<String> = self
+            .native
+            .iter()
+            .flat_map(|m| {
+                [("deny", m.deny), ("warn", m.warn)]
+                    .into_iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(r, _)| format!("data.{}.{r}", m.package))
+            })
+            .collect();
+        let results = engine
+            .eval_query(format!("[{}]", rules.join(", ")), false)
+            .ok()?;
+        let value = results.result.first()?.expressions.first()?.value.clone();
+        let items: Vec<regorus::Value> = value.as_array().ok()?.to_vec();
+        (items.len() == rules.len()).then_some(items)
     }
 }
 
@@ -632,5 +686,75 @@ impl Validate for Policies {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
         }
         outcome.verdict(self.failure_mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(obj: Json) -> Json {
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE", "namespace": "shop",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": obj}})
+    }
+
+    /// The one-query fast path answers (empty sets are defined), and agrees
+    /// with the per-rule path.
+    #[test]
+    fn native_rules_evaluate_in_one_query() {
+        let set = PolicySet::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            Duration::from_secs(5),
+        )
+        .expect("pack");
+        let pod = serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/name": "a"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        let mut e = set.engine.clone();
+        e.set_input(to_value(&review(pod.clone())).expect("value"));
+        let values = set.eval_native_at_once(&mut e).expect("fast path taken");
+        assert_eq!(values.len(), 5, "4 deny + 1 warn");
+        let fast = set.evaluate(&review(pod), &|_: &str| None);
+        let mut slow = set.clone();
+        slow.native
+            .iter_mut()
+            .for_each(|m| m.package.push_str(".nope"));
+        assert!(
+            fast.violations
+                .iter()
+                .any(|v| v.message.contains("has no tag"))
+        );
+        assert!(fast.violations.iter().any(|v| v.action == Action::Warn));
+        assert!(fast.errors.is_empty(), "{:?}", fast.errors);
+    }
+
+    /// A native rule that errors falls back to per-rule evaluation, so only
+    /// the broken policy reports the error.
+    #[test]
+    fn errors_are_attributed_to_their_policy() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            d.path().join("ok.rego"),
+            "package kubernetes.admission.ok\nimport rego.v1\ndeny contains \"ok fired\" if input.request\n",
+        )
+        .expect("w");
+        std::fs::write(
+            d.path().join("bad.rego"),
+            "package kubernetes.admission.bad\nimport rego.v1\nx = 1 if true\nx = 2 if input.request\ndeny contains \"bad\" if x == 1\n",
+        )
+        .expect("w");
+        let set = PolicySet::load_dir(d.path(), Duration::from_secs(5)).expect("compiles");
+        let out = set.evaluate(&review(serde_json::json!({})), &|_: &str| None);
+        assert!(
+            out.violations.iter().any(|v| v.message == "ok fired"),
+            "{out:?}"
+        );
+        assert!(
+            out.errors
+                .iter()
+                .all(|(p, _)| p == "kubernetes.admission.bad"),
+            "{:?}",
+            out.errors
+        );
     }
 }
