@@ -14,16 +14,16 @@
 //! ## Differences from OPA, and what we do about them
 //!
 //! Pinned by `tests/opa_differences.rs`; also described in `docs/POLICIES.md`.
-//! - **Builtin errors**: OPA makes a failing builtin (`sprintf` with missing
-//!   args, `object.get` on a non-object) undefined; regorus raises by default.
-//!   We turn on regorus' non-strict mode (`set_strict_builtin_errors(false)`).
-//! - **v0 vs v1 syntax**: OPA 1.x parses v1 by default and v0 with
-//!   `--v0-compatible`; kube-mgmt and Gatekeeper policies are mostly v0. A
-//!   native module is parsed as v1 and, when that fails, as v0 (modules that
-//!   `import rego.v1` are v1 only). Gatekeeper Rego follows `source.version`
-//!   (v0 when absent, as Gatekeeper does).
-//! - Multi-body rules, a line starting with `(` and `not` over an undefined
-//!   expression already agree with OPA; their tests pin that.
+//! - **Builtin errors**: OPA makes a failing builtin (`object.get` on null,
+//!   `to_number("x")`) undefined; regorus raises by default. Engine option:
+//!   `set_strict_builtin_errors(false)`.
+//! - **`sprintf`**: OPA's is Go's `fmt.Sprintf` (`%!s(MISSING)`); regorus
+//!   raises. A Go-compatible extension replaces it ([`compat`]).
+//! - **v0 multi-body rules** and **a line starting with `(`**: regorus rejects
+//!   or misreads them; a lexical pre-processing step rewrites them ([`compat`]).
+//! - **`not` with an undefined argument** already agrees; a test pins it.
+//! - **v0 vs v1**: a native module is parsed as v1 and, when that fails, as
+//!   v0 (OPA's `--v0-compatible`); Gatekeeper Rego follows `source.version`.
 
 pub mod compat;
 pub mod engine;
