@@ -437,3 +437,41 @@ fn serve_refuses_a_policy_directory_that_does_not_compile() {
         "{err}"
     );
 }
+
+#[test]
+fn policy_eval_reads_stdin_and_verify_names_a_missing_file() {
+    use std::io::Write as _;
+    let policies = repo().join("policies");
+    let mut child = Command::new(BIN)
+        .args(["policy", "eval", "-f", "-", "--policies"])
+        .arg(&policies)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: app, image: 'nginx:latest'}]\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("<stdin>: document 0 Pod/a: deny [kubernetes.admission.images]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("uses the :latest tag"), "{stdout}");
+
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        d.path().join("suite.yaml"),
+        "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: missing.yaml\n  constraint: c.yaml\n",
+    )
+    .expect("w");
+    let (code, _, err) = run(&["policy", "verify", "."], d.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.yaml"), "{err}");
+}
