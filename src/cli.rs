@@ -203,17 +203,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .policies
         .clone()
         .unwrap_or_else(|| config.policies.dir.clone());
-    let policies = Arc::new(Policies::load(
-        &dir,
-        config.policies.eval_timeout,
-        config.failure_mode,
-        metrics.clone(),
-    )?);
+    let policies_timeout = config.policies.eval_timeout;
+    let failure_mode = config.failure_mode;
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let policies = Arc::new(
+        Policies::load(&dir, policies_timeout, failure_mode, metrics.clone())?
+            .with_config(config.clone()),
+    );
     policies_gate.set(true);
     let (stop_reload, stop_rx) = tokio::sync::watch::channel(false);
     let reloader = policies.spawn_reload(settings.reload_poll, stop_rx);
     let app = App {
-        config: Arc::new(ArcSwap::from_pointee(config)),
+        config,
         config_path: args.config.clone(),
         metrics,
         readiness,

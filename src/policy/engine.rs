@@ -529,6 +529,8 @@ pub struct Policies {
     dir: PathBuf,
     eval_timeout: Duration,
     failure_mode: FailureMode,
+    /// When set, `failureMode` and `policies.evalTimeout` follow config reloads.
+    config: Option<Arc<ArcSwap<crate::config::Config>>>,
     metrics: Arc<Metrics>,
     ns_labels: Option<NamespaceLookup>,
     /// Fingerprint of the last content tried, good or bad, so a broken file is
@@ -560,11 +562,12 @@ impl Policies {
         };
         tracing::info!(dir = %dir.display(), policies = ?set.policy_names(), "policies compiled");
         Ok(Self {
-            last_tried: Mutex::new(set.fingerprint),
+            last_tried: Mutex::new(set.fingerprint ^ (eval_timeout.as_nanos() as u64)),
             current: ArcSwap::from_pointee(set),
             dir: dir.to_path_buf(),
             eval_timeout,
             failure_mode,
+            config: None,
             metrics,
             ns_labels: None,
         })
@@ -574,6 +577,25 @@ impl Policies {
     pub fn with_namespace_labels(mut self, f: NamespaceLookup) -> Self {
         self.ns_labels = Some(f);
         self
+    }
+
+    /// Follows the live config for `failureMode` (per request) and
+    /// `policies.evalTimeout` (applied at the next reload).
+    pub fn with_config(mut self, config: Arc<ArcSwap<crate::config::Config>>) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    fn failure_mode(&self) -> FailureMode {
+        self.config
+            .as_ref()
+            .map_or(self.failure_mode, |c| c.load().failure_mode)
+    }
+
+    fn eval_timeout(&self) -> Duration {
+        self.config
+            .as_ref()
+            .map_or(self.eval_timeout, |c| c.load().policies.eval_timeout)
     }
 
     pub fn current(&self) -> Arc<PolicySet> {
@@ -587,7 +609,8 @@ impl Policies {
     /// Re-reads the directory. `Ok(true)` when a new set was swapped in; on
     /// error the previous set keeps serving, and the error is logged and counted.
     pub fn reload(&self) -> Result<bool, PolicyError> {
-        let fp = fingerprint(&self.dir);
+        let timeout = self.eval_timeout();
+        let fp = fingerprint(&self.dir) ^ (timeout.as_nanos() as u64);
         {
             let mut last = self.last_tried.lock().unwrap_or_else(|p| p.into_inner());
             if *last == fp {
@@ -596,9 +619,9 @@ impl Policies {
             *last = fp;
         }
         let loaded = if self.dir.is_dir() {
-            PolicySet::load_dir(&self.dir, self.eval_timeout)
+            PolicySet::load_dir(&self.dir, timeout)
         } else {
-            Ok(PolicySet::empty(self.eval_timeout))
+            Ok(PolicySet::empty(timeout))
         };
         match loaded {
             Ok(set) => {
@@ -662,7 +685,7 @@ impl Validate for Policies {
                     errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
                     ..Default::default()
                 }
-                .verdict(self.failure_mode);
+                .verdict(self.failure_mode());
             }
         };
         let none = |_: &str| None;
@@ -685,7 +708,7 @@ impl Validate for Policies {
         for (policy, e) in &outcome.errors {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
         }
-        outcome.verdict(self.failure_mode)
+        outcome.verdict(self.failure_mode())
     }
 }
 
@@ -755,6 +778,50 @@ mod tests {
                 .all(|(p, _)| p == "kubernetes.admission.bad"),
             "{:?}",
             out.errors
+        );
+    }
+
+    /// `failureMode` follows the live config: an evaluation error is a
+    /// warning under `allow` and a denial under `deny`.
+    #[test]
+    fn failure_mode_follows_the_config() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            d.path().join("bad.rego"),
+            "package kubernetes.admission.bad\nimport rego.v1\nx = 1 if true\nx = 2 if input.request\ndeny contains \"bad\" if x == 1\n",
+        )
+        .expect("w");
+        let config = Arc::new(ArcSwap::from_pointee(crate::config::Config::default()));
+        let p = Policies::load(
+            d.path(),
+            Duration::from_secs(1),
+            FailureMode::Allow,
+            Arc::new(Metrics::new()),
+        )
+        .expect("load")
+        .with_config(config.clone());
+        let body = serde_json::to_vec(&review(serde_json::json!({}))).expect("json");
+        let body = {
+            let mut v: Json = serde_json::from_slice(&body).expect("v");
+            v["request"]["resource"] =
+                serde_json::json!({"group": "", "version": "v1", "resource": "pods"});
+            serde_json::to_vec(&v).expect("json")
+        };
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        let v = p.validate(&decoded);
+        assert!(v.denials.is_empty(), "{v:?}");
+        assert!(
+            v.warnings[0].contains("policy kubernetes.admission.bad not enforced"),
+            "{v:?}"
+        );
+        config.store(Arc::new(crate::config::Config {
+            failure_mode: FailureMode::Deny,
+            ..Default::default()
+        }));
+        let v = p.validate(&decoded);
+        assert!(
+            v.denials[0].starts_with("[kubernetes.admission.bad] policy evaluation failed"),
+            "{v:?}"
         );
     }
 }
