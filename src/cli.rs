@@ -15,6 +15,7 @@ use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
 use crate::cluster::{Caches, ClusterMode};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
+use crate::policy::{self, Policies, PolicySet};
 use crate::server::{self, App, Server, Settings, defaults};
 
 #[derive(Debug, Parser)]
@@ -53,11 +54,48 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a development CA and serving certificate; print the caBundle.
     Certs(CertsArgs),
     /// Print the Instrumentation CRD this server reads, as YAML.
     Crd,
+    /// Test, verify and evaluate Rego policies offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run every `test_` rule in the directory's Rego (`opa test` conventions).
+    Test(PolicyTestArgs),
+    /// Run Gatekeeper Suite files (`gator verify` conventions).
+    Verify(PolicyVerifyArgs),
+    /// Print the violations of the policies for an object or AdmissionReview.
+    Eval(PolicyEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Directory (or single file) of Rego modules and `*_test.rego` tests.
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyVerifyArgs {
+    /// Suite files, or directories searched for them.
+    #[arg(default_value = "policies")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// YAML or JSON input, `-` for stdin: objects (multi-document) or AdmissionReviews.
+    #[arg(short = 'f', long, env = "OTEL_ADMISSION_FILE")]
+    pub file: PathBuf,
+    /// Policy directory.
+    #[arg(long, env = "OTEL_ADMISSION_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
 }
 
 #[derive(Debug, Default, Args)]
@@ -95,6 +133,9 @@ pub struct ServeArgs {
     /// After SIGTERM, keep accepting this long while endpoints drop us [default: 0s].
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Option<Duration>,
+    /// Policy directory, hot-reloaded [default: policies.dir of the config, `policies`].
+    #[arg(long, env = "OTEL_ADMISSION_POLICIES")]
+    pub policies: Option<PathBuf>,
     /// After that, how long in-flight requests get to finish [default: 25s].
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
@@ -122,9 +163,13 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(serve(args))),
+            .and_then(|rt| rt.block_on(serve(*args))),
         Command::Certs(args) => certs(args),
         Command::Crd => crd_yaml().map(|y| print!("{y}")),
+        Command::Policy(cmd) => match policy(cmd) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,7 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = args.settings(&config.server)?;
     let metrics = Arc::new(Metrics::new());
-    let readiness: Arc<server::admin::Readiness> = Arc::default();
+    let readiness = Arc::new(server::admin::Readiness::default());
     let cluster_mode = args.cluster.or(config.server.cluster).unwrap_or_default();
     let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
     let caches = match crate::cluster::connect(cluster_mode).await? {
@@ -171,20 +216,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let policies_gate = readiness.gate("policies");
+    let dir = args
+        .policies
+        .clone()
+        .unwrap_or_else(|| config.policies.dir.clone());
+    let policies_timeout = config.policies.eval_timeout;
+    let failure_mode = config.failure_mode;
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let policies = Arc::new(
+        Policies::load(&dir, policies_timeout, failure_mode, metrics.clone())?
+            .with_config(config.clone()),
+    );
+    policies_gate.set(true);
+    let (stop_reload, _) = tokio::sync::watch::channel(false);
+    let reloader = policies.spawn_reload(settings.reload_poll, stop_reload.subscribe());
     let _ = &caches;
     let app = App {
-        config: Arc::new(ArcSwap::from_pointee(config)),
+        config,
         config_path: args.config.clone(),
         metrics,
         readiness,
         mutator: Arc::new(server::webhook::AllowAll),
-        validator: Arc::new(server::webhook::AllowAll),
+        validator: policies,
     };
     let server = Server::start(settings, app).await?;
     server::shutdown_signal().await;
     server.shutdown();
     server.wait().await;
     stop_caches.send_replace(true);
+    stop_reload.send_replace(true);
+    reloader.abort();
     Ok(())
 }
 
@@ -283,6 +345,108 @@ pub fn crd_yaml() -> anyhow::Result<String> {
         "# Generated by `otel-admission crd`; do not edit.\n{}",
         serde_yaml_ng::to_string(&crd)?
     ))
+}
+
+// === policy ===
+
+/// Offline runs get a generous limit: a laptop is not an API server deadline.
+const OFFLINE_EVAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exit 0 when everything passed, 1 on test failures or denials, 2 (via
+/// `Err`) on unusable input.
+fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Test(a) => {
+            let report = policy::testing::run(&a.dir, OFFLINE_EVAL_TIMEOUT)?;
+            print!("{}", report.render());
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PolicyCommand::Verify(a) => {
+            let suites = policy::suite::find_suites(&a.paths)?;
+            if suites.is_empty() {
+                anyhow::bail!("no Suite files found in {:?}", a.paths);
+            }
+            let mut report = policy::suite::Report::default();
+            for s in &suites {
+                policy::suite::run_suite(s, &mut report)?;
+            }
+            print!("{}", report.render());
+            Ok(if report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PolicyCommand::Eval(a) => policy_eval(&a),
+    }
+}
+
+fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
+    let set = if a.policies.is_dir() {
+        PolicySet::load_dir(&a.policies, OFFLINE_EVAL_TIMEOUT)?
+    } else {
+        anyhow::bail!("--policies {}: not a directory", a.policies.display());
+    };
+    let (text, name) = if a.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
+        (s, PathBuf::from("<stdin>"))
+    } else {
+        (
+            std::fs::read_to_string(&a.file)
+                .with_context(|| format!("{}: cannot read", a.file.display()))?,
+            a.file.clone(),
+        )
+    };
+    let docs = policy::engine::parse_documents(&text, &name)?;
+    let mut denied = false;
+    let mut errors = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let review = policy::suite::review_for(doc);
+        let req = &review["request"];
+        let what = format!(
+            "{}/{}",
+            req.pointer("/kind/kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or(""),
+            req.pointer("/object/metadata/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("<generated>")
+        );
+        let outcome = set.evaluate(&review, &|_: &str| None);
+        for v in &outcome.violations {
+            denied |= v.action == policy::gatekeeper::Action::Deny;
+            println!(
+                "{}: document {i} {what}: {} [{}] {}",
+                name.display(),
+                v.action.as_str(),
+                v.policy,
+                v.message
+            );
+        }
+        for (p, e) in &outcome.errors {
+            errors.push(format!(
+                "{}: document {i} {what}: [{p}] {e}",
+                name.display()
+            ));
+        }
+        if outcome.violations.is_empty() && outcome.errors.is_empty() {
+            eprintln!("{}: document {i} {what}: no violations", name.display());
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("policy evaluation failed:\n{}", errors.join("\n"));
+    }
+    Ok(if denied {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 // === certs ===

@@ -7,6 +7,7 @@
 //! - [`inject`]: the injection core (what to inject, and the patch).
 //! - [`server`]: TLS and admin listeners, reload, shutdown.
 //! - [`config`], [`instrumentation`]: the config file and the operator's schema.
+//! - [`policy`]: the Rego policy engine behind `/validate`, `policy test|verify|eval`.
 //! - [`certs`]: development certificates. [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command line, the only place that uses `anyhow`.
 #![forbid(unsafe_code)]
@@ -19,4 +20,5 @@ pub mod config;
 pub mod inject;
 pub mod instrumentation;
 pub mod metrics;
+pub mod policy;
 pub mod server;

@@ -46,6 +46,13 @@ pub struct RequestLabels {
     pub result: &'static str,
 }
 
+/// `policy` is a package path or constraint name: bounded by the policy set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
@@ -65,6 +72,9 @@ pub struct Metrics {
     pub config_reload_errors: Counter,
     pub tls_reload_errors: Counter,
     pub tls_expiry: Gauge,
+    pub policy_evaluations: Family<PolicyLabels, Counter>,
+    pub policy_evaluation_duration: Histogram,
+    pub policy_reload_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,10 +162,31 @@ impl Metrics {
             "Objects held in the cluster caches, by kind",
             cluster_objects.clone(),
         );
+        let policy_evaluations = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_evaluations",
+            "Policy evaluations by policy and result (allow, deny, warn, dryrun, error)",
+            policy_evaluations.clone(),
+        );
+        let policy_evaluation_duration = Histogram::new(DURATION_BUCKETS);
+        registry.register(
+            "policy_evaluation_duration_seconds",
+            "Time to evaluate every policy for one request",
+            policy_evaluation_duration.clone(),
+        );
+        let policy_reload_errors = Counter::default();
+        registry.register(
+            "policy_reload_errors",
+            "Policy directory reloads rejected; the previous policies keep serving",
+            policy_reload_errors.clone(),
+        );
         Self {
             registry,
             cluster_ready,
             cluster_objects,
+            policy_evaluations,
+            policy_evaluation_duration,
+            policy_reload_errors,
             requests,
             request_duration,
             config_reload_errors,
@@ -179,6 +210,16 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts one policy's evaluation for one request.
+    pub fn observe_policy(&self, policy: &str, result: &'static str) {
+        self.policy_evaluations
+            .get_or_create(&PolicyLabels {
+                policy: policy.to_string(),
+                result,
+            })
+            .inc();
+    }
+
     /// The registry in Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -197,6 +238,8 @@ mod tests {
         let m = Metrics::new();
         m.observe_request(Endpoint::Mutate, RequestResult::Patched, 0.0001);
         m.tls_expiry.set(1_900_000_000);
+        m.observe_policy("kubernetes.admission.images", "deny");
+        m.policy_evaluation_duration.observe(0.0002);
         let text = m.encode();
         for needle in [
             "otel_admission_requests_total{endpoint=\"mutate\",result=\"patched\"} 1",
@@ -204,6 +247,9 @@ mod tests {
             "otel_admission_request_duration_seconds_bucket{le=\"0.0001\",endpoint=\"mutate\"} 1",
             "otel_admission_config_reload_errors_total 0",
             "otel_admission_tls_reload_errors_total 0",
+            "otel_admission_policy_evaluations_total{policy=\"kubernetes.admission.images\",result=\"deny\"} 1",
+            "otel_admission_policy_evaluation_duration_seconds_count 1",
+            "otel_admission_policy_reload_errors_total 0",
             "otel_admission_tls_certificate_expiry_timestamp_seconds 1900000000",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

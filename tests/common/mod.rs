@@ -33,6 +33,8 @@ pub struct Options {
     pub mutator: Arc<dyn Mutate>,
     pub validator: Arc<dyn Validate>,
     pub config_yaml: Option<String>,
+    /// Shared with the validator when it records metrics of its own.
+    pub metrics: Option<Arc<Metrics>>,
     pub tweak: Box<dyn FnOnce(&mut Settings)>,
 }
 
@@ -42,6 +44,7 @@ impl Default for Options {
             mutator: Arc::new(AllowAll),
             validator: Arc::new(AllowAll),
             config_yaml: None,
+            metrics: None,
             tweak: Box::new(|_| {}),
         }
     }
@@ -76,7 +79,7 @@ pub async fn start(opts: Options) -> TestServer {
         reload_poll: Duration::from_millis(500),
     };
     (opts.tweak)(&mut settings);
-    let metrics = Arc::new(Metrics::new());
+    let metrics = opts.metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
     let readiness = Arc::new(Readiness::default());
     let config = Arc::new(ArcSwap::from_pointee(config));
     let app = App {

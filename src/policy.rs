@@ -1,0 +1,79 @@
+//! The policy validation engine (SPEC §7): Rego evaluated in-process by
+//! [regorus](https://github.com/microsoft/regorus), in two forms.
+//!
+//! - [`native`]: OPA kube-mgmt style modules under `kubernetes.admission`,
+//!   `input` = the whole AdmissionReview, `deny`/`warn` sets.
+//! - [`gatekeeper`]: ConstraintTemplates and Constraints, `input =
+//!   {review, parameters}`, `violation[{"msg": ...}]`.
+//!
+//! [`engine`] compiles a directory once into a [`engine::PolicySet`] and
+//! evaluates every policy per request on a clone of the compiled engine;
+//! [`engine::Policies`] is the hot-reloadable [`crate::admission::Validate`]
+//! implementation. [`testing`] is `policy test`, [`suite`] is `policy verify`.
+//!
+//! ## Differences from OPA, and what we do about them
+//!
+//! Pinned by `tests/opa_differences.rs`; also described in `docs/POLICIES.md`.
+//! - **Builtin errors**: OPA makes a failing builtin (`object.get` on null,
+//!   `to_number("x")`) undefined; regorus raises by default. Engine option:
+//!   `set_strict_builtin_errors(false)`.
+//! - **`sprintf`**: OPA's is Go's `fmt.Sprintf` (`%!s(MISSING)`); regorus
+//!   raises. A Go-compatible extension replaces it ([`compat`]).
+//! - **v0 multi-body rules** and **a line starting with `(`**: regorus rejects
+//!   or misreads them; a lexical pre-processing step rewrites them ([`compat`]).
+//! - **`not` with an undefined argument** already agrees; a test pins it.
+//! - **v0 vs v1**: a native module is parsed as v1 and, when that fails, as
+//!   v0 (OPA's `--v0-compatible`); Gatekeeper Rego follows `source.version`.
+
+pub mod compat;
+pub mod engine;
+pub mod gatekeeper;
+pub mod native;
+pub mod suite;
+pub mod testing;
+
+use std::path::PathBuf;
+
+pub use engine::{Outcome, Policies, PolicySet, Violation};
+
+/// Why a policy directory, file or document cannot be used. Every variant
+/// names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: Rego does not compile: {message}")]
+    Rego { path: PathBuf, message: String },
+    #[error("{path}: document {doc}: {field}: {message}")]
+    Document {
+        path: PathBuf,
+        doc: usize,
+        field: String,
+        message: String,
+    },
+    #[error(
+        "{path}: document {doc}: constraint {name:?} refers to kind {kind:?}, which no ConstraintTemplate defines"
+    )]
+    UnknownTemplate {
+        path: PathBuf,
+        doc: usize,
+        name: String,
+        kind: String,
+    },
+    #[error("{path}: document {doc}: duplicate {what} {name:?}")]
+    Duplicate {
+        path: PathBuf,
+        doc: usize,
+        what: &'static str,
+        name: String,
+    },
+}
+
+/// Formats regorus' error chain on one line.
+pub(crate) fn rego_message(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}

@@ -1,0 +1,535 @@
+//! Gatekeeper ConstraintTemplates and Constraints.
+//!
+//! Like Gatekeeper, each template's Rego is isolated: its package is renamed
+//! to `gatekeeper.templates.<kind>` and its libs (`package lib...`, used as
+//! `data.lib...`) to `gatekeeper.libs.<kind>.lib...`, so two templates may
+//! ship different libs under the same name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::Value as Json;
+
+use super::{PolicyError, rego_message};
+use crate::inject::selector;
+
+pub const TEMPLATE_API_GROUP: &str = "templates.gatekeeper.sh";
+pub const CONSTRAINT_API_GROUP: &str = "constraints.gatekeeper.sh";
+const TARGET: &str = "admission.k8s.gatekeeper.sh";
+
+/// What a constraint does with its violations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Deny,
+    Warn,
+    Dryrun,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Warn => "warn",
+            Self::Dryrun => "dryrun",
+        }
+    }
+}
+
+/// A parsed ConstraintTemplate.
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub name: String,
+    /// The Constraint kind it defines (`spec.crd.spec.names.kind`).
+    pub kind: String,
+    /// The renamed entry package, without `data.`.
+    pub package: String,
+    /// `(label, rego, is_v0)` for the entry module and each lib.
+    pub modules: Vec<(String, String, bool)>,
+    pub path: PathBuf,
+}
+
+/// A parsed Constraint.
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    pub name: String,
+    pub kind: String,
+    pub action: Action,
+    pub parameters: Json,
+    pub matcher: Match,
+    pub path: PathBuf,
+}
+
+/// `spec.match`.
+#[derive(Clone, Debug, Default)]
+pub struct Match {
+    /// `(apiGroups, kinds)` pairs; empty means every kind.
+    pub kinds: Vec<(Vec<String>, Vec<String>)>,
+    pub namespaces: Option<Vec<String>>,
+    pub excluded_namespaces: Vec<String>,
+    pub label_selector: Option<LabelSelector>,
+    pub namespace_selector: Option<LabelSelector>,
+    /// `*`, `Cluster` or `Namespaced`.
+    pub scope: String,
+}
+
+/// Labels of a namespace by name, from the cluster cache when there is one.
+pub type NamespaceLabels<'a> = &'a dyn Fn(&str) -> Option<BTreeMap<String, String>>;
+
+fn doc_err(path: &Path, doc: usize, field: &str, message: impl Into<String>) -> PolicyError {
+    PolicyError::Document {
+        path: path.to_path_buf(),
+        doc,
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn str_at<'a>(v: &'a Json, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Json::as_str)
+}
+
+/// Whether a YAML/JSON document is a ConstraintTemplate.
+pub fn is_template(doc: &Json) -> bool {
+    doc.get("kind").and_then(Json::as_str) == Some("ConstraintTemplate")
+        && str_at(doc, "/apiVersion").is_some_and(|a| a.starts_with(TEMPLATE_API_GROUP))
+}
+
+/// Whether a document is a Constraint.
+pub fn is_constraint(doc: &Json) -> bool {
+    str_at(doc, "/apiVersion").is_some_and(|a| a.starts_with(CONSTRAINT_API_GROUP))
+}
+
+static PACKAGE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?m)^(\s*)package\s+([A-Za-z0-9_.\[\]\x22]+)")
+        .unwrap_or_else(|_| unreachable!())
+});
+static DATA_LIB: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"\bdata\.lib\b").unwrap_or_else(|_| unreachable!()));
+
+/// Parses a ConstraintTemplate document.
+pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, PolicyError> {
+    let name = str_at(doc, "/metadata/name")
+        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?
+        .to_string();
+    let kind = str_at(doc, "/spec/crd/spec/names/kind")
+        .ok_or_else(|| doc_err(path, idx, "spec.crd.spec.names.kind", "missing"))?
+        .to_string();
+    let targets = doc
+        .pointer("/spec/targets")
+        .and_then(Json::as_array)
+        .ok_or_else(|| doc_err(path, idx, "spec.targets", "missing or not a list"))?;
+    let (ti, target) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, t)| str_at(t, "/target").is_none_or(|s| s == TARGET))
+        .ok_or_else(|| doc_err(path, idx, "spec.targets", format!("no target {TARGET}")))?;
+    // `code[]` with engine Rego wins over the legacy `rego` + `libs`.
+    let code = target.get("code").and_then(Json::as_array).and_then(|c| {
+        c.iter()
+            .enumerate()
+            .find(|(_, c)| str_at(c, "/engine") == Some("Rego"))
+    });
+    let (rego, libs, v0, field) = match code {
+        Some((ci, c)) => {
+            let field = format!("spec.targets[{ti}].code[{ci}].source");
+            let version = str_at(c, "/source/version").unwrap_or("v0");
+            let v0 = match version {
+                "v0" => true,
+                "v1" => false,
+                other => {
+                    return Err(doc_err(
+                        path,
+                        idx,
+                        &format!("{field}.version"),
+                        format!("must be v0 or v1, got {other:?}"),
+                    ));
+                }
+            };
+            (
+                str_at(c, "/source/rego"),
+                c.pointer("/source/libs"),
+                v0,
+                field,
+            )
+        }
+        None => (
+            str_at(target, "/rego"),
+            target.get("libs"),
+            true,
+            format!("spec.targets[{ti}]"),
+        ),
+    };
+    let rego = rego.ok_or_else(|| doc_err(path, idx, &format!("{field}.rego"), "missing"))?;
+    let lower = kind.to_ascii_lowercase();
+    let package = format!("gatekeeper.templates.{lower}");
+    let lib_root = format!("data.gatekeeper.libs.{lower}.lib");
+    let rewrite = |src: &str, entry: bool| -> String {
+        let src = DATA_LIB.replace_all(src, lib_root.as_str());
+        PACKAGE
+            .replace(&src, |c: &regex::Captures<'_>| {
+                let indent = &c[1];
+                if entry {
+                    format!("{indent}package {package}")
+                } else {
+                    let orig = &c[2];
+                    let rest = orig.strip_prefix("lib").unwrap_or(orig);
+                    format!("{indent}package gatekeeper.libs.{lower}.lib{rest}")
+                }
+            })
+            .into_owned()
+    };
+    let mut modules = vec![(
+        format!("{}#{name}", path.display()),
+        rewrite(rego, true),
+        v0,
+    )];
+    if let Some(libs) = libs {
+        let libs = libs
+            .as_array()
+            .ok_or_else(|| doc_err(path, idx, &format!("{field}.libs"), "must be a list"))?;
+        for (li, lib) in libs.iter().enumerate() {
+            let src = lib.as_str().ok_or_else(|| {
+                doc_err(
+                    path,
+                    idx,
+                    &format!("{field}.libs[{li}]"),
+                    "must be a string",
+                )
+            })?;
+            modules.push((
+                format!("{}#{name}.libs[{li}]", path.display()),
+                rewrite(src, false),
+                v0,
+            ));
+        }
+    }
+    Ok(Template {
+        name,
+        kind,
+        package,
+        modules,
+        path: path.to_path_buf(),
+    })
+}
+
+impl Template {
+    /// Compiles the template's modules into `engine`.
+    pub fn add_to(&self, engine: &mut regorus::Engine) -> Result<(), PolicyError> {
+        for (label, src, v0) in &self.modules {
+            engine.set_rego_v0(*v0);
+            let r = engine.add_policy(label.clone(), super::compat::preprocess(src, *v0));
+            engine.set_rego_v0(false);
+            r.map_err(|e| PolicyError::Rego {
+                path: self.path.clone(),
+                message: format!("template {}: {}", self.name, rego_message(&e)),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn strings(
+    v: Option<&Json>,
+    path: &Path,
+    idx: usize,
+    field: &str,
+) -> Result<Vec<String>, PolicyError> {
+    match v {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| doc_err(path, idx, &format!("{field}[{i}]"), "must be a string"))
+            })
+            .collect(),
+        Some(_) => Err(doc_err(path, idx, field, "must be a list of strings")),
+    }
+}
+
+fn label_selector(
+    v: Option<&Json>,
+    path: &Path,
+    idx: usize,
+    field: &str,
+) -> Result<Option<LabelSelector>, PolicyError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let sel: LabelSelector =
+        serde_json::from_value(v.clone()).map_err(|e| doc_err(path, idx, field, e.to_string()))?;
+    if let Some(p) = selector::problems(&sel).into_iter().next() {
+        return Err(doc_err(
+            path,
+            idx,
+            &format!("{field}.{p}"),
+            "invalid selector",
+        ));
+    }
+    Ok(Some(sel))
+}
+
+/// Parses a Constraint document.
+pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constraint, PolicyError> {
+    let name = str_at(doc, "/metadata/name")
+        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?
+        .to_string();
+    let kind = str_at(doc, "/kind")
+        .ok_or_else(|| doc_err(path, idx, "kind", "missing"))?
+        .to_string();
+    let action = match str_at(doc, "/spec/enforcementAction").unwrap_or("deny") {
+        "deny" => Action::Deny,
+        "warn" => Action::Warn,
+        "dryrun" => Action::Dryrun,
+        other => {
+            return Err(doc_err(
+                path,
+                idx,
+                "spec.enforcementAction",
+                format!("must be deny, warn or dryrun, got {other:?}"),
+            ));
+        }
+    };
+    let m = doc.pointer("/spec/match");
+    let get = |k: &str| m.and_then(|m| m.get(k));
+    let mut kinds = Vec::new();
+    if let Some(ks) = get("kinds").filter(|v| !v.is_null()) {
+        let ks = ks
+            .as_array()
+            .ok_or_else(|| doc_err(path, idx, "spec.match.kinds", "must be a list"))?;
+        for (i, k) in ks.iter().enumerate() {
+            let f = format!("spec.match.kinds[{i}]");
+            kinds.push((
+                strings(k.get("apiGroups"), path, idx, &format!("{f}.apiGroups"))?,
+                strings(k.get("kinds"), path, idx, &format!("{f}.kinds"))?,
+            ));
+        }
+    }
+    let scope = get("scope")
+        .and_then(Json::as_str)
+        .unwrap_or("*")
+        .to_string();
+    if !matches!(scope.as_str(), "*" | "Cluster" | "Namespaced") {
+        return Err(doc_err(
+            path,
+            idx,
+            "spec.match.scope",
+            format!("must be *, Cluster or Namespaced, got {scope:?}"),
+        ));
+    }
+    let namespaces = match get("namespaces").filter(|v| !v.is_null()) {
+        Some(v) => Some(strings(Some(v), path, idx, "spec.match.namespaces")?),
+        None => None,
+    };
+    Ok(Constraint {
+        name,
+        kind,
+        action,
+        parameters: doc
+            .pointer("/spec/parameters")
+            .cloned()
+            .unwrap_or_else(|| Json::Object(Default::default())),
+        matcher: Match {
+            kinds,
+            namespaces,
+            excluded_namespaces: strings(
+                get("excludedNamespaces"),
+                path,
+                idx,
+                "spec.match.excludedNamespaces",
+            )?,
+            label_selector: label_selector(
+                get("labelSelector"),
+                path,
+                idx,
+                "spec.match.labelSelector",
+            )?,
+            namespace_selector: label_selector(
+                get("namespaceSelector"),
+                path,
+                idx,
+                "spec.match.namespaceSelector",
+            )?,
+            scope,
+        },
+        path: path.to_path_buf(),
+    })
+}
+
+/// Gatekeeper's namespace globs: a `*` at the start or the end only.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        name.starts_with(prefix)
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        name.ends_with(suffix)
+    } else {
+        pattern == name
+    }
+}
+
+fn labels_of(obj: Option<&Json>) -> BTreeMap<String, String> {
+    obj.and_then(|o| o.pointer("/metadata/labels"))
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Match {
+    /// Whether the AdmissionRequest `review` is in scope.
+    pub fn matches(&self, review: &Json, ns_labels: NamespaceLabels<'_>) -> bool {
+        let group = str_at(review, "/kind/group").unwrap_or("");
+        let kind = str_at(review, "/kind/kind").unwrap_or("");
+        let obj = review
+            .get("object")
+            .filter(|o| !o.is_null())
+            .or_else(|| review.get("oldObject").filter(|o| !o.is_null()));
+        if !self.kinds.is_empty()
+            && !self.kinds.iter().any(|(groups, kinds)| {
+                let any = |l: &[String], v: &str| l.iter().any(|x| x == "*" || x == v);
+                (groups.is_empty() || any(groups, group)) && (kinds.is_empty() || any(kinds, kind))
+            })
+        {
+            return false;
+        }
+        let namespace = str_at(review, "/namespace")
+            .filter(|s| !s.is_empty())
+            .or_else(|| obj.and_then(|o| str_at(o, "/metadata/namespace")));
+        // A Namespace object is matched by its own name, as in Gatekeeper.
+        let is_namespace = group.is_empty() && kind == "Namespace";
+        let ns_name = if is_namespace {
+            obj.and_then(|o| str_at(o, "/metadata/name"))
+                .or_else(|| str_at(review, "/name"))
+        } else {
+            namespace
+        };
+        match self.scope.as_str() {
+            "Cluster" if namespace.is_some() => return false,
+            "Namespaced" if namespace.is_none() => return false,
+            _ => {}
+        }
+        if let Some(ns) = ns_name {
+            if let Some(list) = &self.namespaces
+                && !list.iter().any(|p| glob_match(p, ns))
+            {
+                return false;
+            }
+            if self.excluded_namespaces.iter().any(|p| glob_match(p, ns)) {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.label_selector
+            && !selector::matches(sel, &labels_of(obj))
+        {
+            return false;
+        }
+        if let Some(sel) = &self.namespace_selector {
+            let labels = if is_namespace {
+                Some(labels_of(obj))
+            } else {
+                ns_name.and_then(ns_labels)
+            };
+            // An unknown namespace cannot be shown to match.
+            match labels {
+                Some(l) if selector::matches(sel, &l) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("kube-*", "kube-system"));
+        assert!(glob_match("*-system", "kube-system"));
+        assert!(!glob_match("kube-*", "default"));
+        assert!(glob_match("default", "default"));
+        assert!(!glob_match("default", "default2"));
+    }
+
+    fn constraint(spec: Json) -> Constraint {
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {"name": "c"}, "spec": spec});
+        parse_constraint(&doc, Path::new("c.yaml"), 0).expect("constraint")
+    }
+
+    fn review(ns: &str, labels: Json) -> Json {
+        json!({"kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": ns,
+            "object": {"metadata": {"name": "p", "labels": labels}}})
+    }
+
+    #[test]
+    fn match_table() {
+        let none = |_: &str| None;
+        let team = |n: &str| (n == "pay").then(|| BTreeMap::from([("team".into(), "pay".into())]));
+        let pod = review("pay", json!({"app": "a"}));
+        assert!(constraint(json!({})).matcher.matches(&pod, &none));
+        let c =
+            constraint(json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}}));
+        assert!(!c.matcher.matches(&pod, &none));
+        let c = constraint(json!({"match": {"kinds": [{"apiGroups": ["*"], "kinds": ["Pod"]}]}}));
+        assert!(c.matcher.matches(&pod, &none));
+        let c = constraint(json!({"match": {"namespaces": ["p*"]}}));
+        assert!(c.matcher.matches(&pod, &none));
+        let c = constraint(json!({"match": {"excludedNamespaces": ["*ay"]}}));
+        assert!(!c.matcher.matches(&pod, &none));
+        let c = constraint(json!({"match": {"labelSelector": {"matchLabels": {"app": "b"}}}}));
+        assert!(!c.matcher.matches(&pod, &none));
+        let c =
+            constraint(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}));
+        assert!(c.matcher.matches(&pod, &team));
+        assert!(!c.matcher.matches(&pod, &none), "unknown namespace");
+        let c = constraint(json!({"match": {"scope": "Cluster"}}));
+        assert!(!c.matcher.matches(&pod, &none));
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {"name": "c"}, "spec": {"enforcementAction": "block"}});
+        let err = parse_constraint(&doc, Path::new("c.yaml"), 2).expect_err("bad action");
+        assert!(
+            err.to_string()
+                .contains("c.yaml: document 2: spec.enforcementAction"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn template_packages_are_isolated() {
+        let doc = json!({"apiVersion": "templates.gatekeeper.sh/v1", "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8sx"},
+            "spec": {"crd": {"spec": {"names": {"kind": "K8sX"}}},
+              "targets": [{"target": "admission.k8s.gatekeeper.sh",
+                "rego": "package k8sx\nimport data.lib.util\nviolation[{\"msg\": m}] { m := util.msg }",
+                "libs": ["package lib.util\nmsg := \"hi\""]}]}});
+        let t = parse_template(&doc, Path::new("t.yaml"), 0).expect("template");
+        assert_eq!(t.package, "gatekeeper.templates.k8sx");
+        assert!(
+            t.modules[0]
+                .1
+                .contains("import data.gatekeeper.libs.k8sx.lib.util")
+        );
+        assert!(
+            t.modules[1]
+                .1
+                .starts_with("package gatekeeper.libs.k8sx.lib.util")
+        );
+        let mut e = regorus::Engine::new();
+        t.add_to(&mut e).expect("compiles");
+        e.set_input(regorus::Value::new_object());
+        let v = e
+            .eval_rule("data.gatekeeper.templates.k8sx.violation".into())
+            .expect("eval");
+        assert_eq!(super::super::native::messages(&v), vec!["hi".to_string()]);
+    }
+}

@@ -1,0 +1,477 @@
+//! The policy engine end to end: `/validate` over the real TLS server with
+//! native and Gatekeeper policies, hot reload, and the `policy` commands of
+//! the shipped binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Options, review, start};
+use otel_admission::config::FailureMode;
+use otel_admission::metrics::Metrics;
+use otel_admission::policy::{Policies, PolicySet};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_otel-admission");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const DENY_TWO: &str = r#"package kubernetes.admission.two
+import rego.v1
+deny contains "first problem" if input.request.object.metadata.labels.bad == "yes"
+deny contains {"msg": "second problem"} if input.request.object.metadata.labels.bad == "yes"
+"#;
+
+const WARN: &str = r#"package kubernetes.admission.advice
+import rego.v1
+warn contains sprintf("pod in %s has no team label", [input.request.namespace]) if not input.request.object.metadata.labels.team
+"#;
+
+const TEMPLATE: &str = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: k8sforbiddenlabel}
+spec:
+  crd: {spec: {names: {kind: K8sForbiddenLabel}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8sforbiddenlabel
+        violation[{"msg": msg}] {
+          input.review.object.metadata.labels[input.parameters.label]
+          msg := sprintf("label %v is forbidden", [input.parameters.label])
+        }
+"#;
+
+fn constraint(name: &str, label: &str, action: &str) -> String {
+    format!(
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sForbiddenLabel\nmetadata: {{name: {name}}}\n\
+         spec:\n  enforcementAction: {action}\n  match:\n    kinds: [{{apiGroups: [\"\"], kinds: [Pod]}}]\n    excludedNamespaces: [\"kube-*\"]\n  parameters: {{label: {label}}}\n"
+    )
+}
+
+fn policy_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(d.path().join("two.rego"), DENY_TWO).expect("w");
+    std::fs::write(d.path().join("advice.rego"), WARN).expect("w");
+    std::fs::create_dir(d.path().join("gk")).expect("mkdir");
+    std::fs::write(d.path().join("gk/template.yaml"), TEMPLATE).expect("w");
+    let constraints = [
+        constraint("no-legacy", "legacy", "deny"),
+        constraint("no-debug", "debug", "warn"),
+        constraint("no-canary", "canary", "dryrun"),
+    ]
+    .join("---\n");
+    std::fs::write(d.path().join("gk/constraints.yaml"), constraints).expect("w");
+    d
+}
+
+fn pod(labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/web:1.2.3"}]}})
+}
+
+async fn serve_policies(
+    dir: &Path,
+    timeout: Duration,
+    mode: FailureMode,
+) -> (common::TestServer, Arc<Policies>) {
+    let metrics = Arc::new(Metrics::new());
+    let policies =
+        Arc::new(Policies::load(dir, timeout, mode, metrics.clone()).expect("policies compile"));
+    let s = start(Options {
+        validator: policies.clone(),
+        metrics: Some(metrics),
+        ..Default::default()
+    })
+    .await;
+    (s, policies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_warn_and_dryrun_over_tls() {
+    let d = policy_dir();
+    let (s, _p) = serve_policies(d.path(), Duration::from_millis(500), FailureMode::Allow).await;
+
+    // Deny: 403 listing every message of every denying policy.
+    let labels = json!({"bad": "yes", "legacy": "1", "team": "a"});
+    let (code, v) = s
+        .post("/validate", &review("u1", "CREATE", pod(labels)))
+        .await;
+    assert_eq!(code, 200);
+    let r = &v["response"];
+    assert_eq!(r["uid"], "u1");
+    assert_eq!(r["allowed"], false, "{v}");
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().expect("message");
+    for want in [
+        "[kubernetes.admission.two] first problem",
+        "[kubernetes.admission.two] second problem",
+        "[no-legacy] label legacy is forbidden",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from {msg:?}");
+    }
+
+    // Warn (native and Gatekeeper) as warnings; dryrun only in metrics.
+    let labels = json!({"debug": "1", "canary": "1"});
+    let (_, v) = s
+        .post("/validate", &review("u2", "CREATE", pod(labels)))
+        .await;
+    let r = &v["response"];
+    assert_eq!(r["allowed"], true, "{v}");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "[kubernetes.admission.advice] pod in shop has no team label",
+            "[no-debug] label debug is forbidden"
+        ]
+    );
+    let metrics = s.admin_get("/metrics").await.1;
+    for want in [
+        "otel_admission_policy_evaluations_total{policy=\"no-canary\",result=\"dryrun\"} 1",
+        "otel_admission_policy_evaluations_total{policy=\"no-legacy\",result=\"deny\"} 1",
+        "otel_admission_policy_evaluations_total{policy=\"kubernetes.admission.two\",result=\"allow\"} 1",
+        "otel_admission_policy_evaluation_duration_seconds_count 2",
+    ] {
+        assert!(metrics.contains(want), "{want:?} missing from\n{metrics}");
+    }
+
+    // Excluded namespace glob: the Gatekeeper constraints do not apply.
+    let mut rv = review("u3", "CREATE", pod(json!({"legacy": "1", "team": "a"})));
+    rv["request"]["namespace"] = json!("kube-system");
+    let (_, v) = s.post("/validate", &rv).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_and_a_broken_file_keeps_the_old_set() {
+    let d = policy_dir();
+    let (s, p) = serve_policies(d.path(), Duration::from_millis(500), FailureMode::Allow).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = p.spawn_reload(Duration::from_millis(200), stop_rx);
+    let body = review("u1", "CREATE", pod(json!({"team": "a", "new": "x"})));
+    let (_, v) = s.post("/validate", &body).await;
+    assert_eq!(v["response"]["allowed"], true);
+
+    std::fs::write(
+        d.path().join("new.rego"),
+        "package kubernetes.admission.new\nimport rego.v1\ndeny contains \"new is forbidden\" if input.request.object.metadata.labels.new\n",
+    )
+    .expect("w");
+    let swapped = common::eventually(Duration::from_secs(10), || async {
+        s.post("/validate", &body).await.1["response"]["allowed"] == false
+    })
+    .await;
+    assert!(swapped, "changed policy applied");
+
+    std::fs::write(
+        d.path().join("broken.rego"),
+        "package kubernetes.admission.broken\ndeny[ {",
+    )
+    .expect("w");
+    let counted = common::eventually(Duration::from_secs(10), || async {
+        s.admin_get("/metrics")
+            .await
+            .1
+            .contains("otel_admission_policy_reload_errors_total 1")
+    })
+    .await;
+    assert!(counted, "broken reload counted");
+    let (_, v) = s.post("/validate", &body).await;
+    assert_eq!(
+        v["response"]["allowed"], false,
+        "old set still serving: {v}"
+    );
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[kubernetes.admission.new] new is forbidden"))
+    );
+    let _ = stop.send(true);
+    task.abort();
+}
+
+const SLOW: &str = r#"package kubernetes.admission.slow
+import rego.v1
+deny contains "never" if {
+    n := count([x | some a in numbers.range(1, 4000); some b in numbers.range(1, 4000); x := a * b])
+    n < 0
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_time_limit_is_an_internal_error() {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(d.path().join("slow.rego"), SLOW).expect("w");
+    let (s, _p) = serve_policies(d.path(), Duration::from_millis(100), FailureMode::Allow).await;
+    let started = std::time::Instant::now();
+    let (_, v) = s
+        .post("/validate", &review("u1", "CREATE", pod(json!({}))))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(3), "limit enforced");
+    assert_eq!(v["response"]["allowed"], true, "failureMode allow: {v}");
+    let w = v["response"]["warnings"][0].as_str().expect("warning");
+    assert!(w.contains("evaluation time limit of 100ms exceeded"), "{w}");
+    assert!(s.admin_get("/metrics").await.1.contains(
+        "otel_admission_policy_evaluations_total{policy=\"kubernetes.admission.slow\",result=\"error\"} 1"
+    ));
+
+    let (s, _p) = serve_policies(d.path(), Duration::from_millis(100), FailureMode::Deny).await;
+    let (_, v) = s
+        .post("/validate", &review("u2", "CREATE", pod(json!({}))))
+        .await;
+    assert_eq!(v["response"]["allowed"], false, "failureMode deny: {v}");
+}
+
+// === the shipped pack ===
+
+/// A pod as the injection engine makes it from a compliant input: restricted
+/// security context, limits, pinned images, labels, probes, the default
+/// collector endpoint.
+fn injected_pod() -> Value {
+    let sc = json!({"runAsNonRoot": true, "runAsUser": 1000, "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}});
+    let limits = json!({"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "128Mi"}});
+    let probe = json!({"httpGet": {"path": "/health/live", "port": "health"}});
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "shop-7d9f8-", "namespace": "shop",
+            "labels": {"app.kubernetes.io/name": "shop", "app.kubernetes.io/version": "1.4.2"},
+            "annotations": {"otel-admission.io/status": "{\"version\":1,\"languages\":{\"python\":[\"app\"]}}"}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": [{"name": "opentelemetry-auto-instrumentation-python",
+                "image": "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-python:0.48b0",
+                "securityContext": sc, "resources": limits}],
+            "containers": [{"name": "app", "image": "ghcr.io/acme/shop:1.4.2",
+                "securityContext": sc, "resources": limits,
+                "ports": [{"name": "health", "containerPort": 8081}],
+                "readinessProbe": probe, "livenessProbe": probe, "startupProbe": probe,
+                "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4318"},
+                        {"name": "OTEL_SERVICE_NAME", "value": "shop"}]}]}})
+}
+
+#[test]
+fn an_injected_compliant_pod_passes_the_shipped_pack() {
+    let set = PolicySet::load_dir(&repo().join("policies"), Duration::from_secs(5))
+        .expect("pack compiles");
+    let names = set.policy_names();
+    for want in [
+        "kubernetes.admission.images",
+        "kubernetes.admission.resources",
+        "kubernetes.admission.labels",
+        "kubernetes.admission.probes",
+        "restricted-security-context",
+        "approved-otlp-endpoint",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let out = set.evaluate(&review("u", "CREATE", injected_pod()), &|_: &str| None);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.violations.is_empty(), "{:?}", out.violations);
+
+    // And the pack does bite: strip the injected pod of what it needs.
+    let mut bad = injected_pod();
+    bad["spec"]["containers"][0]["image"] = json!("ghcr.io/acme/shop:latest");
+    bad["spec"]["containers"][0]["resources"] = json!({});
+    bad["spec"]["containers"][0]["securityContext"] = json!({});
+    bad["spec"]["containers"][0]["env"][0]["value"] = json!("http://rogue:4318");
+    bad["spec"]["containers"][0]
+        .as_object_mut()
+        .expect("obj")
+        .remove("readinessProbe");
+    bad["metadata"]["labels"] = json!({});
+    let out = set.evaluate(&review("u", "CREATE", bad), &|_: &str| None);
+    let policies: std::collections::BTreeSet<&str> =
+        out.violations.iter().map(|v| v.policy.as_str()).collect();
+    assert_eq!(policies.len(), 6, "{:?}", out.violations);
+}
+
+// === the binary ===
+
+fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_test_and_verify_pass_on_the_shipped_pack() {
+    let (code, out, err) = run(&["policy", "test", "policies/"], &repo());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("data.kubernetes.admission.images_test.test_latest_denied: PASS"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+    let (code, out, err) = run(&["policy", "verify", "policies/"], &repo());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok    "), "{out}");
+    assert!(out.contains("root-pod-denied"), "{out}");
+}
+
+#[test]
+fn policy_test_reports_failures_and_broken_files() {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(d.path().join("p.rego"), DENY_TWO).expect("w");
+    std::fs::write(
+        d.path().join("p_test.rego"),
+        "package kubernetes.admission.two_test\nimport rego.v1\nimport data.kubernetes.admission.two\n\
+         test_good if { count(two.deny) == 2 with input as {\"request\": {\"object\": {\"metadata\": {\"labels\": {\"bad\": \"yes\"}}}}} }\n\
+         test_wrong if { count(two.deny) == 3 with input as {\"request\": {\"object\": {\"metadata\": {\"labels\": {\"bad\": \"yes\"}}}}} }\n",
+    )
+    .expect("w");
+    let (code, out, _) = run(&["policy", "test", "."], d.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("data.kubernetes.admission.two_test.test_good: PASS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("data.kubernetes.admission.two_test.test_wrong: FAIL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS: 1/2") && out.contains("FAIL: 1/2"),
+        "{out}"
+    );
+
+    std::fs::write(d.path().join("broken.rego"), "package x\ndeny[ {").expect("w");
+    let (code, _, err) = run(&["policy", "test", "."], d.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("broken.rego"), "error names the file: {err}");
+}
+
+#[test]
+fn policy_verify_fails_a_wrong_assertion() {
+    let d = tempfile::tempdir().expect("tmp");
+    let src = repo().join("policies/gatekeeper/otlp-endpoint");
+    for f in [
+        "template.yaml",
+        "constraint.yaml",
+        "samples/approved.yaml",
+        "samples/unapproved.yaml",
+    ] {
+        std::fs::create_dir_all(d.path().join("samples")).expect("mkdir");
+        std::fs::copy(src.join(f), d.path().join(f)).expect("copy");
+    }
+    let suite = "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: template.yaml\n  constraint: constraint.yaml\n  cases:\n  - name: right\n    object: samples/unapproved.yaml\n    assertions: [{violations: yes}]\n  - name: wrong-count\n    object: samples/unapproved.yaml\n    assertions: [{violations: 1}]\n  - name: wrong-message\n    object: samples/approved.yaml\n    assertions: [{violations: yes, message: nope}]\n";
+    std::fs::write(d.path().join("suite.yaml"), suite).expect("w");
+    let (code, out, err) = run(&["policy", "verify", "suite.yaml"], d.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("ok    suite.yaml: t/right"), "{out}");
+    assert!(out.contains("FAIL  suite.yaml: t/wrong-count"), "{out}");
+    assert!(out.contains("got 2 violations, want 1"), "{out}");
+    assert!(out.contains("FAIL  suite.yaml: t/wrong-message"), "{out}");
+}
+
+#[test]
+fn policy_eval_prints_violations_for_objects_and_reviews() {
+    let d = tempfile::tempdir().expect("tmp");
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers: [{name: app, image: nginx}]\n";
+    std::fs::write(d.path().join("bad.yaml"), bad).expect("w");
+    let policies = repo().join("policies");
+    let p = policies.to_str().expect("utf8");
+    let (code, out, err) = run(
+        &["policy", "eval", "-f", "bad.yaml", "--policies", p],
+        d.path(),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "deny [kubernetes.admission.images] container \"app\": image \"nginx\" has no tag"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("deny [restricted-security-context]"), "{out}");
+    assert!(out.contains("warn [kubernetes.admission.labels]"), "{out}");
+
+    let good = serde_json::to_string(&review("r1", "CREATE", injected_pod())).expect("json");
+    std::fs::write(d.path().join("good.json"), good).expect("w");
+    let (code, out, err) = run(
+        &["policy", "eval", "-f", "good.json", "--policies", p],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("no violations"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_policy_directory_that_does_not_compile() {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(d.path().join("pol")).expect("mkdir");
+    std::fs::write(
+        d.path().join("pol/bad.rego"),
+        "package kubernetes.admission.bad\ndeny[ {",
+    )
+    .expect("w");
+    let out = Command::new(BIN)
+        .args(["serve", "--policies", "pol"])
+        .current_dir(d.path())
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.rego") && err.contains("does not compile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn policy_eval_reads_stdin_and_verify_names_a_missing_file() {
+    use std::io::Write as _;
+    let policies = repo().join("policies");
+    let mut child = Command::new(BIN)
+        .args(["policy", "eval", "-f", "-", "--policies"])
+        .arg(&policies)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: app, image: 'nginx:latest'}]\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("<stdin>: document 0 Pod/a: deny [kubernetes.admission.images]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("uses the :latest tag"), "{stdout}");
+
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        d.path().join("suite.yaml"),
+        "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: missing.yaml\n  constraint: c.yaml\n",
+    )
+    .expect("w");
+    let (code, _, err) = run(&["policy", "verify", "."], d.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.yaml"), "{err}");
+}
