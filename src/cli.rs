@@ -224,14 +224,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policies_timeout = config.policies.eval_timeout;
     let failure_mode = config.failure_mode;
     let config = Arc::new(ArcSwap::from_pointee(config));
-    let policies = Arc::new(
-        Policies::load(&dir, policies_timeout, failure_mode, metrics.clone())?
-            .with_config(config.clone()),
-    );
+    let mut policies = Policies::load(&dir, policies_timeout, failure_mode, metrics.clone())?
+        .with_config(config.clone());
+    if let Some(caches) = caches.clone() {
+        // Gatekeeper namespaceSelector reads the same in-memory cache as injection.
+        policies = policies.with_namespace_labels(Box::new(move |ns| {
+            caches.namespace(ns).map(|m| m.labels.clone())
+        }));
+    }
+    let policies = Arc::new(policies);
     policies_gate.set(true);
     let (stop_reload, _) = tokio::sync::watch::channel(false);
     let reloader = policies.spawn_reload(settings.reload_poll, stop_reload.subscribe());
-    let _ = &caches;
     let app = App {
         config,
         config_path: args.config.clone(),
