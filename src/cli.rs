@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
 use crate::config::{Config, ServerConfig};
+use crate::inject::cluster_view::StaticView;
+use crate::inject::mutate::Injector;
 use crate::metrics::Metrics;
 use crate::server::{self, App, Server, Settings, defaults};
 
@@ -151,12 +153,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = args.settings(&config.server)?;
     let metrics = Arc::new(Metrics::new());
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let injector = Injector {
+        config: Arc::clone(&config),
+        view: Arc::new(StaticView::new()),
+        metrics: Arc::clone(&metrics),
+    };
     let app = App {
-        config: Arc::new(ArcSwap::from_pointee(config)),
+        config,
         config_path: args.config.clone(),
         metrics,
         readiness: Arc::default(),
-        mutator: Arc::new(server::webhook::AllowAll),
+        mutator: Arc::new(injector),
         validator: Arc::new(server::webhook::AllowAll),
     };
     let server = Server::start(settings, app).await?;

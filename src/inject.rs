@@ -1,4 +1,25 @@
 //! The injection core: deciding what a pod gets, and building the patch.
+//!
+//! - [`decide`]: opt-in precedence, to a [`plan::Plan`] or a [`plan::Skip`].
+//! - [`apply`]: the plan to a mutated pod and its JSON Patch.
+//! - [`languages`]: one file per language (init containers, volumes, env).
+//! - [`env`]: environment rules; [`service_name`]: names without API calls.
+//! - [`status`]: the `otel-admission.io/status` annotation.
+//! - [`cluster_view`]: namespaces and Instrumentations, from memory only.
+//! - [`mutate`]: [`mutate::run`], shared by `/mutate`, `inject` and `explain`,
+//!   and the [`mutate::Injector`] the server dispatches to.
 
+pub mod apply;
+pub mod cluster_view;
+pub mod decide;
+pub mod env;
 pub mod language;
+pub mod languages;
+pub mod mutate;
+pub mod plan;
 pub mod selector;
+pub mod service_name;
+pub mod status;
+
+#[cfg(test)]
+mod tests;

@@ -51,8 +51,21 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InjectionLabels {
+    pub feature: &'static str,
+    pub language: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub injections: Family<InjectionLabels, Counter>,
+    pub skips: Family<SkipLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<EndpointLabels, Histogram>,
     pub config_reload_errors: Counter,
@@ -115,6 +128,18 @@ impl Metrics {
             "Time from request received to response written, by endpoint",
             request_duration.clone(),
         );
+        let injections = Family::<InjectionLabels, Counter>::default();
+        registry.register(
+            "injections",
+            "Features injected into pods, by feature and language",
+            injections.clone(),
+        );
+        let skips = Family::<SkipLabels, Counter>::default();
+        registry.register(
+            "skips",
+            "Pods or features not injected, by closed-set reason",
+            skips.clone(),
+        );
         let config_reload_errors = Counter::default();
         registry.register(
             "config_reload_errors",
@@ -135,6 +160,8 @@ impl Metrics {
         );
         Self {
             registry,
+            injections,
+            skips,
             requests,
             request_duration,
             config_reload_errors,
@@ -158,6 +185,18 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts one injected feature; called only from `inject::mutate::Outcome::record`.
+    pub fn injection(&self, feature: &'static str, language: &'static str) {
+        self.injections
+            .get_or_create(&InjectionLabels { feature, language })
+            .inc();
+    }
+
+    /// Counts one skipped pod or feature; `reason` is a `SkipReason::as_str`.
+    pub fn skip(&self, reason: &'static str) {
+        self.skips.get_or_create(&SkipLabels { reason }).inc();
+    }
+
     /// The registry in Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -176,12 +215,16 @@ mod tests {
         let m = Metrics::new();
         m.observe_request(Endpoint::Mutate, RequestResult::Patched, 0.0001);
         m.tls_expiry.set(1_900_000_000);
+        m.injection("instrumentation", "python");
+        m.skip("not_selected");
         let text = m.encode();
         for needle in [
             "otel_admission_requests_total{endpoint=\"mutate\",result=\"patched\"} 1",
             "otel_admission_request_duration_seconds_bucket{le=\"0.00005\",endpoint=\"mutate\"} 0",
             "otel_admission_request_duration_seconds_bucket{le=\"0.0001\",endpoint=\"mutate\"} 1",
             "otel_admission_config_reload_errors_total 0",
+            "otel_admission_injections_total{feature=\"instrumentation\",language=\"python\"} 1",
+            "otel_admission_skips_total{reason=\"not_selected\"} 1",
             "otel_admission_tls_reload_errors_total 0",
             "otel_admission_tls_certificate_expiry_timestamp_seconds 1900000000",
         ] {

@@ -1,0 +1,263 @@
+//! One file per language: the operator's init container, volume, mounts and
+//! variables for that language (reference §2). This module holds what they
+//! share: resources, security contexts, volumes and the agent layout.
+
+pub mod apache_httpd;
+pub mod dotnet;
+pub mod go;
+pub mod java;
+pub mod nginx;
+pub mod nodejs;
+pub mod python;
+pub mod sdk;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EphemeralVolumeSource,
+    PersistentVolumeClaimTemplate, Pod, ResourceRequirements, SeccompProfile, SecurityContext,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::inject::apply::{ApplyError, Editor};
+use crate::inject::env;
+use crate::inject::language::Language;
+use crate::inject::plan::{LanguagePlan, Plan};
+use crate::instrumentation::InstrumentationSpec;
+
+/// The operator's default `emptyDir.sizeLimit` for agent volumes.
+pub const DEFAULT_VOLUME_SIZE: &str = "200Mi";
+/// UID of the restricted security context; distroless's `nonroot`.
+pub const NON_ROOT_UID: i64 = 65532;
+
+/// Outer error: internal, the whole pod fails. Inner error: this language
+/// cannot be injected (a name clash), with a one-fact message.
+pub type LangResult = Result<Result<(), String>, ApplyError>;
+
+/// Injects one language.
+pub fn inject(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+) -> LangResult {
+    match lp.language {
+        Language::Java => java::inject(ed, pod, plan, lp, warnings),
+        Language::Nodejs => nodejs::inject(ed, pod, plan, lp, warnings),
+        Language::Python => python::inject(ed, pod, plan, lp, warnings),
+        Language::Dotnet => dotnet::inject(ed, pod, plan, lp, warnings),
+        Language::Go => go::inject(ed, pod, plan, lp, warnings),
+        Language::ApacheHttpd => apache_httpd::inject(ed, pod, plan, lp, warnings),
+        Language::Nginx => nginx::inject(ed, pod, plan, lp, warnings),
+        Language::Sdk => sdk::inject(ed, pod, plan, lp, warnings),
+    }
+}
+
+/// Requests and limits: the Instrumentation's, else the operator's defaults
+/// (its defaulting webhook fills them per field group, reference §2).
+pub fn resources(
+    configured: Option<&ResourceRequirements>,
+    limits: (&str, &str),
+    requests: (&str, &str),
+) -> ResourceRequirements {
+    let pair = |(cpu, mem): (&str, &str)| {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(mem.into())),
+        ])
+    };
+    let c = configured.cloned().unwrap_or_default();
+    ResourceRequirements {
+        limits: Some(c.limits.unwrap_or_else(|| pair(limits))),
+        requests: Some(c.requests.unwrap_or_else(|| pair(requests))),
+        claims: c.claims,
+    }
+}
+
+/// A security context that passes Pod Security Standards `restricted`.
+pub fn restricted(uid: i64) -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// `initContainerSecurityContext`, else the first target's, else restricted.
+/// The restricted UID follows the pod's `runAsUser` when it is non-root.
+///
+/// Deviation: the operator leaves it empty when the target has none, which
+/// fails `restricted` admission and runAsNonRoot policies (#2272).
+pub fn init_security_context(
+    spec: &InstrumentationSpec,
+    pod: &Pod,
+    target: Option<&Container>,
+) -> SecurityContext {
+    if let Some(sc) = &spec.init_container_security_context {
+        return sc.clone();
+    }
+    if let Some(sc) = target.and_then(|c| c.security_context.clone()) {
+        return sc;
+    }
+    let uid = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.run_as_user)
+        .filter(|u| *u != 0)
+        .unwrap_or(NON_ROOT_UID);
+    restricted(uid)
+}
+
+/// The agent volume: an ephemeral volume from `volumeClaimTemplate`, else an
+/// `emptyDir` limited to `volumeLimitSize` (default 200Mi).
+pub fn agent_volume(
+    name: &str,
+    size: Option<&Quantity>,
+    claim: Option<&PersistentVolumeClaimTemplate>,
+) -> Volume {
+    match claim {
+        Some(t) => Volume {
+            name: name.into(),
+            ephemeral: Some(EphemeralVolumeSource {
+                volume_claim_template: Some(t.clone()),
+            }),
+            ..Default::default()
+        },
+        None => Volume {
+            name: name.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(
+                    size.cloned()
+                        .unwrap_or_else(|| Quantity(DEFAULT_VOLUME_SIZE.into())),
+                ),
+                medium: None,
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+pub fn mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+/// The targets' indices in `spec.containers`, in plan order.
+pub fn target_indices(ed: &Editor<'_>, lp: &LanguagePlan) -> Vec<usize> {
+    lp.containers
+        .iter()
+        .filter_map(|n| ed.container_index(n))
+        .collect()
+}
+
+/// A clash with what the pod already has, as a one-fact message.
+pub fn clash(
+    ed: &Editor<'_>,
+    lang: Language,
+    containers: &[&str],
+    volumes: &[&str],
+    mounts: &[(usize, String)],
+) -> Option<String> {
+    if let Some(c) = containers.iter().find(|c| ed.has_container(c)) {
+        return Some(format!("{lang}: pod already has a container named {c}"));
+    }
+    if let Some(v) = volumes.iter().find(|v| ed.has_volume(v)) {
+        return Some(format!("{lang}: pod already has a volume named {v}"));
+    }
+    for (ci, path) in mounts {
+        let c = &ed.spec().containers[*ci];
+        if c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| &m.mount_path == path)
+        {
+            return Some(format!(
+                "{lang}: container {} already mounts {path}",
+                c.name
+            ));
+        }
+    }
+    None
+}
+
+/// The shared layout of java, nodejs, python and dotnet: one init container
+/// copying the agent into one volume, mounted in every target.
+pub struct Agent<'a> {
+    pub init_name: &'a str,
+    pub volume: &'a str,
+    pub image: String,
+    pub command: Vec<String>,
+    /// Where the init container mounts the volume.
+    pub init_mount: &'a str,
+    pub resources: ResourceRequirements,
+    pub size: Option<&'a Quantity>,
+    pub claim: Option<&'a PersistentVolumeClaimTemplate>,
+}
+
+/// Injects an [`Agent`]; `app_mount` gives the mount path in a target and
+/// `vars` sets the language's variables in it.
+#[allow(clippy::too_many_arguments)]
+pub fn inject_agent(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+    agent: Agent<'_>,
+    app_mount: &dyn Fn(&str) -> String,
+    vars: &dyn Fn(&mut Editor<'_>, usize, &str) -> Result<(), ApplyError>,
+) -> LangResult {
+    let spec = &lp.instrumentation.instrumentation.spec;
+    let targets = target_indices(ed, lp);
+    let mounts: Vec<(usize, String)> = targets
+        .iter()
+        .map(|&ci| (ci, app_mount(&ed.spec().containers[ci].name)))
+        .collect();
+    if let Some(msg) = clash(
+        ed,
+        lp.language,
+        &[agent.init_name],
+        &[agent.volume],
+        &mounts,
+    ) {
+        return Ok(Err(msg));
+    }
+    let first = targets
+        .first()
+        .and_then(|&ci| pod.spec.as_ref().and_then(|s| s.containers.get(ci)));
+    ed.push_volume(agent_volume(agent.volume, agent.size, agent.claim))?;
+    ed.push_init_container(Container {
+        name: agent.init_name.into(),
+        image: Some(agent.image),
+        command: Some(agent.command),
+        image_pull_policy: spec.image_pull_policy.clone(),
+        resources: Some(agent.resources),
+        security_context: Some(init_security_context(spec, pod, first)),
+        volume_mounts: Some(vec![mount(agent.volume, agent.init_mount)]),
+        ..Default::default()
+    })?;
+    for (ci, path) in mounts {
+        let app = ed.spec().containers[ci].clone();
+        ed.push_mount(ci, mount(agent.volume, &path))?;
+        env::pre_language(ed, ci, spec, lp.language)?;
+        vars(ed, ci, &app.name)?;
+        warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    }
+    Ok(Ok(()))
+}

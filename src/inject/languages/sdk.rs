@@ -1,0 +1,24 @@
+//! SDK only: the common SDK variables, no agent, no volume (operator `sdk.go`).
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{LangResult, target_indices};
+use crate::inject::apply::Editor;
+use crate::inject::env;
+use crate::inject::plan::{LanguagePlan, Plan};
+
+pub fn inject(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+) -> LangResult {
+    let spec = &lp.instrumentation.instrumentation.spec;
+    for ci in target_indices(ed, lp) {
+        let app = ed.spec().containers[ci].clone();
+        env::pre_language(ed, ci, spec, lp.language)?;
+        warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    }
+    Ok(Ok(()))
+}
