@@ -1,4 +1,5 @@
 //! Table-driven tests of the injection core: decide, apply, patch, Mutate.
+#![allow(clippy::field_reassign_with_default, clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
