@@ -15,6 +15,7 @@ pub mod decide;
 pub mod env;
 pub mod language;
 pub mod languages;
+pub mod manifest;
 pub mod mutate;
 pub mod plan;
 pub mod selector;
