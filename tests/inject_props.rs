@@ -46,7 +46,16 @@ const INJECT_VALUES: [&str; 7] = [
     "other/inst",
     "missing",
 ];
-const LANGS: [&str; 6] = ["java", "nodejs", "python", "dotnet", "sdk", "go"];
+const LANGS: [&str; 8] = [
+    "java",
+    "nodejs",
+    "python",
+    "dotnet",
+    "sdk",
+    "go",
+    "apache-httpd",
+    "nginx",
+];
 
 fn env_var() -> impl Strategy<Value = (usize, Value)> {
     (0..ENV_NAMES.len(), any::<bool>(), 0..VALUES.len()).prop_map(|(n, from, v)| {

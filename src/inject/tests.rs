@@ -1268,3 +1268,124 @@ fn thousand_env_vars_stay_linear() {
         Some(1000 + 13)
     );
 }
+
+#[test]
+fn webservers_clone_the_config_and_attach_the_module() {
+    struct Case {
+        key: &'static str,
+        attach: &'static str,
+        conf_volume: &'static str,
+        agent_volume: &'static str,
+        conf_dir: &'static str,
+        attach_env: [&'static str; 2],
+        app_extra: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            key: "apache-httpd",
+            attach: "otel-agent-attach-apache",
+            conf_volume: "otel-apache-conf-dir",
+            agent_volume: "otel-apache-agent",
+            conf_dir: "/usr/local/apache2/conf",
+            attach_env: ["OTEL_APACHE_AGENT_CONF", "APACHE_SERVICE_INSTANCE_ID"],
+            app_extra: None,
+        },
+        Case {
+            key: "nginx",
+            attach: "otel-agent-attach-nginx",
+            conf_volume: "otel-nginx-conf-dir",
+            agent_volume: "otel-nginx-agent",
+            conf_dir: "/etc/nginx",
+            attach_env: ["OTEL_NGINX_AGENT_CONF", "OTEL_NGINX_SERVICE_INSTANCE_ID"],
+            app_extra: Some("LD_LIBRARY_PATH=/opt/opentelemetry-webserver/agent/sdk_lib/lib"),
+        },
+    ];
+    for c in cases {
+        let p = json!({
+            "metadata": {"annotations": {format!("instrumentation.opentelemetry.io/inject-{}", c.key): "true"}},
+            "spec": {"containers": [{"name": "web", "image": "httpd:2.4",
+                "volumeMounts": [{"name": "html", "mountPath": "/srv"}]}],
+                "volumes": [{"name": "html", "emptyDir": {}}]}
+        });
+        let o = outcome(&p, &Config::default(), &StaticView::new());
+        let doc = patched(&p, &o);
+        let inits = doc["spec"]["initContainers"].as_array().expect("inits");
+        assert_eq!(inits.len(), 2, "{}", c.key);
+        let clone = &inits[0];
+        assert_eq!(clone["name"], "otel-agent-source-container-clone");
+        assert_eq!(clone["image"], "httpd:2.4", "the clone runs the app image");
+        assert_eq!(
+            clone["volumeMounts"],
+            json!([{"name": "html", "mountPath": "/srv"},
+                   {"name": c.conf_volume, "mountPath": "/opt/opentelemetry-webserver/source-conf"}])
+        );
+        let attach = &inits[1];
+        assert_eq!(attach["name"], c.attach);
+        assert_eq!(
+            attach["image"],
+            "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-apache-httpd:1.0.4"
+        );
+        let names: Vec<&str> = attach["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(names, c.attach_env.to_vec());
+        assert!(
+            attach["env"][0]["value"].as_str().is_some_and(
+                |v| v.contains("ExporterEndpoint http://otel-collector.monitoring:4318")
+            ),
+            "{}",
+            attach["env"][0]
+        );
+        assert_eq!(attach["resources"]["requests"]["cpu"], "1m");
+        let vols: Vec<&str> = doc["spec"]["volumes"]
+            .as_array()
+            .expect("vols")
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert_eq!(vols, vec!["html", c.conf_volume, c.agent_volume]);
+        let web = container(&doc, "web");
+        assert_eq!(
+            web["volumeMounts"],
+            json!([{"name": "html", "mountPath": "/srv"},
+                   {"name": c.conf_volume, "mountPath": c.conf_dir},
+                   {"name": c.agent_volume, "mountPath": "/opt/opentelemetry-webserver/agent"}])
+        );
+        let lines = env_lines(web);
+        if let Some(extra) = c.app_extra {
+            assert!(lines.iter().any(|l| l == extra), "{lines:?}");
+        }
+        assert!(
+            lines.iter().any(|l| l == "OTEL_SERVICE_NAME=web"),
+            "{lines:?}"
+        );
+        assert_refs_defined_before(web);
+        assert!(
+            o.warnings
+                .iter()
+                .any(|w| w.contains("4318") && w.contains("gRPC")),
+            "{}: {:?}",
+            c.key,
+            o.warnings
+        );
+    }
+    // Both at once share the clone container's name: the second reports the clash.
+    let p = json!({
+        "metadata": {"annotations": {
+            "instrumentation.opentelemetry.io/inject-apache-httpd": "true",
+            "instrumentation.opentelemetry.io/inject-nginx": "true"}},
+        "spec": {"containers": [{"name": "web", "image": "w:1"}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let a = o.applied.expect("applied");
+    assert_eq!(a.injected.len(), 1);
+    assert_eq!(a.failures[0].reason, SkipReason::Error);
+    assert!(
+        a.failures[0]
+            .message
+            .contains("otel-agent-source-container-clone")
+    );
+}

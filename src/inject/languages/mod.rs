@@ -261,3 +261,123 @@ pub fn inject_agent(
     }
     Ok(Ok(()))
 }
+
+/// The shared layout of apache-httpd and nginx: a clone of the app container
+/// copies its config out, the agent container adds the module to it, and the
+/// app mounts the result over its config directory.
+pub struct WebServer<'a> {
+    pub attach_name: &'a str,
+    pub conf_volume: &'a str,
+    pub agent_volume: &'a str,
+    /// The server's config directory in the app image.
+    pub conf_dir: String,
+    /// The shell command of the clone container.
+    pub clone_script: String,
+    pub image: String,
+    pub script: String,
+    /// Env of the attach container (agent config, instance id).
+    pub attach_env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    pub size: Option<&'a Quantity>,
+    pub resources: ResourceRequirements,
+}
+
+pub const WEBSERVER_AGENT_DIR: &str = "/opt/opentelemetry-webserver/agent";
+pub const WEBSERVER_SOURCE_CONF_DIR: &str = "/opt/opentelemetry-webserver/source-conf";
+pub const CLONE_CONTAINER: &str = "otel-agent-source-container-clone";
+
+/// Injects a [`WebServer`] module into the single target container; `vars`
+/// sets extra app variables.
+#[allow(clippy::too_many_arguments)]
+pub fn inject_webserver(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+    w: WebServer<'_>,
+    vars: &dyn Fn(&mut Editor<'_>, usize) -> Result<(), ApplyError>,
+) -> LangResult {
+    let spec = &lp.instrumentation.instrumentation.spec;
+    let targets = target_indices(ed, lp);
+    let [ci] = targets.as_slice() else {
+        return Ok(Err(format!(
+            "{}: instruments exactly one container, {} selected",
+            lp.language,
+            targets.len()
+        )));
+    };
+    let ci = *ci;
+    let mounts = [
+        (ci, w.conf_dir.clone()),
+        (ci, WEBSERVER_AGENT_DIR.to_string()),
+    ];
+    if let Some(msg) = clash(
+        ed,
+        lp.language,
+        &[CLONE_CONTAINER, w.attach_name],
+        &[w.conf_volume, w.agent_volume],
+        &mounts,
+    ) {
+        return Ok(Err(msg));
+    }
+    let app = ed.spec().containers[ci].clone();
+    let sc = init_security_context(spec, pod, Some(&app));
+    ed.push_volume(agent_volume(w.conf_volume, w.size, None))?;
+    ed.push_volume(agent_volume(w.agent_volume, w.size, None))?;
+    let mut clone_mounts = app.volume_mounts.clone().unwrap_or_default();
+    clone_mounts.push(mount(w.conf_volume, WEBSERVER_SOURCE_CONF_DIR));
+    ed.push_init_container(Container {
+        name: CLONE_CONTAINER.into(),
+        image: app.image.clone(),
+        image_pull_policy: app.image_pull_policy.clone(),
+        command: Some(vec!["/bin/sh".into(), "-c".into()]),
+        args: Some(vec![w.clone_script]),
+        env: app.env.clone(),
+        env_from: app.env_from.clone(),
+        volume_mounts: Some(clone_mounts),
+        resources: Some(w.resources.clone()),
+        security_context: Some(sc.clone()),
+        ..Default::default()
+    })?;
+    ed.push_init_container(Container {
+        name: w.attach_name.into(),
+        image: Some(w.image),
+        image_pull_policy: spec.image_pull_policy.clone(),
+        command: Some(vec!["/bin/sh".into(), "-c".into()]),
+        args: Some(vec![w.script]),
+        env: Some(w.attach_env),
+        volume_mounts: Some(vec![
+            mount(w.agent_volume, WEBSERVER_AGENT_DIR),
+            mount(w.conf_volume, WEBSERVER_SOURCE_CONF_DIR),
+        ]),
+        resources: Some(w.resources),
+        security_context: Some(sc),
+        ..Default::default()
+    })?;
+    ed.push_mount(ci, mount(w.conf_volume, &w.conf_dir))?;
+    ed.push_mount(ci, mount(w.agent_volume, WEBSERVER_AGENT_DIR))?;
+    env::pre_language(ed, ci, spec, lp.language)?;
+    vars(ed, ci)?;
+    warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    Ok(Ok(()))
+}
+
+/// The modules export OTLP over gRPC, so a 4318 endpoint is a mistake.
+pub fn webserver_endpoint(
+    spec: &InstrumentationSpec,
+    lang: Language,
+    warnings: &mut Vec<String>,
+) -> String {
+    let ep = spec
+        .exporter
+        .as_ref()
+        .and_then(|e| e.endpoint.clone())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "http://localhost:4317/".into());
+    if ep.trim_end_matches('/').ends_with(":4318") {
+        warnings.push(format!(
+            "{lang}: endpoint {ep} is the OTLP/HTTP port 4318 but the module exports gRPC; use 4317"
+        ));
+    }
+    ep
+}
