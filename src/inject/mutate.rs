@@ -35,8 +35,10 @@ pub struct Outcome {
 /// Decides and applies for one pod. Pure apart from reading `ctx.view`.
 ///
 /// Warnings: one per injected language, one per failure, one per note, and one
-/// for a pod-level skip, except `not_selected` and `excluded_namespace`: those
-/// are the normal state of most pods, and a warning on each would drown kubectl.
+/// for a pod-level skip, except `not_selected` and `excluded_namespace` (the
+/// normal state of most pods; a warning on each would drown kubectl) and
+/// `already_injected` (a reinvocation would contradict the "injected" warning
+/// of the first pass). Those are still counted in `skips_total`.
 pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
     let decision = decide(pod, ctx);
     let mut warnings = Vec::new();
@@ -59,7 +61,7 @@ pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
     if let Some(s) = &skip
         && !matches!(
             s.reason,
-            SkipReason::NotSelected | SkipReason::ExcludedNamespace
+            SkipReason::NotSelected | SkipReason::ExcludedNamespace | SkipReason::AlreadyInjected
         )
     {
         warnings.push(format!("{PREFIX}not injected: {}", s.message));
