@@ -387,7 +387,7 @@ fn plan_language(
 ) -> Result<LanguagePlan, Failure> {
     let instrumentation = resolve_instrumentation(ctx, lang, value)?;
     let (targets, containers_by) = targets(pod, ctx, ns_meta, lang, containers)?;
-    let mut libc = crate::inject::plan::Libc::Glibc;
+    let mut libc = Libc::Glibc;
     let mut go_target_exe = None;
     match lang {
         Language::Python => {

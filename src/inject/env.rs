@@ -21,6 +21,7 @@ use crate::instrumentation::InstrumentationSpec;
 
 pub const POD_NAME_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_NAME";
 pub const NODE_NAME_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME";
+pub const POD_UID_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_UID";
 pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
 pub const ORIG_PREFIX: &str = "OTEL_ADMISSION_ORIG_";
 const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
@@ -197,6 +198,9 @@ pub fn sdk_config(
         set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_PROTOCOL", proto))?;
     }
     set_if_absent(ed, ci, field_ref(POD_NAME_VAR, "metadata.name"))?;
+    if uid_attributes(spec) {
+        set_if_absent(ed, ci, field_ref(POD_UID_VAR, "metadata.uid"))?;
+    }
     set_if_absent(ed, ci, field_ref(NODE_NAME_VAR, "spec.nodeName"))?;
     if !spec.propagators.is_empty() {
         let joined: Vec<&str> = spec.propagators.iter().map(|p| p.as_str()).collect();
@@ -218,6 +222,12 @@ pub fn sdk_config(
         warnings.push(w);
     }
     Ok(warnings)
+}
+
+fn uid_attributes(spec: &InstrumentationSpec) -> bool {
+    spec.resource
+        .as_ref()
+        .is_some_and(|r| r.add_k8s_uid_attributes)
 }
 
 /// Our attributes for `app`, lowest precedence first (reference §3).
@@ -245,6 +255,9 @@ pub fn resource_attributes(
         ),
     ] {
         attrs.insert(k.into(), v);
+    }
+    if uid_attributes(spec) {
+        attrs.insert("k8s.pod.uid".into(), format!("$({POD_UID_VAR})"));
     }
     for (k, v) in service_name::owner_attributes(plan.owner.as_ref()) {
         attrs.insert(k, v);

@@ -1389,3 +1389,67 @@ fn webservers_clone_the_config_and_attach_the_module() {
             .contains("otel-agent-source-container-clone")
     );
 }
+
+#[test]
+fn java_extensions_uid_attributes_and_resource_attributes_from_value_from() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "ext",
+            json!({
+                "resource": {"addK8sUIDAttributes": true, "resourceAttributes": {"team": "payments"}},
+                "java": {"extensions": [{"image": "ext:1", "dir": "/ext"}]}
+            }),
+        ),
+        NS,
+    );
+    let p = json!({
+        "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-java": "true",
+            "resource.opentelemetry.io/deployment.environment": "prod"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1", "env": [
+            {"name": "OTEL_RESOURCE_ATTRIBUTES", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
+        ]}]}
+    });
+    let o = outcome(&p, &Config::default(), &view);
+    let doc = patched(&p, &o);
+    let ext = &doc["spec"]["initContainers"][1];
+    assert_eq!(
+        ext["name"],
+        "opentelemetry-auto-instrumentation-extension-0"
+    );
+    assert_eq!(
+        ext["command"],
+        json!([
+            "cp",
+            "-r",
+            "/ext/.",
+            "/otel-auto-instrumentation-java/extensions"
+        ])
+    );
+    assert_eq!(ext["securityContext"]["runAsNonRoot"], true);
+    let app = container(&doc, "app");
+    assert_refs_defined_before(app);
+    let lines = env_lines(app);
+    assert_eq!(
+        lines[0],
+        "OTEL_ADMISSION_ORIG_OTEL_RESOURCE_ATTRIBUTES<-valueFrom"
+    );
+    assert!(lines.contains(
+        &"JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar -Dotel.javaagent.extensions=/otel-auto-instrumentation-java-app/extensions".to_string()
+    ), "{lines:?}");
+    assert!(lines.contains(&"OTEL_RESOURCE_ATTRIBUTES_POD_UID<-metadata.uid".to_string()));
+    let ra = lines.last().expect("last");
+    assert!(
+        ra.starts_with("OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,"),
+        "{ra}"
+    );
+    assert!(
+        ra.contains("k8s.pod.uid=$(OTEL_RESOURCE_ATTRIBUTES_POD_UID)"),
+        "{ra}"
+    );
+    assert!(ra.contains("team=payments"), "{ra}");
+    assert!(
+        ra.ends_with(",$(OTEL_ADMISSION_ORIG_OTEL_RESOURCE_ATTRIBUTES)"),
+        "{ra}"
+    );
+}

@@ -49,6 +49,7 @@ pub fn inject(
         ),
         size: l.and_then(|l| l.volume_limit_size.as_ref()),
         claim: l.and_then(|l| l.volume_claim_template.as_ref()),
+        extra_inits: Vec::new(),
     };
     let platform = match lp.libc {
         Libc::Glibc => "linux",

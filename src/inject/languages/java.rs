@@ -1,8 +1,8 @@
 //! Java: the javaagent, attached through `JAVA_TOOL_OPTIONS` (operator `javaagent.go`).
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::{Agent, LangResult, inject_agent, resources};
+use super::{Agent, LangResult, inject_agent, mount, resources};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, ListRule};
 use crate::inject::plan::{LanguagePlan, Plan};
@@ -18,9 +18,14 @@ pub fn app_mount(container: &str) -> String {
     format!("{INIT_MOUNT}-{container}")
 }
 
-/// The flag appended to `JAVA_TOOL_OPTIONS`, with the operator's leading space.
-pub fn agent_flag(container: &str) -> String {
-    format!(" -javaagent:{}/javaagent.jar", app_mount(container))
+/// The flags appended to `JAVA_TOOL_OPTIONS`, with the operator's leading space.
+pub fn agent_flag(container: &str, extensions: bool) -> String {
+    let mount = app_mount(container);
+    let mut flag = format!(" -javaagent:{mount}/javaagent.jar");
+    if extensions {
+        flag.push_str(&format!(" -Dotel.javaagent.extensions={mount}/extensions"));
+    }
+    flag
 }
 
 pub fn inject(
@@ -30,7 +35,34 @@ pub fn inject(
     lp: &LanguagePlan,
     warnings: &mut Vec<String>,
 ) -> LangResult {
-    let java = lp.instrumentation.instrumentation.spec.java.as_ref();
+    let spec = &lp.instrumentation.instrumentation.spec;
+    let java = spec.java.as_ref();
+    let res = resources(
+        java.and_then(|j| j.resources.as_ref()),
+        ("500m", "256Mi"),
+        ("50m", "64Mi"),
+    );
+    let extensions: Vec<Container> = java
+        .map(|j| j.extensions.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, ext)| Container {
+            name: format!("opentelemetry-auto-instrumentation-extension-{i}"),
+            image: Some(ext.image.clone()),
+            command: Some(vec![
+                "cp".into(),
+                "-r".into(),
+                format!("{}/.", ext.dir),
+                format!("{INIT_MOUNT}/extensions"),
+            ]),
+            image_pull_policy: spec.image_pull_policy.clone(),
+            resources: Some(res.clone()),
+            volume_mounts: Some(vec![mount(VOLUME, INIT_MOUNT)]),
+            ..Default::default()
+        })
+        .collect();
+    let has_extensions = !extensions.is_empty();
     let agent = Agent {
         init_name: INIT_CONTAINER,
         volume: VOLUME,
@@ -45,13 +77,10 @@ pub fn inject(
         .map(String::from)
         .to_vec(),
         init_mount: INIT_MOUNT,
-        resources: resources(
-            java.and_then(|j| j.resources.as_ref()),
-            ("500m", "256Mi"),
-            ("50m", "64Mi"),
-        ),
+        resources: res,
         size: java.and_then(|j| j.volume_limit_size.as_ref()),
         claim: java.and_then(|j| j.volume_claim_template.as_ref()),
+        extra_inits: extensions,
     };
     inject_agent(
         ed,
@@ -62,7 +91,7 @@ pub fn inject(
         agent,
         &app_mount,
         &|ed, ci, name| {
-            let flag = agent_flag(name);
+            let flag = agent_flag(name, has_extensions);
             env::compose_list(ed, ci, "JAVA_TOOL_OPTIONS", ListRule::Suffix(&flag))
         },
     )

@@ -208,6 +208,9 @@ pub struct Agent<'a> {
     pub resources: ResourceRequirements,
     pub size: Option<&'a Quantity>,
     pub claim: Option<&'a PersistentVolumeClaimTemplate>,
+    /// Further init containers writing into the volume (Java extensions),
+    /// given without security context, which they get like the main one.
+    pub extra_inits: Vec<Container>,
 }
 
 /// Injects an [`Agent`]; `app_mount` gives the mount path in a target and
@@ -242,16 +245,21 @@ pub fn inject_agent(
         .first()
         .and_then(|&ci| pod.spec.as_ref().and_then(|s| s.containers.get(ci)));
     ed.push_volume(agent_volume(agent.volume, agent.size, agent.claim))?;
+    let sc = init_security_context(spec, pod, first);
     ed.push_init_container(Container {
         name: agent.init_name.into(),
         image: Some(agent.image),
         command: Some(agent.command),
         image_pull_policy: spec.image_pull_policy.clone(),
         resources: Some(agent.resources),
-        security_context: Some(init_security_context(spec, pod, first)),
+        security_context: Some(sc.clone()),
         volume_mounts: Some(vec![mount(agent.volume, agent.init_mount)]),
         ..Default::default()
     })?;
+    for mut extra in agent.extra_inits {
+        extra.security_context = Some(sc.clone());
+        ed.push_init_container(extra)?;
+    }
     for (ci, path) in mounts {
         let app = ed.spec().containers[ci].clone();
         ed.push_mount(ci, mount(agent.volume, &path))?;
