@@ -13,6 +13,7 @@ pub mod apply;
 pub mod cluster_view;
 pub mod decide;
 pub mod env;
+pub mod exporter_tls;
 pub mod language;
 pub mod languages;
 pub mod manifest;

@@ -194,6 +194,9 @@ pub fn sdk_config(
     {
         set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_ENDPOINT", ep))?;
     }
+    for var in crate::inject::exporter_tls::apply(ed, ci, spec)? {
+        set_if_absent(ed, ci, var)?;
+    }
     if let Some(proto) = default_protocol(lp.language) {
         set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_PROTOCOL", proto))?;
     }

@@ -1453,3 +1453,52 @@ fn java_extensions_uid_attributes_and_resource_attributes_from_value_from() {
         "{ra}"
     );
 }
+
+#[test]
+fn exporter_tls_mounts_secret_and_config_map_once() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "tls",
+            json!({"exporter": {"endpoint": "https://gw:4318", "tls": {
+                "secretName": "client", "configMapName": "ca", "ca_file": "ca.crt",
+                "cert_file": "tls.crt", "key_file": "/abs/tls.key"}}}),
+        ),
+        NS,
+    );
+    let p = json!({
+        "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true",
+            "instrumentation.opentelemetry.io/inject-python": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}]}
+    });
+    let doc = patched(&p, &outcome(&p, &Config::default(), &view));
+    let vols: Vec<&str> = doc["spec"]["volumes"]
+        .as_array()
+        .expect("vols")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        vols,
+        vec![
+            "opentelemetry-auto-instrumentation-python",
+            "otel-auto-secret-client",
+            "otel-auto-configmap-ca"
+        ]
+    );
+    let app = container(&doc, "app");
+    assert_eq!(app["volumeMounts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(app["volumeMounts"][1]["readOnly"], true);
+    let lines = env_lines(app);
+    for want in [
+        "OTEL_EXPORTER_OTLP_CERTIFICATE=/otel-auto-instrumentation-configmap-ca/ca.crt",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/otel-auto-instrumentation-secret-client/tls.crt",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY=/abs/tls.key",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| *l == want).count(),
+            1,
+            "{want} in {lines:?}"
+        );
+    }
+}
