@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod cluster_view;
 pub mod decide;
+pub mod detect;
 pub mod env;
 pub mod exporter_tls;
 pub mod language;

@@ -121,6 +121,9 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
                         json!(n),
                     );
                 }
+                if names.is_none() && platform.is_some() {
+                    a.insert("otel-admission.io/inject-auto".into(), json!("true"));
+                }
                 if exe {
                     a.insert(
                         "instrumentation.opentelemetry.io/otel-go-auto-target-exe".into(),

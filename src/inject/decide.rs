@@ -37,6 +37,12 @@
 //! `otel-python-platform` and `otel-dotnet-auto-runtime`; `otel-go-auto-target-exe`
 //! is read from pod annotations only, as the operator does.
 //!
+//! Auto-detection (SPEC §4) is opt-in only: `otel-admission.io/inject-auto:
+//! "true"` (pod, then namespace, same precedence) or a matching rule listing
+//! `auto`. It adds the one language [`crate::inject::detect`] finds in the
+//! target containers, unless a setting above already decided that language;
+//! none or several found is reported as `not_selected`, never denied.
+//!
 //! Instrumentation values: `true` takes the namespace's only Instrumentation,
 //! the config `defaults` when it has none (the operator fails instead), and
 //! skips as `ambiguous_instrumentation` when it has several; `<name>` and
@@ -66,6 +72,8 @@ pub const GO_TARGET_EXE_KEY: &str = "instrumentation.opentelemetry.io/otel-go-au
 pub const PYTHON_PLATFORM_KEY: &str = "instrumentation.opentelemetry.io/otel-python-platform";
 pub const DOTNET_RUNTIME_KEY: &str = "instrumentation.opentelemetry.io/otel-dotnet-auto-runtime";
 pub const CONTAINER_NAMES_KEY: &str = "instrumentation.opentelemetry.io/container-names";
+/// Our opt-in to language auto-detection.
+pub const AUTO_KEY: &str = "otel-admission.io/inject-auto";
 
 /// Containers that are never a default target (operator issue #2243).
 pub const KNOWN_SIDECARS: [&str; 5] = [
@@ -141,12 +149,15 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
         ..Plan::default()
     };
     let mut explicitly_off = Vec::new();
+    // Languages an annotation, label or rule already decided, on or off.
+    let mut decided = Vec::new();
     for lang in Language::ALL {
         let key = inject_key(lang);
         let chosen = combine(ns_value(&ns_meta, &key), pod_value(pod, &key));
         let (value, decided_by) = match &chosen {
             Some(f) if f.value.eq_ignore_ascii_case("false") => {
                 explicitly_off.push(describe(f));
+                decided.push(lang);
                 continue;
             }
             Some(f) => (f.value.to_string(), describe(f)),
@@ -158,18 +169,30 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
                 _ => continue,
             },
         };
+        decided.push(lang);
         match plan_language(pod, ctx, &ns_meta, lang, &value, decided_by, &containers) {
             Ok(lp) => plan.languages.push(lp),
             Err(f) => plan.failures.push(f),
         }
     }
-    if let Some(r) = rule
-        && r.inject.languages.iter().any(|l| l.language().is_none())
-    {
-        plan.notes.push(format!(
-            "config rule {:?} asks for language auto-detection, which this version does not do yet",
-            r.name
-        ));
+    if let Some((value, decided_by)) = auto_source(pod, &ns_meta, rule) {
+        match detect_language(pod, ctx, &ns_meta, &containers) {
+            Ok((lang, evidence)) if !decided.contains(&lang) => {
+                let by = format!("{decided_by}, detected {lang} ({})", evidence.join("; "));
+                match plan_language(pod, ctx, &ns_meta, lang, &value, by, &containers) {
+                    Ok(lp) => plan.languages.push(lp),
+                    Err(f) => plan.failures.push(f),
+                }
+            }
+            Ok((lang, _)) => plan.notes.push(format!(
+                "auto-detection found {lang}, which an inject-{lang} setting already decides"
+            )),
+            Err(message) => plan.failures.push(Failure {
+                feature: Feature::AutoDetect,
+                reason: SkipReason::NotSelected,
+                message,
+            }),
+        }
     }
     if plan.languages.is_empty() && plan.failures.is_empty() {
         return Decision::Skip(if explicitly_off.is_empty() {
@@ -361,6 +384,39 @@ fn first_rule<'c>(pod: &Pod, ns: &NamespaceMeta, config: &'c Config) -> Option<&
     })
 }
 
+/// `otel-admission.io/inject-auto: "true"` (pod, then namespace), else a
+/// matching rule that lists `auto`: the Instrumentation value and the reason.
+fn auto_source(pod: &Pod, ns: &NamespaceMeta, rule: Option<&Rule>) -> Option<(String, String)> {
+    if let Some(f) = combine(ns_value(ns, AUTO_KEY), pod_value(pod, AUTO_KEY)) {
+        return f
+            .value
+            .eq_ignore_ascii_case("true")
+            .then(|| ("true".to_string(), describe(&f)));
+    }
+    rule.filter(|r| r.inject.languages.iter().any(|l| l.language().is_none()))
+        .map(|r| {
+            (
+                r.instrumentation.clone().unwrap_or_else(|| "true".into()),
+                format!("config rule {:?}", r.name),
+            )
+        })
+}
+
+/// Detects the language of the containers `container-names` names, else of
+/// the default target.
+fn detect_language(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    ns_meta: &NamespaceMeta,
+    containers: &[&str],
+) -> Result<(Language, Vec<String>), String> {
+    let (names, _) = targets(pod, ctx, ns_meta, None, containers).map_err(|f| f.message)?;
+    let all = pod.spec.iter().flat_map(|s| s.containers.iter());
+    let chosen: Vec<&k8s_openapi::api::core::v1::Container> =
+        all.filter(|c| names.contains(&c.name)).collect();
+    crate::inject::detect::detect(&chosen)
+}
+
 fn rule_wants(rule: &Rule, lang: Language) -> bool {
     rule.inject
         .languages
@@ -386,7 +442,7 @@ fn plan_language(
     containers: &[&str],
 ) -> Result<LanguagePlan, Failure> {
     let instrumentation = resolve_instrumentation(ctx, lang, value)?;
-    let (targets, containers_by) = targets(pod, ctx, ns_meta, lang, containers)?;
+    let (targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
     let mut libc = Libc::Glibc;
     let mut go_target_exe = None;
     match lang {
@@ -557,20 +613,29 @@ fn targets(
     pod: &Pod,
     ctx: &Context<'_>,
     ns_meta: &NamespaceMeta,
-    lang: Language,
+    language: Option<Language>,
     containers: &[&str],
 ) -> Result<(Vec<String>, String), Failure> {
-    let lang_key = container_names_key(lang);
-    let named = combine(ns_value(ns_meta, &lang_key), pod_value(pod, &lang_key)).or_else(|| {
-        combine(
-            ns_value(ns_meta, CONTAINER_NAMES_KEY),
-            pod_value(pod, CONTAINER_NAMES_KEY),
-        )
-    });
+    let feature = language.map_or(Feature::AutoDetect, Feature::Instrumentation);
+    let lang = feature;
+    let fail = |reason, message| Failure {
+        feature,
+        reason,
+        message,
+    };
+    let lang_key = language.map(container_names_key);
+    let named = lang_key
+        .as_deref()
+        .and_then(|k| combine(ns_value(ns_meta, k), pod_value(pod, k)))
+        .or_else(|| {
+            combine(
+                ns_value(ns_meta, CONTAINER_NAMES_KEY),
+                pod_value(pod, CONTAINER_NAMES_KEY),
+            )
+        });
     if let Some(f) = named {
         if !valid_container_names(f.value) {
-            return Err(failure(
-                lang,
+            return Err(fail(
                 SkipReason::InvalidAnnotation,
                 format!(
                     "{lang}: {} {}={:?} must match ^[a-zA-Z0-9-,]+$",
@@ -583,8 +648,7 @@ fn targets(
         let mut out: Vec<String> = Vec::new();
         for name in f.value.split(',').filter(|s| !s.is_empty()) {
             if !containers.contains(&name) {
-                return Err(failure(
-                    lang,
+                return Err(fail(
                     SkipReason::InvalidAnnotation,
                     format!(
                         "{lang}: {} names container {name:?}, which the pod does not have",
@@ -607,10 +671,12 @@ fn targets(
             vec![c.to_string()],
             "the first container that is not a known sidecar".into(),
         )),
-        None => Err(failure(
-            lang,
+        None => Err(fail(
             SkipReason::NotSelected,
-            format!("{lang}: every container is a known sidecar; name one in {lang_key}"),
+            format!(
+                "{lang}: every container is a known sidecar; name one in {}",
+                lang_key.as_deref().unwrap_or(CONTAINER_NAMES_KEY)
+            ),
         )),
     }
 }

@@ -14,6 +14,8 @@ use crate::instrumentation::Instrumentation;
 pub enum Feature {
     /// A language's auto-instrumentation (or SDK env only for `sdk`).
     Instrumentation(Language),
+    /// Language auto-detection, when it finds no single language.
+    AutoDetect,
 }
 
 /// Why a pod, or one feature of it, was not injected. These are the
@@ -115,7 +117,7 @@ impl Feature {
     /// The `feature` metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Instrumentation(_) => "instrumentation",
+            Self::Instrumentation(_) | Self::AutoDetect => "instrumentation",
         }
     }
 
@@ -123,6 +125,7 @@ impl Feature {
     pub fn language(self) -> &'static str {
         match self {
             Self::Instrumentation(l) => l.key(),
+            Self::AutoDetect => "auto",
         }
     }
 }
@@ -131,6 +134,7 @@ impl std::fmt::Display for Feature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Instrumentation(l) => f.write_str(l.key()),
+            Self::AutoDetect => f.write_str("auto"),
         }
     }
 }

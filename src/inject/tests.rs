@@ -1502,3 +1502,74 @@ fn exporter_tls_mounts_secret_and_config_map_once() {
         );
     }
 }
+
+#[test]
+fn auto_detection_injects_only_one_evident_language() {
+    const AUTO: &str = "otel-admission.io/inject-auto";
+    let with = |ann: Value, container: Value| json!({"metadata": {"annotations": ann}, "spec": {"containers": [container]}});
+    // Annotation opt-in, Python evident from the image.
+    let p = with(
+        json!({AUTO: "true"}),
+        json!({"name": "app", "image": "python:3.12-slim"}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let Decision::Inject(plan) = &o.decision else {
+        panic!("inject")
+    };
+    assert_eq!(plan.languages[0].language, Language::Python);
+    assert!(
+        plan.languages[0]
+            .decided_by
+            .contains("detected python (app: image python:3.12-slim)"),
+        "{}",
+        plan.languages[0].decided_by
+    );
+    // A rule with `auto` in an opted-in namespace; Java from the command.
+    let mut config = Config::default();
+    config.rules = vec![Rule {
+        name: "everything".into(),
+        namespace_selector: None,
+        pod_selector: None,
+        inject: RuleInject {
+            languages: vec![LanguageChoice::Auto],
+            ..Default::default()
+        },
+        instrumentation: None,
+    }];
+    let view = StaticView::new()
+        .with_namespace(NS, ns_meta(&[("otel-admission.io/inject", "enabled")], &[]));
+    let p = with(
+        json!({}),
+        json!({"name": "app", "image": "reg/app:1", "command": ["java", "-jar", "/app.jar"]}),
+    );
+    let o = outcome(&p, &config, &view);
+    let a = o.applied.expect("applied");
+    assert_eq!(a.injected[0].language, Language::Java);
+    // Nothing evident: reported, never denied.
+    config.failure_mode = FailureMode::Deny;
+    let p = with(
+        json!({AUTO: "true"}),
+        json!({"name": "app", "image": "reg/app:1"}),
+    );
+    let o = outcome(&p, &config, &view);
+    let a = o.applied.as_ref().expect("status");
+    assert_eq!(a.failures[0].reason, SkipReason::NotSelected);
+    assert_eq!(a.failures[0].feature.to_string(), "auto");
+    assert!(o.denials.is_empty());
+    assert!(o.warnings.iter().any(|w| w.contains("found no language")));
+    // An explicit setting for the detected language wins.
+    let p = with(
+        json!({AUTO: "true", PY: "false"}),
+        json!({"name": "app", "image": "python:3"}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    assert!(o.patch().is_none());
+    assert_eq!(o.skip.map(|s| s.reason), Some(SkipReason::OptedOut));
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("inject-python=\"false\"")),
+        "{:?}",
+        o.warnings
+    );
+}
