@@ -647,6 +647,20 @@ fn targets(
         }
         let mut out: Vec<String> = Vec::new();
         for name in f.value.split(',').filter(|s| !s.is_empty()) {
+            let is_init = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .any(|c| c.name == name);
+            if is_init {
+                return Err(fail(
+                    SkipReason::InvalidAnnotation,
+                    format!(
+                        "{lang}: {} names init container {name:?}; only regular containers are instrumented",
+                        f.key
+                    ),
+                ));
+            }
             if !containers.contains(&name) {
                 return Err(fail(
                     SkipReason::InvalidAnnotation,

@@ -746,6 +746,12 @@ fn failures_are_reasons_with_warnings() {
             "\"ghost\", which the pod does not have",
         ),
         (
+            json!({PY: "a", "instrumentation.opentelemetry.io/container-names": "migrate"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "names init container \"migrate\"",
+        ),
+        (
             json!({PY: "a", "instrumentation.opentelemetry.io/otel-python-platform": "alpine"}),
             &two,
             SkipReason::InvalidAnnotation,
@@ -759,7 +765,8 @@ fn failures_are_reasons_with_warnings() {
         ),
     ];
     for (ann, view, reason, needle) in cases {
-        let p = simple(ann.clone(), json!({}));
+        let mut p = simple(ann.clone(), json!({}));
+        p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
         let o = outcome(&p, &Config::default(), view);
         let a = o.applied.as_ref().expect("status is still written");
         assert_eq!(a.failures.len(), 1, "{ann}");
@@ -782,8 +789,9 @@ fn failures_are_reasons_with_warnings() {
                 .is_some_and(|f| f.values().any(|v| v == reason.as_str())),
             "{status}"
         );
-        assert!(
-            doc["spec"].get("initContainers").is_none(),
+        assert_eq!(
+            doc["spec"]["initContainers"].as_array().map(Vec::len),
+            Some(1),
             "{ann}: nothing injected"
         );
 
