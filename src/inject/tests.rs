@@ -1581,3 +1581,38 @@ fn auto_detection_injects_only_one_evident_language() {
         o.warnings
     );
 }
+
+#[test]
+fn per_language_container_names_keys_and_rollout_owner() {
+    use crate::inject::decide::container_names_key;
+    assert_eq!(
+        container_names_key(Language::Nginx),
+        "instrumentation.opentelemetry.io/inject-nginx-container-names"
+    );
+    assert_eq!(
+        container_names_key(Language::ApacheHttpd),
+        "instrumentation.opentelemetry.io/apache-httpd-container-names"
+    );
+    let p = json!({
+        "metadata": {
+            "annotations": {
+                "instrumentation.opentelemetry.io/inject-nginx": "true",
+                "instrumentation.opentelemetry.io/inject-nginx-container-names": "proxy",
+            },
+            "labels": {"rollouts-pod-template-hash": "5c8b7d"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop-5c8b7d", "uid": "u", "controller": true}]
+        },
+        "spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "proxy", "image": "nginx:1.23.1"}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let a = o.applied.as_ref().expect("applied");
+    assert_eq!(a.injected[0].containers, vec!["proxy".to_string()]);
+    let doc = patched(&p, &o);
+    let lines = env_lines(container(&doc, "proxy"));
+    // Argo Rollouts (#3887): the service is the Rollout, not the hashed ReplicaSet.
+    assert!(
+        lines.contains(&"OTEL_SERVICE_NAME=shop".to_string()),
+        "{lines:?}"
+    );
+    assert!(container(&doc, "app").get("env").is_none());
+}
