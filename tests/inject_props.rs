@@ -102,7 +102,15 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
             prop::collection::vec((0..LANGS.len(), 0..INJECT_VALUES.len()), 1..4),
             prop::option::weighted(
                 0.3,
-                prop::sample::select(vec!["app", "web,worker", "api", "bad name", "ghost"]),
+                prop::sample::select(vec![
+                    "app",
+                    "web,worker",
+                    "api",
+                    "bad name",
+                    "ghost",
+                    "migrate",
+                    "migrate,app",
+                ]),
             ),
             any::<bool>(),
             prop::option::weighted(0.3, prop::sample::select(vec!["glibc", "musl", "alpine"])),
@@ -164,7 +172,10 @@ fn pod() -> impl Strategy<Value = Value> {
                 );
             }
             if init {
-                spec["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
+                spec["initContainers"] = json!([
+                    {"name": "setup", "image": "s:1"},
+                    {"name": "migrate", "image": "m:1", "env": [{"name": "PYTHONPATH", "value": "/m"}]}
+                ]);
             }
             let mut p = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
             if has_meta {

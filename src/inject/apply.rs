@@ -96,6 +96,29 @@ pub fn apply(pod: &Pod, plan: &Plan) -> Result<Applied, ApplyError> {
     })
 }
 
+/// A container the editor can change: `spec.containers[i]` or `spec.initContainers[i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Main(usize),
+    Init(usize),
+}
+
+fn slot_mut(spec: &mut PodSpec, slot: Slot) -> Option<&mut Container> {
+    match slot {
+        Slot::Main(i) => spec.containers.get_mut(i),
+        Slot::Init(i) => spec.init_containers.as_mut().and_then(|c| c.get_mut(i)),
+    }
+}
+
+impl Slot {
+    fn path(self) -> (&'static str, String) {
+        match self {
+            Self::Main(i) => ("containers", i.to_string()),
+            Self::Init(i) => ("initContainers", i.to_string()),
+        }
+    }
+}
+
 /// Records typed edits as patch operations. Indices in paths refer to the pod
 /// after all previous operations, exactly as RFC 6902 applies them.
 pub struct Editor<'p> {
@@ -147,19 +170,37 @@ impl Editor<'_> {
         self.spec
     }
 
-    pub fn container_index(&self, name: &str) -> Option<usize> {
-        self.spec.containers.iter().position(|c| c.name == name)
+    /// A regular container by name, else an init container.
+    pub fn find_slot(&self, name: &str) -> Option<Slot> {
+        self.spec
+            .containers
+            .iter()
+            .position(|c| c.name == name)
+            .map(Slot::Main)
+            .or_else(|| {
+                self.spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .position(|c| c.name == name)
+                    .map(Slot::Init)
+            })
+    }
+
+    pub fn container(&self, slot: Slot) -> Option<&Container> {
+        match slot {
+            Slot::Main(i) => self.spec.containers.get(i),
+            Slot::Init(i) => self.spec.init_containers.as_ref().and_then(|c| c.get(i)),
+        }
+    }
+
+    fn container_mut(&mut self, slot: Slot) -> Option<&mut Container> {
+        slot_mut(self.spec, slot)
     }
 
     /// Whether any container or init container already has this name.
     pub fn has_container(&self, name: &str) -> bool {
-        self.spec.containers.iter().any(|c| c.name == name)
-            || self
-                .spec
-                .init_containers
-                .iter()
-                .flatten()
-                .any(|c| c.name == name)
+        self.find_slot(name).is_some()
     }
 
     pub fn has_volume(&self, name: &str) -> bool {
@@ -176,12 +217,26 @@ impl Editor<'_> {
         )
     }
 
-    /// Appends a container and returns its index.
-    pub fn push_container(&mut self, c: Container) -> Result<usize, ApplyError> {
+    /// Inserts an init container at `at` (≤ len), before an init container it serves.
+    pub fn insert_init_container(&mut self, at: usize, c: Container) -> Result<(), ApplyError> {
+        let v = to_value("init container", &c)?;
+        match self.spec.init_containers.as_mut() {
+            Some(list) if at < list.len() => {
+                self.ops
+                    .push(add(ptr(&["spec", "initContainers", &at.to_string()]), v));
+                list.insert(at, c);
+                Ok(())
+            }
+            _ => self.push_init_container(c),
+        }
+    }
+
+    /// Appends a container and returns its slot.
+    pub fn push_container(&mut self, c: Container) -> Result<Slot, ApplyError> {
         let v = to_value("container", &c)?;
         self.ops.push(add(ptr(&["spec", "containers", "-"]), v));
         self.spec.containers.push(c);
-        Ok(self.spec.containers.len() - 1)
+        Ok(Slot::Main(self.spec.containers.len() - 1))
     }
 
     pub fn push_volume(&mut self, v: Volume) -> Result<(), ApplyError> {
@@ -194,102 +249,85 @@ impl Editor<'_> {
         )
     }
 
-    pub fn push_mount(&mut self, ci: usize, m: VolumeMount) -> Result<(), ApplyError> {
-        let idx = ci.to_string();
-        let Some(c) = self.spec.containers.get_mut(ci) else {
+    pub fn push_mount(&mut self, slot: Slot, m: VolumeMount) -> Result<(), ApplyError> {
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
         push_opt(
             &mut self.ops,
             &mut c.volume_mounts,
-            &["spec", "containers", &idx, "volumeMounts"],
+            &["spec", list, &idx, "volumeMounts"],
             "volume mount",
             m,
         )
     }
 
-    pub fn env(&self, ci: usize) -> &[EnvVar] {
-        self.spec
-            .containers
-            .get(ci)
+    pub fn env(&self, slot: Slot) -> &[EnvVar] {
+        self.container(slot)
             .and_then(|c| c.env.as_deref())
             .unwrap_or_default()
     }
 
-    pub fn find_env(&self, ci: usize, name: &str) -> Option<usize> {
-        self.env(ci).iter().position(|e| e.name == name)
+    pub fn find_env(&self, slot: Slot, name: &str) -> Option<usize> {
+        self.env(slot).iter().position(|e| e.name == name)
     }
 
-    pub fn push_env(&mut self, ci: usize, var: EnvVar) -> Result<(), ApplyError> {
-        let idx = ci.to_string();
-        let Some(c) = self.spec.containers.get_mut(ci) else {
+    pub fn push_env(&mut self, slot: Slot, var: EnvVar) -> Result<(), ApplyError> {
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
         push_opt(
             &mut self.ops,
             &mut c.env,
-            &["spec", "containers", &idx, "env"],
+            &["spec", list, &idx, "env"],
             "env var",
             var,
         )
     }
 
-    fn env_path(ci: usize, at: usize) -> PointerBuf {
-        ptr(&[
-            "spec",
-            "containers",
-            &ci.to_string(),
-            "env",
-            &at.to_string(),
-        ])
+    fn env_path(slot: Slot, at: usize) -> PointerBuf {
+        let (list, idx) = slot.path();
+        ptr(&["spec", list, &idx, "env", &at.to_string()])
     }
 
     /// Inserts at `at` (≤ len), shifting later entries.
-    pub fn insert_env(&mut self, ci: usize, at: usize, var: EnvVar) -> Result<(), ApplyError> {
+    pub fn insert_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
         let v = to_value("env var", &var)?;
-        if let Some(env) = self
-            .spec
-            .containers
-            .get_mut(ci)
-            .and_then(|c| c.env.as_mut())
+        let path = Self::env_path(slot, at);
+        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
             && at <= env.len()
         {
-            self.ops.push(add(Self::env_path(ci, at), v));
             env.insert(at, var);
+            self.ops.push(add(path, v));
         }
         Ok(())
     }
 
-    pub fn replace_env(&mut self, ci: usize, at: usize, var: EnvVar) -> Result<(), ApplyError> {
+    pub fn replace_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
         let value = to_value("env var", &var)?;
-        if let Some(slot) = self
-            .spec
-            .containers
-            .get_mut(ci)
+        let path = Self::env_path(slot, at);
+        if let Some(entry) = self
+            .container_mut(slot)
             .and_then(|c| c.env.as_mut())
             .and_then(|e| e.get_mut(at))
         {
-            self.ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: Self::env_path(ci, at),
-                value,
-            }));
-            *slot = var;
+            *entry = var;
+            self.ops
+                .push(PatchOperation::Replace(ReplaceOperation { path, value }));
         }
         Ok(())
     }
 
-    pub fn remove_env(&mut self, ci: usize, at: usize) {
-        if let Some(env) = self
-            .spec
-            .containers
-            .get_mut(ci)
-            .and_then(|c| c.env.as_mut())
+    pub fn remove_env(&mut self, slot: Slot, at: usize) {
+        let path = Self::env_path(slot, at);
+        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
             && at < env.len()
         {
-            self.ops.push(PatchOperation::Remove(RemoveOperation {
-                path: Self::env_path(ci, at),
-            }));
             env.remove(at);
+            self.ops
+                .push(PatchOperation::Remove(RemoveOperation { path }));
         }
     }
 

@@ -605,10 +605,9 @@ pub fn valid_container_names(v: &str) -> bool {
 }
 
 /// Target containers: the per-language list, else the common list, else the
-/// first container that is not a known sidecar.
-///
-/// Deviation: named init containers are not targeted (the operator allows it
-/// for some languages); such a name is reported instead.
+/// first container that is not a known sidecar. As in the operator, named init
+/// containers can be targets for java, nodejs, python, dotnet and sdk; the
+/// agent's init container then runs just before the first of them.
 fn targets(
     pod: &Pod,
     ctx: &Context<'_>,
@@ -652,16 +651,26 @@ fn targets(
                 .iter()
                 .flat_map(|s| s.init_containers.iter().flatten())
                 .any(|c| c.name == name);
-            if is_init {
+            let init_ok = matches!(
+                language,
+                Some(
+                    Language::Java
+                        | Language::Nodejs
+                        | Language::Python
+                        | Language::Dotnet
+                        | Language::Sdk
+                )
+            );
+            if is_init && !init_ok {
                 return Err(fail(
                     SkipReason::InvalidAnnotation,
                     format!(
-                        "{lang}: {} names init container {name:?}; only regular containers are instrumented",
+                        "{lang}: {} names init container {name:?}; {lang} cannot instrument init containers",
                         f.key
                     ),
                 ));
             }
-            if !containers.contains(&name) {
+            if !is_init && !containers.contains(&name) {
                 return Err(fail(
                     SkipReason::InvalidAnnotation,
                     format!(

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 
-use crate::inject::apply::{ApplyError, Editor};
+use crate::inject::apply::{ApplyError, Editor, Slot};
 use crate::inject::language::Language;
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::service_name;
@@ -72,7 +72,7 @@ pub fn field_ref(name: &str, path: &str) -> EnvVar {
 }
 
 /// Adds `var` unless the container already defines the name.
-pub fn set_if_absent(ed: &mut Editor<'_>, ci: usize, var: EnvVar) -> Result<(), ApplyError> {
+pub fn set_if_absent(ed: &mut Editor<'_>, ci: Slot, var: EnvVar) -> Result<(), ApplyError> {
     if ed.find_env(ci, &var.name).is_none() {
         ed.push_env(ci, var)?;
     }
@@ -82,7 +82,7 @@ pub fn set_if_absent(ed: &mut Editor<'_>, ci: usize, var: EnvVar) -> Result<(), 
 /// Composes a list-like variable with the user's value.
 pub fn compose_list(
     ed: &mut Editor<'_>,
-    ci: usize,
+    ci: Slot,
     name: &str,
     rule: ListRule<'_>,
 ) -> Result<(), ApplyError> {
@@ -148,7 +148,7 @@ pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
 /// shifts the user's variables; they still precede every `$(OTEL_NODE_IP)` we add.
 pub fn pre_language(
     ed: &mut Editor<'_>,
-    ci: usize,
+    ci: Slot,
     spec: &InstrumentationSpec,
     lang: Language,
 ) -> Result<(), ApplyError> {
@@ -169,7 +169,7 @@ pub fn pre_language(
 /// same one, except for Go's sidecar). Returns warnings.
 pub fn sdk_config(
     ed: &mut Editor<'_>,
-    ci: usize,
+    ci: Slot,
     pod: &Pod,
     plan: &Plan,
     lp: &LanguagePlan,
@@ -295,7 +295,7 @@ fn join(attrs: impl IntoIterator<Item = (String, String)>) -> String {
 /// winning, and leaves it after the variables it references.
 fn merge_resource_attributes(
     ed: &mut Editor<'_>,
-    ci: usize,
+    ci: Slot,
     ours: &BTreeMap<String, String>,
 ) -> Result<(), ApplyError> {
     let name = RESOURCE_ATTRIBUTES_VAR;

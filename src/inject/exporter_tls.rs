@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, EnvVar, SecretVolumeSource, Volume, VolumeMount,
 };
 
-use crate::inject::apply::{ApplyError, Editor};
+use crate::inject::apply::{ApplyError, Editor, Slot};
 use crate::inject::env::plain;
 use crate::instrumentation::InstrumentationSpec;
 
@@ -37,7 +37,7 @@ fn join(dir: &str, file: &str) -> String {
 /// and returns the certificate variables for container `ci`.
 pub fn apply(
     ed: &mut Editor<'_>,
-    ci: usize,
+    ci: Slot,
     spec: &InstrumentationSpec,
 ) -> Result<Vec<EnvVar>, ApplyError> {
     let Some(tls) = spec.exporter.as_ref().and_then(|e| e.tls.as_ref()) else {
@@ -75,11 +75,10 @@ pub fn apply(
         mounts.push((vol, config_map_mount(c)));
     }
     for (vol, path) in mounts {
-        let present = ed.spec().containers[ci]
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.mount_path == path || m.name == vol);
+        let present = ed
+            .container(ci)
+            .and_then(|c| c.volume_mounts.as_ref())
+            .is_some_and(|ms| ms.iter().any(|m| m.mount_path == path || m.name == vol));
         if !present {
             ed.push_mount(
                 ci,

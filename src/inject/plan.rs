@@ -64,7 +64,7 @@ pub struct LanguagePlan {
     /// In plain words: which annotation, label, namespace setting or rule decided.
     pub decided_by: String,
     pub instrumentation: Resolved,
-    /// Names of the target containers in `spec.containers`, in pod order.
+    /// Names of the target containers (regular or, for some languages, init).
     pub containers: Vec<String>,
     /// How the targets were chosen, for `explain`.
     pub containers_by: String,

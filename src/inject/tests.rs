@@ -746,10 +746,12 @@ fn failures_are_reasons_with_warnings() {
             "\"ghost\", which the pod does not have",
         ),
         (
-            json!({PY: "a", "instrumentation.opentelemetry.io/container-names": "migrate"}),
+            json!({"instrumentation.opentelemetry.io/inject-go": "a",
+                "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/bin/x",
+                "instrumentation.opentelemetry.io/container-names": "migrate"}),
             &two,
             SkipReason::InvalidAnnotation,
-            "names init container \"migrate\"",
+            "names init container \"migrate\"; go cannot instrument init containers",
         ),
         (
             json!({PY: "a", "instrumentation.opentelemetry.io/otel-python-platform": "alpine"}),
@@ -1615,4 +1617,60 @@ fn per_language_container_names_keys_and_rollout_owner() {
         "{lines:?}"
     );
     assert!(container(&doc, "app").get("env").is_none());
+}
+
+#[test]
+fn init_container_targets_get_the_agent_just_before_them() {
+    let p = json!({
+        "metadata": {"annotations": {PY: "true",
+            "instrumentation.opentelemetry.io/python-container-names": "app,migrate"}},
+        "spec": {
+            "initContainers": [{"name": "setup", "image": "s:1"}, {"name": "migrate", "image": "m:1", "env": [{"name": "A", "value": "1"}]}],
+            "containers": [{"name": "app", "image": "a:1"}]
+        }
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    let inits: Vec<&str> = doc["spec"]["initContainers"]
+        .as_array()
+        .expect("inits")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        inits,
+        vec![
+            "setup",
+            "opentelemetry-auto-instrumentation-python",
+            "migrate"
+        ]
+    );
+    let migrate = &doc["spec"]["initContainers"][2];
+    let lines = env_lines(migrate);
+    assert_eq!(lines[0], "A=1");
+    assert!(
+        lines.iter().any(|l| l.starts_with("PYTHONPATH=")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("k8s.container.name=migrate"))
+    );
+    assert_refs_defined_before(migrate);
+    assert_eq!(
+        migrate["volumeMounts"],
+        json!([{"name": "opentelemetry-auto-instrumentation-python", "mountPath": "/otel-auto-instrumentation-python"}])
+    );
+    assert!(
+        env_lines(container(&doc, "app"))
+            .iter()
+            .any(|l| l.starts_with("PYTHONPATH="))
+    );
+    // The injected pod is stable on a second pass.
+    assert!(
+        outcome(&doc, &Config::default(), &StaticView::new())
+            .patch()
+            .is_none()
+    );
 }

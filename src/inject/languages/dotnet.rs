@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Agent, LangResult, inject_agent, resources, target_indices};
+use super::{Agent, LangResult, inject_agent, resources, target_slots};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Libc, Plan};
@@ -23,9 +23,9 @@ pub fn inject(
     warnings: &mut Vec<String>,
 ) -> LangResult {
     // A container with its own OTEL_DOTNET_AUTO_HOME runs its own agent.
-    for ci in target_indices(ed, lp) {
-        if ed.find_env(ci, "OTEL_DOTNET_AUTO_HOME").is_some() {
-            let name = &ed.spec().containers[ci].name;
+    for slot in target_slots(ed, lp) {
+        if ed.find_env(slot, "OTEL_DOTNET_AUTO_HOME").is_some() {
+            let name = ed.container(slot).map(|c| c.name.as_str()).unwrap_or("");
             return Ok(Err(format!(
                 "dotnet: container {name} already sets OTEL_DOTNET_AUTO_HOME"
             )));

@@ -14,7 +14,7 @@
 
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, SecurityContext, Volume};
 
-use super::{LangResult, clash, mount, resources, target_indices};
+use super::{LangResult, clash, mount, resources, single_main_target};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
@@ -34,13 +34,16 @@ pub fn inject(
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
     let g = spec.go.as_ref();
-    let Some(&app_ci) = target_indices(ed, lp).first() else {
-        return Ok(Err("go: no target container".into()));
+    let app_ci = match single_main_target(ed, lp) {
+        Ok(s) => s,
+        Err(msg) => return Ok(Err(msg)),
     };
     if let Some(msg) = clash(ed, lp.language, &[SIDECAR], &[KERNEL_DEBUG_VOLUME], &[]) {
         return Ok(Err(msg));
     }
-    let app = ed.spec().containers[app_ci].clone();
+    let Some(app) = ed.container(app_ci).cloned() else {
+        return Ok(Err("go: no target container".into()));
+    };
     ed.push_volume(Volume {
         name: KERNEL_DEBUG_VOLUME.into(),
         host_path: Some(HostPathVolumeSource {

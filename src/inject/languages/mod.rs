@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::inject::apply::{ApplyError, Editor};
+use crate::inject::apply::{ApplyError, Editor, Slot};
 use crate::inject::env;
 use crate::inject::language::Language;
 use crate::inject::plan::{LanguagePlan, Plan};
@@ -158,12 +158,34 @@ pub fn mount(volume: &str, path: &str) -> VolumeMount {
     }
 }
 
-/// The targets' indices in `spec.containers`, in plan order.
-pub fn target_indices(ed: &Editor<'_>, lp: &LanguagePlan) -> Vec<usize> {
-    lp.containers
+/// The targets' slots, init containers first (they run first), then in plan order.
+pub fn target_slots(ed: &Editor<'_>, lp: &LanguagePlan) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = lp
+        .containers
         .iter()
-        .filter_map(|n| ed.container_index(n))
-        .collect()
+        .filter_map(|n| ed.find_slot(n))
+        .collect();
+    slots.sort_by_key(|s| match s {
+        Slot::Init(i) => (0, *i),
+        Slot::Main(_) => (1, 0),
+    });
+    slots
+}
+
+/// The single regular target of the languages that support only one.
+pub fn single_main_target(ed: &Editor<'_>, lp: &LanguagePlan) -> Result<Slot, String> {
+    match target_slots(ed, lp).as_slice() {
+        [s @ Slot::Main(_)] => Ok(*s),
+        [Slot::Init(_)] => Err(format!(
+            "{}: cannot instrument an init container",
+            lp.language
+        )),
+        other => Err(format!(
+            "{}: instruments exactly one container, {} selected",
+            lp.language,
+            other.len()
+        )),
+    }
 }
 
 /// A clash with what the pod already has, as a one-fact message.
@@ -172,7 +194,7 @@ pub fn clash(
     lang: Language,
     containers: &[&str],
     volumes: &[&str],
-    mounts: &[(usize, String)],
+    mounts: &[(Slot, String)],
 ) -> Option<String> {
     if let Some(c) = containers.iter().find(|c| ed.has_container(c)) {
         return Some(format!("{lang}: pod already has a container named {c}"));
@@ -180,8 +202,10 @@ pub fn clash(
     if let Some(v) = volumes.iter().find(|v| ed.has_volume(v)) {
         return Some(format!("{lang}: pod already has a volume named {v}"));
     }
-    for (ci, path) in mounts {
-        let c = &ed.spec().containers[*ci];
+    for (slot, path) in mounts {
+        let Some(c) = ed.container(*slot) else {
+            continue;
+        };
         if c.volume_mounts
             .iter()
             .flatten()
@@ -224,13 +248,13 @@ pub fn inject_agent(
     warnings: &mut Vec<String>,
     agent: Agent<'_>,
     app_mount: &dyn Fn(&str) -> String,
-    vars: &dyn Fn(&mut Editor<'_>, usize, &str) -> Result<(), ApplyError>,
+    vars: &dyn Fn(&mut Editor<'_>, Slot, &str) -> Result<(), ApplyError>,
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
-    let targets = target_indices(ed, lp);
-    let mounts: Vec<(usize, String)> = targets
+    let targets = target_slots(ed, lp);
+    let mounts: Vec<(Slot, String)> = targets
         .iter()
-        .map(|&ci| (ci, app_mount(&ed.spec().containers[ci].name)))
+        .filter_map(|&s| ed.container(s).map(|c| (s, app_mount(&c.name))))
         .collect();
     if let Some(msg) = clash(
         ed,
@@ -241,12 +265,10 @@ pub fn inject_agent(
     ) {
         return Ok(Err(msg));
     }
-    let first = targets
-        .first()
-        .and_then(|&ci| pod.spec.as_ref().and_then(|s| s.containers.get(ci)));
+    let first = targets.first().and_then(|&s| ed.container(s)).cloned();
     ed.push_volume(agent_volume(agent.volume, agent.size, agent.claim))?;
-    let sc = init_security_context(spec, pod, first);
-    ed.push_init_container(Container {
+    let sc = init_security_context(spec, pod, first.as_ref());
+    let mut inits = vec![Container {
         name: agent.init_name.into(),
         image: Some(agent.image),
         command: Some(agent.command),
@@ -255,17 +277,40 @@ pub fn inject_agent(
         security_context: Some(sc.clone()),
         volume_mounts: Some(vec![mount(agent.volume, agent.init_mount)]),
         ..Default::default()
-    })?;
+    }];
     for mut extra in agent.extra_inits {
         extra.security_context = Some(sc.clone());
-        ed.push_init_container(extra)?;
+        inits.push(extra);
     }
-    for (ci, path) in mounts {
-        let app = ed.spec().containers[ci].clone();
-        ed.push_mount(ci, mount(agent.volume, &path))?;
-        env::pre_language(ed, ci, spec, lp.language)?;
-        vars(ed, ci, &app.name)?;
-        warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    // Before the first init container that uses the agent, else at the end.
+    let target_names: Vec<String> = mounts
+        .iter()
+        .filter_map(|(s, _)| ed.container(*s).map(|c| c.name.clone()))
+        .collect();
+    match targets.first() {
+        Some(Slot::Init(at)) => {
+            for (k, c) in inits.into_iter().enumerate() {
+                ed.insert_init_container(at + k, c)?;
+            }
+        }
+        _ => {
+            for c in inits {
+                ed.push_init_container(c)?;
+            }
+        }
+    }
+    // Slots may have shifted: find the targets again by name.
+    for (name, (_, path)) in target_names.iter().zip(mounts) {
+        let Some(slot) = ed.find_slot(name) else {
+            continue;
+        };
+        let Some(app) = ed.container(slot).cloned() else {
+            continue;
+        };
+        ed.push_mount(slot, mount(agent.volume, &path))?;
+        env::pre_language(ed, slot, spec, lp.language)?;
+        vars(ed, slot, &app.name)?;
+        warnings.extend(env::sdk_config(ed, slot, pod, plan, lp, &app)?);
     }
     Ok(Ok(()))
 }
@@ -303,18 +348,13 @@ pub fn inject_webserver(
     lp: &LanguagePlan,
     warnings: &mut Vec<String>,
     w: WebServer<'_>,
-    vars: &dyn Fn(&mut Editor<'_>, usize) -> Result<(), ApplyError>,
+    vars: &dyn Fn(&mut Editor<'_>, Slot) -> Result<(), ApplyError>,
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
-    let targets = target_indices(ed, lp);
-    let [ci] = targets.as_slice() else {
-        return Ok(Err(format!(
-            "{}: instruments exactly one container, {} selected",
-            lp.language,
-            targets.len()
-        )));
+    let ci = match single_main_target(ed, lp) {
+        Ok(s) => s,
+        Err(msg) => return Ok(Err(msg)),
     };
-    let ci = *ci;
     let mounts = [
         (ci, w.conf_dir.clone()),
         (ci, WEBSERVER_AGENT_DIR.to_string()),
@@ -328,7 +368,9 @@ pub fn inject_webserver(
     ) {
         return Ok(Err(msg));
     }
-    let app = ed.spec().containers[ci].clone();
+    let Some(app) = ed.container(ci).cloned() else {
+        return Ok(Err(format!("{}: no target container", lp.language)));
+    };
     let sc = init_security_context(spec, pod, Some(&app));
     ed.push_volume(agent_volume(w.conf_volume, w.size, None))?;
     ed.push_volume(agent_volume(w.agent_volume, w.size, None))?;

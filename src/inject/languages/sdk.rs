@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{LangResult, target_indices};
+use super::{LangResult, target_slots};
 use crate::inject::apply::Editor;
 use crate::inject::env;
 use crate::inject::plan::{LanguagePlan, Plan};
@@ -15,8 +15,10 @@ pub fn inject(
     warnings: &mut Vec<String>,
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
-    for ci in target_indices(ed, lp) {
-        let app = ed.spec().containers[ci].clone();
+    for ci in target_slots(ed, lp) {
+        let Some(app) = ed.container(ci).cloned() else {
+            continue;
+        };
         env::pre_language(ed, ci, spec, lp.language)?;
         warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
     }
