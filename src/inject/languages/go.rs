@@ -41,7 +41,7 @@ pub fn inject(
     if let Some(msg) = clash(ed, lp.language, &[SIDECAR], &[KERNEL_DEBUG_VOLUME], &[]) {
         return Ok(Err(msg));
     }
-    let Some(app) = ed.container(app_ci).cloned() else {
+    let Some(app) = ed.container(app_ci).map(super::identity) else {
         return Ok(Err("go: no target container".into()));
     };
     ed.push_volume(Volume {

@@ -76,6 +76,17 @@ pub fn resources(
     }
 }
 
+/// What the env rules need to know about a target (name, image, security
+/// context), without copying its possibly thousands of env vars.
+pub fn identity(c: &Container) -> Container {
+    Container {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        security_context: c.security_context.clone(),
+        ..Default::default()
+    }
+}
+
 /// A security context that passes Pod Security Standards `restricted`.
 pub fn restricted(uid: i64) -> SecurityContext {
     SecurityContext {
@@ -265,7 +276,7 @@ pub fn inject_agent(
     ) {
         return Ok(Err(msg));
     }
-    let first = targets.first().and_then(|&s| ed.container(s)).cloned();
+    let first = targets.first().and_then(|&s| ed.container(s)).map(identity);
     ed.push_volume(agent_volume(agent.volume, agent.size, agent.claim))?;
     let sc = init_security_context(spec, pod, first.as_ref());
     let mut inits = vec![Container {
@@ -304,7 +315,7 @@ pub fn inject_agent(
         let Some(slot) = ed.find_slot(name) else {
             continue;
         };
-        let Some(app) = ed.container(slot).cloned() else {
+        let Some(app) = ed.container(slot).map(identity) else {
             continue;
         };
         ed.push_mount(slot, mount(agent.volume, &path))?;

@@ -16,7 +16,7 @@ pub fn inject(
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
     for ci in target_slots(ed, lp) {
-        let Some(app) = ed.container(ci).cloned() else {
+        let Some(app) = ed.container(ci).map(super::identity) else {
             continue;
         };
         env::pre_language(ed, ci, spec, lp.language)?;
