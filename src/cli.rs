@@ -14,6 +14,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
 use crate::cluster::{Caches, ClusterMode};
 use crate::config::{Config, ServerConfig};
+use crate::inject::cluster_view::{ClusterView, NamespaceMeta, StaticView};
+use crate::inject::manifest;
+use crate::inject::mutate::Injector;
+use crate::instrumentation::Instrumentation;
 use crate::metrics::Metrics;
 use crate::policy::{self, Policies, PolicySet};
 use crate::server::{self, App, Server, Settings, defaults};
@@ -62,6 +66,10 @@ pub enum Command {
     /// Test, verify and evaluate Rego policies offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Inject instrumentation into the pod templates of a manifest, offline; YAML to stdout.
+    Inject(InjectArgs),
+    /// Explain, per workload and feature, what would be injected and why.
+    Explain(InjectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +104,25 @@ pub struct PolicyEvalArgs {
     /// Policy directory.
     #[arg(long, env = "OTEL_ADMISSION_POLICIES", default_value = "policies")]
     pub policies: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
+    #[arg(short = 'f', long = "filename", env = "OTEL_ADMISSION_FILENAME")]
+    pub filename: PathBuf,
+    /// YAML config file (SPEC §8): rules, defaults, exclusions.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespace object (YAML) whose labels and annotations the pods see.
+    #[arg(long, env = "OTEL_ADMISSION_NAMESPACE")]
+    pub namespace: Option<PathBuf>,
+    /// Instrumentation objects (YAML, multi-document); repeatable.
+    #[arg(long, env = "OTEL_ADMISSION_INSTRUMENTATION", value_delimiter = ',')]
+    pub instrumentation: Vec<PathBuf>,
+    /// Write the output here instead of stdout.
+    #[arg(short = 'o', long = "output", env = "OTEL_ADMISSION_OUTPUT")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -170,6 +197,8 @@ pub fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Inject(args) => inject_cmd(&args, false),
+        Command::Explain(args) => inject_cmd(&args, true),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,12 +265,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     policies_gate.set(true);
     let (stop_reload, _) = tokio::sync::watch::channel(false);
     let reloader = policies.spawn_reload(settings.reload_poll, stop_reload.subscribe());
+    let view: Arc<dyn ClusterView> = match &caches {
+        Some(c) => c.clone(),
+        None => Arc::new(StaticView::new()),
+    };
+    let injector = Injector {
+        config: Arc::clone(&config),
+        view,
+        metrics: Arc::clone(&metrics),
+    };
     let app = App {
         config,
         config_path: args.config.clone(),
         metrics,
         readiness,
-        mutator: Arc::new(server::webhook::AllowAll),
+        mutator: Arc::new(injector),
         validator: policies,
     };
     let server = Server::start(settings, app).await?;
@@ -451,6 +489,107 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+// === inject, explain ===
+
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Builds the config and view `inject` and `explain` run against.
+fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, String)> {
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut view = StaticView::new();
+    let mut default_ns = "default".to_string();
+    if let Some(p) = &args.namespace {
+        let origin = p.display().to_string();
+        let text = read_input(p)?;
+        let docs = manifest::parse_documents(&text, &origin)?;
+        let doc = docs
+            .into_iter()
+            .next()
+            .with_context(|| format!("{origin}: no Namespace document"))?;
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_path_to_error::deserialize(&doc)
+            .map_err(|e| anyhow::anyhow!("{origin}: document 0: {}: {}", e.path(), e.inner()))?;
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            anyhow::bail!("{origin}: document 0: metadata.name: a Namespace needs a name");
+        }
+        view = view.with_namespace(name.clone(), NamespaceMeta::from(&ns));
+        default_ns = name;
+    }
+    for p in &args.instrumentation {
+        let origin = p.display().to_string();
+        let text = read_input(p)?;
+        for (i, doc) in manifest::parse_documents(&text, &origin)?
+            .into_iter()
+            .enumerate()
+        {
+            let inst: Instrumentation = serde_path_to_error::deserialize(&doc).map_err(|e| {
+                anyhow::anyhow!("{origin}: document {i}: {}: {}", e.path(), e.inner())
+            })?;
+            if inst.metadata.name.as_deref().unwrap_or_default().is_empty() {
+                anyhow::bail!(
+                    "{origin}: document {i}: metadata.name: an Instrumentation needs a name"
+                );
+            }
+            let problems = inst.spec.validate();
+            if let Some(pr) = problems.first() {
+                anyhow::bail!("{origin}: document {i}: spec.{pr}");
+            }
+            view = view.with_instrumentation(inst, &default_ns);
+        }
+    }
+    Ok((config, view, default_ns))
+}
+
+fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()> {
+    let (config, view, default_ns) = offline_inputs(args)?;
+    let origin = if args.filename.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        args.filename.display().to_string()
+    };
+    let text = read_input(&args.filename)?;
+    let inputs = manifest::Inputs {
+        config: &config,
+        view: &view,
+        default_namespace: &default_ns,
+    };
+    let processed = manifest::process(&text, &origin, &inputs)?;
+    let out = if explain {
+        manifest::explain(&origin, &processed.reports)
+    } else {
+        for r in &processed.reports {
+            for w in &r.outcome.warnings {
+                eprintln!("{origin}[{}] {}: {w}", r.index, r.workload);
+            }
+        }
+        manifest::to_yaml(&processed.documents).context("cannot write YAML")?
+    };
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, out).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(out.as_bytes())
+                .context("cannot write to stdout")?;
+        }
+    }
+    Ok(())
 }
 
 // === certs ===

@@ -14,7 +14,7 @@
 //! watcher would fail the whole list on one bad object, so the watch is
 //! untyped and each object is converted on its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,16 +27,10 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
+use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::instrumentation::{self, Instrumentation, InstrumentationSpec};
 use crate::metrics::Metrics;
 use crate::server::admin::Gate;
-
-/// What admission needs to know about a namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceMeta {
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// `--cluster`: whether to watch the cluster.
 #[derive(
@@ -154,26 +148,6 @@ impl Caches {
         }
     }
 
-    pub fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
-        self.namespaces.get(name)
-    }
-
-    pub fn instrumentation(&self, namespace: &str, name: &str) -> Option<Arc<Instrumentation>> {
-        self.instrumentations.get(&format!("{namespace}/{name}"))
-    }
-
-    /// Instrumentations in `namespace`, sorted by name.
-    pub fn instrumentations_in(&self, namespace: &str) -> Vec<Arc<Instrumentation>> {
-        let map = self.instrumentations.map.load();
-        let mut out: Vec<Arc<Instrumentation>> = map
-            .values()
-            .filter(|i| i.metadata.namespace.as_deref() == Some(namespace))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        out
-    }
-
     /// True once both kinds have been listed at least once.
     pub fn is_ready(&self) -> bool {
         self.namespaces.ready.load(Ordering::SeqCst)
@@ -257,6 +231,28 @@ impl Caches {
                 o.metadata.name.as_deref().unwrap_or_default()
             ))
         });
+    }
+}
+
+impl ClusterView for Caches {
+    fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
+        self.namespaces.get(name)
+    }
+
+    fn instrumentation(&self, namespace: &str, name: &str) -> Option<Arc<Instrumentation>> {
+        self.instrumentations.get(&format!("{namespace}/{name}"))
+    }
+
+    /// Instrumentations in `namespace`, sorted by name.
+    fn instrumentations_in(&self, namespace: &str) -> Vec<Arc<Instrumentation>> {
+        let map = self.instrumentations.map.load();
+        let mut out: Vec<Arc<Instrumentation>> = map
+            .values()
+            .filter(|i| i.metadata.namespace.as_deref() == Some(namespace))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        out
     }
 }
 

@@ -63,10 +63,23 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InjectionLabels {
+    pub feature: &'static str,
+    pub language: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub cluster_ready: Gauge,
     pub cluster_objects: Family<KindLabels, Gauge>,
+    pub injections: Family<InjectionLabels, Counter>,
+    pub skips: Family<SkipLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<EndpointLabels, Histogram>,
     pub config_reload_errors: Counter,
@@ -132,6 +145,18 @@ impl Metrics {
             "Time from request received to response written, by endpoint",
             request_duration.clone(),
         );
+        let injections = Family::<InjectionLabels, Counter>::default();
+        registry.register(
+            "injections",
+            "Features injected into pods, by feature and language",
+            injections.clone(),
+        );
+        let skips = Family::<SkipLabels, Counter>::default();
+        registry.register(
+            "skips",
+            "Pods or features not injected, by closed-set reason",
+            skips.clone(),
+        );
         let config_reload_errors = Counter::default();
         registry.register(
             "config_reload_errors",
@@ -187,6 +212,8 @@ impl Metrics {
             policy_evaluations,
             policy_evaluation_duration,
             policy_reload_errors,
+            injections,
+            skips,
             requests,
             request_duration,
             config_reload_errors,
@@ -220,6 +247,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one injected feature; called only from `inject::mutate::Outcome::record`.
+    pub fn injection(&self, feature: &'static str, language: &'static str) {
+        self.injections
+            .get_or_create(&InjectionLabels { feature, language })
+            .inc();
+    }
+
+    /// Counts one skipped pod or feature; `reason` is a `SkipReason::as_str`.
+    pub fn skip(&self, reason: &'static str) {
+        self.skips.get_or_create(&SkipLabels { reason }).inc();
+    }
+
     /// The registry in Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -240,12 +279,16 @@ mod tests {
         m.tls_expiry.set(1_900_000_000);
         m.observe_policy("kubernetes.admission.images", "deny");
         m.policy_evaluation_duration.observe(0.0002);
+        m.injection("instrumentation", "python");
+        m.skip("not_selected");
         let text = m.encode();
         for needle in [
             "otel_admission_requests_total{endpoint=\"mutate\",result=\"patched\"} 1",
             "otel_admission_request_duration_seconds_bucket{le=\"0.00005\",endpoint=\"mutate\"} 0",
             "otel_admission_request_duration_seconds_bucket{le=\"0.0001\",endpoint=\"mutate\"} 1",
             "otel_admission_config_reload_errors_total 0",
+            "otel_admission_injections_total{feature=\"instrumentation\",language=\"python\"} 1",
+            "otel_admission_skips_total{reason=\"not_selected\"} 1",
             "otel_admission_tls_reload_errors_total 0",
             "otel_admission_policy_evaluations_total{policy=\"kubernetes.admission.images\",result=\"deny\"} 1",
             "otel_admission_policy_evaluation_duration_seconds_count 1",

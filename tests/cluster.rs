@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::apiserver::{FakeApiServer, INSTRUMENTATIONS, NAMESPACES, instrumentation, namespace};
 use otel_admission::cluster::Caches;
+use otel_admission::inject::cluster_view::ClusterView as _;
 use otel_admission::metrics::Metrics;
 use otel_admission::server::admin::Readiness;
 use serde_json::json;

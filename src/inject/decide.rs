@@ -1,0 +1,712 @@
+//! Who gets what (SPEC §4): a pure function from the pod, its namespace, the
+//! config and the known Instrumentations to a [`Plan`] or a [`Skip`].
+//!
+//! # Precedence
+//!
+//! Hard exclusions come first and apply to the whole pod:
+//!
+//! | # | condition                                                          | outcome              |
+//! |---|--------------------------------------------------------------------|----------------------|
+//! | 1 | namespace in `excludedNamespaces` or `server.namespace`             | `excluded_namespace` |
+//! | 2 | pod label or annotation `otel-admission.io/inject: "false"`        | `opted_out`          |
+//! | 3 | mirror/static pod (annotation `kubernetes.io/config.mirror`)       | `opted_out`          |
+//! | 4 | namespace label `otel-admission.io/inject: disabled` (or `false`)  | `opted_out`          |
+//! | 5 | pod has `otel-admission.io/status`, or the operator injected it    | `already_injected`   |
+//!
+//! Then, separately for every language, the pod value (label, else annotation
+//! `instrumentation.opentelemetry.io/inject-<lang>`) and the namespace value
+//! (label, else annotation) combine with the operator's `annotationValue`:
+//!
+//! | # | pod value | namespace value | result                              |
+//! |---|-----------|-----------------|-------------------------------------|
+//! | 6 | —         | —               | config rules, first match wins      |
+//! | 7 | —         | any `v`         | `v` (namespace)                     |
+//! | 8 | `false`   | any             | not injected (pod)                  |
+//! | 9 | `<name>`  | any             | `<name>` (pod)                      |
+//! |10 | `true`    | —               | `true` (pod)                        |
+//! |11 | `true`    | `false`         | `true` (pod)                        |
+//! |12 | `true`    | `true`          | `true` (namespace)                  |
+//! |13 | `true`    | `<name>`        | `<name>` (namespace refines)        |
+//!
+//! Rules (row 6): a rule matches when its `podSelector` matches the pod's
+//! labels and its `namespaceSelector` matches the namespace's labels. A rule
+//! **without** a `namespaceSelector` matches only namespaces labelled
+//! `otel-admission.io/inject: enabled`: that label is how a namespace opts in
+//! to "the matching rules from the config" (SPEC §4.3). The same precedence
+//! applies to `container-names`, `<lang>-container-names`,
+//! `otel-python-platform` and `otel-dotnet-auto-runtime`; `otel-go-auto-target-exe`
+//! is read from pod annotations only, as the operator does.
+//!
+//! Auto-detection (SPEC §4) is opt-in only: `otel-admission.io/inject-auto:
+//! "true"` (pod, then namespace, same precedence) or a matching rule listing
+//! `auto`. It adds the one language [`crate::inject::detect`] finds in the
+//! target containers, unless a setting above already decided that language;
+//! none or several found is reported as `not_selected`, never denied.
+//!
+//! Instrumentation values: `true` takes the namespace's only Instrumentation,
+//! the config `defaults` when it has none (the operator fails instead), and
+//! skips as `ambiguous_instrumentation` when it has several; `<name>` and
+//! `<ns>/<name>` look it up, `no_instrumentation` when unknown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::config::{Config, Rule};
+use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
+use crate::inject::language::Language;
+use crate::inject::plan::{
+    Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan, Resolved, Skip, SkipReason,
+};
+use crate::inject::{selector, service_name, status};
+use crate::instrumentation::Instrumentation;
+
+/// Prefix of the operator's keys.
+pub const OPERATOR_PREFIX: &str = "instrumentation.opentelemetry.io/";
+/// Our opt-out (pod) and opt-in/out (namespace label) key.
+pub const INJECT_KEY: &str = "otel-admission.io/inject";
+/// The kubelet marks static pods' mirrors with this annotation.
+pub const MIRROR_KEY: &str = "kubernetes.io/config.mirror";
+pub const GO_TARGET_EXE_KEY: &str = "instrumentation.opentelemetry.io/otel-go-auto-target-exe";
+pub const PYTHON_PLATFORM_KEY: &str = "instrumentation.opentelemetry.io/otel-python-platform";
+pub const DOTNET_RUNTIME_KEY: &str = "instrumentation.opentelemetry.io/otel-dotnet-auto-runtime";
+pub const CONTAINER_NAMES_KEY: &str = "instrumentation.opentelemetry.io/container-names";
+/// Our opt-in to language auto-detection.
+pub const AUTO_KEY: &str = "otel-admission.io/inject-auto";
+
+/// Containers that are never a default target (operator issue #2243).
+pub const KNOWN_SIDECARS: [&str; 5] = [
+    "istio-proxy",
+    "linkerd-proxy",
+    "otc-container",
+    "opentelemetry-auto-instrumentation",
+    "cloudsql-proxy",
+];
+
+/// What decide reads besides the pod.
+pub struct Context<'a> {
+    /// The pod's namespace: `request.namespace`, since `metadata.namespace` may be empty.
+    pub namespace: &'a str,
+    pub config: &'a Config,
+    pub view: &'a dyn ClusterView,
+    /// The owning workload when known from outside the pod (the CLI's Deployment).
+    pub owner_hint: Option<&'a Owner>,
+}
+
+/// Where a value was read from, for `explain` and warnings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    PodLabel,
+    PodAnnotation,
+    NamespaceLabel,
+    NamespaceAnnotation,
+}
+
+/// A non-empty value and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub value: &'a str,
+    pub origin: Origin,
+    pub key: &'a str,
+}
+
+/// The annotation key a language is enabled with.
+pub fn inject_key(lang: Language) -> String {
+    format!("{OPERATOR_PREFIX}inject-{}", lang.key())
+}
+
+/// The per-language container list key; nginx's has an odd `inject-` prefix upstream.
+pub fn container_names_key(lang: Language) -> String {
+    match lang {
+        Language::Nginx => format!("{OPERATOR_PREFIX}inject-nginx-container-names"),
+        l => format!("{OPERATOR_PREFIX}{}-container-names", l.key()),
+    }
+}
+
+/// Decides what `pod` gets. Pure: reads only its arguments.
+pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
+    if let Some(skip) = hard_exclusion(pod, ctx) {
+        return Decision::Skip(skip);
+    }
+    let ns_meta = ctx.view.namespace(ctx.namespace).unwrap_or_default();
+    let containers: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.as_str())
+        .collect();
+    if containers.is_empty() {
+        return Decision::Skip(Skip {
+            reason: SkipReason::NotSelected,
+            message: "pod has no containers".into(),
+        });
+    }
+    let rule = first_rule(pod, &ns_meta, ctx.config);
+    let mut plan = Plan {
+        namespace: ctx.namespace.to_string(),
+        owner: service_name::owner(pod, ctx.owner_hint),
+        ..Plan::default()
+    };
+    let mut explicitly_off = Vec::new();
+    // Languages an annotation, label or rule already decided, on or off.
+    let mut decided = Vec::new();
+    for lang in Language::ALL {
+        let key = inject_key(lang);
+        let chosen = combine(ns_value(&ns_meta, &key), pod_value(pod, &key));
+        let (value, decided_by) = match &chosen {
+            Some(f) if f.value.eq_ignore_ascii_case("false") => {
+                explicitly_off.push(describe(f));
+                decided.push(lang);
+                continue;
+            }
+            Some(f) => (f.value.to_string(), describe(f)),
+            None => match rule {
+                Some(r) if rule_wants(r, lang) => (
+                    r.instrumentation.clone().unwrap_or_else(|| "true".into()),
+                    format!("config rule {:?}", r.name),
+                ),
+                _ => continue,
+            },
+        };
+        decided.push(lang);
+        match plan_language(pod, ctx, &ns_meta, lang, &value, decided_by, &containers) {
+            Ok(lp) => plan.languages.push(lp),
+            Err(f) => plan.failures.push(f),
+        }
+    }
+    if let Some((value, decided_by)) = auto_source(pod, &ns_meta, rule) {
+        match detect_language(pod, ctx, &ns_meta, &containers) {
+            Ok((lang, evidence)) if !decided.contains(&lang) => {
+                let by = format!("{decided_by}, detected {lang} ({})", evidence.join("; "));
+                match plan_language(pod, ctx, &ns_meta, lang, &value, by, &containers) {
+                    Ok(lp) => plan.languages.push(lp),
+                    Err(f) => plan.failures.push(f),
+                }
+            }
+            Ok((lang, _)) => plan.notes.push(format!(
+                "auto-detection found {lang}, which an inject-{lang} setting already decides"
+            )),
+            Err(message) => plan.failures.push(Failure {
+                feature: Feature::AutoDetect,
+                reason: SkipReason::NotSelected,
+                message,
+            }),
+        }
+    }
+    if plan.languages.is_empty() && plan.failures.is_empty() {
+        return Decision::Skip(if explicitly_off.is_empty() {
+            Skip {
+                reason: SkipReason::NotSelected,
+                message: "no annotation, label, namespace setting or config rule selects this pod"
+                    .into(),
+            }
+        } else {
+            Skip {
+                reason: SkipReason::OptedOut,
+                message: format!("disabled by {}", explicitly_off.join(", ")),
+            }
+        });
+    }
+    Decision::Inject(plan)
+}
+
+/// Rows 1–5 of the precedence table.
+fn hard_exclusion(pod: &Pod, ctx: &Context<'_>) -> Option<Skip> {
+    let ns = ctx.namespace;
+    let cfg = ctx.config;
+    if cfg.excluded_namespaces.iter().any(|n| n == ns) {
+        return Some(Skip {
+            reason: SkipReason::ExcludedNamespace,
+            message: format!("namespace {ns} is in excludedNamespaces"),
+        });
+    }
+    if cfg.server.namespace.as_deref() == Some(ns) {
+        return Some(Skip {
+            reason: SkipReason::ExcludedNamespace,
+            message: format!("namespace {ns} is otel-admission's own namespace"),
+        });
+    }
+    if let Some(f) = pod_value(pod, INJECT_KEY)
+        && f.value.eq_ignore_ascii_case("false")
+    {
+        return Some(Skip {
+            reason: SkipReason::OptedOut,
+            message: format!("disabled by {}", describe(&f)),
+        });
+    }
+    let annotations = pod.metadata.annotations.as_ref();
+    if annotations.is_some_and(|a| a.contains_key(MIRROR_KEY)) {
+        return Some(Skip {
+            reason: SkipReason::OptedOut,
+            message: "mirror (static) pods cannot be changed".into(),
+        });
+    }
+    if let Some(meta) = ctx.view.namespace(ns)
+        && let Some(v) = meta.labels.get(INJECT_KEY)
+        && (v.eq_ignore_ascii_case("disabled") || v.eq_ignore_ascii_case("false"))
+    {
+        return Some(Skip {
+            reason: SkipReason::OptedOut,
+            message: format!("disabled by namespace label {INJECT_KEY}={v}"),
+        });
+    }
+    if annotations.is_some_and(|a| a.contains_key(status::STATUS_KEY)) {
+        return Some(Skip {
+            reason: SkipReason::AlreadyInjected,
+            message: format!("pod already carries {}", status::STATUS_KEY),
+        });
+    }
+    if let Some(what) = operator_injected(pod) {
+        return Some(Skip {
+            reason: SkipReason::AlreadyInjected,
+            message: format!("already instrumented by the OpenTelemetry Operator ({what})"),
+        });
+    }
+    None
+}
+
+/// The operator's `isAutoInstrumentationInjected` guard (reference §6).
+fn operator_injected(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    const INIT: [&str; 6] = [
+        "opentelemetry-auto-instrumentation-dotnet",
+        "opentelemetry-auto-instrumentation-java",
+        "opentelemetry-auto-instrumentation-nodejs",
+        "opentelemetry-auto-instrumentation-python",
+        "otel-agent-attach-apache",
+        "otel-agent-source-container-clone",
+    ];
+    for c in spec.init_containers.iter().flatten() {
+        if INIT.contains(&c.name.as_str()) {
+            return Some(format!("init container {}", c.name));
+        }
+    }
+    for c in &spec.containers {
+        if c.name == "opentelemetry-auto-instrumentation" {
+            return Some(format!("container {}", c.name));
+        }
+        if c.name != "otc-container"
+            && c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME")
+        {
+            return Some(format!(
+                "container {} has OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+                c.name
+            ));
+        }
+    }
+    None
+}
+
+/// Label first, then annotation; empty values count as absent.
+pub fn pod_value<'a>(pod: &'a Pod, key: &'a str) -> Option<Found<'a>> {
+    lookup(
+        pod.metadata.labels.as_ref(),
+        pod.metadata.annotations.as_ref(),
+        key,
+        Origin::PodLabel,
+        Origin::PodAnnotation,
+    )
+}
+
+/// Namespace label first, then annotation.
+pub fn ns_value<'a>(ns: &'a NamespaceMeta, key: &'a str) -> Option<Found<'a>> {
+    lookup(
+        Some(&ns.labels),
+        Some(&ns.annotations),
+        key,
+        Origin::NamespaceLabel,
+        Origin::NamespaceAnnotation,
+    )
+}
+
+fn lookup<'a>(
+    labels: Option<&'a BTreeMap<String, String>>,
+    annotations: Option<&'a BTreeMap<String, String>>,
+    key: &'a str,
+    label_origin: Origin,
+    annotation_origin: Origin,
+) -> Option<Found<'a>> {
+    let get = |m: Option<&'a BTreeMap<String, String>>, origin| {
+        m.and_then(|m| m.get(key))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(|value| Found { value, origin, key })
+    };
+    get(labels, label_origin).or_else(|| get(annotations, annotation_origin))
+}
+
+/// Rows 7–13: the operator's `annotationValue(ns, pod)`.
+pub fn combine<'a>(ns: Option<Found<'a>>, pod: Option<Found<'a>>) -> Option<Found<'a>> {
+    match (ns, pod) {
+        (None, p) => p,
+        (n, None) => n,
+        (Some(n), Some(p)) => {
+            if !p.value.eq_ignore_ascii_case("true") || n.value.eq_ignore_ascii_case("false") {
+                Some(p)
+            } else {
+                Some(n)
+            }
+        }
+    }
+}
+
+/// `pod annotation instrumentation.opentelemetry.io/inject-python="true"`.
+pub fn describe(f: &Found<'_>) -> String {
+    let origin = match f.origin {
+        Origin::PodLabel => "pod label",
+        Origin::PodAnnotation => "pod annotation",
+        Origin::NamespaceLabel => "namespace label",
+        Origin::NamespaceAnnotation => "namespace annotation",
+    };
+    format!("{origin} {}={:?}", f.key, f.value)
+}
+
+fn first_rule<'c>(pod: &Pod, ns: &NamespaceMeta, config: &'c Config) -> Option<&'c Rule> {
+    let empty = BTreeMap::new();
+    let pod_labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let ns_enabled = ns
+        .labels
+        .get(INJECT_KEY)
+        .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+    config.rules.iter().find(|r| {
+        let ns_ok = match &r.namespace_selector {
+            Some(sel) => selector::matches(sel, &ns.labels),
+            None => ns_enabled,
+        };
+        ns_ok
+            && r.pod_selector
+                .as_ref()
+                .is_none_or(|sel| selector::matches(sel, pod_labels))
+    })
+}
+
+/// `otel-admission.io/inject-auto: "true"` (pod, then namespace), else a
+/// matching rule that lists `auto`: the Instrumentation value and the reason.
+fn auto_source(pod: &Pod, ns: &NamespaceMeta, rule: Option<&Rule>) -> Option<(String, String)> {
+    if let Some(f) = combine(ns_value(ns, AUTO_KEY), pod_value(pod, AUTO_KEY)) {
+        return f
+            .value
+            .eq_ignore_ascii_case("true")
+            .then(|| ("true".to_string(), describe(&f)));
+    }
+    rule.filter(|r| r.inject.languages.iter().any(|l| l.language().is_none()))
+        .map(|r| {
+            (
+                r.instrumentation.clone().unwrap_or_else(|| "true".into()),
+                format!("config rule {:?}", r.name),
+            )
+        })
+}
+
+/// Detects the language of the containers `container-names` names, else of
+/// the default target.
+fn detect_language(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    ns_meta: &NamespaceMeta,
+    containers: &[&str],
+) -> Result<(Language, Vec<String>), String> {
+    let (names, _) = targets(pod, ctx, ns_meta, None, containers).map_err(|f| f.message)?;
+    let all = pod.spec.iter().flat_map(|s| s.containers.iter());
+    let chosen: Vec<&k8s_openapi::api::core::v1::Container> =
+        all.filter(|c| names.contains(&c.name)).collect();
+    crate::inject::detect::detect(&chosen)
+}
+
+fn rule_wants(rule: &Rule, lang: Language) -> bool {
+    rule.inject
+        .languages
+        .iter()
+        .any(|c| c.language() == Some(lang))
+}
+
+fn failure(lang: Language, reason: SkipReason, message: String) -> Failure {
+    Failure {
+        feature: Feature::Instrumentation(lang),
+        reason,
+        message,
+    }
+}
+
+fn plan_language(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    ns_meta: &NamespaceMeta,
+    lang: Language,
+    value: &str,
+    decided_by: String,
+    containers: &[&str],
+) -> Result<LanguagePlan, Failure> {
+    let instrumentation = resolve_instrumentation(ctx, lang, value)?;
+    let (targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
+    let mut libc = Libc::Glibc;
+    let mut go_target_exe = None;
+    match lang {
+        Language::Python => {
+            let key = PYTHON_PLATFORM_KEY;
+            if let Some(f) = combine(ns_value(ns_meta, key), pod_value(pod, key)) {
+                libc = match f.value {
+                    "glibc" => Libc::Glibc,
+                    "musl" => Libc::Musl,
+                    other => {
+                        return Err(failure(
+                            lang,
+                            SkipReason::InvalidAnnotation,
+                            format!("python: {key}={other:?} is not glibc or musl"),
+                        ));
+                    }
+                };
+            }
+        }
+        Language::Dotnet => {
+            let key = DOTNET_RUNTIME_KEY;
+            if let Some(f) = combine(ns_value(ns_meta, key), pod_value(pod, key)) {
+                libc = match f.value {
+                    "linux-x64" => Libc::Glibc,
+                    "linux-musl-x64" => Libc::Musl,
+                    other => {
+                        return Err(failure(
+                            lang,
+                            SkipReason::InvalidAnnotation,
+                            format!("dotnet: {key}={other:?} is not linux-x64 or linux-musl-x64"),
+                        ));
+                    }
+                };
+            }
+        }
+        Language::Go => {
+            if targets.len() != 1 {
+                return Err(failure(
+                    lang,
+                    SkipReason::InvalidAnnotation,
+                    format!(
+                        "go: instruments exactly one container, {} named",
+                        targets.len()
+                    ),
+                ));
+            }
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.share_process_namespace)
+                .is_some_and(|v| !v)
+            {
+                return Err(failure(
+                    lang,
+                    SkipReason::Error,
+                    "go: the pod sets shareProcessNamespace: false, which the eBPF agent needs"
+                        .into(),
+                ));
+            }
+            let spec = &instrumentation.instrumentation.spec;
+            go_target_exe = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(GO_TARGET_EXE_KEY))
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+                .or_else(|| {
+                    spec.go
+                        .iter()
+                        .flat_map(|g| g.env.iter())
+                        .chain(spec.env.iter())
+                        .find(|e| e.name == "OTEL_GO_AUTO_TARGET_EXE")
+                        .and_then(|e| e.value.clone())
+                });
+            if go_target_exe.is_none() {
+                return Err(failure(
+                    lang,
+                    SkipReason::InvalidAnnotation,
+                    format!("go: pod annotation {GO_TARGET_EXE_KEY} is required"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(LanguagePlan {
+        language: lang,
+        decided_by,
+        instrumentation,
+        containers: targets,
+        containers_by,
+        libc,
+        go_target_exe,
+    })
+}
+
+/// `true`, `<name>` or `<ns>/<name>` to an Instrumentation.
+fn resolve_instrumentation(
+    ctx: &Context<'_>,
+    lang: Language,
+    value: &str,
+) -> Result<Resolved, Failure> {
+    let ns = ctx.namespace;
+    if value.eq_ignore_ascii_case("true") {
+        let mut all = ctx.view.instrumentations_in(ns);
+        return match all.len() {
+            0 => Ok(Resolved {
+                label: "config defaults".into(),
+                instrumentation: Arc::new(Instrumentation {
+                    metadata: Default::default(),
+                    spec: ctx.config.defaults.clone(),
+                }),
+            }),
+            1 => {
+                let inst = all.remove(0);
+                Ok(Resolved {
+                    label: format!("{ns}/{}", inst.metadata.name.as_deref().unwrap_or("")),
+                    instrumentation: inst,
+                })
+            }
+            _ => {
+                let names: Vec<&str> = all
+                    .iter()
+                    .map(|i| i.metadata.name.as_deref().unwrap_or(""))
+                    .collect();
+                Err(failure(
+                    lang,
+                    SkipReason::AmbiguousInstrumentation,
+                    format!(
+                        "{lang}: namespace {ns} has {} Instrumentations ({}); name one in {}",
+                        names.len(),
+                        names.join(", "),
+                        inject_key(lang)
+                    ),
+                ))
+            }
+        };
+    }
+    let (inst_ns, name) = value.split_once('/').unwrap_or((ns, value));
+    match ctx.view.instrumentation(inst_ns, name) {
+        Some(inst) => Ok(Resolved {
+            label: format!("{inst_ns}/{name}"),
+            instrumentation: inst,
+        }),
+        None => Err(failure(
+            lang,
+            SkipReason::NoInstrumentation,
+            format!("{lang}: Instrumentation {inst_ns}/{name} not found"),
+        )),
+    }
+}
+
+/// Whether a container-names value is acceptable (the operator's regex `^[a-zA-Z0-9-,]+$`).
+pub fn valid_container_names(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b',')
+}
+
+/// Target containers: the per-language list, else the common list, else the
+/// first container that is not a known sidecar. As in the operator, named init
+/// containers can be targets for java, nodejs, python, dotnet and sdk; the
+/// agent's init container then runs just before the first of them.
+fn targets(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    ns_meta: &NamespaceMeta,
+    language: Option<Language>,
+    containers: &[&str],
+) -> Result<(Vec<String>, String), Failure> {
+    let feature = language.map_or(Feature::AutoDetect, Feature::Instrumentation);
+    let lang = feature;
+    let fail = |reason, message| Failure {
+        feature,
+        reason,
+        message,
+    };
+    let lang_key = language.map(container_names_key);
+    let named = lang_key
+        .as_deref()
+        .and_then(|k| combine(ns_value(ns_meta, k), pod_value(pod, k)))
+        .or_else(|| {
+            combine(
+                ns_value(ns_meta, CONTAINER_NAMES_KEY),
+                pod_value(pod, CONTAINER_NAMES_KEY),
+            )
+        });
+    if let Some(f) = named {
+        if !valid_container_names(f.value) {
+            return Err(fail(
+                SkipReason::InvalidAnnotation,
+                format!(
+                    "{lang}: {} {}={:?} must match ^[a-zA-Z0-9-,]+$",
+                    origin_word(f.origin),
+                    f.key,
+                    f.value
+                ),
+            ));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for name in f.value.split(',').filter(|s| !s.is_empty()) {
+            let is_init = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .any(|c| c.name == name);
+            let init_ok = matches!(
+                language,
+                Some(
+                    Language::Java
+                        | Language::Nodejs
+                        | Language::Python
+                        | Language::Dotnet
+                        | Language::Sdk
+                )
+            );
+            if is_init && !init_ok {
+                return Err(fail(
+                    SkipReason::InvalidAnnotation,
+                    format!(
+                        "{lang}: {} names init container {name:?}; {lang} cannot instrument init containers",
+                        f.key
+                    ),
+                ));
+            }
+            if !is_init && !containers.contains(&name) {
+                return Err(fail(
+                    SkipReason::InvalidAnnotation,
+                    format!(
+                        "{lang}: {} names container {name:?}, which the pod does not have",
+                        f.key
+                    ),
+                ));
+            }
+            if !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+        return Ok((out, describe(&f)));
+    }
+    let skip = &ctx.config.skip_containers;
+    match containers
+        .iter()
+        .find(|c| !KNOWN_SIDECARS.contains(c) && !skip.iter().any(|s| s == *c))
+    {
+        Some(c) => Ok((
+            vec![c.to_string()],
+            "the first container that is not a known sidecar".into(),
+        )),
+        None => Err(fail(
+            SkipReason::NotSelected,
+            format!(
+                "{lang}: every container is a known sidecar; name one in {}",
+                lang_key.as_deref().unwrap_or(CONTAINER_NAMES_KEY)
+            ),
+        )),
+    }
+}
+
+fn origin_word(o: Origin) -> &'static str {
+    match o {
+        Origin::PodLabel => "pod label",
+        Origin::PodAnnotation => "pod annotation",
+        Origin::NamespaceLabel => "namespace label",
+        Origin::NamespaceAnnotation => "namespace annotation",
+    }
+}

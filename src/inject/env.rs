@@ -1,0 +1,368 @@
+//! Environment rules (SPEC §5), applied through the [`Editor`].
+//!
+//! - A variable the container defines is never overridden.
+//! - List-like variables compose: a plain value gets ours appended (or
+//!   wrapped, for `PYTHONPATH`); a `valueFrom` value is kept under
+//!   `OTEL_ADMISSION_ORIG_<NAME>`, defined just before, and the variable
+//!   becomes a composition with `$(OTEL_ADMISSION_ORIG_<NAME>)`. The operator
+//!   skips such containers instead (#1814, #3166).
+//! - `OTEL_RESOURCE_ATTRIBUTES` goes last, after the downward-API variables
+//!   its `$(VAR)`s use: Kubernetes only expands variables defined earlier.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+
+use crate::inject::apply::{ApplyError, Editor, Slot};
+use crate::inject::language::Language;
+use crate::inject::plan::{LanguagePlan, Plan};
+use crate::inject::service_name;
+use crate::instrumentation::InstrumentationSpec;
+
+pub const POD_NAME_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_NAME";
+pub const NODE_NAME_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME";
+pub const POD_UID_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES_POD_UID";
+pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+pub const ORIG_PREFIX: &str = "OTEL_ADMISSION_ORIG_";
+const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
+
+/// How ours combines with a user's list-like value.
+#[derive(Clone, Copy, Debug)]
+pub enum ListRule<'a> {
+    /// `<user><ours>`; ours carries its own leading space (`JAVA_TOOL_OPTIONS`, `NODE_OPTIONS`).
+    Suffix(&'a str),
+    /// `<user>:<ours>` (the .NET hooks).
+    PathAppend(&'a str),
+    /// `<prefix>:<user>:<suffix>` (`PYTHONPATH`).
+    Wrap(&'a str, &'a str),
+}
+
+impl ListRule<'_> {
+    pub fn compose(self, user: Option<&str>) -> String {
+        match (self, user) {
+            (Self::Suffix(s), u) => format!("{}{s}", u.unwrap_or("")),
+            (Self::PathAppend(s), Some(u)) if !u.is_empty() => format!("{u}:{s}"),
+            (Self::PathAppend(s), _) => s.to_string(),
+            (Self::Wrap(p, s), Some(u)) if !u.is_empty() => format!("{p}:{u}:{s}"),
+            (Self::Wrap(p, s), _) => format!("{p}:{s}"),
+        }
+    }
+}
+
+pub fn plain(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+pub fn field_ref(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: path.into(),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Adds `var` unless the container already defines the name.
+pub fn set_if_absent(ed: &mut Editor<'_>, ci: Slot, var: EnvVar) -> Result<(), ApplyError> {
+    if ed.find_env(ci, &var.name).is_none() {
+        ed.push_env(ci, var)?;
+    }
+    Ok(())
+}
+
+/// Composes a list-like variable with the user's value.
+pub fn compose_list(
+    ed: &mut Editor<'_>,
+    ci: Slot,
+    name: &str,
+    rule: ListRule<'_>,
+) -> Result<(), ApplyError> {
+    let Some(j) = ed.find_env(ci, name) else {
+        return ed.push_env(ci, plain(name, rule.compose(None)));
+    };
+    let existing = ed.env(ci)[j].clone();
+    match existing.value_from {
+        None => ed.replace_env(ci, j, plain(name, rule.compose(existing.value.as_deref()))),
+        Some(source) => {
+            let orig = format!("{ORIG_PREFIX}{name}");
+            if ed.find_env(ci, &orig).is_some() {
+                return Ok(());
+            }
+            ed.replace_env(
+                ci,
+                j,
+                EnvVar {
+                    name: orig.clone(),
+                    value: None,
+                    value_from: Some(source),
+                },
+            )?;
+            ed.insert_env(
+                ci,
+                j + 1,
+                plain(name, rule.compose(Some(&format!("$({orig})")))),
+            )
+        }
+    }
+}
+
+/// The default OTLP protocol we set per language. Every agent we inject
+/// speaks http/protobuf by default; SDK-only apps and the web-server modules
+/// (which export gRPC from their own config) get none.
+pub fn default_protocol(lang: Language) -> Option<&'static str> {
+    match lang {
+        Language::Java | Language::Nodejs | Language::Python | Language::Dotnet | Language::Go => {
+            Some("http/protobuf")
+        }
+        Language::Sdk | Language::ApacheHttpd | Language::Nginx => None,
+    }
+}
+
+/// The `spec.<lang>.env` of the Instrumentation.
+pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
+    match lang {
+        Language::Java => spec.java.as_ref().map(|l| l.env.as_slice()),
+        Language::Nodejs => spec.nodejs.as_ref().map(|l| l.env.as_slice()),
+        Language::Python => spec.python.as_ref().map(|l| l.env.as_slice()),
+        Language::Dotnet => spec.dotnet.as_ref().map(|l| l.env.as_slice()),
+        Language::Go => spec.go.as_ref().map(|l| l.env.as_slice()),
+        Language::ApacheHttpd => spec.apache_httpd.as_ref().map(|l| l.env.as_slice()),
+        Language::Nginx => spec.nginx.as_ref().map(|l| l.env.as_slice()),
+        Language::Sdk => None,
+    }
+    .unwrap_or_default()
+}
+
+/// Steps 1–3 of the operator's order, before the language's own variables:
+/// `spec.<lang>.env`, `OTEL_NODE_IP`/`OTEL_POD_IP`, `spec.env`. The IPs are
+/// appended rather than prepended (the operator prepends) so the patch never
+/// shifts the user's variables; they still precede every `$(OTEL_NODE_IP)` we add.
+pub fn pre_language(
+    ed: &mut Editor<'_>,
+    ci: Slot,
+    spec: &InstrumentationSpec,
+    lang: Language,
+) -> Result<(), ApplyError> {
+    for var in language_env(spec, lang) {
+        set_if_absent(ed, ci, var.clone())?;
+    }
+    set_if_absent(ed, ci, field_ref("OTEL_NODE_IP", "status.hostIP"))?;
+    set_if_absent(ed, ci, field_ref("OTEL_POD_IP", "status.podIP"))?;
+    for var in &spec.env {
+        set_if_absent(ed, ci, var.clone())?;
+    }
+    Ok(())
+}
+
+/// The common SDK configuration, after the language's variables.
+///
+/// `ci` is where the variables go; `app` is the container they describe (the
+/// same one, except for Go's sidecar). Returns warnings.
+pub fn sdk_config(
+    ed: &mut Editor<'_>,
+    ci: Slot,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    app: &Container,
+) -> Result<Vec<String>, ApplyError> {
+    let spec = &lp.instrumentation.instrumentation.spec;
+    let owner = plan.owner.as_ref();
+    let mut warnings = Vec::new();
+    set_if_absent(
+        ed,
+        ci,
+        plain(
+            "OTEL_SERVICE_NAME",
+            service_name::service_name(pod, owner, &app.name),
+        ),
+    )?;
+    if let Some(ep) = spec
+        .exporter
+        .as_ref()
+        .and_then(|e| e.endpoint.as_deref())
+        .filter(|e| !e.is_empty())
+    {
+        set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_ENDPOINT", ep))?;
+    }
+    for var in crate::inject::exporter_tls::apply(ed, ci, spec)? {
+        set_if_absent(ed, ci, var)?;
+    }
+    if let Some(proto) = default_protocol(lp.language) {
+        set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_PROTOCOL", proto))?;
+    }
+    set_if_absent(ed, ci, field_ref(POD_NAME_VAR, "metadata.name"))?;
+    if uid_attributes(spec) {
+        set_if_absent(ed, ci, field_ref(POD_UID_VAR, "metadata.uid"))?;
+    }
+    set_if_absent(ed, ci, field_ref(NODE_NAME_VAR, "spec.nodeName"))?;
+    if !spec.propagators.is_empty() {
+        let joined: Vec<&str> = spec.propagators.iter().map(|p| p.as_str()).collect();
+        set_if_absent(ed, ci, plain("OTEL_PROPAGATORS", joined.join(",")))?;
+    }
+    if let Some(sampler) = &spec.sampler
+        && let Some(t) = sampler.type_
+        && ed.find_env(ci, "OTEL_TRACES_SAMPLER").is_none()
+        && ed.find_env(ci, "OTEL_TRACES_SAMPLER_ARG").is_none()
+    {
+        ed.push_env(ci, plain("OTEL_TRACES_SAMPLER", t.as_str()))?;
+        if let Some(arg) = sampler.argument.as_deref().filter(|a| !a.is_empty()) {
+            ed.push_env(ci, plain("OTEL_TRACES_SAMPLER_ARG", arg))?;
+        }
+    }
+    let ours = resource_attributes(pod, plan, spec, app);
+    merge_resource_attributes(ed, ci, &ours)?;
+    if let Some(w) = grpc_port_mismatch(ed.env(ci), lp.language) {
+        warnings.push(w);
+    }
+    Ok(warnings)
+}
+
+fn uid_attributes(spec: &InstrumentationSpec) -> bool {
+    spec.resource
+        .as_ref()
+        .is_some_and(|r| r.add_k8s_uid_attributes)
+}
+
+/// Our attributes for `app`, lowest precedence first (reference §3).
+pub fn resource_attributes(
+    pod: &Pod,
+    plan: &Plan,
+    spec: &InstrumentationSpec,
+    app: &Container,
+) -> BTreeMap<String, String> {
+    let ns = plan.namespace.as_str();
+    let mut attrs: BTreeMap<String, String> = spec
+        .resource
+        .as_ref()
+        .map(|r| r.resource_attributes.clone())
+        .unwrap_or_default();
+    let pod_name = format!("$({POD_NAME_VAR})");
+    for (k, v) in [
+        ("k8s.namespace.name", ns.to_string()),
+        ("k8s.container.name", app.name.clone()),
+        ("k8s.pod.name", pod_name.clone()),
+        ("k8s.node.name", format!("$({NODE_NAME_VAR})")),
+        (
+            "service.instance.id",
+            format!("{ns}.{pod_name}.{}", app.name),
+        ),
+    ] {
+        attrs.insert(k.into(), v);
+    }
+    if uid_attributes(spec) {
+        attrs.insert("k8s.pod.uid".into(), format!("$({POD_UID_VAR})"));
+    }
+    for (k, v) in service_name::owner_attributes(plan.owner.as_ref()) {
+        attrs.insert(k, v);
+    }
+    let annotations = pod.metadata.annotations.as_ref();
+    for (k, v) in annotations.into_iter().flatten() {
+        if let Some(attr) = k.strip_prefix(RESOURCE_PREFIX)
+            && attr != "service.name"
+            && !attr.is_empty()
+        {
+            attrs.insert(attr.to_string(), v.clone());
+        }
+    }
+    attrs
+        .entry("service.namespace".into())
+        .or_insert_with(|| ns.to_string());
+    if let Some(v) = service_name::service_version(pod, app.image.as_deref()) {
+        attrs.insert("service.version".into(), v);
+    }
+    attrs
+}
+
+fn join(attrs: impl IntoIterator<Item = (String, String)>) -> String {
+    attrs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Merges ours into the container's `OTEL_RESOURCE_ATTRIBUTES`, user keys
+/// winning, and leaves it after the variables it references.
+fn merge_resource_attributes(
+    ed: &mut Editor<'_>,
+    ci: Slot,
+    ours: &BTreeMap<String, String>,
+) -> Result<(), ApplyError> {
+    let name = RESOURCE_ATTRIBUTES_VAR;
+    let Some(j) = ed.find_env(ci, name) else {
+        return ed.push_env(ci, plain(name, join(ours.clone())));
+    };
+    let existing = ed.env(ci)[j].clone();
+    match existing.value_from {
+        None => {
+            let user = existing.value.unwrap_or_default();
+            let user_keys: Vec<&str> = user
+                .split(',')
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
+                .collect();
+            let missing: Vec<(String, String)> = ours
+                .iter()
+                .filter(|(k, _)| !user_keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let value = if user.trim().is_empty() {
+                join(missing)
+            } else {
+                format!("{user},{}", join(missing))
+            };
+            ed.remove_env(ci, j);
+            ed.push_env(ci, plain(name, value))
+        }
+        Some(source) => {
+            // The user's keys come last: SDKs keep the last duplicate key, so
+            // they still win without us reading the Secret or ConfigMap.
+            let orig = format!("{ORIG_PREFIX}{name}");
+            if ed.find_env(ci, &orig).is_some() {
+                return Ok(());
+            }
+            ed.replace_env(
+                ci,
+                j,
+                EnvVar {
+                    name: orig.clone(),
+                    value: None,
+                    value_from: Some(source),
+                },
+            )?;
+            ed.push_env(ci, plain(name, format!("{},$({orig})", join(ours.clone()))))
+        }
+    }
+}
+
+/// A gRPC port given to an http/protobuf SDK: a common silent failure (#924).
+pub fn grpc_port_mismatch(env: &[EnvVar], lang: Language) -> Option<String> {
+    let get = |n: &str| {
+        env.iter()
+            .find(|e| e.name == n)
+            .and_then(|e| e.value.as_deref())
+    };
+    let proto = get("OTEL_EXPORTER_OTLP_PROTOCOL")?;
+    let ep = get("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+    let port = ep
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map(|(_, p)| p.split('/').next().unwrap_or(p));
+    (proto.starts_with("http") && port == Some("4317")).then(|| {
+        format!(
+            "{lang}: endpoint {ep} is the OTLP gRPC port 4317 but the SDK uses {proto}; use 4318"
+        )
+    })
+}

@@ -1,0 +1,98 @@
+//! .NET: the CLR profiler and startup hook, glibc or musl build chosen by
+//! `otel-dotnet-auto-runtime` (operator `dotnet.go`).
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Agent, LangResult, inject_agent, resources, target_slots};
+use crate::inject::apply::Editor;
+use crate::inject::env::{self, ListRule, plain};
+use crate::inject::plan::{LanguagePlan, Libc, Plan};
+
+pub const DEFAULT_IMAGE: &str =
+    "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-dotnet:1.16.0";
+pub const INIT_CONTAINER: &str = "opentelemetry-auto-instrumentation-dotnet";
+pub const VOLUME: &str = "opentelemetry-auto-instrumentation-dotnet";
+pub const MOUNT: &str = "/otel-auto-instrumentation-dotnet";
+pub const PROFILER_ID: &str = "{918728DD-259F-4A6A-AC2B-B85E1B658318}";
+
+pub fn inject(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+) -> LangResult {
+    // A container with its own OTEL_DOTNET_AUTO_HOME runs its own agent.
+    for slot in target_slots(ed, lp) {
+        if ed.find_env(slot, "OTEL_DOTNET_AUTO_HOME").is_some() {
+            let name = ed.container(slot).map(|c| c.name.as_str()).unwrap_or("");
+            return Ok(Err(format!(
+                "dotnet: container {name} already sets OTEL_DOTNET_AUTO_HOME"
+            )));
+        }
+    }
+    let l = lp.instrumentation.instrumentation.spec.dotnet.as_ref();
+    let agent = Agent {
+        init_name: INIT_CONTAINER,
+        volume: VOLUME,
+        image: l
+            .and_then(|l| l.image.clone())
+            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
+        command: ["cp", "-r", "/autoinstrumentation/.", MOUNT]
+            .map(String::from)
+            .to_vec(),
+        init_mount: MOUNT,
+        resources: resources(
+            l.and_then(|l| l.resource_requirements.as_ref()),
+            ("500m", "256Mi"),
+            ("50m", "128Mi"),
+        ),
+        size: l.and_then(|l| l.volume_limit_size.as_ref()),
+        claim: l.and_then(|l| l.volume_claim_template.as_ref()),
+        extra_inits: Vec::new(),
+    };
+    let platform = match lp.libc {
+        Libc::Glibc => "linux",
+        Libc::Musl => "linux-musl",
+    };
+    let profiler_path = format!("{MOUNT}/{platform}/OpenTelemetry.AutoInstrumentation.Native.so");
+    inject_agent(
+        ed,
+        pod,
+        plan,
+        lp,
+        warnings,
+        agent,
+        &|_| MOUNT.into(),
+        &|ed, ci, _| {
+            env::set_if_absent(ed, ci, plain("CORECLR_ENABLE_PROFILING", "1"))?;
+            env::set_if_absent(ed, ci, plain("CORECLR_PROFILER", PROFILER_ID))?;
+            env::set_if_absent(
+                ed,
+                ci,
+                plain("CORECLR_PROFILER_PATH", profiler_path.clone()),
+            )?;
+            env::compose_list(
+                ed,
+                ci,
+                "DOTNET_STARTUP_HOOKS",
+                ListRule::PathAppend(
+                    "/otel-auto-instrumentation-dotnet/net/OpenTelemetry.AutoInstrumentation.StartupHook.dll",
+                ),
+            )?;
+            env::compose_list(
+                ed,
+                ci,
+                "DOTNET_ADDITIONAL_DEPS",
+                ListRule::PathAppend("/otel-auto-instrumentation-dotnet/AdditionalDeps"),
+            )?;
+            env::set_if_absent(ed, ci, plain("OTEL_DOTNET_AUTO_HOME", MOUNT))?;
+            env::compose_list(
+                ed,
+                ci,
+                "DOTNET_SHARED_STORE",
+                ListRule::PathAppend("/otel-auto-instrumentation-dotnet/store"),
+            )
+        },
+    )
+}

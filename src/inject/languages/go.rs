@@ -1,0 +1,84 @@
+//! Go: an eBPF agent in a sidecar container (operator `golang.go`).
+//!
+//! # Privileges
+//!
+//! The agent attaches eBPF uprobes to the app's process, so the sidecar
+//! `opentelemetry-auto-instrumentation` runs **privileged as root**
+//! (`privileged: true, runAsUser: 0`) unless the Instrumentation sets
+//! `spec.go.securityContext`; it mounts the host's `/sys/kernel/debug`
+//! (hostPath volume `kernel-debug`); and the pod gets
+//! `shareProcessNamespace: true` so the agent can see the app. Such a pod
+//! cannot pass Pod Security Standards `baseline` or `restricted`: this is the
+//! documented exception of SPEC §5. It instruments exactly one container,
+//! found by `otel-go-auto-target-exe`.
+
+use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, SecurityContext, Volume};
+
+use super::{LangResult, clash, mount, resources, single_main_target};
+use crate::inject::apply::Editor;
+use crate::inject::env::{self, plain};
+use crate::inject::plan::{LanguagePlan, Plan};
+
+pub const DEFAULT_IMAGE: &str =
+    "ghcr.io/open-telemetry/opentelemetry-go-instrumentation/autoinstrumentation-go:v0.24.0";
+pub const SIDECAR: &str = "opentelemetry-auto-instrumentation";
+pub const KERNEL_DEBUG_VOLUME: &str = "kernel-debug";
+pub const KERNEL_DEBUG_PATH: &str = "/sys/kernel/debug";
+
+pub fn inject(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+) -> LangResult {
+    let spec = &lp.instrumentation.instrumentation.spec;
+    let g = spec.go.as_ref();
+    let app_ci = match single_main_target(ed, lp) {
+        Ok(s) => s,
+        Err(msg) => return Ok(Err(msg)),
+    };
+    if let Some(msg) = clash(ed, lp.language, &[SIDECAR], &[KERNEL_DEBUG_VOLUME], &[]) {
+        return Ok(Err(msg));
+    }
+    let Some(app) = ed.container(app_ci).map(super::identity) else {
+        return Ok(Err("go: no target container".into()));
+    };
+    ed.push_volume(Volume {
+        name: KERNEL_DEBUG_VOLUME.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: KERNEL_DEBUG_PATH.into(),
+            type_: None,
+        }),
+        ..Default::default()
+    })?;
+    ed.set_share_process_namespace();
+    let exe = lp.go_target_exe.clone().unwrap_or_default();
+    let ci = ed.push_container(Container {
+        name: SIDECAR.into(),
+        image: Some(
+            g.and_then(|g| g.image.clone())
+                .unwrap_or_else(|| DEFAULT_IMAGE.into()),
+        ),
+        image_pull_policy: spec.image_pull_policy.clone(),
+        resources: Some(resources(
+            g.and_then(|g| g.resource_requirements.as_ref()),
+            ("500m", "256Mi"),
+            ("50m", "64Mi"),
+        )),
+        security_context: Some(
+            g.and_then(|g| g.security_context.clone())
+                .unwrap_or_else(|| SecurityContext {
+                    privileged: Some(true),
+                    run_as_user: Some(0),
+                    ..Default::default()
+                }),
+        ),
+        volume_mounts: Some(vec![mount(KERNEL_DEBUG_VOLUME, KERNEL_DEBUG_PATH)]),
+        env: Some(vec![plain("OTEL_GO_AUTO_TARGET_EXE", exe)]),
+        ..Default::default()
+    })?;
+    env::pre_language(ed, ci, spec, lp.language)?;
+    warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    Ok(Ok(()))
+}

@@ -1,0 +1,58 @@
+//! Node.js: `--require` of the auto-instrumentation through `NODE_OPTIONS` (operator `nodejs.go`).
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Agent, LangResult, inject_agent, resources};
+use crate::inject::apply::Editor;
+use crate::inject::env::{self, ListRule, plain};
+use crate::inject::plan::{LanguagePlan, Plan};
+
+pub const DEFAULT_IMAGE: &str =
+    "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-nodejs:0.78.0";
+pub const INIT_CONTAINER: &str = "opentelemetry-auto-instrumentation-nodejs";
+pub const VOLUME: &str = "opentelemetry-auto-instrumentation-nodejs";
+pub const MOUNT: &str = "/otel-auto-instrumentation-nodejs";
+pub const NODE_OPTIONS_FLAG: &str =
+    " --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js";
+
+pub fn inject(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+) -> LangResult {
+    let l = lp.instrumentation.instrumentation.spec.nodejs.as_ref();
+    let agent = Agent {
+        init_name: INIT_CONTAINER,
+        volume: VOLUME,
+        image: l
+            .and_then(|l| l.image.clone())
+            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
+        command: ["cp", "-r", "/autoinstrumentation/.", MOUNT]
+            .map(String::from)
+            .to_vec(),
+        init_mount: MOUNT,
+        resources: resources(
+            l.and_then(|l| l.resource_requirements.as_ref()),
+            ("500m", "256Mi"),
+            ("50m", "128Mi"),
+        ),
+        size: l.and_then(|l| l.volume_limit_size.as_ref()),
+        claim: l.and_then(|l| l.volume_claim_template.as_ref()),
+        extra_inits: Vec::new(),
+    };
+    inject_agent(
+        ed,
+        pod,
+        plan,
+        lp,
+        warnings,
+        agent,
+        &|_| MOUNT.into(),
+        &|ed, ci, _| {
+            env::compose_list(ed, ci, "NODE_OPTIONS", ListRule::Suffix(NODE_OPTIONS_FLAG))?;
+            env::set_if_absent(ed, ci, plain("OTEL_METRICS_EXPORTER", "otlp"))
+        },
+    )
+}

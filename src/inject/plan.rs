@@ -1,0 +1,186 @@
+//! The vocabulary shared by decide, apply, status, metrics and `explain`:
+//! closed enums for what can be injected and why something was not.
+
+use std::sync::Arc;
+
+use crate::inject::language::Language;
+use crate::instrumentation::Instrumentation;
+
+/// One thing that can be injected. Closed, so metric labels, warnings and the
+/// status annotation all come from the same `as_str`. The collector sidecar,
+/// probes and annotations (a later issue) become further variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Feature {
+    /// A language's auto-instrumentation (or SDK env only for `sdk`).
+    Instrumentation(Language),
+    /// Language auto-detection, when it finds no single language.
+    AutoDetect,
+}
+
+/// Why a pod, or one feature of it, was not injected. These are the
+/// `skips_total{reason}` label values (SPEC §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    ExcludedNamespace,
+    OptedOut,
+    NotSelected,
+    AlreadyInjected,
+    NoInstrumentation,
+    AmbiguousInstrumentation,
+    InvalidAnnotation,
+    Error,
+}
+
+/// A feature that was asked for but could not be injected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub feature: Feature,
+    pub reason: SkipReason,
+    /// One short fact, shown as a warning.
+    pub message: String,
+}
+
+/// The Instrumentation a language uses, with the name shown to users.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// `namespace/name`, or `config defaults` for the cluster default.
+    pub label: String,
+    pub instrumentation: Arc<Instrumentation>,
+}
+
+/// `otel-python-platform` / `otel-dotnet-auto-runtime`: which libc the agent is built for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Libc {
+    #[default]
+    Glibc,
+    Musl,
+}
+
+/// What to inject for one language.
+#[derive(Clone, Debug)]
+pub struct LanguagePlan {
+    pub language: Language,
+    /// In plain words: which annotation, label, namespace setting or rule decided.
+    pub decided_by: String,
+    pub instrumentation: Resolved,
+    /// Names of the target containers (regular or, for some languages, init).
+    pub containers: Vec<String>,
+    /// How the targets were chosen, for `explain`.
+    pub containers_by: String,
+    pub libc: Libc,
+    /// Go only: the `otel-go-auto-target-exe` path.
+    pub go_target_exe: Option<String>,
+}
+
+/// The owning workload as far as it can be told without an API call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// `Deployment`, `ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, `CronJob`.
+    pub kind: String,
+    pub name: String,
+    /// The intermediate ReplicaSet of a Deployment, or Job of a CronJob.
+    pub via: Option<(String, String)>,
+}
+
+/// Everything decided for a pod that is (at least partly) selected.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub namespace: String,
+    /// The owning workload, for service name and resource attributes.
+    pub owner: Option<Owner>,
+    pub languages: Vec<LanguagePlan>,
+    /// Features that were selected but cannot be injected.
+    pub failures: Vec<Failure>,
+    /// Notes for `explain` and warnings that are not failures.
+    pub notes: Vec<String>,
+}
+
+/// Why the whole pod is left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: SkipReason,
+    /// In plain words, naming the annotation, label or setting.
+    pub message: String,
+}
+
+/// The result of [`crate::inject::decide::decide`].
+#[derive(Clone, Debug)]
+pub enum Decision {
+    Skip(Skip),
+    Inject(Plan),
+}
+
+// === impl Feature ===
+
+impl Feature {
+    /// The `feature` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instrumentation(_) | Self::AutoDetect => "instrumentation",
+        }
+    }
+
+    /// The `language` metric label; empty for features without one.
+    pub fn language(self) -> &'static str {
+        match self {
+            Self::Instrumentation(l) => l.key(),
+            Self::AutoDetect => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instrumentation(l) => f.write_str(l.key()),
+            Self::AutoDetect => f.write_str("auto"),
+        }
+    }
+}
+
+// === impl SkipReason ===
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 8] = [
+        Self::ExcludedNamespace,
+        Self::OptedOut,
+        Self::NotSelected,
+        Self::AlreadyInjected,
+        Self::NoInstrumentation,
+        Self::AmbiguousInstrumentation,
+        Self::InvalidAnnotation,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExcludedNamespace => "excluded_namespace",
+            Self::OptedOut => "opted_out",
+            Self::NotSelected => "not_selected",
+            Self::AlreadyInjected => "already_injected",
+            Self::NoInstrumentation => "no_instrumentation",
+            Self::AmbiguousInstrumentation => "ambiguous_instrumentation",
+            Self::InvalidAnnotation => "invalid_annotation",
+            Self::Error => "error",
+        }
+    }
+
+    /// Whether `failureMode: deny` turns this into a denial: the user asked for
+    /// something and we could not do it. Plain non-selection never denies.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Self::NoInstrumentation
+                | Self::AmbiguousInstrumentation
+                | Self::InvalidAnnotation
+                | Self::Error
+        )
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,1676 @@
+//! Table-driven tests of the injection core: decide, apply, patch, Mutate.
+#![allow(clippy::field_reassign_with_default, clippy::type_complexity)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use serde_json::{Value, json};
+
+use crate::admission::{self, Mutate};
+use crate::config::{Config, FailureMode, Rule, RuleInject};
+use crate::inject::cluster_view::{NamespaceMeta, StaticView};
+use crate::inject::decide::{Context, decide};
+use crate::inject::language::{Language, LanguageChoice};
+use crate::inject::mutate::{Injector, Outcome, run};
+use crate::inject::plan::{Decision, Owner, SkipReason};
+use crate::instrumentation::Instrumentation;
+use crate::metrics::Metrics;
+
+const NS: &str = "shop";
+const PY: &str = "instrumentation.opentelemetry.io/inject-python";
+
+fn pod(v: Value) -> Pod {
+    serde_json::from_value(v).expect("pod")
+}
+
+/// A pod with one `app` container and the given annotations and labels.
+fn simple(annotations: Value, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "checkout-0", "annotations": annotations, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/checkout:1.2.3"}]}
+    })
+}
+
+fn inst(ns: &str, name: &str, spec: Value) -> Instrumentation {
+    serde_json::from_value(json!({
+        "apiVersion": "opentelemetry.io/v1alpha1", "kind": "Instrumentation",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    }))
+    .expect("instrumentation")
+}
+
+fn ns_meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> NamespaceMeta {
+    let m = |p: &[(&str, &str)]| -> BTreeMap<String, String> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    NamespaceMeta {
+        labels: m(labels),
+        annotations: m(annotations),
+    }
+}
+
+fn outcome(p: &Value, config: &Config, view: &StaticView) -> Outcome {
+    let ctx = Context {
+        namespace: NS,
+        config,
+        view,
+        owner_hint: None,
+    };
+    run(&pod(p.clone()), &ctx)
+}
+
+/// Applies the outcome's patch to the pod JSON, checking it applies cleanly.
+fn patched(p: &Value, o: &Outcome) -> Value {
+    let mut doc = p.clone();
+    if let Some(patch) = o.patch() {
+        json_patch::patch(&mut doc, &patch.0).expect("patch applies");
+    }
+    doc
+}
+
+fn container<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .expect("container")
+}
+
+/// `NAME=value`, or `NAME<-fieldPath`, or `NAME<-valueFrom`.
+fn env_lines(c: &Value) -> Vec<String> {
+    let env: Vec<EnvVar> =
+        serde_json::from_value(c.get("env").cloned().unwrap_or(json!([]))).expect("env");
+    env.iter()
+        .map(|e| match (&e.value, &e.value_from) {
+            (_, Some(src)) => match &src.field_ref {
+                Some(f) => format!("{}<-{}", e.name, f.field_path),
+                None => format!("{}<-valueFrom", e.name),
+            },
+            (v, None) => format!("{}={}", e.name, v.as_deref().unwrap_or("")),
+        })
+        .collect()
+}
+
+/// Every `$(VAR)` in a value names a variable defined earlier in the list.
+fn assert_refs_defined_before(c: &Value) {
+    let env: Vec<EnvVar> =
+        serde_json::from_value(c.get("env").cloned().unwrap_or(json!([]))).expect("env");
+    for (i, e) in env.iter().enumerate() {
+        let v = e.value.as_deref().unwrap_or("");
+        let mut rest = v;
+        while let Some(start) = rest.find("$(") {
+            let after = &rest[start + 2..];
+            let end = after.find(')').expect("closing paren");
+            let var = &after[..end];
+            assert!(
+                env[..i].iter().any(|d| d.name == var),
+                "{} uses $({var}) before it is defined",
+                e.name
+            );
+            rest = &after[end..];
+        }
+    }
+}
+
+const RA_APP: &str = "OTEL_RESOURCE_ATTRIBUTES=k8s.container.name=app,k8s.namespace.name=shop,\
+k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME),k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),\
+service.instance.id=shop.$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME).app,service.namespace=shop,service.version=1.2.3";
+
+/// The common tail every agent language adds after its own variables.
+fn common_tail(service: &str, protocol: bool) -> Vec<String> {
+    let mut v = vec![format!("OTEL_SERVICE_NAME={service}")];
+    v.push("OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.monitoring:4318".into());
+    if protocol {
+        v.push("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf".into());
+    }
+    v.extend([
+        "OTEL_RESOURCE_ATTRIBUTES_POD_NAME<-metadata.name".to_string(),
+        "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME<-spec.nodeName".into(),
+        "OTEL_PROPAGATORS=tracecontext,baggage".into(),
+        RA_APP.into(),
+    ]);
+    v
+}
+
+fn head() -> Vec<String> {
+    vec![
+        "OTEL_NODE_IP<-status.hostIP".into(),
+        "OTEL_POD_IP<-status.podIP".into(),
+    ]
+}
+
+struct LangCase {
+    lang: &'static str,
+    init: Option<(&'static str, &'static str, Vec<&'static str>, &'static str)>,
+    app_mount: Option<&'static str>,
+    env: Vec<String>,
+}
+
+fn lang_cases() -> Vec<LangCase> {
+    let cat = |a: Vec<String>, b: Vec<String>, c: Vec<String>| [a, b, c].concat();
+    vec![
+        LangCase {
+            lang: "java",
+            init: Some((
+                "opentelemetry-auto-instrumentation-java",
+                "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-java:2.30.0",
+                vec!["cp", "/javaagent.jar", "/otel-auto-instrumentation-java/javaagent.jar"],
+                "/otel-auto-instrumentation-java",
+            )),
+            app_mount: Some("/otel-auto-instrumentation-java-app"),
+            env: cat(
+                head(),
+                vec![
+                    "JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar"
+                        .into(),
+                ],
+                common_tail("checkout", true),
+            ),
+        },
+        LangCase {
+            lang: "nodejs",
+            init: Some((
+                "opentelemetry-auto-instrumentation-nodejs",
+                "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-nodejs:0.78.0",
+                vec!["cp", "-r", "/autoinstrumentation/.", "/otel-auto-instrumentation-nodejs"],
+                "/otel-auto-instrumentation-nodejs",
+            )),
+            app_mount: Some("/otel-auto-instrumentation-nodejs"),
+            env: cat(
+                head(),
+                vec![
+                    "NODE_OPTIONS= --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
+                        .into(),
+                    "OTEL_METRICS_EXPORTER=otlp".into(),
+                ],
+                common_tail("checkout", true),
+            ),
+        },
+        LangCase {
+            lang: "python",
+            init: Some((
+                "opentelemetry-auto-instrumentation-python",
+                "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-python:0.64b0",
+                vec!["cp", "-r", "/autoinstrumentation/.", "/otel-auto-instrumentation-python"],
+                "/otel-auto-instrumentation-python",
+            )),
+            app_mount: Some("/otel-auto-instrumentation-python"),
+            env: cat(
+                head(),
+                vec![
+                    "PYTHONPATH=/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/otel-auto-instrumentation-python".into(),
+                    "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf".into(),
+                    "OTEL_TRACES_EXPORTER=otlp".into(),
+                    "OTEL_METRICS_EXPORTER=otlp".into(),
+                    "OTEL_LOGS_EXPORTER=otlp".into(),
+                ],
+                // The protocol is already set by the language step.
+                common_tail("checkout", false),
+            ),
+        },
+        LangCase {
+            lang: "dotnet",
+            init: Some((
+                "opentelemetry-auto-instrumentation-dotnet",
+                "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-dotnet:1.16.0",
+                vec!["cp", "-r", "/autoinstrumentation/.", "/otel-auto-instrumentation-dotnet"],
+                "/otel-auto-instrumentation-dotnet",
+            )),
+            app_mount: Some("/otel-auto-instrumentation-dotnet"),
+            env: cat(
+                head(),
+                vec![
+                    "CORECLR_ENABLE_PROFILING=1".into(),
+                    "CORECLR_PROFILER={918728DD-259F-4A6A-AC2B-B85E1B658318}".into(),
+                    "CORECLR_PROFILER_PATH=/otel-auto-instrumentation-dotnet/linux/OpenTelemetry.AutoInstrumentation.Native.so".into(),
+                    "DOTNET_STARTUP_HOOKS=/otel-auto-instrumentation-dotnet/net/OpenTelemetry.AutoInstrumentation.StartupHook.dll".into(),
+                    "DOTNET_ADDITIONAL_DEPS=/otel-auto-instrumentation-dotnet/AdditionalDeps".into(),
+                    "OTEL_DOTNET_AUTO_HOME=/otel-auto-instrumentation-dotnet".into(),
+                    "DOTNET_SHARED_STORE=/otel-auto-instrumentation-dotnet/store".into(),
+                ],
+                common_tail("checkout", true),
+            ),
+        },
+        LangCase {
+            lang: "sdk",
+            init: None,
+            app_mount: None,
+            env: cat(head(), vec![], {
+                let mut t = common_tail("checkout", false);
+                t.retain(|l| !l.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+                t
+            }),
+        },
+    ]
+}
+
+#[test]
+fn each_language_injects_the_operator_layout() {
+    let config = Config::default();
+    let view = StaticView::new();
+    for case in lang_cases() {
+        let key = format!("instrumentation.opentelemetry.io/inject-{}", case.lang);
+        let p = simple(
+            json!({ key: "true" }),
+            json!({"app.kubernetes.io/name": "checkout"}),
+        );
+        let o = outcome(&p, &config, &view);
+        let doc = patched(&p, &o);
+        let app = container(&doc, "app");
+        assert_eq!(env_lines(app), case.env, "{} env", case.lang);
+        assert_refs_defined_before(app);
+        match case.init {
+            Some((name, image, cmd, mount)) => {
+                let init = &doc["spec"]["initContainers"][0];
+                assert_eq!(init["name"], name, "{}", case.lang);
+                assert_eq!(init["image"], image, "{}", case.lang);
+                assert_eq!(init["command"], json!(cmd), "{}", case.lang);
+                assert_eq!(
+                    init["volumeMounts"],
+                    json!([{"name": name, "mountPath": mount}]),
+                    "{}",
+                    case.lang
+                );
+                assert_eq!(
+                    doc["spec"]["volumes"],
+                    json!([{"name": name, "emptyDir": {"sizeLimit": "200Mi"}}]),
+                    "{}",
+                    case.lang
+                );
+                assert_eq!(
+                    app["volumeMounts"],
+                    json!([{"name": name, "mountPath": case.app_mount.expect("mount")}]),
+                    "{}",
+                    case.lang
+                );
+                let sc = &init["securityContext"];
+                assert_eq!(sc["runAsNonRoot"], true);
+                assert_eq!(sc["runAsUser"], 65532);
+                assert_eq!(sc["allowPrivilegeEscalation"], false);
+                assert_eq!(sc["readOnlyRootFilesystem"], true);
+                assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+                assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+                assert_eq!(init["resources"]["limits"]["cpu"], "500m");
+            }
+            None => {
+                assert!(doc["spec"].get("initContainers").is_none(), "{}", case.lang);
+                assert!(doc["spec"].get("volumes").is_none(), "{}", case.lang);
+            }
+        }
+        let status: Value = serde_json::from_str(
+            doc["metadata"]["annotations"]["otel-admission.io/status"]
+                .as_str()
+                .expect("status"),
+        )
+        .expect("status json");
+        assert_eq!(status["languages"][case.lang], json!(["app"]));
+        assert_eq!(status["instrumentation"][case.lang], "config defaults");
+        assert!(
+            o.warnings
+                .iter()
+                .any(|w| w.contains(&format!("injected {} into app", case.lang))),
+            "{:?}",
+            o.warnings
+        );
+    }
+}
+
+#[test]
+fn resources_follow_the_operator_table_and_musl_variants() {
+    let config = Config::default();
+    let view = StaticView::new();
+    for (lang, req_mem, extra, want_cmd_or_path) in [
+        ("java", "64Mi", None, None),
+        ("nodejs", "128Mi", None, None),
+        (
+            "python",
+            "64Mi",
+            Some(("otel-python-platform", "musl")),
+            Some("/autoinstrumentation-musl/."),
+        ),
+        (
+            "dotnet",
+            "128Mi",
+            Some(("otel-dotnet-auto-runtime", "linux-musl-x64")),
+            Some(
+                "/otel-auto-instrumentation-dotnet/linux-musl/OpenTelemetry.AutoInstrumentation.Native.so",
+            ),
+        ),
+    ] {
+        let mut ann = json!({ format!("instrumentation.opentelemetry.io/inject-{lang}"): "true" });
+        if let Some((k, v)) = extra {
+            ann[format!("instrumentation.opentelemetry.io/{k}")] = json!(v);
+        }
+        let p = simple(ann, json!({}));
+        let doc = patched(&p, &outcome(&p, &config, &view));
+        let init = &doc["spec"]["initContainers"][0];
+        assert_eq!(
+            init["resources"],
+            json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "50m", "memory": req_mem}}),
+            "{lang}"
+        );
+        if let Some(want) = want_cmd_or_path {
+            let text = doc.to_string();
+            assert!(text.contains(want), "{lang}: {want} missing");
+        }
+    }
+}
+
+#[test]
+fn instrumentation_image_and_settings_override_defaults() {
+    let config = Config::default();
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "custom",
+            json!({
+                "exporter": {"endpoint": "http://collector:4317"},
+                "propagators": ["b3"],
+                "sampler": {"type": "parentbased_traceidratio", "argument": "0.25"},
+                "imagePullPolicy": "IfNotPresent",
+                "initContainerSecurityContext": {"runAsUser": 1000},
+                "python": {"image": "my/python:1", "env": [{"name": "OTEL_LOGS_EXPORTER", "value": "none"}]}
+            }),
+        ),
+        NS,
+    );
+    let p = simple(json!({ PY: "custom" }), json!({}));
+    let o = outcome(&p, &config, &view);
+    let doc = patched(&p, &o);
+    let init = &doc["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "my/python:1");
+    assert_eq!(init["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(init["securityContext"], json!({"runAsUser": 1000}));
+    let env = env_lines(container(&doc, "app"));
+    assert_eq!(env[0], "OTEL_LOGS_EXPORTER=none", "spec.python.env first");
+    for want in [
+        "OTEL_PROPAGATORS=b3",
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG=0.25",
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317",
+    ] {
+        assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
+    }
+    assert_eq!(
+        env.iter()
+            .filter(|e| e.starts_with("OTEL_LOGS_EXPORTER"))
+            .count(),
+        1
+    );
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("4317") && w.contains("http/protobuf")),
+        "{:?}",
+        o.warnings
+    );
+}
+
+#[test]
+fn target_security_context_is_inherited() {
+    let p = json!({
+        "metadata": {"annotations": { PY: "true" }},
+        "spec": {"containers": [{"name": "app", "image": "a:1",
+            "securityContext": {"runAsUser": 1001, "runAsNonRoot": true}}]}
+    });
+    let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["securityContext"],
+        json!({"runAsUser": 1001, "runAsNonRoot": true})
+    );
+}
+
+// === precedence ===
+
+/// Rows of the table in `decide`'s doc comment: (row, pod annotations, pod
+/// labels, namespace labels, namespace annotations, expected).
+#[test]
+fn precedence_table() {
+    #[derive(Debug)]
+    enum Want {
+        Skip(SkipReason),
+        /// Python injected with this Instrumentation label.
+        Python(&'static str),
+    }
+    let view_base = || {
+        StaticView::new()
+            .with_instrumentation(inst(NS, "a", json!({})), NS)
+            .with_instrumentation(inst("other", "b", json!({})), NS)
+    };
+    let none = json!({});
+    let rows: Vec<(
+        u32,
+        &str,
+        Value,
+        Value,
+        Vec<(&str, &str)>,
+        Vec<(&str, &str)>,
+        Want,
+    )> = vec![
+        (
+            1,
+            NS,
+            json!({PY: "true"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            1,
+            "kube-system",
+            json!({PY: "true"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::ExcludedNamespace),
+        ),
+        (
+            1,
+            "otel-system",
+            json!({PY: "true"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::ExcludedNamespace),
+        ),
+        (
+            2,
+            NS,
+            json!({PY: "true", "otel-admission.io/inject": "false"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::OptedOut),
+        ),
+        (
+            2,
+            NS,
+            json!({PY: "true"}),
+            json!({"otel-admission.io/inject": "false"}),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::OptedOut),
+        ),
+        (
+            3,
+            NS,
+            json!({PY: "true", "kubernetes.io/config.mirror": "x"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::OptedOut),
+        ),
+        (
+            4,
+            NS,
+            json!({PY: "true"}),
+            none.clone(),
+            vec![("otel-admission.io/inject", "disabled")],
+            vec![],
+            Want::Skip(SkipReason::OptedOut),
+        ),
+        (
+            5,
+            NS,
+            json!({PY: "true", "otel-admission.io/status": "{}"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::AlreadyInjected),
+        ),
+        (
+            6,
+            NS,
+            none.clone(),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Skip(SkipReason::NotSelected),
+        ),
+        (
+            6,
+            NS,
+            none.clone(),
+            json!({"team": "payments"}),
+            vec![("otel-admission.io/inject", "enabled")],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            6,
+            NS,
+            none.clone(),
+            json!({"team": "search"}),
+            vec![("otel-admission.io/inject", "enabled")],
+            vec![],
+            Want::Skip(SkipReason::NotSelected),
+        ),
+        (
+            7,
+            NS,
+            none.clone(),
+            none.clone(),
+            vec![(PY, "true")],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            7,
+            NS,
+            none.clone(),
+            none.clone(),
+            vec![],
+            vec![(PY, "other/b")],
+            Want::Python("other/b"),
+        ),
+        (
+            7,
+            NS,
+            none.clone(),
+            none.clone(),
+            vec![(PY, "other/b")],
+            vec![(PY, "missing")],
+            Want::Python("other/b"),
+        ),
+        (
+            8,
+            NS,
+            json!({PY: "false"}),
+            none.clone(),
+            vec![(PY, "true")],
+            vec![],
+            Want::Skip(SkipReason::OptedOut),
+        ),
+        (
+            9,
+            NS,
+            json!({PY: "other/b"}),
+            none.clone(),
+            vec![(PY, "a")],
+            vec![],
+            Want::Python("other/b"),
+        ),
+        (
+            9,
+            NS,
+            json!({PY: "true"}),
+            json!({PY: "other/b"}),
+            vec![],
+            vec![],
+            Want::Python("other/b"),
+        ),
+        (
+            10,
+            NS,
+            json!({PY: "TRUE"}),
+            none.clone(),
+            vec![],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            11,
+            NS,
+            json!({PY: "true"}),
+            none.clone(),
+            vec![(PY, "false")],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            12,
+            NS,
+            json!({PY: "true"}),
+            none.clone(),
+            vec![(PY, "true")],
+            vec![],
+            Want::Python("shop/a"),
+        ),
+        (
+            13,
+            NS,
+            json!({PY: "true"}),
+            none.clone(),
+            vec![(PY, "other/b")],
+            vec![],
+            Want::Python("other/b"),
+        ),
+    ];
+    let mut config = Config::default();
+    config.server.namespace = Some("otel-system".into());
+    config.rules = vec![Rule {
+        name: "payments".into(),
+        namespace_selector: None,
+        pod_selector: Some(
+            serde_json::from_value(json!({"matchLabels": {"team": "payments"}})).expect("sel"),
+        ),
+        inject: RuleInject {
+            languages: vec![LanguageChoice::Python],
+            ..Default::default()
+        },
+        instrumentation: None,
+    }];
+    for (row, ns, ann, labels, ns_labels, ns_ann, want) in rows {
+        let view = view_base().with_namespace(ns, ns_meta(&ns_labels, &ns_ann));
+        let p = pod(simple(ann.clone(), labels.clone()));
+        let ctx = Context {
+            namespace: ns,
+            config: &config,
+            view: &view,
+            owner_hint: None,
+        };
+        let d = decide(&p, &ctx);
+        match (&want, &d) {
+            (Want::Skip(r), Decision::Skip(s)) => assert_eq!(s.reason, *r, "row {row}: {s:?}"),
+            (Want::Python(label), Decision::Inject(plan)) => {
+                assert_eq!(plan.languages.len(), 1, "row {row}: {plan:?}");
+                assert_eq!(plan.languages[0].language, Language::Python, "row {row}");
+                assert_eq!(
+                    plan.languages[0].instrumentation.label, *label,
+                    "row {row}: {}",
+                    plan.languages[0].decided_by
+                );
+            }
+            _ => panic!("row {row}: wanted {want:?}, got {d:?} ({ann}, {labels})"),
+        }
+    }
+}
+
+#[test]
+fn labels_win_over_annotations_and_rules_with_namespace_selectors() {
+    let mut config = Config::default();
+    config.rules = vec![Rule {
+        name: "team".into(),
+        namespace_selector: Some(
+            serde_json::from_value(json!({"matchLabels": {"team": "payments"}})).expect("sel"),
+        ),
+        pod_selector: None,
+        inject: RuleInject {
+            languages: vec![LanguageChoice::Java],
+            ..Default::default()
+        },
+        instrumentation: None,
+    }];
+    let view = StaticView::new().with_namespace(NS, ns_meta(&[("team", "payments")], &[]));
+    // Pod label `false` beats the annotation `true`; the rule still gives java.
+    let p = pod(simple(json!({PY: "true"}), json!({PY: "false"})));
+    let ctx = Context {
+        namespace: NS,
+        config: &config,
+        view: &view,
+        owner_hint: None,
+    };
+    let Decision::Inject(plan) = decide(&p, &ctx) else {
+        panic!("injects java")
+    };
+    let langs: Vec<Language> = plan.languages.iter().map(|l| l.language).collect();
+    assert_eq!(langs, vec![Language::Java]);
+    assert_eq!(plan.languages[0].decided_by, "config rule \"team\"");
+}
+
+// === skip reasons and warnings ===
+
+#[test]
+fn failures_are_reasons_with_warnings() {
+    let two = StaticView::new()
+        .with_instrumentation(inst(NS, "a", json!({})), NS)
+        .with_instrumentation(inst(NS, "b", json!({})), NS);
+    let cases: Vec<(Value, &StaticView, SkipReason, &str)> = vec![
+        (
+            json!({PY: "true"}),
+            &two,
+            SkipReason::AmbiguousInstrumentation,
+            "2 Instrumentations (a, b)",
+        ),
+        (
+            json!({PY: "nope"}),
+            &two,
+            SkipReason::NoInstrumentation,
+            "Instrumentation shop/nope not found",
+        ),
+        (
+            json!({PY: "a", "instrumentation.opentelemetry.io/container-names": "app;rm"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "must match ^[a-zA-Z0-9-,]+$",
+        ),
+        (
+            json!({PY: "a", "instrumentation.opentelemetry.io/python-container-names": "ghost"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "\"ghost\", which the pod does not have",
+        ),
+        (
+            json!({"instrumentation.opentelemetry.io/inject-go": "a",
+                "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/bin/x",
+                "instrumentation.opentelemetry.io/container-names": "migrate"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "names init container \"migrate\"; go cannot instrument init containers",
+        ),
+        (
+            json!({PY: "a", "instrumentation.opentelemetry.io/otel-python-platform": "alpine"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "not glibc or musl",
+        ),
+        (
+            json!({"instrumentation.opentelemetry.io/inject-go": "a"}),
+            &two,
+            SkipReason::InvalidAnnotation,
+            "otel-go-auto-target-exe is required",
+        ),
+    ];
+    for (ann, view, reason, needle) in cases {
+        let mut p = simple(ann.clone(), json!({}));
+        p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
+        let o = outcome(&p, &Config::default(), view);
+        let a = o.applied.as_ref().expect("status is still written");
+        assert_eq!(a.failures.len(), 1, "{ann}");
+        assert_eq!(a.failures[0].reason, reason, "{ann}");
+        assert!(
+            o.warnings.iter().any(|w| w.contains(needle)),
+            "{ann}: {needle:?} not in {:?}",
+            o.warnings
+        );
+        let doc = patched(&p, &o);
+        let status: Value = serde_json::from_str(
+            doc["metadata"]["annotations"]["otel-admission.io/status"]
+                .as_str()
+                .expect("status"),
+        )
+        .expect("json");
+        assert!(
+            status["failures"]
+                .as_object()
+                .is_some_and(|f| f.values().any(|v| v == reason.as_str())),
+            "{status}"
+        );
+        assert_eq!(
+            doc["spec"]["initContainers"].as_array().map(Vec::len),
+            Some(1),
+            "{ann}: nothing injected"
+        );
+
+        let mut deny = Config::default();
+        deny.failure_mode = FailureMode::Deny;
+        let o = outcome(&p, &deny, view);
+        assert_eq!(o.denials.len(), 1, "{ann}: deny mode denies");
+    }
+}
+
+#[test]
+fn operator_injected_pods_are_left_alone() {
+    for spec in [
+        json!({"initContainers": [{"name": "opentelemetry-auto-instrumentation-java"}], "containers": [{"name": "app"}]}),
+        json!({"containers": [{"name": "app"}, {"name": "opentelemetry-auto-instrumentation"}]}),
+        json!({"containers": [{"name": "app", "env": [{"name": "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME", "value": "x"}]}]}),
+    ] {
+        let p = json!({"metadata": {"annotations": {PY: "true"}}, "spec": spec});
+        let o = outcome(&p, &Config::default(), &StaticView::new());
+        assert_eq!(
+            o.skip.as_ref().map(|s| s.reason),
+            Some(SkipReason::AlreadyInjected),
+            "{p}"
+        );
+        assert!(o.patch().is_none());
+    }
+}
+
+#[test]
+fn second_mutation_gives_no_patch() {
+    let p = simple(
+        json!({PY: "true", "instrumentation.opentelemetry.io/inject-java": "true"}),
+        json!({}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let once = patched(&p, &o);
+    let again = outcome(&once, &Config::default(), &StaticView::new());
+    assert!(again.patch().is_none());
+    assert_eq!(
+        again.skip.map(|s| s.reason),
+        Some(SkipReason::AlreadyInjected)
+    );
+}
+
+// === env rules ===
+
+#[test]
+fn env_rules_table() {
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        // The user's value is kept.
+        (
+            "python",
+            json!([{"name": "OTEL_SERVICE_NAME", "value": "mine"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x:4318"}]),
+            vec![
+                "OTEL_SERVICE_NAME=mine",
+                "OTEL_EXPORTER_OTLP_ENDPOINT=http://x:4318",
+            ],
+        ),
+        // A plain list value gets ours appended, in place.
+        (
+            "java",
+            json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"}]),
+            vec![
+                "JAVA_TOOL_OPTIONS=-Xmx1g -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar",
+            ],
+        ),
+        (
+            "nodejs",
+            json!([{"name": "NODE_OPTIONS", "value": "--max-old-space-size=512"}]),
+            vec![
+                "NODE_OPTIONS=--max-old-space-size=512 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js",
+            ],
+        ),
+        (
+            "python",
+            json!([{"name": "PYTHONPATH", "value": "/app"}]),
+            vec![
+                "PYTHONPATH=/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/app:/otel-auto-instrumentation-python",
+            ],
+        ),
+        (
+            "dotnet",
+            json!([{"name": "DOTNET_STARTUP_HOOKS", "value": "/my/hook.dll"}]),
+            vec![
+                "DOTNET_STARTUP_HOOKS=/my/hook.dll:/otel-auto-instrumentation-dotnet/net/OpenTelemetry.AutoInstrumentation.StartupHook.dll",
+            ],
+        ),
+        // valueFrom: kept under a new name, defined right before, and composed.
+        (
+            "java",
+            json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "jvm", "key": "opts"}}}, {"name": "X", "value": "1"}]),
+            vec![
+                "OTEL_ADMISSION_ORIG_JAVA_TOOL_OPTIONS<-valueFrom",
+                "JAVA_TOOL_OPTIONS=$(OTEL_ADMISSION_ORIG_JAVA_TOOL_OPTIONS) -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar",
+                "X=1",
+            ],
+        ),
+        (
+            "python",
+            json!([{"name": "PYTHONPATH", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+            vec![
+                "OTEL_ADMISSION_ORIG_PYTHONPATH<-valueFrom",
+                "PYTHONPATH=/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:$(OTEL_ADMISSION_ORIG_PYTHONPATH):/otel-auto-instrumentation-python",
+            ],
+        ),
+        // Resource attributes merge, user keys win, and move after what they reference.
+        (
+            "sdk",
+            json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.version=9,team=x"}, {"name": "Y", "value": "2"}]),
+            vec!["Y=2"],
+        ),
+    ];
+    for (lang, env, want) in cases {
+        let p = json!({
+            "metadata": {"annotations": {format!("instrumentation.opentelemetry.io/inject-{lang}"): "true"}},
+            "spec": {"containers": [{"name": "app", "image": "a:1.2.3", "env": env}]}
+        });
+        let o = outcome(&p, &Config::default(), &StaticView::new());
+        let doc = patched(&p, &o);
+        let app = container(&doc, "app");
+        let lines = env_lines(app);
+        assert_refs_defined_before(app);
+        // `want` appears as a contiguous run, in order.
+        let at = lines
+            .iter()
+            .position(|l| l == want[0])
+            .unwrap_or_else(|| panic!("{lang}: {} not in {lines:?}", want[0]));
+        assert_eq!(&lines[at..at + want.len()], want.as_slice(), "{lang}");
+        for w in &want {
+            let name = w.split(['=', '<']).next().unwrap_or_default();
+            assert_eq!(
+                lines
+                    .iter()
+                    .filter(|l| l.split(['=', '<']).next() == Some(name))
+                    .count(),
+                1,
+                "{lang}: {name} defined once in {lines:?}"
+            );
+        }
+    }
+    // The merged OTEL_RESOURCE_ATTRIBUTES keeps the user's keys and is last.
+    let p = json!({
+        "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1.2.3", "env": [{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.version=9,team=x"}]}]}
+    });
+    let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
+    let lines = env_lines(container(&doc, "app"));
+    let last = lines.last().expect("env");
+    assert!(
+        last.starts_with(
+            "OTEL_RESOURCE_ATTRIBUTES=service.version=9,team=x,k8s.container.name=app,"
+        ),
+        "{last}"
+    );
+    assert!(!last.contains("service.version=1.2.3"), "{last}");
+}
+
+// === service name ===
+
+#[test]
+fn service_name_per_owner_kind() {
+    let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true}]);
+    let cases: Vec<(Value, &str, Vec<&str>)> = vec![
+        (
+            json!({"ownerReferences": owner("ReplicaSet", "checkout-7d9f8c6b5"), "labels": {"pod-template-hash": "7d9f8c6b5"}}),
+            "checkout",
+            vec![
+                "k8s.deployment.name=checkout",
+                "k8s.replicaset.name=checkout-7d9f8c6b5",
+            ],
+        ),
+        (
+            json!({"ownerReferences": owner("ReplicaSet", "bare-rs")}),
+            "bare-rs",
+            vec!["k8s.replicaset.name=bare-rs"],
+        ),
+        (
+            json!({"ownerReferences": owner("StatefulSet", "db")}),
+            "db",
+            vec!["k8s.statefulset.name=db"],
+        ),
+        (
+            json!({"ownerReferences": owner("DaemonSet", "agent")}),
+            "agent",
+            vec!["k8s.daemonset.name=agent"],
+        ),
+        (
+            json!({"ownerReferences": owner("Job", "nightly-29000000")}),
+            "nightly",
+            vec!["k8s.cronjob.name=nightly", "k8s.job.name=nightly-29000000"],
+        ),
+        (
+            json!({"ownerReferences": owner("Job", "migrate")}),
+            "migrate",
+            vec!["k8s.job.name=migrate"],
+        ),
+        (json!({"generateName": "worker-"}), "worker", vec![]),
+        (json!({}), "app", vec![]),
+        (
+            json!({"labels": {"app.kubernetes.io/name": "label-name"}, "ownerReferences": owner("StatefulSet", "db")}),
+            "label-name",
+            vec![],
+        ),
+        (
+            json!({"annotations": {"resource.opentelemetry.io/service.name": "ann-name"}, "labels": {"app.kubernetes.io/name": "label-name"}}),
+            "ann-name",
+            vec![],
+        ),
+    ];
+    for (mut meta, want, attrs) in cases {
+        let ann = meta.get("annotations").cloned().unwrap_or(json!({}));
+        let mut ann = ann;
+        ann["instrumentation.opentelemetry.io/inject-sdk"] = json!("true");
+        meta["annotations"] = ann;
+        let p = json!({"metadata": meta, "spec": {"containers": [{"name": "app", "image": "a"}]}});
+        let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
+        let lines = env_lines(container(&doc, "app"));
+        assert!(
+            lines.contains(&format!("OTEL_SERVICE_NAME={want}")),
+            "{want}: {lines:?}"
+        );
+        let ra = lines
+            .iter()
+            .find(|l| l.starts_with("OTEL_RESOURCE_ATTRIBUTES="))
+            .expect("attrs");
+        for a in attrs {
+            assert!(ra.contains(a), "{a} not in {ra}");
+        }
+    }
+}
+
+#[test]
+fn owner_hint_names_the_workload() {
+    let p = pod(simple(json!({PY: "true"}), json!({})));
+    let hint = Owner {
+        kind: "Deployment".into(),
+        name: "web".into(),
+        via: None,
+    };
+    let config = Config::default();
+    let view = StaticView::new();
+    let ctx = Context {
+        namespace: NS,
+        config: &config,
+        view: &view,
+        owner_hint: Some(&hint),
+    };
+    let o = run(&p, &ctx);
+    let a = o.applied.expect("applied");
+    let env = a.pod.spec.expect("spec").containers[0]
+        .env
+        .clone()
+        .expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e.name == "OTEL_SERVICE_NAME" && e.value.as_deref() == Some("web"))
+    );
+}
+
+// === multi-language, multi-container, sidecars ===
+
+#[test]
+fn multi_language_multi_container() {
+    let p = json!({
+        "metadata": {"annotations": {
+            "instrumentation.opentelemetry.io/inject-java": "true",
+            PY: "true",
+            "instrumentation.opentelemetry.io/java-container-names": "api,worker",
+            "instrumentation.opentelemetry.io/python-container-names": "ml",
+        }},
+        "spec": {"containers": [
+            {"name": "istio-proxy", "image": "istio"},
+            {"name": "api", "image": "api:1"},
+            {"name": "worker", "image": "worker:1", "env": [{"name": "A", "value": "1"}]},
+            {"name": "ml", "image": "ml:1"},
+        ]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    let inits: Vec<&str> = doc["spec"]["initContainers"]
+        .as_array()
+        .expect("inits")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        inits,
+        vec![
+            "opentelemetry-auto-instrumentation-java",
+            "opentelemetry-auto-instrumentation-python"
+        ]
+    );
+    assert!(container(&doc, "istio-proxy").get("env").is_none());
+    for (c, var) in [
+        ("api", "JAVA_TOOL_OPTIONS"),
+        ("worker", "JAVA_TOOL_OPTIONS"),
+        ("ml", "PYTHONPATH"),
+    ] {
+        let lines = env_lines(container(&doc, c));
+        assert!(lines.iter().any(|l| l.starts_with(var)), "{c}: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("k8s.container.name={c}"))),
+            "{c}"
+        );
+    }
+    assert_eq!(env_lines(container(&doc, "worker"))[0], "A=1");
+    assert!(
+        env_lines(container(&doc, "worker")).contains(
+            &"JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-worker/javaagent.jar"
+                .to_string()
+        )
+    );
+}
+
+#[test]
+fn default_target_skips_known_sidecars_and_config_list() {
+    let mut config = Config::default();
+    config.skip_containers = vec!["vault-agent".into()];
+    let p = json!({
+        "metadata": {"annotations": {PY: "true"}},
+        "spec": {"containers": [{"name": "istio-proxy"}, {"name": "vault-agent"}, {"name": "web"}]}
+    });
+    let o = outcome(&p, &config, &StaticView::new());
+    let a = o.applied.expect("applied");
+    assert_eq!(a.injected[0].containers, vec!["web".to_string()]);
+
+    let only = json!({"metadata": {"annotations": {PY: "true"}}, "spec": {"containers": [{"name": "istio-proxy"}]}});
+    let o = outcome(&only, &config, &StaticView::new());
+    assert_eq!(
+        o.applied.expect("status").failures[0].reason,
+        SkipReason::NotSelected
+    );
+}
+
+#[test]
+fn go_sidecar_is_privileged_and_shares_the_process_namespace() {
+    let p = json!({
+        "metadata": {"annotations": {
+            "instrumentation.opentelemetry.io/inject-go": "true",
+            "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/app/server",
+        }},
+        "spec": {"containers": [{"name": "app", "image": "go:1.2.3"}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    assert_eq!(doc["spec"]["shareProcessNamespace"], true);
+    let side = container(&doc, "opentelemetry-auto-instrumentation");
+    assert_eq!(
+        side["image"],
+        "ghcr.io/open-telemetry/opentelemetry-go-instrumentation/autoinstrumentation-go:v0.24.0"
+    );
+    assert_eq!(
+        side["securityContext"],
+        json!({"privileged": true, "runAsUser": 0})
+    );
+    assert_eq!(
+        side["volumeMounts"],
+        json!([{"name": "kernel-debug", "mountPath": "/sys/kernel/debug"}])
+    );
+    assert_eq!(
+        doc["spec"]["volumes"],
+        json!([{"name": "kernel-debug", "hostPath": {"path": "/sys/kernel/debug"}}])
+    );
+    let lines = env_lines(side);
+    assert_eq!(lines[0], "OTEL_GO_AUTO_TARGET_EXE=/app/server");
+    assert!(
+        lines.iter().any(|l| l.contains("k8s.container.name=app")),
+        "{lines:?}"
+    );
+    assert_refs_defined_before(side);
+    assert!(container(&doc, "app").get("env").is_none(), "app untouched");
+}
+
+// === the patch ===
+
+#[test]
+fn patch_adds_missing_maps_and_arrays_and_escapes_keys() {
+    // No annotations map, no env, no volumes, no initContainers, no metadata.
+    let p = json!({"spec": {"containers": [{"name": "app"}]}});
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": NS, "operation": "CREATE", "object": p}
+    }))
+    .expect("body");
+    let mut config = Config::default();
+    config.rules = vec![Rule {
+        name: "all".into(),
+        namespace_selector: Some(Default::default()),
+        pod_selector: None,
+        inject: RuleInject {
+            languages: vec![LanguageChoice::Python],
+            ..Default::default()
+        },
+        instrumentation: None,
+    }];
+    let metrics = Arc::new(Metrics::new());
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(config)),
+        view: Arc::new(StaticView::new()),
+        metrics: Arc::clone(&metrics),
+    };
+    let review = admission::decode(&body).expect("decode");
+    let v = injector.mutate(&review);
+    let patch = v.patch.expect("patch");
+    let mut doc = p.clone();
+    json_patch::patch(&mut doc, &patch.0).expect("applies");
+    let back: Pod = serde_json::from_value(doc).expect("pod");
+    assert!(
+        back.metadata
+            .annotations
+            .expect("ann")
+            .contains_key("otel-admission.io/status")
+    );
+    let m = metrics.encode();
+    assert!(
+        m.contains(
+            "otel_admission_injections_total{feature=\"instrumentation\",language=\"python\"} 1"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
+fn mutate_ignores_everything_but_pod_create_and_never_panics() {
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        view: Arc::new(StaticView::new()),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let review = |op: &str, object: Value| {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": NS, "operation": op, "object": object}
+        }))
+        .expect("body")
+    };
+    let annotated = simple(json!({PY: "true"}), json!({}));
+    let body = review("UPDATE", annotated.clone());
+    assert_eq!(
+        injector.mutate(&admission::decode(&body).expect("d")),
+        admission::Verdict::default()
+    );
+    let body = review("CREATE", json!({"spec": {"containers": "not a list"}}));
+    let v = injector.mutate(&admission::decode(&body).expect("d"));
+    assert!(v.patch.is_none());
+    assert!(v.warnings[0].contains("not a Pod"), "{:?}", v.warnings);
+    let body = review("CREATE", annotated);
+    let v = injector.mutate(&admission::decode(&body).expect("d"));
+    assert!(v.patch.is_some());
+}
+
+#[test]
+fn thousand_env_vars_stay_linear() {
+    let env: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("VAR_{i}"), "value": "x"}))
+        .collect();
+    let p = json!({
+        "metadata": {"annotations": {PY: "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1", "env": env}]}
+    });
+    let typed = pod(p.clone());
+    let config = Config::default();
+    let view = StaticView::new();
+    let ctx = Context {
+        namespace: NS,
+        config: &config,
+        view: &view,
+        owner_hint: None,
+    };
+    let o = run(&typed, &ctx);
+    let ops = o.patch().expect("patch").0.len();
+    assert!(ops < 30, "{ops} ops: no op per existing variable");
+    let doc = patched(&p, &o);
+    assert_eq!(
+        container(&doc, "app")["env"].as_array().map(Vec::len),
+        Some(1000 + 13)
+    );
+}
+
+#[test]
+fn webservers_clone_the_config_and_attach_the_module() {
+    struct Case {
+        key: &'static str,
+        attach: &'static str,
+        conf_volume: &'static str,
+        agent_volume: &'static str,
+        conf_dir: &'static str,
+        attach_env: [&'static str; 2],
+        app_extra: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            key: "apache-httpd",
+            attach: "otel-agent-attach-apache",
+            conf_volume: "otel-apache-conf-dir",
+            agent_volume: "otel-apache-agent",
+            conf_dir: "/usr/local/apache2/conf",
+            attach_env: ["OTEL_APACHE_AGENT_CONF", "APACHE_SERVICE_INSTANCE_ID"],
+            app_extra: None,
+        },
+        Case {
+            key: "nginx",
+            attach: "otel-agent-attach-nginx",
+            conf_volume: "otel-nginx-conf-dir",
+            agent_volume: "otel-nginx-agent",
+            conf_dir: "/etc/nginx",
+            attach_env: ["OTEL_NGINX_AGENT_CONF", "OTEL_NGINX_SERVICE_INSTANCE_ID"],
+            app_extra: Some("LD_LIBRARY_PATH=/opt/opentelemetry-webserver/agent/sdk_lib/lib"),
+        },
+    ];
+    for c in cases {
+        let p = json!({
+            "metadata": {"annotations": {format!("instrumentation.opentelemetry.io/inject-{}", c.key): "true"}},
+            "spec": {"containers": [{"name": "web", "image": "httpd:2.4",
+                "volumeMounts": [{"name": "html", "mountPath": "/srv"}]}],
+                "volumes": [{"name": "html", "emptyDir": {}}]}
+        });
+        let o = outcome(&p, &Config::default(), &StaticView::new());
+        let doc = patched(&p, &o);
+        let inits = doc["spec"]["initContainers"].as_array().expect("inits");
+        assert_eq!(inits.len(), 2, "{}", c.key);
+        let clone = &inits[0];
+        assert_eq!(clone["name"], "otel-agent-source-container-clone");
+        assert_eq!(clone["image"], "httpd:2.4", "the clone runs the app image");
+        assert_eq!(
+            clone["volumeMounts"],
+            json!([{"name": "html", "mountPath": "/srv"},
+                   {"name": c.conf_volume, "mountPath": "/opt/opentelemetry-webserver/source-conf"}])
+        );
+        let attach = &inits[1];
+        assert_eq!(attach["name"], c.attach);
+        assert_eq!(
+            attach["image"],
+            "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-apache-httpd:1.0.4"
+        );
+        let names: Vec<&str> = attach["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(names, c.attach_env.to_vec());
+        assert!(
+            attach["env"][0]["value"].as_str().is_some_and(
+                |v| v.contains("ExporterEndpoint http://otel-collector.monitoring:4318")
+            ),
+            "{}",
+            attach["env"][0]
+        );
+        assert_eq!(attach["resources"]["requests"]["cpu"], "1m");
+        let vols: Vec<&str> = doc["spec"]["volumes"]
+            .as_array()
+            .expect("vols")
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert_eq!(vols, vec!["html", c.conf_volume, c.agent_volume]);
+        let web = container(&doc, "web");
+        assert_eq!(
+            web["volumeMounts"],
+            json!([{"name": "html", "mountPath": "/srv"},
+                   {"name": c.conf_volume, "mountPath": c.conf_dir},
+                   {"name": c.agent_volume, "mountPath": "/opt/opentelemetry-webserver/agent"}])
+        );
+        let lines = env_lines(web);
+        if let Some(extra) = c.app_extra {
+            assert!(lines.iter().any(|l| l == extra), "{lines:?}");
+        }
+        assert!(
+            lines.iter().any(|l| l == "OTEL_SERVICE_NAME=web"),
+            "{lines:?}"
+        );
+        assert_refs_defined_before(web);
+        assert!(
+            o.warnings
+                .iter()
+                .any(|w| w.contains("4318") && w.contains("gRPC")),
+            "{}: {:?}",
+            c.key,
+            o.warnings
+        );
+    }
+    // Both at once share the clone container's name: the second reports the clash.
+    let p = json!({
+        "metadata": {"annotations": {
+            "instrumentation.opentelemetry.io/inject-apache-httpd": "true",
+            "instrumentation.opentelemetry.io/inject-nginx": "true"}},
+        "spec": {"containers": [{"name": "web", "image": "w:1"}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let a = o.applied.expect("applied");
+    assert_eq!(a.injected.len(), 1);
+    assert_eq!(a.failures[0].reason, SkipReason::Error);
+    assert!(
+        a.failures[0]
+            .message
+            .contains("otel-agent-source-container-clone")
+    );
+}
+
+#[test]
+fn java_extensions_uid_attributes_and_resource_attributes_from_value_from() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "ext",
+            json!({
+                "resource": {"addK8sUIDAttributes": true, "resourceAttributes": {"team": "payments"}},
+                "java": {"extensions": [{"image": "ext:1", "dir": "/ext"}]}
+            }),
+        ),
+        NS,
+    );
+    let p = json!({
+        "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-java": "true",
+            "resource.opentelemetry.io/deployment.environment": "prod"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1", "env": [
+            {"name": "OTEL_RESOURCE_ATTRIBUTES", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
+        ]}]}
+    });
+    let o = outcome(&p, &Config::default(), &view);
+    let doc = patched(&p, &o);
+    let ext = &doc["spec"]["initContainers"][1];
+    assert_eq!(
+        ext["name"],
+        "opentelemetry-auto-instrumentation-extension-0"
+    );
+    assert_eq!(
+        ext["command"],
+        json!([
+            "cp",
+            "-r",
+            "/ext/.",
+            "/otel-auto-instrumentation-java/extensions"
+        ])
+    );
+    assert_eq!(ext["securityContext"]["runAsNonRoot"], true);
+    let app = container(&doc, "app");
+    assert_refs_defined_before(app);
+    let lines = env_lines(app);
+    assert_eq!(
+        lines[0],
+        "OTEL_ADMISSION_ORIG_OTEL_RESOURCE_ATTRIBUTES<-valueFrom"
+    );
+    assert!(lines.contains(
+        &"JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar -Dotel.javaagent.extensions=/otel-auto-instrumentation-java-app/extensions".to_string()
+    ), "{lines:?}");
+    assert!(lines.contains(&"OTEL_RESOURCE_ATTRIBUTES_POD_UID<-metadata.uid".to_string()));
+    let ra = lines.last().expect("last");
+    assert!(
+        ra.starts_with("OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,"),
+        "{ra}"
+    );
+    assert!(
+        ra.contains("k8s.pod.uid=$(OTEL_RESOURCE_ATTRIBUTES_POD_UID)"),
+        "{ra}"
+    );
+    assert!(ra.contains("team=payments"), "{ra}");
+    assert!(
+        ra.ends_with(",$(OTEL_ADMISSION_ORIG_OTEL_RESOURCE_ATTRIBUTES)"),
+        "{ra}"
+    );
+}
+
+#[test]
+fn exporter_tls_mounts_secret_and_config_map_once() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "tls",
+            json!({"exporter": {"endpoint": "https://gw:4318", "tls": {
+                "secretName": "client", "configMapName": "ca", "ca_file": "ca.crt",
+                "cert_file": "tls.crt", "key_file": "/abs/tls.key"}}}),
+        ),
+        NS,
+    );
+    let p = json!({
+        "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true",
+            "instrumentation.opentelemetry.io/inject-python": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}]}
+    });
+    let doc = patched(&p, &outcome(&p, &Config::default(), &view));
+    let vols: Vec<&str> = doc["spec"]["volumes"]
+        .as_array()
+        .expect("vols")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        vols,
+        vec![
+            "opentelemetry-auto-instrumentation-python",
+            "otel-auto-secret-client",
+            "otel-auto-configmap-ca"
+        ]
+    );
+    let app = container(&doc, "app");
+    assert_eq!(app["volumeMounts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(app["volumeMounts"][1]["readOnly"], true);
+    let lines = env_lines(app);
+    for want in [
+        "OTEL_EXPORTER_OTLP_CERTIFICATE=/otel-auto-instrumentation-configmap-ca/ca.crt",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/otel-auto-instrumentation-secret-client/tls.crt",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY=/abs/tls.key",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| *l == want).count(),
+            1,
+            "{want} in {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn auto_detection_injects_only_one_evident_language() {
+    const AUTO: &str = "otel-admission.io/inject-auto";
+    let with = |ann: Value, container: Value| json!({"metadata": {"annotations": ann}, "spec": {"containers": [container]}});
+    // Annotation opt-in, Python evident from the image.
+    let p = with(
+        json!({AUTO: "true"}),
+        json!({"name": "app", "image": "python:3.12-slim"}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let Decision::Inject(plan) = &o.decision else {
+        panic!("inject")
+    };
+    assert_eq!(plan.languages[0].language, Language::Python);
+    assert!(
+        plan.languages[0]
+            .decided_by
+            .contains("detected python (app: image python:3.12-slim)"),
+        "{}",
+        plan.languages[0].decided_by
+    );
+    // A rule with `auto` in an opted-in namespace; Java from the command.
+    let mut config = Config::default();
+    config.rules = vec![Rule {
+        name: "everything".into(),
+        namespace_selector: None,
+        pod_selector: None,
+        inject: RuleInject {
+            languages: vec![LanguageChoice::Auto],
+            ..Default::default()
+        },
+        instrumentation: None,
+    }];
+    let view = StaticView::new()
+        .with_namespace(NS, ns_meta(&[("otel-admission.io/inject", "enabled")], &[]));
+    let p = with(
+        json!({}),
+        json!({"name": "app", "image": "reg/app:1", "command": ["java", "-jar", "/app.jar"]}),
+    );
+    let o = outcome(&p, &config, &view);
+    let a = o.applied.expect("applied");
+    assert_eq!(a.injected[0].language, Language::Java);
+    // Nothing evident: reported, never denied.
+    config.failure_mode = FailureMode::Deny;
+    let p = with(
+        json!({AUTO: "true"}),
+        json!({"name": "app", "image": "reg/app:1"}),
+    );
+    let o = outcome(&p, &config, &view);
+    let a = o.applied.as_ref().expect("status");
+    assert_eq!(a.failures[0].reason, SkipReason::NotSelected);
+    assert_eq!(a.failures[0].feature.to_string(), "auto");
+    assert!(o.denials.is_empty());
+    assert!(o.warnings.iter().any(|w| w.contains("found no language")));
+    // An explicit setting for the detected language wins.
+    let p = with(
+        json!({AUTO: "true", PY: "false"}),
+        json!({"name": "app", "image": "python:3"}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    assert!(o.patch().is_none());
+    assert_eq!(o.skip.map(|s| s.reason), Some(SkipReason::OptedOut));
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("inject-python=\"false\"")),
+        "{:?}",
+        o.warnings
+    );
+}
+
+#[test]
+fn per_language_container_names_keys_and_rollout_owner() {
+    use crate::inject::decide::container_names_key;
+    assert_eq!(
+        container_names_key(Language::Nginx),
+        "instrumentation.opentelemetry.io/inject-nginx-container-names"
+    );
+    assert_eq!(
+        container_names_key(Language::ApacheHttpd),
+        "instrumentation.opentelemetry.io/apache-httpd-container-names"
+    );
+    let p = json!({
+        "metadata": {
+            "annotations": {
+                "instrumentation.opentelemetry.io/inject-nginx": "true",
+                "instrumentation.opentelemetry.io/inject-nginx-container-names": "proxy",
+            },
+            "labels": {"rollouts-pod-template-hash": "5c8b7d"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop-5c8b7d", "uid": "u", "controller": true}]
+        },
+        "spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "proxy", "image": "nginx:1.23.1"}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let a = o.applied.as_ref().expect("applied");
+    assert_eq!(a.injected[0].containers, vec!["proxy".to_string()]);
+    let doc = patched(&p, &o);
+    let lines = env_lines(container(&doc, "proxy"));
+    // Argo Rollouts (#3887): the service is the Rollout, not the hashed ReplicaSet.
+    assert!(
+        lines.contains(&"OTEL_SERVICE_NAME=shop".to_string()),
+        "{lines:?}"
+    );
+    assert!(container(&doc, "app").get("env").is_none());
+}
+
+#[test]
+fn init_container_targets_get_the_agent_just_before_them() {
+    let p = json!({
+        "metadata": {"annotations": {PY: "true",
+            "instrumentation.opentelemetry.io/python-container-names": "app,migrate"}},
+        "spec": {
+            "initContainers": [{"name": "setup", "image": "s:1"}, {"name": "migrate", "image": "m:1", "env": [{"name": "A", "value": "1"}]}],
+            "containers": [{"name": "app", "image": "a:1"}]
+        }
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    let inits: Vec<&str> = doc["spec"]["initContainers"]
+        .as_array()
+        .expect("inits")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        inits,
+        vec![
+            "setup",
+            "opentelemetry-auto-instrumentation-python",
+            "migrate"
+        ]
+    );
+    let migrate = &doc["spec"]["initContainers"][2];
+    let lines = env_lines(migrate);
+    assert_eq!(lines[0], "A=1");
+    assert!(
+        lines.iter().any(|l| l.starts_with("PYTHONPATH=")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("k8s.container.name=migrate"))
+    );
+    assert_refs_defined_before(migrate);
+    assert_eq!(
+        migrate["volumeMounts"],
+        json!([{"name": "opentelemetry-auto-instrumentation-python", "mountPath": "/otel-auto-instrumentation-python"}])
+    );
+    assert!(
+        env_lines(container(&doc, "app"))
+            .iter()
+            .any(|l| l.starts_with("PYTHONPATH="))
+    );
+    // The injected pod is stable on a second pass.
+    assert!(
+        outcome(&doc, &Config::default(), &StaticView::new())
+            .patch()
+            .is_none()
+    );
+}

@@ -1,0 +1,204 @@
+//! `otel-admission inject` and `explain`, run as the built binary.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+}
+
+fn run_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn inject_example_deployment() {
+    let out = bin()
+        .args(["inject", "-f", "examples/deployment.yaml"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&stdout).expect("yaml");
+    assert_eq!(doc["kind"], "Deployment");
+    let spec = &doc["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["initContainers"][0]["name"],
+        "opentelemetry-auto-instrumentation-python"
+    );
+    let env = spec["containers"][0]["env"].as_array().expect("env");
+    let get = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_string)
+    };
+    assert_eq!(get("OTEL_SERVICE_NAME").as_deref(), Some("checkout"));
+    assert_eq!(
+        get("PYTHONPATH").as_deref(),
+        Some(
+            "/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/app:/otel-auto-instrumentation-python"
+        )
+    );
+    assert!(get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|v| {
+        v.contains("k8s.deployment.name=checkout") && v.contains("service.version=1.4.2")
+    }));
+    assert!(
+        spec["containers"][1].get("env").is_none(),
+        "istio-proxy untouched"
+    );
+    assert!(text(&out.stderr).contains("injected python into checkout"));
+}
+
+#[test]
+fn explain_names_the_deciding_annotation() {
+    let out = bin()
+        .args(["explain", "-f", "examples/deployment.yaml"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("Deployment/checkout"), "{s}");
+    assert!(
+        s.contains(
+            "decided by: pod annotation instrumentation.opentelemetry.io/inject-python=\"true\""
+        ),
+        "{s}"
+    );
+    assert!(s.contains("Instrumentation: config defaults"), "{s}");
+}
+
+#[test]
+fn kinds_lists_and_passthrough() {
+    let manifest = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: untouched }
+data: { a: "1" }
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: { name: nightly, namespace: shop }
+spec:
+  schedule: "0 1 * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations: { instrumentation.opentelemetry.io/inject-java: "true" }
+        spec:
+          containers: [{ name: job, image: "batch:2" }]
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: { name: db }
+    spec:
+      template:
+        metadata:
+          annotations: { instrumentation.opentelemetry.io/inject-nodejs: "true" }
+        spec:
+          containers: [{ name: db, image: "db:1" }]
+"#;
+    let out = run_stdin(&["inject", "-f", "-"], manifest);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let docs: Vec<serde_json::Value> = stdout
+        .split("\n---\n")
+        .map(|d| serde_yaml_ng::from_str(d).expect("doc"))
+        .collect();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0]["data"]["a"], "1");
+    assert!(docs[0].get("spec").is_none());
+    let cron = &docs[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        cron["initContainers"][0]["name"],
+        "opentelemetry-auto-instrumentation-java"
+    );
+    assert!(stdout.contains("k8s.cronjob.name=nightly"));
+    let sts = &docs[2]["items"][0]["spec"]["template"]["spec"];
+    assert_eq!(
+        sts["initContainers"][0]["name"],
+        "opentelemetry-auto-instrumentation-nodejs"
+    );
+    assert!(stdout.contains("k8s.statefulset.name=db"));
+}
+
+#[test]
+fn input_errors_name_file_document_and_field_and_exit_2() {
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: app, ports: [{containerPort: \"eighty\"}]}]\n";
+    let out = run_stdin(&["inject", "-f", "-"], manifest);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "<stdin>: document 1: spec.template.spec.containers[0].ports[0].containerPort"
+        ),
+        "{err}"
+    );
+
+    let out = run_stdin(&["inject", "-f", "-"], "a: [unclosed\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("<stdin>: document 0"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn namespace_and_instrumentation_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ns = dir.path().join("ns.yaml");
+    std::fs::write(
+        &ns,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    instrumentation.opentelemetry.io/inject-python: tracing\n",
+    )
+    .expect("w");
+    let inst = dir.path().join("inst.yaml");
+    std::fs::write(
+        &inst,
+        "apiVersion: opentelemetry.io/v1alpha1\nkind: Instrumentation\nmetadata: {name: tracing}\nspec:\n  exporter: {endpoint: 'http://gateway:4317'}\n  python: {image: 'my/python:1'}\n",
+    )
+    .expect("w");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: 'a:1'}]\n";
+    let args = [
+        "explain",
+        "-f",
+        "-",
+        "--namespace",
+        ns.to_str().expect("p"),
+        "--instrumentation",
+        inst.to_str().expect("p"),
+    ];
+    let out = run_stdin(&args, pod);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(
+            "namespace annotation instrumentation.opentelemetry.io/inject-python=\"tracing\""
+        ),
+        "{s}"
+    );
+    assert!(s.contains("Instrumentation: shop/tracing"), "{s}");
+    assert!(s.contains("4317"), "the gRPC port warning: {s}");
+}

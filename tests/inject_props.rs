@@ -1,0 +1,262 @@
+//! Property test over generated pods, through the same `Injector` the server uses:
+//! the patch applies, the result is a valid Pod with unique names and resolvable
+//! mounts, and mutating the result again gives no patch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::Pod;
+use otel_admission::admission::{self, Mutate};
+use otel_admission::config::Config;
+use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
+use otel_admission::inject::mutate::Injector;
+use otel_admission::instrumentation::Instrumentation;
+use otel_admission::metrics::Metrics;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const CONTAINERS: [&str; 6] = [
+    "app",
+    "web",
+    "worker",
+    "istio-proxy",
+    "api",
+    "cloudsql-proxy",
+];
+const ENV_NAMES: [&str; 10] = [
+    "JAVA_TOOL_OPTIONS",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "DOTNET_STARTUP_HOOKS",
+    "DOTNET_SHARED_STORE",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "FOO",
+    "BAR",
+];
+const VALUES: [&str; 5] = ["", "x", "-Xmx1g", "a=b,service.version=2", "http://c:4317"];
+const INJECT_VALUES: [&str; 7] = [
+    "true",
+    "true",
+    "inst",
+    "inst",
+    "false",
+    "other/inst",
+    "missing",
+];
+const LANGS: [&str; 8] = [
+    "java",
+    "nodejs",
+    "python",
+    "dotnet",
+    "sdk",
+    "go",
+    "apache-httpd",
+    "nginx",
+];
+
+fn env_var() -> impl Strategy<Value = (usize, Value)> {
+    (0..ENV_NAMES.len(), any::<bool>(), 0..VALUES.len()).prop_map(|(n, from, v)| {
+        let name = ENV_NAMES[n];
+        let var = if from {
+            json!({"name": name, "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}})
+        } else {
+            json!({"name": name, "value": VALUES[v]})
+        };
+        (n, var)
+    })
+}
+
+fn container(name: &'static str, volumes: usize) -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(env_var(), 0..6),
+        prop::option::of(0..volumes.max(1)),
+        any::<bool>(),
+    )
+        .prop_map(move |(env, mount, has_env)| {
+            let mut seen = HashSet::new();
+            let env: Vec<Value> = env
+                .into_iter()
+                .filter(|(n, _)| seen.insert(*n))
+                .map(|(_, v)| v)
+                .collect();
+            let mut c = json!({"name": name, "image": format!("registry/{name}:1.0")});
+            if has_env {
+                c["env"] = json!(env);
+            }
+            if let Some(m) = mount
+                && volumes > 0
+            {
+                c["volumeMounts"] = json!([{"name": format!("vol-{m}"), "mountPath": "/data"}]);
+            }
+            c
+        })
+}
+
+fn annotations() -> impl Strategy<Value = Option<Value>> {
+    prop::option::weighted(
+        0.9,
+        (
+            prop::collection::vec((0..LANGS.len(), 0..INJECT_VALUES.len()), 1..4),
+            prop::option::weighted(
+                0.3,
+                prop::sample::select(vec![
+                    "app",
+                    "web,worker",
+                    "api",
+                    "bad name",
+                    "ghost",
+                    "migrate",
+                    "migrate,app",
+                ]),
+            ),
+            any::<bool>(),
+            prop::option::weighted(0.3, prop::sample::select(vec!["glibc", "musl", "alpine"])),
+        )
+            .prop_map(|(langs, names, exe, platform)| {
+                let mut a = serde_json::Map::new();
+                for (l, v) in langs {
+                    a.insert(
+                        format!("instrumentation.opentelemetry.io/inject-{}", LANGS[l]),
+                        json!(INJECT_VALUES[v]),
+                    );
+                }
+                if let Some(n) = names {
+                    a.insert(
+                        "instrumentation.opentelemetry.io/container-names".into(),
+                        json!(n),
+                    );
+                }
+                if names.is_none() && platform.is_some() {
+                    a.insert("otel-admission.io/inject-auto".into(), json!("true"));
+                }
+                if exe {
+                    a.insert(
+                        "instrumentation.opentelemetry.io/otel-go-auto-target-exe".into(),
+                        json!("/app/bin"),
+                    );
+                }
+                if let Some(p) = platform {
+                    a.insert(
+                        "instrumentation.opentelemetry.io/otel-python-platform".into(),
+                        json!(p),
+                    );
+                }
+                Value::Object(a)
+            }),
+    )
+}
+
+fn pod() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::subsequence(CONTAINERS.to_vec(), 1..4),
+        0usize..3,
+        annotations(),
+        prop::option::of(prop::sample::select(vec!["checkout", ""])),
+        prop::bool::weighted(0.9),
+        any::<bool>(),
+    )
+        .prop_flat_map(|(names, volumes, ann, app_label, has_meta, init)| {
+            let containers: Vec<_> = names.into_iter().map(|n| container(n, volumes)).collect();
+            (containers, Just((volumes, ann, app_label, has_meta, init)))
+        })
+        .prop_map(|(containers, (volumes, ann, app_label, has_meta, init))| {
+            let mut spec = json!({"containers": containers});
+            if volumes > 0 {
+                spec["volumes"] = json!(
+                    (0..volumes)
+                        .map(|i| json!({"name": format!("vol-{i}"), "emptyDir": {}}))
+                        .collect::<Vec<_>>()
+                );
+            }
+            if init {
+                spec["initContainers"] = json!([
+                    {"name": "setup", "image": "s:1"},
+                    {"name": "migrate", "image": "m:1", "env": [{"name": "PYTHONPATH", "value": "/m"}]}
+                ]);
+            }
+            let mut p = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
+            if has_meta {
+                let mut meta = json!({"generateName": "checkout-7d9f-"});
+                if let Some(a) = ann {
+                    meta["annotations"] = a;
+                }
+                if let Some(l) = app_label {
+                    meta["labels"] = json!({"app.kubernetes.io/name": l});
+                }
+                p["metadata"] = meta;
+            }
+            p
+        })
+}
+
+fn injector() -> Injector {
+    let inst: Instrumentation = serde_json::from_value(json!({
+        "metadata": {"name": "inst", "namespace": "shop"},
+        "spec": {"exporter": {"endpoint": "http://collector:4318"}, "sampler": {"type": "always_on"}}
+    }))
+    .expect("inst");
+    let other: Instrumentation = serde_json::from_value(json!({
+        "metadata": {"name": "inst", "namespace": "other"}, "spec": {}
+    }))
+    .expect("inst");
+    let view = StaticView::new()
+        .with_namespace("shop", NamespaceMeta::default())
+        .with_instrumentation(inst, "shop")
+        .with_instrumentation(other, "other");
+    Injector {
+        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        view: Arc::new(view),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+fn mutate(inj: &Injector, object: &Value) -> admission::Verdict {
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop", "operation": "CREATE", "object": object}
+    }))
+    .expect("body");
+    let review = admission::decode(&body).expect("decode");
+    inj.mutate(&review)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn patch_applies_and_is_idempotent(original in pod()) {
+        let inj = injector();
+        let verdict = mutate(&inj, &original);
+        let mut doc = original.clone();
+        if let Some(patch) = &verdict.patch {
+            json_patch::patch(&mut doc, &patch.0).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
+        }
+        let pod: Pod = serde_json::from_value(doc.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let spec = pod.spec.expect("spec");
+        let mut names = HashSet::new();
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+            prop_assert!(names.insert(c.name.clone()), "duplicate container {}", c.name);
+        }
+        let volumes: Vec<String> = spec.volumes.iter().flatten().map(|v| v.name.clone()).collect();
+        let unique: HashSet<&String> = volumes.iter().collect();
+        prop_assert_eq!(unique.len(), volumes.len(), "duplicate volume in {:?}", volumes);
+        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+            let mut paths = HashSet::new();
+            for m in c.volume_mounts.iter().flatten() {
+                prop_assert!(volumes.contains(&m.name), "{} mounts unknown volume {}", c.name, m.name);
+                prop_assert!(paths.insert(m.mount_path.clone()), "{} mounts {} twice", c.name, m.mount_path);
+            }
+            let mut env_names = HashSet::new();
+            for e in c.env.iter().flatten() {
+                prop_assert!(env_names.insert(e.name.clone()), "{} defines {} twice", c.name, e.name);
+            }
+        }
+        let again = mutate(&inj, &doc);
+        prop_assert!(again.patch.is_none(), "second mutation patched: {:?}", again.patch);
+    }
+}
