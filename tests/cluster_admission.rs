@@ -1,0 +1,274 @@
+//! Admission against live cluster caches: the real TLS server with the real
+//! Injector, kube-rs watchers fed by a local list/watch API server. The next
+//! pod follows each namespace and Instrumentation change, admission keeps
+//! working while the API server is away, and it never calls the API server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use common::apiserver::{FakeApiServer, INSTRUMENTATIONS, NAMESPACES, instrumentation, namespace};
+use common::{Options, TestServer, review};
+use otel_admission::cluster::Caches;
+use otel_admission::config::Config;
+use otel_admission::inject::mutate::Injector;
+use otel_admission::metrics::Metrics;
+use otel_admission::server::admin::Readiness;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+defaults:
+  exporter: { endpoint: "http://default-collector.monitoring:4318" }
+rules:
+  - name: opted-in-namespaces-python
+    namespaceSelector: { matchLabels: { otel-admission.io/inject: enabled } }
+    inject: { languages: [python] }
+"#;
+
+struct Env {
+    api: FakeApiServer,
+    caches: Arc<Caches>,
+    server: TestServer,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start(api: FakeApiServer) -> Env {
+    let metrics = Arc::new(Metrics::new());
+    let caches = Arc::new(Caches::new());
+    let readiness = Arc::new(Readiness::default());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    caches.start(
+        api.client(),
+        metrics.clone(),
+        readiness.gate("cluster"),
+        stop_rx,
+    );
+    let config = Arc::new(ArcSwap::from_pointee(
+        Config::from_yaml(CONFIG, "test").expect("config"),
+    ));
+    let injector = Injector {
+        config,
+        view: caches.clone(),
+        metrics: metrics.clone(),
+    };
+    let server = common::start(Options {
+        mutator: Arc::new(injector),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let ok = caches.is_ready();
+            async move { ok }
+        })
+        .await,
+        "caches synced"
+    );
+    Env {
+        api,
+        caches,
+        server,
+        _stop: stop,
+    }
+}
+
+fn app_pod(annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "web-5d8f-", "labels": {"app.kubernetes.io/name": "web"}, "annotations": annotations},
+        "spec": {"containers": [{"name": "web", "image": "registry.example/web:2.0.1"}]}
+    })
+}
+
+/// Posts a pod CREATE and returns the pod after applying the patch, if any.
+async fn admit(s: &TestServer, pod: &Value) -> Option<Value> {
+    let (status, body) = s.post("/mutate", &review("u", "CREATE", pod.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], true);
+    let patch = body["response"]["patch"].as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("patch");
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &patch).expect("patch applies");
+    Some(out)
+}
+
+fn env_of(pod: &Value, name: &str) -> Option<String> {
+    pod["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(String::from)
+}
+
+async fn until<F: Fn() -> bool>(f: F) {
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let ok = f();
+            async move { ok }
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_label_added_turns_injection_on_for_the_next_pod() {
+    use otel_admission::inject::cluster_view::ClusterView as _;
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    let e = start(api).await;
+    let pod = app_pod(json!({}));
+    assert!(admit(&e.server, &pod).await.is_none(), "not selected yet");
+
+    e.api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    until(|| {
+        e.caches
+            .namespace("shop")
+            .is_some_and(|n| !n.labels.is_empty())
+    })
+    .await;
+    let injected = admit(&e.server, &pod)
+        .await
+        .expect("injected after the label");
+    let inits = injected["spec"]["initContainers"]
+        .as_array()
+        .expect("init containers");
+    assert!(
+        inits
+            .iter()
+            .any(|c| c["name"] == "opentelemetry-auto-instrumentation-python")
+    );
+    assert_eq!(
+        env_of(&injected, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+        Some("http://default-collector.monitoring:4318"),
+        "no Instrumentation in the namespace: the config default"
+    );
+    let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(injected).expect("a valid Pod");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_pod_follows_instrumentation_create_change_delete() {
+    use otel_admission::inject::cluster_view::ClusterView as _;
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    let e = start(api).await;
+    let pod = app_pod(json!({"instrumentation.opentelemetry.io/inject-python": "true"}));
+    let endpoint = |p: &Value| env_of(p, "OTEL_EXPORTER_OTLP_ENDPOINT");
+
+    let p = admit(&e.server, &pod).await.expect("injected");
+    assert_eq!(
+        endpoint(&p).as_deref(),
+        Some("http://default-collector.monitoring:4318")
+    );
+
+    e.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://created:4318"}}),
+        ),
+    );
+    until(|| e.caches.instrumentation("shop", "python").is_some()).await;
+    let p = admit(&e.server, &pod).await.expect("injected");
+    assert_eq!(endpoint(&p).as_deref(), Some("http://created:4318"));
+
+    e.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://changed:4318"}}),
+        ),
+    );
+    until(|| {
+        e.caches.instrumentation("shop", "python").is_some_and(|i| {
+            i.spec.exporter.as_ref().and_then(|x| x.endpoint.as_deref())
+                == Some("http://changed:4318")
+        })
+    })
+    .await;
+    let p = admit(&e.server, &pod).await.expect("injected");
+    assert_eq!(endpoint(&p).as_deref(), Some("http://changed:4318"));
+
+    // A second one makes `true` ambiguous: skipped, with a warning naming both.
+    e.api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "other", json!({})),
+    );
+    until(|| e.caches.instrumentations_in("shop").len() == 2).await;
+    let (_, body) = e
+        .server
+        .post("/mutate", &review("amb", "CREATE", pod.clone()))
+        .await;
+    let warnings = body["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("python") && warnings.contains("other"),
+        "{warnings}"
+    );
+
+    e.api.delete(INSTRUMENTATIONS, "shop", "other");
+    e.api.delete(INSTRUMENTATIONS, "shop", "python");
+    until(|| e.caches.instrumentations_in("shop").is_empty()).await;
+    let p = admit(&e.server, &pod).await.expect("injected");
+    assert_eq!(
+        endpoint(&p).as_deref(),
+        Some("http://default-collector.monitoring:4318")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_works_from_the_cache_while_the_api_server_is_away_and_never_calls_it() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://cached:4318"}}),
+        ),
+    );
+    let e = start(api).await;
+    let pod = app_pod(json!({}));
+
+    // A burst of admissions makes no request to the API server.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = e.api.requests();
+    for _ in 0..200 {
+        let p = admit(&e.server, &pod).await.expect("injected");
+        assert_eq!(
+            env_of(&p, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://cached:4318")
+        );
+    }
+    assert_eq!(
+        e.api.requests(),
+        before,
+        "zero API calls on the admission path"
+    );
+
+    // The API server goes away: admissions continue from the cache.
+    e.api.set_down(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        let p = admit(&e.server, &pod).await.expect("still injected");
+        assert_eq!(
+            env_of(&p, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://cached:4318")
+        );
+    }
+    assert!(e.caches.is_ready());
+}
