@@ -108,6 +108,15 @@ impl Endpoint {
 }
 
 impl RequestResult {
+    pub const ALL: [RequestResult; 6] = [
+        Self::Allowed,
+        Self::Patched,
+        Self::Denied,
+        Self::BadRequest,
+        Self::Error,
+        Self::Timeout,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allowed => "allowed",
@@ -205,7 +214,7 @@ impl Metrics {
             "Policy directory reloads rejected; the previous policies keep serving",
             policy_reload_errors.clone(),
         );
-        Self {
+        let m = Self {
             registry,
             cluster_ready,
             cluster_objects,
@@ -219,6 +228,38 @@ impl Metrics {
             config_reload_errors,
             tls_reload_errors,
             tls_expiry,
+        };
+        m.zero_closed_series();
+        m
+    }
+
+    /// Creates every series whose labels come from a closed enum, at zero,
+    /// so rates and alerts see a 0 rather than no data before the first event.
+    fn zero_closed_series(&self) {
+        for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+            for result in RequestResult::ALL {
+                let _ = self.requests.get_or_create(&RequestLabels {
+                    endpoint: endpoint.as_str(),
+                    result: result.as_str(),
+                });
+            }
+            let _ = self.request_duration.get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            });
+        }
+        for reason in crate::inject::plan::SkipReason::ALL {
+            let _ = self.skips.get_or_create(&SkipLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for language in crate::inject::language::Language::ALL {
+            let _ = self.injections.get_or_create(&InjectionLabels {
+                feature: "instrumentation",
+                language: language.key(),
+            });
+        }
+        for kind in ["namespace", "instrumentation"] {
+            let _ = self.cluster_objects.get_or_create(&KindLabels { kind });
         }
     }
 

@@ -1,5 +1,7 @@
 //! `manifests/` rendered with `kubectl kustomize`, checked object by object.
 
+mod common;
+
 use std::process::Command;
 
 use serde::Deserialize;
@@ -425,4 +427,183 @@ fn monitoring_renders_with_a_labelled_dashboard() {
         serde_json::from_str(cm["data"]["otel-admission.json"].as_str().expect("json"))
             .expect("dashboard JSON");
     assert!(dash["panels"].as_array().expect("panels").len() >= 6);
+}
+
+#[test]
+fn the_policies_configmap_is_the_shipped_pack_and_loads_flat() {
+    let printed = Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+        .args(["policy", "bundle", "policies"])
+        .current_dir(ROOT)
+        .output()
+        .expect("run bundle");
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let committed = std::fs::read_to_string(format!("{ROOT}/manifests/base/policies.yaml"))
+        .expect("policies.yaml");
+    assert_eq!(
+        String::from_utf8(printed.stdout).expect("utf8"),
+        committed,
+        "manifests/base/policies.yaml is stale: run `cargo run -- policy bundle policies > manifests/base/policies.yaml`"
+    );
+    // Mounted as a ConfigMap, the files sit flat in one directory; the engine
+    // must load them to the same set as the source tree.
+    let objs = kustomize("manifests/base");
+    let cm = one(&objs, "ConfigMap", "otel-admission-policies");
+    let flat = tempfile::tempdir().expect("tmp");
+    for (k, v) in cm["data"].as_object().expect("data") {
+        std::fs::write(flat.path().join(k), v.as_str().expect("text")).expect("write");
+    }
+    let timeout = std::time::Duration::from_secs(5);
+    let from_tree = otel_admission::policy::PolicySet::load_dir(
+        std::path::Path::new(&format!("{ROOT}/policies")),
+        timeout,
+    )
+    .expect("tree");
+    let from_flat =
+        otel_admission::policy::PolicySet::load_dir(flat.path(), timeout).expect("flat");
+    assert_eq!(from_flat.policy_names(), from_tree.policy_names());
+    assert!(
+        from_flat.policy_names().len() >= 6,
+        "{:?}",
+        from_flat.policy_names()
+    );
+    let deploy = one(&objs, "Deployment", "otel-admission");
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .find(|m| m["name"] == "policies")
+        .expect("mounted");
+    assert_eq!(
+        mount["mountPath"].as_str(),
+        Some(env_value(c, "OTEL_ADMISSION_POLICIES"))
+    );
+}
+
+/// We eat our own cooking: the shipped pack admits our own Deployment and pod.
+#[test]
+fn the_shipped_pack_passes_on_our_own_deployment() {
+    let objs = kustomize("manifests/base");
+    let deploy = one(&objs, "Deployment", "otel-admission").clone();
+    let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": deploy["spec"]["template"]["metadata"].clone(), "spec": deploy["spec"]["template"]["spec"].clone()});
+    pod["metadata"]["namespace"] = "otel-admission".into();
+    pod["metadata"]["name"] = "otel-admission-0".into();
+    let set = otel_admission::policy::PolicySet::load_dir(
+        std::path::Path::new(&format!("{ROOT}/policies")),
+        std::time::Duration::from_secs(5),
+    )
+    .expect("pack");
+    // Not vacuous: the same pod, made non-compliant, is denied.
+    let mut bad = pod.clone();
+    bad["spec"]["containers"][0]["image"] = "ghcr.io/otel-admission/otel-admission:latest".into();
+    bad["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = true.into();
+    let outcome = set.evaluate(
+        &otel_admission::policy::suite::review_for(&bad),
+        &|_: &str| None,
+    );
+    let msgs: Vec<String> = outcome
+        .violations
+        .iter()
+        .map(|v| v.policy.clone())
+        .collect();
+    assert!(msgs.len() >= 2, "{msgs:?}");
+    for obj in [deploy, pod] {
+        let review = otel_admission::policy::suite::review_for(&obj);
+        let outcome = set.evaluate(&review, &|_: &str| None);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert!(
+            outcome.violations.is_empty(),
+            "{}: {:?}",
+            obj["kind"],
+            outcome
+                .violations
+                .iter()
+                .map(|v| format!("[{}] {}", v.policy, v.message))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Every metric the dashboard and alerts query is one a running server exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alerts_query_only_exported_metrics() {
+    // The real engines, and one request to each endpoint.
+    let metrics = std::sync::Arc::new(otel_admission::metrics::Metrics::new());
+    let policies = otel_admission::policy::Policies::load(
+        std::path::Path::new(&format!("{ROOT}/policies")),
+        std::time::Duration::from_secs(2),
+        otel_admission::config::FailureMode::Allow,
+        metrics.clone(),
+    )
+    .expect("pack");
+    let injector = otel_admission::inject::mutate::Injector {
+        config: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            otel_admission::config::Config::default(),
+        )),
+        view: std::sync::Arc::new(otel_admission::inject::cluster_view::StaticView::new()),
+        metrics: metrics.clone(),
+    };
+    let server = common::start(common::Options {
+        mutator: std::sync::Arc::new(injector),
+        validator: std::sync::Arc::new(policies),
+        metrics: Some(metrics),
+        ..Default::default()
+    })
+    .await;
+    server
+        .post("/mutate", &common::review("m", "CREATE", common::pod()))
+        .await;
+    server
+        .post("/validate", &common::review("v", "CREATE", common::pod()))
+        .await;
+    let (status, text) = server.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    assert!(exported.len() >= 12, "{exported:?}");
+    let objs = kustomize("manifests/monitoring");
+    let mut queries: Vec<String> = Vec::new();
+    let cm = one(&objs, "ConfigMap", "otel-admission-dashboard");
+    let dash: Value =
+        serde_json::from_str(cm["data"]["otel-admission.json"].as_str().expect("json"))
+            .expect("json");
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            queries.push(t["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    for r in one(&objs, "PrometheusRule", "otel-admission")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        queries.push(r["expr"].as_str().expect("expr").to_string());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for q in &queries {
+        let mut rest = q.as_str();
+        while let Some(i) = rest.find("otel_admission_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_string();
+            used.insert(family);
+        }
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    let missing: Vec<_> = used.difference(&exported).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}");
 }

@@ -712,6 +712,42 @@ impl Validate for Policies {
     }
 }
 
+/// The files of `dir` a server needs, as ConfigMap entries: Rego modules
+/// (not tests) and YAML holding templates or constraints (not suites or
+/// samples). Keys flatten the relative path with `.`, since ConfigMap keys
+/// cannot hold `/`; the server loads a flat directory the same way.
+pub fn bundle_entries(
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, PolicyError> {
+    let mut out = std::collections::BTreeMap::new();
+    for path in files_under(dir)? {
+        let keep = if is_rego(&path) {
+            !is_test_rego(&path)
+        } else if is_yaml(&path) {
+            read_documents(&path)?
+                .iter()
+                .any(|d| gatekeeper::is_template(d) || gatekeeper::is_constraint(d))
+        } else {
+            false
+        };
+        if !keep {
+            continue;
+        }
+        let rel = path.strip_prefix(dir).unwrap_or(&path);
+        let key = rel
+            .iter()
+            .map(|c| c.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(".");
+        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        out.insert(key, text);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
