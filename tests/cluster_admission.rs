@@ -272,3 +272,99 @@ async fn admission_works_from_the_cache_while_the_api_server_is_away_and_never_c
     }
     assert!(e.caches.is_ready());
 }
+
+const TEMPLATE: &str = r#"
+apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sforbiddenlabel
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sForbiddenLabel
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8sforbiddenlabel
+        violation[{"msg": msg}] {
+          input.review.object.metadata.labels[input.parameters.label]
+          msg := sprintf("label %v is not allowed here", [input.parameters.label])
+        }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: K8sForbiddenLabel
+metadata:
+  name: no-debug-in-payments
+spec:
+  match:
+    kinds: [{apiGroups: [""], kinds: [Pod]}]
+    namespaceSelector:
+      matchLabels: {team: payments}
+  parameters:
+    label: debug
+"#;
+
+/// Gatekeeper `namespaceSelector` at admission reads the same namespace cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraint_namespace_selectors_read_the_namespace_cache() {
+    use otel_admission::inject::cluster_view::ClusterView as _;
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    let metrics = Arc::new(Metrics::new());
+    let caches = Arc::new(Caches::new());
+    let readiness = Arc::new(Readiness::default());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    caches.start(
+        api.client(),
+        metrics.clone(),
+        readiness.gate("cluster"),
+        stop_rx,
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("forbidden.yaml"), TEMPLATE).expect("write");
+    let lookup = caches.clone();
+    let policies = otel_admission::policy::Policies::load(
+        dir.path(),
+        Duration::from_secs(2),
+        otel_admission::config::FailureMode::Allow,
+        metrics.clone(),
+    )
+    .expect("policies")
+    .with_namespace_labels(Box::new(move |ns| {
+        lookup.namespace(ns).map(|m| m.labels.clone())
+    }));
+    let server = common::start(Options {
+        validator: Arc::new(policies),
+        metrics: Some(metrics),
+        ..Default::default()
+    })
+    .await;
+    until(|| caches.is_ready()).await;
+    let mut pod = app_pod(json!({}));
+    pod["metadata"]["labels"]["debug"] = json!("true");
+    let (_, body) = server
+        .post("/validate", &review("v1", "CREATE", pod.clone()))
+        .await;
+    assert_eq!(
+        body["response"]["allowed"], true,
+        "namespace not selected yet: {body}"
+    );
+
+    api.apply(NAMESPACES, namespace("shop", json!({"team": "payments"})));
+    until(|| {
+        caches
+            .namespace("shop")
+            .is_some_and(|n| n.labels.contains_key("team"))
+    })
+    .await;
+    let (_, body) = server.post("/validate", &review("v2", "CREATE", pod)).await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    let msg = body["response"]["status"]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        msg.contains("[no-debug-in-payments] label debug is not allowed here"),
+        "{msg}"
+    );
+}

@@ -607,3 +607,17 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
     let missing: Vec<_> = used.difference(&exported).collect();
     assert!(missing.is_empty(), "queried but not exported: {missing:?}");
 }
+
+#[test]
+fn the_example_instrumentation_is_valid_for_the_server() {
+    let objs = kustomize("manifests/examples");
+    let inst = one(&objs, "Instrumentation", "default");
+    assert_eq!(inst["metadata"]["namespace"], "shop");
+    let typed: otel_admission::instrumentation::Instrumentation =
+        serde_json::from_value(inst.clone()).expect("parses as the server's type");
+    assert!(
+        typed.spec.validate().is_empty(),
+        "{:?}",
+        typed.spec.validate()
+    );
+}
