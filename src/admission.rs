@@ -108,17 +108,31 @@ pub struct Decoded<'a> {
     pub body: &'a [u8],
 }
 
+/// Re-parses a body that failed, tracking the path to the bad field.
+fn decode_error(body: &[u8]) -> DecodeError {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, Review<'_>>(de) {
+        Ok(_) => DecodeError::Json {
+            field: "body".into(),
+            message: "invalid JSON".into(),
+        },
+        Err(e) => {
+            let field = e.path().to_string();
+            DecodeError::Json {
+                field: if field == "." { "body".into() } else { field },
+                message: e.into_inner().to_string(),
+            }
+        }
+    }
+}
+
 /// Parses a body into a request, checking the envelope.
 pub fn decode(body: &[u8]) -> Result<Decoded<'_>, DecodeError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let review: Review<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        DecodeError::Json {
-            field: if field == "." { "body".into() } else { field },
-            message: inner.to_string(),
-        }
-    })?;
+    // The fast path; only a body that fails is parsed again to name the field.
+    let review: Review<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => return Err(decode_error(body)),
+    };
     if review.api_version != API_VERSION_V1 {
         return Err(DecodeError::ApiVersion(review.api_version));
     }
