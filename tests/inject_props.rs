@@ -210,6 +210,7 @@ fn injector() -> Injector {
         config: Arc::new(ArcSwap::from_pointee(Config::default())),
         view: Arc::new(view),
         metrics: Arc::new(Metrics::new()),
+        server_version: None,
     }
 }
 
