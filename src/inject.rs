@@ -36,4 +36,6 @@ pub mod sidecar;
 pub mod status;
 
 #[cfg(test)]
+mod feature_tests;
+#[cfg(test)]
 mod tests;
