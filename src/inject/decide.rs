@@ -264,7 +264,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             }
         });
     }
-    Decision::Inject(plan)
+    Decision::Inject(Box::new(plan))
 }
 
 /// A pod feature's switch: pod and namespace values combined as for the

@@ -156,7 +156,8 @@ pub struct Skip {
 #[derive(Clone, Debug)]
 pub enum Decision {
     Skip(Skip),
-    Inject(Plan),
+    /// Boxed: a plan is much larger than a skip, and decisions are moved around.
+    Inject(Box<Plan>),
 }
 
 // === impl Feature ===
