@@ -1032,3 +1032,66 @@ fn status_metrics_and_second_run_cover_every_feature() {
     names.dedup();
     assert_eq!(names.len(), n);
 }
+
+#[test]
+fn server_versions_parse_with_provider_suffixes() {
+    use crate::inject::decide::parse_server_version;
+    for (major, minor, want) in [
+        ("1", "29", Some((1, 29))),
+        ("1", "28+", Some((1, 28))),
+        ("1", "31-gke.100", Some((1, 31))),
+        ("", "29", None),
+        ("1", "x", None),
+    ] {
+        assert_eq!(parse_server_version(major, minor), want, "{major}.{minor}");
+    }
+}
+
+/// Probes and annotations follow the same pod/namespace precedence as the
+/// languages, then the rule.
+#[test]
+fn probes_and_annotations_switch_precedence() {
+    const PR: &str = "otel-admission.io/probes";
+    let containers = json!([{"name": "app", "image": "x", "ports": health_port()}]);
+    let rule = Rule {
+        name: "probes-everywhere".into(),
+        namespace_selector: None,
+        pod_selector: None,
+        inject: RuleInject {
+            probes: true,
+            ..RuleInject::default()
+        },
+        instrumentation: None,
+    };
+    // (pod annotations, namespace labels, probes added?)
+    let rows: Vec<(Value, Vec<(&str, &str)>, bool)> = vec![
+        (json!({PR: "true"}), vec![], true),
+        (json!({}), vec![(PR, "true")], true),
+        (json!({PR: "false"}), vec![(PR, "true")], false),
+        (json!({PR: "true"}), vec![(PR, "false")], true),
+        (
+            json!({}),
+            vec![("otel-admission.io/inject", "enabled")],
+            true,
+        ),
+        (
+            json!({PR: "false"}),
+            vec![("otel-admission.io/inject", "enabled")],
+            false,
+        ),
+        (json!({}), vec![], false),
+    ];
+    let mut config = Config::default();
+    config.rules.push(rule);
+    for (i, (ann, labels, want)) in rows.into_iter().enumerate() {
+        let view = StaticView::new().with_namespace(NS, ns_meta(&labels));
+        let p = pod_with(ann, containers.clone());
+        let o = run_with(&p, &config, &view, None);
+        let doc = patched(&p, &o);
+        assert_eq!(
+            doc["spec"]["containers"][0].get("livenessProbe").is_some(),
+            want,
+            "row {i}"
+        );
+    }
+}
