@@ -238,6 +238,7 @@ spec:
         "sidecar: injected otc-container (native sidecar in initContainers, restartPolicy Always), config builtin",
         "decided by: pod annotation sidecar.opentelemetry.io/inject=\"true\"",
         "mode chosen by: config sidecar.native: auto, API server version unknown",
+        "app endpoint: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318",
         "probes: added startup, liveness, readiness to app",
         "decided by: pod annotation otel-admission.io/probes=\"true\"",
         "annotations: off, by pod annotation otel-admission.io/istio=\"false\"",

@@ -268,6 +268,12 @@ fn explain_pod_features(out: &mut String, plan: &Plan, applied: &Applied) {
                     );
                     let _ = writeln!(out, "    decided by: {}", sp.decided_by);
                     let _ = writeln!(out, "    mode chosen by: {}", sp.native_by);
+                    if !plan.languages.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "    app endpoint: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (4317 for gRPC), unless the container sets it"
+                        );
+                    }
                 }
                 _ => {
                     let _ = writeln!(
