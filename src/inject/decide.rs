@@ -73,8 +73,8 @@ use crate::config::{CollectorConfigSource, Config, NativeSidecar, Rule};
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::inject::language::Language;
 use crate::inject::plan::{
-    CollectorSource, Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan, Resolved,
-    SidecarPlan, Skip, SkipReason,
+    AnnotationsPlan, CollectorSource, Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan,
+    Resolved, SidecarPlan, Skip, SkipReason,
 };
 use crate::inject::{selector, service_name, status};
 use crate::instrumentation::Instrumentation;
@@ -268,7 +268,8 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
 }
 
 /// A pod feature's switch: pod and namespace values combined as for the
-/// languages (rows 7–13), else the rule's flag. `Ok(None)`: not asked for.
+/// languages (rows 7–13), else the rule's flag: `(value, what decided)`, or
+/// `None` when nothing asks for the feature.
 fn switch(
     pod: &Pod,
     ns: &NamespaceMeta,
@@ -330,7 +331,7 @@ fn pod_features(
         } else if feature == Feature::Probes {
             plan.probes = Some(by);
         } else {
-            plan.annotations = Some(crate::inject::plan::AnnotationsPlan {
+            plan.annotations = Some(AnnotationsPlan {
                 decided_by: by,
                 mesh: istio_mesh(pod, ns_meta),
             });
