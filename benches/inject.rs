@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
         config: Arc::new(ArcSwap::from_pointee(Config::default())),
         view: Arc::new(StaticView::new()),
         metrics: Arc::new(Metrics::new()),
+        server_version: None,
     };
     for (name, pod_json) in [("typical", typical()), ("1000-env", thousand_env())] {
         let Ok(pod) = serde_json::from_value::<Pod>(pod_json.clone()) else {
@@ -76,6 +77,7 @@ fn bench(c: &mut Criterion) {
             config: &config,
             view: &view,
             owner_hint: None,
+            server_version: None,
         };
         c.bench_function(&format!("decide+apply+patch/{name}"), |b| {
             b.iter(|| {

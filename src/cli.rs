@@ -252,8 +252,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let readiness = Arc::new(server::admin::Readiness::default());
     let cluster_mode = args.cluster.or(config.server.cluster).unwrap_or_default();
     let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_version = None;
     let caches = match crate::cluster::connect(cluster_mode).await? {
-        Some(client) => {
+        Some((client, version)) => {
+            server_version = version;
             let caches = Arc::new(Caches::new());
             let gate = readiness.gate("cluster");
             caches.start(client, metrics.clone(), gate, stop_rx);
@@ -289,6 +291,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: Arc::clone(&config),
         view,
         metrics: Arc::clone(&metrics),
+        server_version,
     };
     let app = App {
         config,
@@ -608,6 +611,8 @@ fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()> {
         config: &config,
         view: &view,
         default_namespace: &default_ns,
+        // Offline: `sidecar.native: auto` means native (SPEC §5, docs/INJECTION.md).
+        server_version: None,
     };
     let processed = manifest::process(&text, &origin, &inputs)?;
     let out = if explain {

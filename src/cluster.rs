@@ -377,7 +377,11 @@ fn convert_instrumentation(obj: DynamicObject) -> Option<(String, Instrumentatio
 }
 
 /// Connects per `--cluster`. `Ok(None)` means: run from the config alone.
-pub async fn connect(mode: ClusterMode) -> Result<Option<kube::Client>, ClusterError> {
+/// Also returns the API server's `(major, minor)`, read once here, which
+/// decides `sidecar.native: auto` (`None` when the version is unparseable).
+pub async fn connect(
+    mode: ClusterMode,
+) -> Result<Option<(kube::Client, Option<(u32, u32)>)>, ClusterError> {
     if mode == ClusterMode::Off {
         tracing::info!("--cluster off: running from the config file alone");
         return Ok(None);
@@ -401,7 +405,8 @@ pub async fn connect(mode: ClusterMode) -> Result<Option<kube::Client>, ClusterE
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(v)) => {
             tracing::info!(version = %v.git_version, "connected to the cluster");
-            Ok(Some(client))
+            let parsed = crate::inject::decide::parse_server_version(&v.major, &v.minor);
+            Ok(Some((client, parsed)))
         }
         Ok(Err(e)) if mode == ClusterMode::Auto => {
             tracing::info!(reason = %e, "API server unreachable: running from the config file alone");

@@ -314,6 +314,47 @@ impl Config {
         {
             out.push("sidecar.config: set exactly one of configMap or inline".into());
         }
+        if self.sidecar.image.trim().is_empty() {
+            out.push("sidecar.image: must not be empty".into());
+        }
+        if self.sidecar.config.is_none() && self.sidecar.gateway.trim().is_empty() {
+            out.push(
+                "sidecar.gateway: must not be empty when the built-in collector config is used"
+                    .into(),
+            );
+        }
+        let p = &self.probes;
+        match &p.port {
+            IntOrString::Int(n) if !(1..=65535).contains(n) => {
+                out.push(format!("probes.port: {n} is not a port number (1-65535)"));
+            }
+            IntOrString::String(s) if s.trim().is_empty() => {
+                out.push("probes.port: must not be empty".into());
+            }
+            _ => {}
+        }
+        for (field, path) in [
+            ("startup", &p.startup),
+            ("liveness", &p.liveness),
+            ("readiness", &p.readiness),
+        ] {
+            if !path.starts_with('/') {
+                out.push(format!("probes.{field}: {path:?} must start with /"));
+            }
+        }
+        // The kubelet rejects these at pod creation; catching them here keeps
+        // a bad config from breaking every opted-in pod.
+        for (field, v, min) in [
+            ("initialDelaySeconds", p.initial_delay_seconds, 0),
+            ("periodSeconds", p.period_seconds, 1),
+            ("timeoutSeconds", p.timeout_seconds, 1),
+            ("failureThreshold", p.failure_threshold, 1),
+            ("startupFailureThreshold", p.startup_failure_threshold, 1),
+        ] {
+            if v < min {
+                out.push(format!("probes.{field}: must be at least {min}"));
+            }
+        }
         if self.policies.eval_timeout.is_zero() {
             out.push("policies.evalTimeout: must be greater than zero".into());
         }
@@ -521,6 +562,11 @@ policies: { dir: policies, evalTimeout: 500ms }
             ),
             ("server: {requestTimeout: 45s}", "server.requestTimeout"),
             ("sidecar: {config: {}}", "sidecar.config: set exactly one"),
+            ("sidecar: {image: ''}", "sidecar.image"),
+            ("sidecar: {gateway: ''}", "sidecar.gateway"),
+            ("probes: {port: 0}", "probes.port"),
+            ("probes: {liveness: health}", "probes.liveness"),
+            ("probes: {periodSeconds: 0}", "probes.periodSeconds"),
             ("unknownTop: 1", "unknownTop"),
             ("rules: [1, 2", "not valid YAML"),
         ];

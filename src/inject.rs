@@ -6,6 +6,8 @@
 //! - [`env`](mod@env): environment rules; [`service_name`]: names without API calls;
 //!   [`exporter_tls`]: the exporter's Secret/ConfigMap mounts.
 //! - [`detect`]: language auto-detection, opt-in.
+//! - [`sidecar`], [`probes`], [`annotations`]: the pod features (collector
+//!   sidecar, default probes, Prometheus/Istio annotations).
 //! - [`status`]: the `otel-admission.io/status` annotation.
 //! - [`cluster_view`]: namespaces and Instrumentations, from memory only.
 //! - [`mutate`]: [`mutate::run`], shared by `/mutate`, `inject` and `explain`,
@@ -15,6 +17,7 @@
 //! `docs/INJECTION.md` maps questions to files and lists where we differ from
 //! the OpenTelemetry Operator.
 
+pub mod annotations;
 pub mod apply;
 pub mod cluster_view;
 pub mod decide;
@@ -26,9 +29,13 @@ pub mod languages;
 pub mod manifest;
 pub mod mutate;
 pub mod plan;
+pub mod probes;
 pub mod selector;
 pub mod service_name;
+pub mod sidecar;
 pub mod status;
 
+#[cfg(test)]
+mod feature_tests;
 #[cfg(test)]
 mod tests;

@@ -258,6 +258,12 @@ impl Metrics {
                 language: language.key(),
             });
         }
+        for f in crate::inject::plan::Feature::POD_FEATURES {
+            let _ = self.injections.get_or_create(&InjectionLabels {
+                feature: f.as_str(),
+                language: f.language(),
+            });
+        }
         for kind in ["namespace", "instrumentation"] {
             let _ = self.cluster_objects.get_or_create(&KindLabels { kind });
         }

@@ -202,3 +202,51 @@ fn namespace_and_instrumentation_files() {
     assert!(s.contains("Instrumentation: shop/tracing"), "{s}");
     assert!(s.contains("4317"), "the gRPC port warning: {s}");
 }
+
+/// `explain` shows each pod feature's decision and reason: injected (with
+/// mode and what decided), off, failed, or not requested.
+#[test]
+fn explain_shows_sidecar_probes_and_annotations_decisions() {
+    let manifest = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: checkout, namespace: shop}
+spec:
+  template:
+    metadata:
+      annotations:
+        instrumentation.opentelemetry.io/inject-python: "true"
+        sidecar.opentelemetry.io/inject: "true"
+        otel-admission.io/probes: "true"
+        otel-admission.io/istio: "false"
+    spec:
+      containers:
+        - name: app
+          image: registry.example/checkout:1.4.2
+          ports: [{name: health, containerPort: 8081}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: batch, namespace: shop, annotations: {sidecar.opentelemetry.io/inject: other/col, otel-admission.io/istio: "true", instrumentation.opentelemetry.io/inject-java: "true"}}
+spec:
+  containers: [{name: job, image: registry.example/job:2}]
+"#;
+    let out = run_stdin(&["explain", "-f", "-"], manifest);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for want in [
+        // Document 0: everything decided by its annotation.
+        "sidecar: injected otc-container (native sidecar in initContainers, restartPolicy Always), config builtin",
+        "decided by: pod annotation sidecar.opentelemetry.io/inject=\"true\"",
+        "mode chosen by: config sidecar.native: auto, API server version unknown",
+        "app endpoint: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318",
+        "probes: added startup, liveness, readiness to app",
+        "decided by: pod annotation otel-admission.io/probes=\"true\"",
+        "annotations: off, by pod annotation otel-admission.io/istio=\"false\"",
+        // Document 1: a cross-namespace ConfigMap and no metrics port.
+        "sidecar: not injected (invalid_annotation): sidecar: pod annotation sidecar.opentelemetry.io/inject=\"other/col\" names ConfigMap other/col, but a pod can only mount ConfigMaps from its own namespace shop",
+        "probes: not requested (no otel-admission.io/probes and no rule with probes: true)",
+        "annotations: not injected (not_selected): annotations: no metrics port",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}");
+    }
+}

@@ -53,6 +53,7 @@ async fn start(api: FakeApiServer) -> Env {
         config,
         view: caches.clone(),
         metrics: metrics.clone(),
+        server_version: None,
     };
     let server = common::start(Options {
         mutator: Arc::new(injector),

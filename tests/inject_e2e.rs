@@ -43,6 +43,7 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
             config,
             view: Arc::new(StaticView::new()),
             metrics: Arc::clone(&metrics),
+            server_version: None,
         }),
         validator: Arc::new(AllowAll),
     };

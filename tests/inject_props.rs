@@ -1,12 +1,14 @@
 //! Property test over generated pods, through the same `Injector` the server uses:
 //! the patch applies, the result is a valid Pod with unique names and resolvable
-//! mounts, and mutating the result again gives no patch.
+//! mounts, and mutating the result again gives no patch. Pods also opt into the
+//! collector sidecar, probes and annotations, in both sidecar modes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use otel_admission::admission::{self, Mutate};
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
@@ -16,14 +18,18 @@ use otel_admission::metrics::Metrics;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const CONTAINERS: [&str; 6] = [
+const CONTAINERS: [&str; 7] = [
     "app",
     "web",
     "worker",
     "istio-proxy",
     "api",
     "cloudsql-proxy",
+    "otc-container",
 ];
+const SIDECAR_VALUES: [&str; 6] = ["true", "true", "false", "col", "shop/col", "other/col"];
+const SWITCH_VALUES: [&str; 4] = ["true", "true", "false", "maybe"];
+const EXCLUDE_LISTS: [&str; 4] = ["15020", " 8888 , 15090", "9090,,", ""];
 const ENV_NAMES: [&str; 10] = [
     "JAVA_TOOL_OPTIONS",
     "NODE_OPTIONS",
@@ -74,8 +80,9 @@ fn container(name: &'static str, volumes: usize) -> impl Strategy<Value = Value>
         prop::collection::vec(env_var(), 0..6),
         prop::option::of(0..volumes.max(1)),
         any::<bool>(),
+        (0u8..4, any::<bool>()),
     )
-        .prop_map(move |(env, mount, has_env)| {
+        .prop_map(move |(env, mount, has_env, (ports, probe))| {
             let mut seen = HashSet::new();
             let env: Vec<Value> = env
                 .into_iter()
@@ -90,6 +97,20 @@ fn container(name: &'static str, volumes: usize) -> impl Strategy<Value = Value>
                 && volumes > 0
             {
                 c["volumeMounts"] = json!([{"name": format!("vol-{m}"), "mountPath": "/data"}]);
+            }
+            // No ports, a health port, a metrics port, or both.
+            let mut list = Vec::new();
+            if ports & 1 == 1 {
+                list.push(json!({"name": "health", "containerPort": 8080}));
+            }
+            if ports & 2 == 2 {
+                list.push(json!({"name": "metrics", "containerPort": 9090}));
+            }
+            if !list.is_empty() {
+                c["ports"] = json!(list);
+            }
+            if probe {
+                c["livenessProbe"] = json!({"exec": {"command": ["true"]}});
             }
             c
         })
@@ -149,6 +170,47 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
     )
 }
 
+/// The pod features: sidecar, probes, annotations, and what the pod already
+/// carries (Istio membership, an exclude list, a Prometheus port).
+fn feature_annotations() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(0..SIDECAR_VALUES.len()),
+        prop::option::of(0..SWITCH_VALUES.len()),
+        prop::option::of(0..SWITCH_VALUES.len()),
+        prop::option::of(0..EXCLUDE_LISTS.len()),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(sidecar, probes, istio, exclude, mesh, prom)| {
+            let mut a = serde_json::Map::new();
+            if let Some(i) = sidecar {
+                a.insert(
+                    "sidecar.opentelemetry.io/inject".into(),
+                    json!(SIDECAR_VALUES[i]),
+                );
+            }
+            if let Some(i) = probes {
+                a.insert("otel-admission.io/probes".into(), json!(SWITCH_VALUES[i]));
+            }
+            if let Some(i) = istio {
+                a.insert("otel-admission.io/istio".into(), json!(SWITCH_VALUES[i]));
+            }
+            if let Some(i) = exclude {
+                a.insert(
+                    "traffic.sidecar.istio.io/excludeInboundPorts".into(),
+                    json!(EXCLUDE_LISTS[i]),
+                );
+            }
+            if mesh {
+                a.insert("sidecar.istio.io/inject".into(), json!("true"));
+            }
+            if prom {
+                a.insert("prometheus.io/port".into(), json!("9102"));
+            }
+            Value::Object(a)
+        })
+}
+
 fn pod() -> impl Strategy<Value = Value> {
     (
         prop::sample::subsequence(CONTAINERS.to_vec(), 1..4),
@@ -157,19 +219,22 @@ fn pod() -> impl Strategy<Value = Value> {
         prop::option::of(prop::sample::select(vec!["checkout", ""])),
         prop::bool::weighted(0.9),
         any::<bool>(),
+        (feature_annotations(), prop::bool::weighted(0.1)),
     )
-        .prop_flat_map(|(names, volumes, ann, app_label, has_meta, init)| {
+        .prop_flat_map(|(names, volumes, ann, app_label, has_meta, init, features)| {
             let containers: Vec<_> = names.into_iter().map(|n| container(n, volumes)).collect();
-            (containers, Just((volumes, ann, app_label, has_meta, init)))
+            (containers, Just((volumes, ann, app_label, has_meta, init, features)))
         })
-        .prop_map(|(containers, (volumes, ann, app_label, has_meta, init))| {
+        .prop_map(|(containers, (volumes, ann, app_label, has_meta, init, (features, clash)))| {
             let mut spec = json!({"containers": containers});
-            if volumes > 0 {
-                spec["volumes"] = json!(
-                    (0..volumes)
-                        .map(|i| json!({"name": format!("vol-{i}"), "emptyDir": {}}))
-                        .collect::<Vec<_>>()
-                );
+            let mut vols: Vec<Value> = (0..volumes)
+                .map(|i| json!({"name": format!("vol-{i}"), "emptyDir": {}}))
+                .collect();
+            if clash {
+                vols.push(json!({"name": "otc-container-config", "emptyDir": {}}));
+            }
+            if !vols.is_empty() {
+                spec["volumes"] = json!(vols);
             }
             if init {
                 spec["initContainers"] = json!([
@@ -180,8 +245,14 @@ fn pod() -> impl Strategy<Value = Value> {
             let mut p = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
             if has_meta {
                 let mut meta = json!({"generateName": "checkout-7d9f-"});
-                if let Some(a) = ann {
-                    meta["annotations"] = a;
+                // Pods without annotations stay as common as before, so the
+                // patch keeps adding the whole map in those cases.
+                if let Some(Value::Object(a)) = ann {
+                    let mut all = features;
+                    if let Value::Object(f) = &mut all {
+                        f.extend(a);
+                    }
+                    meta["annotations"] = all;
                 }
                 if let Some(l) = app_label {
                     meta["labels"] = json!({"app.kubernetes.io/name": l});
@@ -192,7 +263,7 @@ fn pod() -> impl Strategy<Value = Value> {
         })
 }
 
-fn injector() -> Injector {
+fn injector(native: bool) -> Injector {
     let inst: Instrumentation = serde_json::from_value(json!({
         "metadata": {"name": "inst", "namespace": "shop"},
         "spec": {"exporter": {"endpoint": "http://collector:4318"}, "sampler": {"type": "always_on"}}
@@ -210,6 +281,8 @@ fn injector() -> Injector {
         config: Arc::new(ArcSwap::from_pointee(Config::default())),
         view: Arc::new(view),
         metrics: Arc::new(Metrics::new()),
+        // `native: auto` decides from the version: 1.29 native, 1.28 regular.
+        server_version: Some((1, if native { 29 } else { 28 })),
     }
 }
 
@@ -229,8 +302,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn patch_applies_and_is_idempotent(original in pod()) {
-        let inj = injector();
+    fn patch_applies_and_is_idempotent(original in pod(), native in any::<bool>()) {
+        let inj = injector(native);
         let verdict = mutate(&inj, &original);
         let mut doc = original.clone();
         if let Some(patch) = &verdict.patch {
@@ -254,6 +327,45 @@ proptest! {
             let mut env_names = HashSet::new();
             for e in c.env.iter().flatten() {
                 prop_assert!(env_names.insert(e.name.clone()), "{} defines {} twice", c.name, e.name);
+            }
+            let mut port_names = HashSet::new();
+            for p in c.ports.iter().flatten() {
+                if let Some(n) = &p.name {
+                    prop_assert!(n.len() <= 15, "{}: port name {} too long", c.name, n);
+                    prop_assert!(port_names.insert(n.clone()), "{}: port {} twice", c.name, n);
+                }
+            }
+            // Our probes only target ports the container exposes.
+            if c.name != "otc-container" {
+                for probe in [&c.startup_probe, &c.liveness_probe, &c.readiness_probe].into_iter().flatten() {
+                    if let Some(get) = &probe.http_get {
+                        let IntOrString::Int(port) = get.port else {
+                            return Err(TestCaseError::fail(format!("{}: named probe port", c.name)));
+                        };
+                        prop_assert!(
+                            c.ports.iter().flatten().any(|p| p.container_port == port),
+                            "{}: probe on unexposed port {}", c.name, port
+                        );
+                    }
+                }
+            }
+        }
+        for c in &spec.containers {
+            prop_assert!(c.restart_policy.is_none(), "{}: restartPolicy on a regular container", c.name);
+        }
+        let sidecars = spec.containers.iter().chain(spec.init_containers.iter().flatten())
+            .filter(|c| c.name == "otc-container").count();
+        prop_assert!(sidecars <= 1);
+        let ann = pod.metadata.annotations.clone().unwrap_or_default();
+        if let Some(list) = ann.get("traffic.sidecar.istio.io/excludeInboundPorts") {
+            let items: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            let unique: HashSet<&&str> = items.iter().collect();
+            prop_assert_eq!(unique.len(), items.len(), "duplicates in {}", list);
+        }
+        let original_ann = original.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
+        for (k, v) in original_ann.as_object().into_iter().flatten() {
+            if k != "traffic.sidecar.istio.io/excludeInboundPorts" {
+                prop_assert_eq!(ann.get(k).map(String::as_str), v.as_str(), "{} overwritten", k);
             }
         }
         let again = mutate(&inj, &doc);

@@ -14,10 +14,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
+use crate::config::Config;
 use crate::inject::language::Language;
 use crate::inject::languages;
-use crate::inject::plan::{Failure, Feature, Plan, SkipReason};
+use crate::inject::plan::{CollectorSource, Failure, Feature, Plan, SkipReason};
+use crate::inject::probes::{self, ProbeKind};
 use crate::inject::status::{self, Status};
+use crate::inject::{annotations, sidecar};
 
 /// An internal failure while building the patch; the pod is admitted per `failureMode`.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,42 @@ pub struct Applied {
     pub failures: Vec<Failure>,
     /// Warnings that are not failures (e.g. the 4317 mismatch).
     pub warnings: Vec<String>,
+    /// The collector sidecar, when injected.
+    pub sidecar: Option<SidecarDone>,
+    /// Container to the probe kinds added to it.
+    pub probes: BTreeMap<String, Vec<String>>,
+    /// The annotation keys set or merged, when the feature ran.
+    pub annotations: Option<Vec<String>>,
+}
+
+// === impl Applied ===
+
+impl Applied {
+    /// The pod features that were injected, for `injections_total`. Probes
+    /// count when at least one container got one; annotations when the
+    /// feature ran, even if the pod already carried every value.
+    pub fn features_done(&self) -> Vec<Feature> {
+        let mut out = Vec::new();
+        if self.sidecar.is_some() {
+            out.push(Feature::Sidecar);
+        }
+        if !self.probes.is_empty() {
+            out.push(Feature::Probes);
+        }
+        if self.annotations.is_some() {
+            out.push(Feature::Annotations);
+        }
+        out
+    }
+}
+
+/// The injected collector sidecar, as the status annotation records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SidecarDone {
+    /// `native` (initContainers) or `container`.
+    pub mode: String,
+    /// `builtin`, `inline` or `configmap/<name>`.
+    pub config: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +95,11 @@ pub struct Injected {
 }
 
 /// Turns a plan into the mutated pod and its patch. Pure.
-pub fn apply(pod: &Pod, plan: &Plan) -> Result<Applied, ApplyError> {
+///
+/// Order: languages (their endpoint already points at the sidecar when one
+/// is planned), then the sidecar, then probes (which never touch the
+/// sidecar), then annotations (which need to know the sidecar's port).
+pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyError> {
     let mut out = pod.clone();
     let Pod { metadata, spec, .. } = &mut out;
     let spec = spec.as_mut().ok_or(ApplyError::NoSpec)?;
@@ -80,7 +125,41 @@ pub fn apply(pod: &Pod, plan: &Plan) -> Result<Applied, ApplyError> {
             }),
         }
     }
-    let status = Status::new(&injected, &failures);
+    let mut sidecar_done = None;
+    if let Some(sp) = &plan.sidecar {
+        sidecar::inject(&mut ed, &config.sidecar, sp, pod)?;
+        sidecar_done = Some(SidecarDone {
+            mode: if sp.native { "native" } else { "container" }.into(),
+            config: match &sp.source {
+                CollectorSource::Builtin => "builtin".into(),
+                CollectorSource::Inline(_) => "inline".into(),
+                CollectorSource::ConfigMap(n) => format!("configmap/{n}"),
+            },
+        });
+    }
+    let mut probes_done = BTreeMap::new();
+    if plan.probes.is_some() {
+        probes_done = probes::inject(&mut ed, config, &mut warnings)?;
+        if probes_done.is_empty() && !warnings.iter().any(|w| w.starts_with("probes:")) {
+            warnings.push("probes: every app container already has all three probes".into());
+        }
+    }
+    let mut annotations_done = None;
+    if let Some(ap) = &plan.annotations {
+        match annotations::inject(&mut ed, ap, sidecar_done.is_some(), &mut warnings)? {
+            Ok(keys) => annotations_done = Some(keys),
+            Err(message) => failures.push(Failure {
+                feature: Feature::Annotations,
+                reason: SkipReason::NotSelected,
+                message,
+            }),
+        }
+    }
+    let status = Status::new(&injected, &failures).with_features(
+        sidecar_done.clone(),
+        &probes_done,
+        annotations_done.as_deref(),
+    );
     let json = status.to_json().map_err(|source| ApplyError::Serialize {
         what: "status annotation",
         source,
@@ -93,6 +172,9 @@ pub fn apply(pod: &Pod, plan: &Plan) -> Result<Applied, ApplyError> {
         injected,
         failures,
         warnings,
+        sidecar: sidecar_done,
+        probes: probes_done,
+        annotations: annotations_done,
     })
 }
 
@@ -329,6 +411,28 @@ impl Editor<'_> {
             self.ops
                 .push(PatchOperation::Remove(RemoveOperation { path }));
         }
+    }
+
+    pub fn annotations(&self) -> Option<&BTreeMap<String, String>> {
+        self.meta.annotations.as_ref()
+    }
+
+    /// Sets a probe the container does not have (`add` on an absent member).
+    pub fn set_probe(
+        &mut self,
+        slot: Slot,
+        kind: ProbeKind,
+        probe: k8s_openapi::api::core::v1::Probe,
+    ) -> Result<(), ApplyError> {
+        let v = to_value("probe", &probe)?;
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
+            return Ok(());
+        };
+        kind.set(c, probe);
+        self.ops
+            .push(add(ptr(&["spec", list, &idx, kind.field()]), v));
+        Ok(())
     }
 
     pub fn set_annotation(&mut self, key: &str, value: String) -> Result<(), ApplyError> {

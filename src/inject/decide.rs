@@ -43,6 +43,22 @@
 //! target containers, unless a setting above already decided that language;
 //! none or several found is reported as `not_selected`, never denied.
 //!
+//! The pod features follow the same pod/namespace combination (rows 7–13),
+//! then the matching rule's flag; `false` only prevents injection:
+//!
+//! | # | key (pod, then namespace)              | value            | result                                        |
+//! |---|----------------------------------------|------------------|-----------------------------------------------|
+//! |14 | `sidecar.opentelemetry.io/inject`      | `true`           | collector with the config's source            |
+//! |15 | `sidecar.opentelemetry.io/inject`      | `<name>`, `<ns>/<name>` | ConfigMap `<name>`; another ns: `invalid_annotation` |
+//! |16 | `sidecar.opentelemetry.io/inject`      | `false`          | no sidecar; an existing `otc-container` stays |
+//! |17 | `otel-admission.io/probes`             | `true`/`false`   | probes on/off; other: `invalid_annotation`   |
+//! |18 | `otel-admission.io/istio`              | `true`/`false`   | annotations on/off; other: `invalid_annotation` |
+//! |19 | none of the above                      | —                | rule `sidecar`/`probes`/`annotations: true`   |
+//!
+//! A pod that already has an `otc-container` gets no second one
+//! (`already_injected` for the sidecar feature). `sidecar.native: auto` is
+//! native when [`Context::server_version`] is ≥ 1.29 or unknown.
+//!
 //! Instrumentation values: `true` takes the namespace's only Instrumentation,
 //! the config `defaults` when it has none (the operator fails instead), and
 //! skips as `ambiguous_instrumentation` when it has several; `<name>` and
@@ -53,11 +69,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::config::{Config, Rule};
+use crate::config::{CollectorConfigSource, Config, NativeSidecar, Rule};
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::inject::language::Language;
 use crate::inject::plan::{
-    Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan, Resolved, Skip, SkipReason,
+    AnnotationsPlan, CollectorSource, Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan,
+    Resolved, SidecarPlan, Skip, SkipReason,
 };
 use crate::inject::{selector, service_name, status};
 use crate::instrumentation::Instrumentation;
@@ -74,6 +91,20 @@ pub const DOTNET_RUNTIME_KEY: &str = "instrumentation.opentelemetry.io/otel-dotn
 pub const CONTAINER_NAMES_KEY: &str = "instrumentation.opentelemetry.io/container-names";
 /// Our opt-in to language auto-detection.
 pub const AUTO_KEY: &str = "otel-admission.io/inject-auto";
+/// The operator's collector sidecar key: `true`, `false`, `<name>` or `<ns>/<name>`.
+pub const SIDECAR_KEY: &str = "sidecar.opentelemetry.io/inject";
+/// Our opt-in to default probes.
+pub const PROBES_KEY: &str = "otel-admission.io/probes";
+/// Our opt-in to the Prometheus and Istio annotations.
+pub const ISTIO_KEY: &str = "otel-admission.io/istio";
+/// Istio's per-pod injection switch (label or annotation).
+pub const ISTIO_INJECT_KEY: &str = "sidecar.istio.io/inject";
+/// Istio's namespace label; `enabled` puts the namespace in the mesh.
+pub const ISTIO_NS_LABEL: &str = "istio-injection";
+/// The sidecar's container name, as the operator names it.
+pub const SIDECAR_NAME: &str = "otc-container";
+/// The volume holding a ConfigMap collector config.
+pub const SIDECAR_CONFIG_VOLUME: &str = "otc-container-config";
 
 /// Containers that are never a default target (operator issue #2243).
 pub const KNOWN_SIDECARS: [&str; 5] = [
@@ -92,6 +123,24 @@ pub struct Context<'a> {
     pub view: &'a dyn ClusterView,
     /// The owning workload when known from outside the pod (the CLI's Deployment).
     pub owner_hint: Option<&'a Owner>,
+    /// The API server's `(major, minor)`, read once at start; decides
+    /// `sidecar.native: auto`. `None` (offline `inject`, `--cluster off`)
+    /// counts as native: every supported Kubernetes (≥ 1.29) has it.
+    pub server_version: Option<(u32, u32)>,
+}
+
+/// The first version where native sidecars (`restartPolicy: Always` init
+/// containers) are on by default; the operator uses the same threshold.
+pub const NATIVE_SIDECAR_VERSION: (u32, u32) = (1, 29);
+
+/// `major`/`minor` of the API server's version info; providers add suffixes
+/// such as `29+`, which are ignored.
+pub fn parse_server_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+    let digits = |s: &str| -> Option<u32> {
+        let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+        d.parse().ok()
+    };
+    Some((digits(major)?, digits(minor)?))
 }
 
 /// Where a value was read from, for `explain` and warnings.
@@ -194,7 +243,14 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             }),
         }
     }
-    if plan.languages.is_empty() && plan.failures.is_empty() {
+    pod_features(pod, ctx, &ns_meta, rule, &mut plan);
+    explicitly_off.extend(plan.declined.iter().map(|(_, by)| by.clone()));
+    let nothing = plan.languages.is_empty()
+        && plan.failures.is_empty()
+        && plan.sidecar.is_none()
+        && plan.probes.is_none()
+        && plan.annotations.is_none();
+    if nothing {
         return Decision::Skip(if explicitly_off.is_empty() {
             Skip {
                 reason: SkipReason::NotSelected,
@@ -208,7 +264,210 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             }
         });
     }
-    Decision::Inject(plan)
+    Decision::Inject(Box::new(plan))
+}
+
+/// A pod feature's switch: pod and namespace values combined as for the
+/// languages (rows 7–13), else the rule's flag: `(value, what decided)`, or
+/// `None` when nothing asks for the feature.
+fn switch(
+    pod: &Pod,
+    ns: &NamespaceMeta,
+    key: &'static str,
+    rule: Option<&Rule>,
+    rule_flag: fn(&Rule) -> bool,
+) -> Option<(String, String)> {
+    if let Some(f) = combine(ns_value(ns, key), pod_value(pod, key)) {
+        return Some((f.value.to_string(), describe(&f)));
+    }
+    rule.filter(|r| rule_flag(r))
+        .map(|r| ("true".to_string(), format!("config rule {:?}", r.name)))
+}
+
+/// The collector sidecar, probes and annotations (rows 14–19).
+fn pod_features(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    ns_meta: &NamespaceMeta,
+    rule: Option<&Rule>,
+    plan: &mut Plan,
+) {
+    let fail = |feature, reason, message| Failure {
+        feature,
+        reason,
+        message,
+    };
+    if let Some((value, by)) = switch(pod, ns_meta, SIDECAR_KEY, rule, |r| r.inject.sidecar) {
+        if value.eq_ignore_ascii_case("false") {
+            plan.declined.push((Feature::Sidecar, by));
+        } else {
+            match plan_sidecar(pod, ctx, &value, by) {
+                Ok(sp) => plan.sidecar = Some(sp),
+                Err(f) => plan.failures.push(f),
+            }
+        }
+    }
+    for (feature, key, flag) in [
+        (
+            Feature::Probes,
+            PROBES_KEY,
+            (|r: &Rule| r.inject.probes) as fn(&Rule) -> bool,
+        ),
+        (Feature::Annotations, ISTIO_KEY, |r: &Rule| {
+            r.inject.annotations
+        }),
+    ] {
+        let Some((value, by)) = switch(pod, ns_meta, key, rule, flag) else {
+            continue;
+        };
+        if value.eq_ignore_ascii_case("false") {
+            plan.declined.push((feature, by));
+        } else if !value.eq_ignore_ascii_case("true") {
+            plan.failures.push(fail(
+                feature,
+                SkipReason::InvalidAnnotation,
+                format!("{feature}: {by} must be \"true\" or \"false\""),
+            ));
+        } else if feature == Feature::Probes {
+            plan.probes = Some(by);
+        } else {
+            plan.annotations = Some(AnnotationsPlan {
+                decided_by: by,
+                mesh: istio_mesh(pod, ns_meta),
+            });
+        }
+    }
+}
+
+/// Rows 14–16: `true` uses the config's source (built-in, inline or ConfigMap);
+/// `<name>` is ConfigMap `<name>`; `<ns>/<name>` must name the pod's own
+/// namespace, since a pod can only mount ConfigMaps from its namespace.
+/// `false` prevents injection and removes nothing. An existing
+/// `otc-container` is kept and no second one is added.
+fn plan_sidecar(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    value: &str,
+    decided_by: String,
+) -> Result<SidecarPlan, Failure> {
+    let fail = |reason, message| Failure {
+        feature: Feature::Sidecar,
+        reason,
+        message,
+    };
+    let spec = pod.spec.as_ref();
+    let has = |name: &str| {
+        spec.iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .any(|c| c.name == name)
+    };
+    if has(SIDECAR_NAME) {
+        return Err(fail(
+            SkipReason::AlreadyInjected,
+            format!(
+                "sidecar: pod already has a container named {SIDECAR_NAME}; no second one is added"
+            ),
+        ));
+    }
+    let source = if value.eq_ignore_ascii_case("true") {
+        match &ctx.config.sidecar.config {
+            Some(CollectorConfigSource {
+                config_map: Some(name),
+                ..
+            }) => CollectorSource::ConfigMap(name.clone()),
+            Some(CollectorConfigSource {
+                inline: Some(text), ..
+            }) => CollectorSource::Inline(text.clone()),
+            _ => CollectorSource::Builtin,
+        }
+    } else {
+        let (ns, name) = value.split_once('/').unwrap_or((ctx.namespace, value));
+        if ns != ctx.namespace {
+            return Err(fail(
+                SkipReason::InvalidAnnotation,
+                format!(
+                    "sidecar: {decided_by} names ConfigMap {ns}/{name}, but a pod can only mount ConfigMaps from its own namespace {}",
+                    ctx.namespace
+                ),
+            ));
+        }
+        if !valid_dns_name(name) {
+            return Err(fail(
+                SkipReason::InvalidAnnotation,
+                format!("sidecar: {decided_by}: {name:?} is not a valid ConfigMap name"),
+            ));
+        }
+        CollectorSource::ConfigMap(name.to_string())
+    };
+    if matches!(source, CollectorSource::ConfigMap(_))
+        && spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| v.name == SIDECAR_CONFIG_VOLUME)
+    {
+        return Err(fail(
+            SkipReason::Error,
+            format!("sidecar: pod already has a volume named {SIDECAR_CONFIG_VOLUME}"),
+        ));
+    }
+    let (native, native_by) = match (ctx.config.sidecar.native, ctx.server_version) {
+        (NativeSidecar::On, _) => (true, "config sidecar.native: true".to_string()),
+        (NativeSidecar::Off, _) => (false, "config sidecar.native: false".to_string()),
+        (NativeSidecar::Auto, Some(v)) => {
+            let on = v >= NATIVE_SIDECAR_VERSION;
+            let cmp = if on { ">=" } else { "<" };
+            (
+                on,
+                format!(
+                    "config sidecar.native: auto, API server {}.{} {cmp} 1.29",
+                    v.0, v.1
+                ),
+            )
+        }
+        (NativeSidecar::Auto, None) => (
+            true,
+            "config sidecar.native: auto, API server version unknown (offline or --cluster off): native".to_string(),
+        ),
+    };
+    Ok(SidecarPlan {
+        decided_by,
+        source,
+        native,
+        native_by,
+    })
+}
+
+/// RFC 1123 subdomain, as ConfigMap names must be.
+fn valid_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Whether the pod is in an Istio mesh, and why: pod label or annotation
+/// `sidecar.istio.io/inject` wins (`false` takes the pod out of an enabled
+/// namespace, as in Istio), else namespace label `istio-injection=enabled`
+/// or a revision label `istio.io/rev`.
+pub fn istio_mesh(pod: &Pod, ns: &NamespaceMeta) -> Option<String> {
+    if let Some(f) = pod_value(pod, ISTIO_INJECT_KEY) {
+        return f.value.eq_ignore_ascii_case("true").then(|| describe(&f));
+    }
+    if let Some(v) = ns.labels.get(ISTIO_NS_LABEL)
+        && v == "enabled"
+    {
+        return Some(format!("namespace label {ISTIO_NS_LABEL}=enabled"));
+    }
+    ns.labels
+        .get("istio.io/rev")
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("namespace label istio.io/rev={v}"))
 }
 
 /// Rows 1–5 of the precedence table.

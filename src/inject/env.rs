@@ -127,6 +127,24 @@ pub fn default_protocol(lang: Language) -> Option<&'static str> {
     }
 }
 
+/// Whether the container's SDK exports OTLP over gRPC: its own plain
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` when set, else the protocol we set, else
+/// the SDK default (http/protobuf per the OpenTelemetry spec; gRPC for the
+/// apache-httpd and nginx modules).
+pub fn speaks_grpc(env: &[EnvVar], lang: Language) -> bool {
+    if let Some(p) = env
+        .iter()
+        .find(|e| e.name == "OTEL_EXPORTER_OTLP_PROTOCOL")
+        .and_then(|e| e.value.as_deref())
+    {
+        return p.trim() == "grpc";
+    }
+    match default_protocol(lang) {
+        Some(p) => p == "grpc",
+        None => matches!(lang, Language::ApacheHttpd | Language::Nginx),
+    }
+}
+
 /// The `spec.<lang>.env` of the Instrumentation.
 pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
     match lang {
@@ -186,12 +204,20 @@ pub fn sdk_config(
             service_name::service_name(pod, owner, &app.name),
         ),
     )?;
-    if let Some(ep) = spec
-        .exporter
-        .as_ref()
-        .and_then(|e| e.endpoint.as_deref())
-        .filter(|e| !e.is_empty())
-    {
+    // With the collector sidecar the app exports to it on localhost; a value
+    // the container (or the Instrumentation's env) already has still wins.
+    let endpoint = if plan.sidecar.is_some() {
+        Some(crate::inject::sidecar::local_endpoint(speaks_grpc(
+            ed.env(ci),
+            lp.language,
+        )))
+    } else {
+        spec.exporter
+            .as_ref()
+            .and_then(|e| e.endpoint.clone())
+            .filter(|e| !e.is_empty())
+    };
+    if let Some(ep) = endpoint {
         set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_ENDPOINT", ep))?;
     }
     for var in crate::inject::exporter_tls::apply(ed, ci, spec)? {

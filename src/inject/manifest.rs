@@ -10,10 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::inject::apply::Applied;
 use crate::inject::cluster_view::ClusterView;
 use crate::inject::decide::Context;
+use crate::inject::decide::{ISTIO_KEY, PROBES_KEY, SIDECAR_KEY, SIDECAR_NAME};
 use crate::inject::mutate::{Outcome, run};
-use crate::inject::plan::{Decision, Owner};
+use crate::inject::plan::{Decision, Feature, Owner, Plan};
 
 /// An input problem, naming the file, the document index and the field.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub struct Inputs<'a> {
     pub view: &'a dyn ClusterView,
     /// For objects without `metadata.namespace`.
     pub default_namespace: &'a str,
+    /// The API server version when known; offline it is `None`, and
+    /// `sidecar.native: auto` then means native.
+    pub server_version: Option<(u32, u32)>,
 }
 
 /// One pod template's result.
@@ -195,6 +200,7 @@ fn walk(
         config: inputs.config,
         view: inputs.view,
         owner_hint: hint.as_ref(),
+        server_version: inputs.server_version,
     };
     let outcome = run(&pod, &ctx);
     if let Some(patch) = outcome.patch() {
@@ -234,6 +240,91 @@ pub fn to_yaml(documents: &[Value]) -> Result<String, serde_yaml_ng::Error> {
     Ok(out)
 }
 
+/// The sidecar, probes and annotations lines: each feature's decision and why.
+/// Failures are printed by the caller with the languages'.
+fn explain_pod_features(out: &mut String, plan: &Plan, applied: &Applied) {
+    let failed = |f: Feature| applied.failures.iter().any(|x| x.feature == f);
+    let declined = |f: Feature| plan.declined.iter().find(|(d, _)| *d == f);
+    for feature in Feature::POD_FEATURES {
+        if let Some((_, by)) = declined(feature) {
+            let _ = writeln!(out, "  {feature}: off, by {by}");
+            continue;
+        }
+        if failed(feature) {
+            continue;
+        }
+        match feature {
+            Feature::Sidecar => match (&plan.sidecar, &applied.sidecar) {
+                (Some(sp), Some(done)) => {
+                    let place = if sp.native {
+                        "native sidecar in initContainers, restartPolicy Always"
+                    } else {
+                        "regular container in containers"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  sidecar: injected {SIDECAR_NAME} ({place}), config {}",
+                        done.config
+                    );
+                    let _ = writeln!(out, "    decided by: {}", sp.decided_by);
+                    let _ = writeln!(out, "    mode chosen by: {}", sp.native_by);
+                    if !plan.languages.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "    app endpoint: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (4317 for gRPC), unless the container sets it"
+                        );
+                    }
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  sidecar: not requested (no {SIDECAR_KEY} and no rule with sidecar: true)"
+                    );
+                }
+            },
+            Feature::Probes => match &plan.probes {
+                Some(by) => {
+                    if applied.probes.is_empty() {
+                        let _ = writeln!(out, "  probes: requested, none added (see warnings)");
+                    }
+                    for (c, kinds) in &applied.probes {
+                        let _ = writeln!(out, "  probes: added {} to {c}", kinds.join(", "));
+                    }
+                    let _ = writeln!(out, "    decided by: {by}");
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  probes: not requested (no {PROBES_KEY} and no rule with probes: true)"
+                    );
+                }
+            },
+            _ => match (&plan.annotations, &applied.annotations) {
+                (Some(ap), Some(keys)) => {
+                    let what = if keys.is_empty() {
+                        "already present, nothing changed".to_string()
+                    } else {
+                        format!("set {}", keys.join(", "))
+                    };
+                    let _ = writeln!(out, "  annotations: {what}");
+                    let _ = writeln!(out, "    decided by: {}", ap.decided_by);
+                    let mesh = ap
+                        .mesh
+                        .as_deref()
+                        .unwrap_or("not in an Istio mesh, excludeInboundPorts untouched");
+                    let _ = writeln!(out, "    Istio: {mesh}");
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  annotations: not requested (no {ISTIO_KEY} and no rule with annotations: true)"
+                    );
+                }
+            },
+        }
+    }
+}
+
 /// `explain`: per workload and feature, what and why, in plain words.
 pub fn explain(origin: &str, reports: &[Report]) -> String {
     let mut out = String::new();
@@ -267,6 +358,7 @@ pub fn explain(origin: &str, reports: &[Report]) -> String {
                 let _ = writeln!(out, "    containers chosen by: {}", lp.containers_by);
                 let _ = writeln!(out, "    Instrumentation: {}", lp.instrumentation.label);
             }
+            explain_pod_features(&mut out, plan, applied);
             for f in &applied.failures {
                 let _ = writeln!(
                     out,

@@ -46,7 +46,7 @@ pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
         Decision::Skip(s) => (None, Some(s.clone())),
         Decision::Inject(plan) => {
             warnings.extend(plan.notes.iter().map(|n| format!("{PREFIX}{n}")));
-            match apply(pod, plan) {
+            match apply(pod, plan, ctx.config) {
                 Ok(a) => (Some(a), None),
                 Err(e) => (
                     None,
@@ -76,6 +76,20 @@ pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
                 i.containers.join(", "),
                 i.instrumentation
             ));
+        }
+        if let Some(sc) = &a.sidecar {
+            warnings.push(format!(
+                "{PREFIX}injected collector sidecar {} ({}, config {})",
+                crate::inject::decide::SIDECAR_NAME,
+                sc.mode,
+                sc.config
+            ));
+        }
+        for (c, kinds) in &a.probes {
+            warnings.push(format!("{PREFIX}added {} probes to {c}", kinds.join(", ")));
+        }
+        if let Some(keys) = a.annotations.as_ref().filter(|k| !k.is_empty()) {
+            warnings.push(format!("{PREFIX}set annotations {}", keys.join(", ")));
         }
         for f in &a.failures {
             warnings.push(format!("{PREFIX}{}", f.message));
@@ -132,6 +146,9 @@ impl Outcome {
                 let f = Feature::Instrumentation(i.language);
                 metrics.injection(f.as_str(), f.language());
             }
+            for f in a.features_done() {
+                metrics.injection(f.as_str(), f.language());
+            }
             for Failure { reason, .. } in &a.failures {
                 metrics.skip(reason.as_str());
             }
@@ -149,6 +166,8 @@ pub struct Injector {
     pub config: Arc<ArcSwap<Config>>,
     pub view: Arc<dyn ClusterView>,
     pub metrics: Arc<Metrics>,
+    /// The API server's `(major, minor)` read at start; see [`Context::server_version`].
+    pub server_version: Option<(u32, u32)>,
 }
 
 /// Just enough of the raw object to know whether `metadata` is present: the
@@ -177,6 +196,7 @@ impl Mutate for Injector {
                     config: &config,
                     view: self.view.as_ref(),
                     owner_hint: None,
+                    server_version: self.server_version,
                 };
                 (run(&pod, &ctx), shape.metadata.is_some())
             }

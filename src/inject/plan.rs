@@ -7,8 +7,7 @@ use crate::inject::language::Language;
 use crate::instrumentation::Instrumentation;
 
 /// One thing that can be injected. Closed, so metric labels, warnings and the
-/// status annotation all come from the same `as_str`. The collector sidecar,
-/// probes and annotations (a later issue) become further variants.
+/// status annotation all come from the same `as_str`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Feature {
@@ -16,6 +15,17 @@ pub enum Feature {
     Instrumentation(Language),
     /// Language auto-detection, when it finds no single language.
     AutoDetect,
+    /// The OpenTelemetry Collector sidecar `otc-container`.
+    Sidecar,
+    /// Default startup, liveness and readiness probes.
+    Probes,
+    /// Prometheus scrape and Istio `excludeInboundPorts` annotations.
+    Annotations,
+}
+
+impl Feature {
+    /// The features without a language, in the order decide and apply handle them.
+    pub const POD_FEATURES: [Feature; 3] = [Self::Sidecar, Self::Probes, Self::Annotations];
 }
 
 /// Why a pod, or one feature of it, was not injected. These are the
@@ -94,6 +104,44 @@ pub struct Plan {
     pub failures: Vec<Failure>,
     /// Notes for `explain` and warnings that are not failures.
     pub notes: Vec<String>,
+    /// The collector sidecar, when asked for and possible.
+    pub sidecar: Option<SidecarPlan>,
+    /// Probes, when asked for: what decided it.
+    pub probes: Option<String>,
+    /// Prometheus/Istio annotations, when asked for.
+    pub annotations: Option<AnnotationsPlan>,
+    /// Pod features explicitly turned off (`"false"`), with what said so, for `explain`.
+    pub declined: Vec<(Feature, String)>,
+}
+
+/// Where the collector's configuration comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CollectorSource {
+    /// The built-in pipeline to `sidecar.gateway`, in `OTEL_CONFIG`.
+    Builtin,
+    /// The config's `sidecar.config.inline` YAML, in `OTEL_CONFIG`.
+    Inline(String),
+    /// A ConfigMap in the pod's namespace (key `collector.yaml`), mounted at `/conf`.
+    ConfigMap(String),
+}
+
+/// What to inject for the collector sidecar.
+#[derive(Clone, Debug)]
+pub struct SidecarPlan {
+    pub decided_by: String,
+    pub source: CollectorSource,
+    /// `initContainers` with `restartPolicy: Always`, else `containers`.
+    pub native: bool,
+    /// Why native or not, for `explain`.
+    pub native_by: String,
+}
+
+/// What to inject for the annotations feature.
+#[derive(Clone, Debug)]
+pub struct AnnotationsPlan {
+    pub decided_by: String,
+    /// Why the pod is in an Istio mesh, when it is.
+    pub mesh: Option<String>,
 }
 
 /// Why the whole pod is left alone.
@@ -108,7 +156,8 @@ pub struct Skip {
 #[derive(Clone, Debug)]
 pub enum Decision {
     Skip(Skip),
-    Inject(Plan),
+    /// Boxed: a plan is much larger than a skip, and decisions are moved around.
+    Inject(Box<Plan>),
 }
 
 // === impl Feature ===
@@ -118,14 +167,19 @@ impl Feature {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Instrumentation(_) | Self::AutoDetect => "instrumentation",
+            Self::Sidecar => "sidecar",
+            Self::Probes => "probes",
+            Self::Annotations => "annotations",
         }
     }
 
-    /// The `language` metric label; empty for features without one.
+    /// The `language` metric label; `none` for features without one, so the
+    /// label set stays the same for every series.
     pub fn language(self) -> &'static str {
         match self {
             Self::Instrumentation(l) => l.key(),
             Self::AutoDetect => "auto",
+            Self::Sidecar | Self::Probes | Self::Annotations => "none",
         }
     }
 }
@@ -135,6 +189,7 @@ impl std::fmt::Display for Feature {
         match self {
             Self::Instrumentation(l) => f.write_str(l.key()),
             Self::AutoDetect => f.write_str("auto"),
+            Self::Sidecar | Self::Probes | Self::Annotations => f.write_str(self.as_str()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inject::apply::Injected;
+use crate::inject::apply::{Injected, SidecarDone};
 use crate::inject::plan::Failure;
 
 pub const STATUS_KEY: &str = "otel-admission.io/status";
@@ -20,6 +20,15 @@ pub struct Status {
     /// Language to the Instrumentation used (`ns/name` or `config defaults`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instrumentation: BTreeMap<String, String>,
+    /// The collector sidecar's mode and config source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<SidecarDone>,
+    /// Container to the probe kinds added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, Vec<String>>,
+    /// Annotation keys set or merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Vec<String>>,
     /// Feature to skip reason, for what was asked for but not done.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failures: BTreeMap<String, String>,
@@ -41,7 +50,21 @@ impl Status {
                 .iter()
                 .map(|f| (f.feature.to_string(), f.reason.as_str().to_string()))
                 .collect(),
+            ..Self::default()
         }
+    }
+
+    /// Adds the pod features' results.
+    pub fn with_features(
+        mut self,
+        sidecar: Option<SidecarDone>,
+        probes: &BTreeMap<String, Vec<String>>,
+        annotations: Option<&[String]>,
+    ) -> Self {
+        self.sidecar = sidecar;
+        self.probes = probes.clone();
+        self.annotations = annotations.map(<[String]>::to_vec);
+        self
     }
 
     pub fn to_json(&self) -> Result<String, serde_json::Error> {

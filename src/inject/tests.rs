@@ -60,6 +60,7 @@ fn outcome(p: &Value, config: &Config, view: &StaticView) -> Outcome {
         config,
         view,
         owner_hint: None,
+        server_version: None,
     };
     run(&pod(p.clone()), &ctx)
 }
@@ -663,6 +664,7 @@ fn precedence_table() {
             config: &config,
             view: &view,
             owner_hint: None,
+            server_version: None,
         };
         let d = decide(&p, &ctx);
         match (&want, &d) {
@@ -704,6 +706,7 @@ fn labels_win_over_annotations_and_rules_with_namespace_selectors() {
         config: &config,
         view: &view,
         owner_hint: None,
+        server_version: None,
     };
     let Decision::Inject(plan) = decide(&p, &ctx) else {
         panic!("injects java")
@@ -1040,6 +1043,7 @@ fn owner_hint_names_the_workload() {
         config: &config,
         view: &view,
         owner_hint: Some(&hint),
+        server_version: None,
     };
     let o = run(&p, &ctx);
     let a = o.applied.expect("applied");
@@ -1198,6 +1202,7 @@ fn patch_adds_missing_maps_and_arrays_and_escapes_keys() {
         config: Arc::new(ArcSwap::from_pointee(config)),
         view: Arc::new(StaticView::new()),
         metrics: Arc::clone(&metrics),
+        server_version: None,
     };
     let review = admission::decode(&body).expect("decode");
     let v = injector.mutate(&review);
@@ -1226,6 +1231,7 @@ fn mutate_ignores_everything_but_pod_create_and_never_panics() {
         config: Arc::new(ArcSwap::from_pointee(Config::default())),
         view: Arc::new(StaticView::new()),
         metrics: Arc::new(Metrics::new()),
+        server_version: None,
     };
     let review = |op: &str, object: Value| {
         serde_json::to_vec(&json!({
@@ -1268,6 +1274,7 @@ fn thousand_env_vars_stay_linear() {
         config: &config,
         view: &view,
         owner_hint: None,
+        server_version: None,
     };
     let o = run(&typed, &ctx);
     let ops = o.patch().expect("patch").0.len();

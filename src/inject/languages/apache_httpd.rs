@@ -36,7 +36,7 @@ pub fn inject(
     } else {
         "libmod_apache_otel.so"
     };
-    let endpoint = webserver_endpoint(spec, lp.language, warnings);
+    let endpoint = webserver_endpoint(spec, plan, lp.language, warnings);
     let app = lp
         .containers
         .first()

@@ -424,11 +424,16 @@ pub fn inject_webserver(
 }
 
 /// The modules export OTLP over gRPC, so a 4318 endpoint is a mistake.
+/// With the collector sidecar they export to it on localhost:4317.
 pub fn webserver_endpoint(
     spec: &InstrumentationSpec,
+    plan: &Plan,
     lang: Language,
     warnings: &mut Vec<String>,
 ) -> String {
+    if plan.sidecar.is_some() {
+        return crate::inject::sidecar::local_endpoint(true);
+    }
     let ep = spec
         .exporter
         .as_ref()

@@ -38,7 +38,7 @@ pub fn inject(
         Some((d, f)) if !d.is_empty() => (d.to_string(), f.to_string()),
         _ => ("/etc/nginx".to_string(), "nginx.conf".to_string()),
     };
-    let endpoint = webserver_endpoint(spec, lp.language, warnings);
+    let endpoint = webserver_endpoint(spec, plan, lp.language, warnings);
     let app = lp
         .containers
         .first()
