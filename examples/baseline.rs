@@ -8,6 +8,10 @@
 
 use std::sync::Arc;
 
+// The same allocator as the server, so the ratio measures our work, not malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::Router;
 use axum::routing::post;
 use hyper_util::rt::{TokioExecutor, TokioIo};
