@@ -1,86 +1,44 @@
 //! End to end: AdmissionReviews posted over TLS to the running server with the
 //! real `Injector`; the returned base64 patch is applied and the pod checked.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
-use otel_admission::certs::Bundle;
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::StaticView;
 use otel_admission::inject::mutate::Injector;
 use otel_admission::metrics::Metrics;
-use otel_admission::server::webhook::AllowAll;
-use otel_admission::server::{App, Server, Settings};
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn review(uid: &str, op: &str, pod: &Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop", "operation": op, "object": pod}
-    })
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tmp");
-    let bundle =
-        Bundle::generate(&["localhost".to_string(), "127.0.0.1".to_string()], 1).expect("certs");
-    bundle.write(dir.path()).expect("write certs");
     let metrics = Arc::new(Metrics::new());
-    let config = Arc::new(ArcSwap::from_pointee(Config::default()));
-    let app = App {
-        config: Arc::clone(&config),
-        config_path: None,
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        view: Arc::new(StaticView::new()),
         metrics: Arc::clone(&metrics),
-        readiness: Arc::default(),
-        mutator: Arc::new(Injector {
-            config,
-            view: Arc::new(StaticView::new()),
-            metrics: Arc::clone(&metrics),
-            server_version: None,
-        }),
-        validator: Arc::new(AllowAll),
+        server_version: None,
     };
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        tls_cert: dir.path().join("tls.crt"),
-        tls_key: dir.path().join("tls.key"),
-        body_limit: 6 * 1024 * 1024,
-        header_read_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(4),
-        shutdown_delay: Duration::ZERO,
-        shutdown_grace: Duration::from_secs(1),
-        reload_poll: Duration::from_secs(60),
-    };
-    let server = Server::start(settings, app).await.expect("server");
-    let ca = reqwest::Certificate::from_pem(bundle.ca_cert_pem.as_bytes()).expect("ca");
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .expect("client");
-    let url = format!("https://localhost:{}/mutate", server.webhook_addr.port());
+    let s = common::start(common::Options {
+        mutator: Arc::new(injector),
+        metrics: Some(Arc::clone(&metrics)),
+        ..Default::default()
+    })
+    .await;
 
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"generateName": "web-", "annotations": {"instrumentation.opentelemetry.io/inject-java": "true"}},
         "spec": {"containers": [{"name": "web", "image": "web:3", "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"}]}]}
     });
-    let resp: Value = client
-        .post(&url)
-        .json(&review("u-1", "CREATE", &pod))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let (status, resp) = s
+        .post("/mutate", &common::review("u-1", "CREATE", pod.clone()))
+        .await;
+    assert_eq!(status, 200);
     let r = &resp["response"];
     assert_eq!(r["uid"], "u-1");
     assert_eq!(r["allowed"], true);
@@ -110,27 +68,15 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
     );
 
     // The injected pod again (reinvocation): allowed, no patch.
-    let resp: Value = client
-        .post(&url)
-        .json(&review("u-2", "CREATE", &doc))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let (_, resp) = s
+        .post("/mutate", &common::review("u-2", "CREATE", doc))
+        .await;
     assert_eq!(resp["response"], json!({"uid": "u-2", "allowed": true}));
 
     // UPDATE is never mutated.
-    let resp: Value = client
-        .post(&url)
-        .json(&review("u-3", "UPDATE", &pod))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let (_, resp) = s
+        .post("/mutate", &common::review("u-3", "UPDATE", pod))
+        .await;
     assert!(resp["response"].get("patch").is_none());
 
     let text = metrics.encode();
@@ -144,6 +90,4 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
         text.contains("otel_admission_skips_total{reason=\"already_injected\"} 1"),
         "{text}"
     );
-    server.shutdown();
-    server.wait().await;
 }
