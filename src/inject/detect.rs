@@ -81,6 +81,10 @@ fn program_language(program: &str) -> Option<Language> {
     }
 }
 
+fn is_shell(program: &str) -> bool {
+    ["sh", "bash", "ash", "dash", "zsh", "busybox"].contains(&basename(program))
+}
+
 fn env_language(name: &str) -> Option<Language> {
     match name {
         "PYTHONPATH" | "PYTHONUNBUFFERED" | "PYTHONDONTWRITEBYTECODE" => Some(Language::Python),
@@ -108,14 +112,23 @@ pub fn clues(c: &Container) -> Vec<Clue> {
         .flat_map(|s| s.split_whitespace())
         .collect();
     // The program is the first word, or the word after a shell's `-c`/`exec`.
+    let mut program_seen = false;
     for (i, w) in words.iter().enumerate() {
         let first = i == 0 || matches!(words[i - 1], "-c" | "exec");
         if first && let Some(l) = program_language(w) {
             push(l, format!("{}: runs {w}", c.name));
+            program_seen = true;
         }
         if *w == "-jar" {
             push(Language::Java, format!("{}: `-jar` argument", c.name));
+            program_seen = true;
         }
+    }
+    // A shell running a script we cannot read may start anything (a Python
+    // image whose entrypoint script launches `java`): the image and env are
+    // then no evidence of what runs, so this container tells us nothing.
+    if !program_seen && words.first().is_some_and(|w| is_shell(w)) {
+        return Vec::new();
     }
     for e in c.env.iter().flatten() {
         if let Some(l) = env_language(&e.name) {
@@ -200,6 +213,25 @@ mod tests {
             (
                 json!({"name": "a", "image": "reg/nodeexporter:1"}),
                 Err("no language"),
+            ),
+            // Must not detect: a Python image whose shell script starts java.
+            (
+                json!({"name": "a", "image": "python:3.12-slim", "command": ["/bin/sh", "/opt/start.sh"]}),
+                Err("no language"),
+            ),
+            (
+                json!({"name": "a", "image": "python:3.12-slim", "command": ["bash", "-c", "./start-server.sh --port 8080"]}),
+                Err("no language"),
+            ),
+            // Must not detect: a busybox sidecar.
+            (
+                json!({"name": "a", "image": "busybox:1.36", "command": ["sh", "-c", "while true; do sleep 30; done"]}),
+                Err("no language"),
+            ),
+            // A shell that visibly execs a known program still tells.
+            (
+                json!({"name": "a", "image": "python:3.12-slim", "command": ["sh", "-c", "exec gunicorn app:wsgi"]}),
+                Ok(Language::Python),
             ),
         ];
         for (spec, want) in cases {
