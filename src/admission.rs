@@ -203,8 +203,10 @@ struct ResponseOut<'a> {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusOut>,
+    /// Already a JSON string literal: base64 needs no escaping, so it is
+    /// written as is rather than scanned again by the serializer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -233,7 +235,12 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
     let denied = !verdict.denials.is_empty();
     let patch = match &verdict.patch {
         Some(p) if !p.0.is_empty() && !denied => {
-            Some(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(p)?))
+            let json = serde_json::to_vec(p)?;
+            let mut quoted = String::with_capacity(json.len() * 4 / 3 + 8);
+            quoted.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(&json, &mut quoted);
+            quoted.push('"');
+            Some(RawValue::from_string(quoted)?)
         }
         _ => None,
     };

@@ -170,12 +170,17 @@ pub struct Injector {
     pub server_version: Option<(u32, u32)>,
 }
 
-/// Just enough of the raw object to know whether `metadata` is present: the
-/// typed Pod defaults it, but a patch into a missing object would fail.
+/// The Pod as sent, in one parse: the typed `Pod` defaults a missing
+/// `metadata`, but a patch into a missing object would fail, so we keep
+/// whether it was there.
 #[derive(Deserialize)]
-struct Shape {
+struct RawPod {
     #[serde(default)]
-    metadata: Option<serde::de::IgnoredAny>,
+    metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    #[serde(default)]
+    spec: Option<k8s_openapi::api::core::v1::PodSpec>,
+    #[serde(default)]
+    status: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 
 impl Mutate for Injector {
@@ -187,10 +192,17 @@ impl Mutate for Injector {
         let config = self.config.load();
         let namespace = r.namespace.as_deref().unwrap_or_default();
         let raw = r.object.map(|o| o.get()).unwrap_or("null");
-        let parsed = serde_json::from_str::<Pod>(raw)
-            .and_then(|pod| serde_json::from_str::<Shape>(raw).map(|s| (pod, s)));
+        let parsed = serde_json::from_str::<RawPod>(raw).map(|p| {
+            let has_metadata = p.metadata.is_some();
+            let pod = Pod {
+                metadata: p.metadata.unwrap_or_default(),
+                spec: p.spec,
+                status: p.status,
+            };
+            (pod, has_metadata)
+        });
         let (outcome, has_metadata) = match parsed {
-            Ok((pod, shape)) => {
+            Ok((pod, has_metadata)) => {
                 let ctx = Context {
                     namespace,
                     config: &config,
@@ -198,7 +210,7 @@ impl Mutate for Injector {
                     owner_hint: None,
                     server_version: self.server_version,
                 };
-                (run(&pod, &ctx), shape.metadata.is_some())
+                (run(&pod, &ctx), has_metadata)
             }
             Err(e) => (
                 unreadable(
