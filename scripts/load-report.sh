@@ -31,7 +31,7 @@ kill $BASE
 # 2. otel-admission.
 $BIN serve --cluster off --config "$WORK/config.yaml" --policies policies \
   --tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" \
-  --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8080 --log-level warn 2>/dev/null &
+  --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8080 --log-format json 2>/dev/null &
 SRV=$!
 wait_port 8443
 URL=https://localhost:8443
