@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Agent, LangResult, inject_agent, resources, target_slots};
+use super::{Agent, LangResult, inject_agent, target_slots};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Libc, Plan};
@@ -32,25 +32,14 @@ pub fn inject(
         }
     }
     let l = lp.instrumentation.instrumentation.spec.dotnet.as_ref();
-    let agent = Agent {
-        init_name: INIT_CONTAINER,
-        volume: VOLUME,
-        image: l
-            .and_then(|l| l.image.clone())
-            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        command: ["cp", "-r", "/autoinstrumentation/.", MOUNT]
-            .map(String::from)
-            .to_vec(),
-        init_mount: MOUNT,
-        resources: resources(
-            l.and_then(|l| l.resource_requirements.as_ref()),
-            ("500m", "256Mi"),
-            ("50m", "128Mi"),
-        ),
-        size: l.and_then(|l| l.volume_limit_size.as_ref()),
-        claim: l.and_then(|l| l.volume_claim_template.as_ref()),
-        extra_inits: Vec::new(),
-    };
+    let agent = Agent::copied(
+        l,
+        INIT_CONTAINER,
+        MOUNT,
+        DEFAULT_IMAGE,
+        "/autoinstrumentation/.",
+        ("50m", "128Mi"),
+    );
     let platform = match lp.libc {
         Libc::Glibc => "linux",
         Libc::Musl => "linux-musl",

@@ -248,6 +248,40 @@ pub struct Agent<'a> {
     pub extra_inits: Vec<Container>,
 }
 
+// === impl Agent ===
+
+impl<'a> Agent<'a> {
+    /// The agent of a language in the operator's common shape (Node.js,
+    /// Python, .NET): an init container named like its volume that runs
+    /// `cp -r <source> <mount>`, limits 500m/256Mi, the given requests.
+    pub fn copied(
+        spec: Option<&'a crate::instrumentation::Language>,
+        name: &'a str,
+        mount: &'a str,
+        default_image: &str,
+        source: &str,
+        requests: (&str, &str),
+    ) -> Self {
+        Self {
+            init_name: name,
+            volume: name,
+            image: spec
+                .and_then(|l| l.image.clone())
+                .unwrap_or_else(|| default_image.into()),
+            command: ["cp", "-r", source, mount].map(String::from).to_vec(),
+            init_mount: mount,
+            resources: resources(
+                spec.and_then(|l| l.resource_requirements.as_ref()),
+                ("500m", "256Mi"),
+                requests,
+            ),
+            size: spec.and_then(|l| l.volume_limit_size.as_ref()),
+            claim: spec.and_then(|l| l.volume_claim_template.as_ref()),
+            extra_inits: Vec::new(),
+        }
+    }
+}
+
 /// Injects an [`Agent`]; `app_mount` gives the mount path in a target and
 /// `vars` sets the language's variables in it.
 #[allow(clippy::too_many_arguments)]

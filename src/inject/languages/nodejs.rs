@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Agent, LangResult, inject_agent, resources};
+use super::{Agent, LangResult, inject_agent};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
@@ -23,25 +23,14 @@ pub fn inject(
     warnings: &mut Vec<String>,
 ) -> LangResult {
     let l = lp.instrumentation.instrumentation.spec.nodejs.as_ref();
-    let agent = Agent {
-        init_name: INIT_CONTAINER,
-        volume: VOLUME,
-        image: l
-            .and_then(|l| l.image.clone())
-            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        command: ["cp", "-r", "/autoinstrumentation/.", MOUNT]
-            .map(String::from)
-            .to_vec(),
-        init_mount: MOUNT,
-        resources: resources(
-            l.and_then(|l| l.resource_requirements.as_ref()),
-            ("500m", "256Mi"),
-            ("50m", "128Mi"),
-        ),
-        size: l.and_then(|l| l.volume_limit_size.as_ref()),
-        claim: l.and_then(|l| l.volume_claim_template.as_ref()),
-        extra_inits: Vec::new(),
-    };
+    let agent = Agent::copied(
+        l,
+        INIT_CONTAINER,
+        MOUNT,
+        DEFAULT_IMAGE,
+        "/autoinstrumentation/.",
+        ("50m", "128Mi"),
+    );
     inject_agent(
         ed,
         pod,

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Agent, LangResult, inject_agent, resources};
+use super::{Agent, LangResult, inject_agent};
 use crate::inject::apply::Editor;
 use crate::inject::env::{self, ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Libc, Plan};
@@ -29,23 +29,14 @@ pub fn inject(
         Libc::Glibc => "/autoinstrumentation/.",
         Libc::Musl => "/autoinstrumentation-musl/.",
     };
-    let agent = Agent {
-        init_name: INIT_CONTAINER,
-        volume: VOLUME,
-        image: l
-            .and_then(|l| l.image.clone())
-            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        command: ["cp", "-r", source, MOUNT].map(String::from).to_vec(),
-        init_mount: MOUNT,
-        resources: resources(
-            l.and_then(|l| l.resource_requirements.as_ref()),
-            ("500m", "256Mi"),
-            ("50m", "64Mi"),
-        ),
-        size: l.and_then(|l| l.volume_limit_size.as_ref()),
-        claim: l.and_then(|l| l.volume_claim_template.as_ref()),
-        extra_inits: Vec::new(),
-    };
+    let agent = Agent::copied(
+        l,
+        INIT_CONTAINER,
+        MOUNT,
+        DEFAULT_IMAGE,
+        source,
+        ("50m", "64Mi"),
+    );
     inject_agent(
         ed,
         pod,
