@@ -22,3 +22,4 @@ pub mod instrumentation;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod yaml;

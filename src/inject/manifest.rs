@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 
 use json_patch::jsonptr::PointerBuf;
 use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -68,18 +67,11 @@ pub struct Processed {
 
 /// Splits multi-document YAML (JSON is YAML) into values; empty documents are dropped.
 pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<Value>, ManifestError> {
-    let mut out = Vec::new();
-    for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let v = Value::deserialize(de).map_err(|e| ManifestError::Parse {
-            origin: origin.into(),
-            index,
-            message: e.to_string(),
-        })?;
-        if !v.is_null() {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    crate::yaml::documents(text).map_err(|e| ManifestError::Parse {
+        origin: origin.into(),
+        index: e.index,
+        message: e.message,
+    })
 }
 
 /// Injects every pod template in `text`.

@@ -137,19 +137,12 @@ pub fn read_documents(path: &Path) -> Result<Vec<Json>, PolicyError> {
 
 /// Parses multi-document YAML (JSON is YAML) text; empty documents are skipped.
 pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Json>, PolicyError> {
-    let mut out = Vec::new();
-    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let v: Json = serde::Deserialize::deserialize(de).map_err(|e| PolicyError::Document {
-            path: path.to_path_buf(),
-            doc: i,
-            field: "(document)".into(),
-            message: e.to_string(),
-        })?;
-        if !v.is_null() {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    crate::yaml::documents(text).map_err(|e| PolicyError::Document {
+        path: path.to_path_buf(),
+        doc: e.index,
+        field: "(document)".into(),
+        message: e.message,
+    })
 }
 
 /// A regorus engine with OPA's builtin behaviour: non-strict errors and

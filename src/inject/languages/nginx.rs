@@ -14,8 +14,8 @@ use crate::inject::env::{self, ListRule, field_ref, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::service_name;
 
-pub const DEFAULT_IMAGE: &str =
-    "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-apache-httpd:1.0.4";
+/// The operator ships nginx's module in the apache-httpd image.
+pub const DEFAULT_IMAGE: &str = super::apache_httpd::DEFAULT_IMAGE;
 pub const ATTACH_CONTAINER: &str = "otel-agent-attach-nginx";
 pub const CONF_VOLUME: &str = "otel-nginx-conf-dir";
 pub const AGENT_VOLUME: &str = "otel-nginx-agent";
