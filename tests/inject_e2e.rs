@@ -56,9 +56,12 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
         "opentelemetry-auto-instrumentation-java"
     );
     let env = spec.containers[0].env.clone().expect("env");
-    assert_eq!(env[0].name, "JAVA_TOOL_OPTIONS");
+    // The operator's order: the IPs first, then the user's variables.
+    assert_eq!(env[0].name, "OTEL_NODE_IP");
+    assert_eq!(env[1].name, "OTEL_POD_IP");
+    assert_eq!(env[2].name, "JAVA_TOOL_OPTIONS");
     assert_eq!(
-        env[0].value.as_deref(),
+        env[2].value.as_deref(),
         Some("-Xmx1g -javaagent:/otel-auto-instrumentation-java-web/javaagent.jar")
     );
     assert!(

@@ -321,6 +321,26 @@ impl Editor<'_> {
         Ok(Slot::Main(self.spec.containers.len() - 1))
     }
 
+    /// Sets the security context of the init container named `name`, if any.
+    pub fn set_init_security_context(
+        &mut self,
+        name: &str,
+        sc: k8s_openapi::api::core::v1::SecurityContext,
+    ) -> Result<(), ApplyError> {
+        let Some(Slot::Init(i)) = self.find_slot(name) else {
+            return Ok(());
+        };
+        let v = to_value("security context", &sc)?;
+        if let Some(c) = slot_mut(self.spec, Slot::Init(i)) {
+            c.security_context = Some(sc);
+            self.ops.push(add(
+                ptr(&["spec", "initContainers", &i.to_string(), "securityContext"]),
+                v,
+            ));
+        }
+        Ok(())
+    }
+
     pub fn push_volume(&mut self, v: Volume) -> Result<(), ApplyError> {
         push_opt(
             &mut self.ops,
@@ -343,6 +363,19 @@ impl Editor<'_> {
             "volume mount",
             m,
         )
+    }
+
+    /// Removes the mount at `at` (the web servers drop the app's own config mount).
+    pub fn remove_mount(&mut self, slot: Slot, at: usize) {
+        let (list, idx) = slot.path();
+        if let Some(mounts) = slot_mut(self.spec, slot).and_then(|c| c.volume_mounts.as_mut())
+            && at < mounts.len()
+        {
+            mounts.remove(at);
+            self.ops.push(PatchOperation::Remove(RemoveOperation {
+                path: ptr(&["spec", list, &idx, "volumeMounts", &at.to_string()]),
+            }));
+        }
     }
 
     pub fn env(&self, slot: Slot) -> &[EnvVar] {
@@ -385,6 +418,14 @@ impl Editor<'_> {
             self.ops.push(add(path, v));
         }
         Ok(())
+    }
+
+    /// Puts `var` first, before every variable the container defines.
+    pub fn prepend_env(&mut self, slot: Slot, var: EnvVar) -> Result<(), ApplyError> {
+        if self.env(slot).is_empty() {
+            return self.push_env(slot, var);
+        }
+        self.insert_env(slot, 0, var)
     }
 
     pub fn replace_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {

@@ -243,6 +243,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             }),
         }
     }
+    require_names_for_several(pod, &ns_meta, &mut plan);
     pod_features(pod, ctx, &ns_meta, rule, &mut plan);
     explicitly_off.extend(plan.declined.iter().map(|(_, by)| by.clone()));
     let nothing = plan.languages.is_empty()
@@ -265,6 +266,50 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
         });
     }
     Decision::Inject(Box::new(plan))
+}
+
+/// Several languages need container names for each (the operator's
+/// `areInstrumentedContainersCorrect`): otherwise it cannot tell which
+/// container runs which, and it refuses them all, as we do.
+fn require_names_for_several(pod: &Pod, ns: &NamespaceMeta, plan: &mut Plan) {
+    if plan.languages.len() < 2 {
+        return;
+    }
+    let unnamed: Vec<Language> = plan
+        .languages
+        .iter()
+        .map(|lp| lp.language)
+        .filter(|&l| {
+            ![
+                Some(CONTAINER_NAMES_KEY.to_string()),
+                Some(container_names_key(l)),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|k| combine(ns_value(ns, &k), pod_value(pod, &k)).is_some())
+        })
+        .collect();
+    if unnamed.is_empty() {
+        return;
+    }
+    let all: Vec<String> = plan
+        .languages
+        .iter()
+        .map(|l| l.language.to_string())
+        .collect();
+    let missing: Vec<String> = unnamed.iter().map(|l| container_names_key(*l)).collect();
+    for lp in std::mem::take(&mut plan.languages) {
+        plan.failures.push(failure(
+            lp.language,
+            SkipReason::InvalidAnnotation,
+            format!(
+                "{}: several languages are selected ({}) but not the containers of each; set {}",
+                lp.language,
+                all.join(", "),
+                missing.join(", ")
+            ),
+        ));
+    }
 }
 
 /// A pod feature's switch: pod and namespace values combined as for the
@@ -880,67 +925,79 @@ fn targets(
         message,
     };
     let lang_key = language.map(container_names_key);
-    let named = lang_key
-        .as_deref()
-        .and_then(|k| combine(ns_value(ns_meta, k), pod_value(pod, k)))
-        .or_else(|| {
-            combine(
-                ns_value(ns_meta, CONTAINER_NAMES_KEY),
-                pod_value(pod, CONTAINER_NAMES_KEY),
-            )
-        });
-    if let Some(f) = named {
-        if !valid_container_names(f.value) {
-            return Err(fail(
-                SkipReason::InvalidAnnotation,
-                format!(
-                    "{lang}: {} {}={:?} must match ^[a-zA-Z0-9-,]+$",
-                    origin_word(f.origin),
-                    f.key,
-                    f.value
-                ),
-            ));
-        }
+    // The operator (multi-instrumentation, its default) takes the common
+    // `container-names` list followed by the language's own list.
+    let lists: Vec<Found<'_>> = [
+        combine(
+            ns_value(ns_meta, CONTAINER_NAMES_KEY),
+            pod_value(pod, CONTAINER_NAMES_KEY),
+        ),
+        lang_key
+            .as_deref()
+            .and_then(|k| combine(ns_value(ns_meta, k), pod_value(pod, k))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !lists.is_empty() {
         let mut out: Vec<String> = Vec::new();
-        for name in f.value.split(',').filter(|s| !s.is_empty()) {
-            let is_init = pod
-                .spec
-                .iter()
-                .flat_map(|s| s.init_containers.iter().flatten())
-                .any(|c| c.name == name);
-            let init_ok = matches!(
-                language,
-                Some(
-                    Language::Java
-                        | Language::Nodejs
-                        | Language::Python
-                        | Language::Dotnet
-                        | Language::Sdk
-                )
-            );
-            if is_init && !init_ok {
+        for f in &lists {
+            if !valid_container_names(f.value) {
                 return Err(fail(
                     SkipReason::InvalidAnnotation,
                     format!(
-                        "{lang}: {} names init container {name:?}; {lang} cannot instrument init containers",
-                        f.key
+                        "{lang}: {} {}={:?} must match ^[a-zA-Z0-9-,]+$",
+                        origin_word(f.origin),
+                        f.key,
+                        f.value
                     ),
                 ));
             }
-            if !is_init && !containers.contains(&name) {
-                return Err(fail(
-                    SkipReason::InvalidAnnotation,
-                    format!(
-                        "{lang}: {} names container {name:?}, which the pod does not have",
-                        f.key
-                    ),
-                ));
-            }
-            if !out.iter().any(|o| o == name) {
+            for name in f.value.split(',').filter(|s| !s.is_empty()) {
+                let is_init = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.init_containers.iter().flatten())
+                    .any(|c| c.name == name);
+                let init_ok = matches!(
+                    language,
+                    Some(
+                        Language::Java
+                            | Language::Nodejs
+                            | Language::Python
+                            | Language::Dotnet
+                            | Language::Sdk
+                    )
+                );
+                if is_init && !init_ok {
+                    return Err(fail(
+                        SkipReason::InvalidAnnotation,
+                        format!(
+                            "{lang}: {} names init container {name:?}; {lang} cannot instrument init containers",
+                            f.key
+                        ),
+                    ));
+                }
+                if !is_init && !containers.contains(&name) {
+                    return Err(fail(
+                        SkipReason::InvalidAnnotation,
+                        format!(
+                            "{lang}: {} names container {name:?}, which the pod does not have",
+                            f.key
+                        ),
+                    ));
+                }
+                if out.iter().any(|o| o == name) {
+                    return Err(fail(
+                        SkipReason::InvalidAnnotation,
+                        format!("{lang}: container {name:?} is named twice ({})", f.key),
+                    ));
+                }
                 out.push(name.to_string());
             }
         }
-        return Ok((out, describe(&f)));
+        let by: Vec<String> = lists.iter().map(describe).collect();
+        return Ok((out, by.join(" and ")));
     }
     let skip = &ctx.config.skip_containers;
     match containers

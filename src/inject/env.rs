@@ -115,22 +115,19 @@ pub fn compose_list(
     }
 }
 
-/// The default OTLP protocol we set per language. Every agent we inject
-/// speaks http/protobuf by default; SDK-only apps and the web-server modules
-/// (which export gRPC from their own config) get none.
-pub fn default_protocol(lang: Language) -> Option<&'static str> {
+/// The OTLP protocol each agent uses when nothing sets one: http/protobuf
+/// for every SDK-based agent (the OpenTelemetry default), gRPC for the
+/// apache-httpd and nginx modules. Only Python gets it written into its env,
+/// as the operator does; the others are named here for the port warning.
+pub fn default_protocol(lang: Language) -> &'static str {
     match lang {
-        Language::Java | Language::Nodejs | Language::Python | Language::Dotnet | Language::Go => {
-            Some("http/protobuf")
-        }
-        Language::Sdk | Language::ApacheHttpd | Language::Nginx => None,
+        Language::ApacheHttpd | Language::Nginx => "grpc",
+        _ => "http/protobuf",
     }
 }
 
 /// Whether the container's SDK exports OTLP over gRPC: its own plain
-/// `OTEL_EXPORTER_OTLP_PROTOCOL` when set, else the protocol we set, else
-/// the SDK default (http/protobuf per the OpenTelemetry spec; gRPC for the
-/// apache-httpd and nginx modules).
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` when set, else the agent's default.
 pub fn speaks_grpc(env: &[EnvVar], lang: Language) -> bool {
     if let Some(p) = env
         .iter()
@@ -139,10 +136,7 @@ pub fn speaks_grpc(env: &[EnvVar], lang: Language) -> bool {
     {
         return p.trim() == "grpc";
     }
-    match default_protocol(lang) {
-        Some(p) => p == "grpc",
-        None => matches!(lang, Language::ApacheHttpd | Language::Nginx),
-    }
+    default_protocol(lang) == "grpc"
 }
 
 /// The `spec.<lang>.env` of the Instrumentation.
@@ -160,28 +154,47 @@ pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
     .unwrap_or_default()
 }
 
-/// Steps 1–3 of the operator's order, before the language's own variables:
-/// `spec.<lang>.env`, `OTEL_NODE_IP`/`OTEL_POD_IP`, `spec.env`. The IPs are
-/// appended rather than prepended (the operator prepends) so the patch never
-/// shifts the user's variables; they still precede every `$(OTEL_NODE_IP)` we add.
-pub fn pre_language(
-    ed: &mut Editor<'_>,
-    ci: Slot,
-    spec: &InstrumentationSpec,
-    lang: Language,
-) -> Result<(), ApplyError> {
-    for var in language_env(spec, lang) {
-        set_if_absent(ed, ci, var.clone())?;
-    }
-    set_if_absent(ed, ci, field_ref("OTEL_NODE_IP", "status.hostIP"))?;
-    set_if_absent(ed, ci, field_ref("OTEL_POD_IP", "status.podIP"))?;
-    for var in &spec.env {
+/// The operator's `appendIfNotSet`: each variable the container lacks, in order.
+pub fn append_if_absent(ed: &mut Editor<'_>, ci: Slot, vars: &[EnvVar]) -> Result<(), ApplyError> {
+    for var in vars {
         set_if_absent(ed, ci, var.clone())?;
     }
     Ok(())
 }
 
-/// The common SDK configuration, after the language's variables.
+/// The downward-API IP variables, in the operator's order (`OTEL_POD_IP`,
+/// then `OTEL_NODE_IP`, as `initContainerUserEnv` appends them).
+pub fn pod_node_ip() -> [EnvVar; 2] {
+    [
+        field_ref("OTEL_POD_IP", "status.podIP"),
+        field_ref("OTEL_NODE_IP", "status.hostIP"),
+    ]
+}
+
+/// `OTEL_NODE_IP` then `OTEL_POD_IP` (each unless defined) ahead of every
+/// variable of the container, so that a `$(OTEL_NODE_IP)` in the user's
+/// env, `spec.<lang>.env` or `spec.env` expands: the operator prepends
+/// `defaultPodNodeEnvVars` one by one.
+pub fn node_pod_ip(ed: &mut Editor<'_>, ci: Slot) -> Result<(), ApplyError> {
+    for var in pod_node_ip() {
+        if ed.find_env(ci, &var.name).is_none() {
+            ed.prepend_env(ci, var)?;
+        }
+    }
+    Ok(())
+}
+
+/// The operator's `injectCommonEnvVar`: the node and pod IPs first, then
+/// `spec.env` where the container does not define the name.
+pub fn common(ed: &mut Editor<'_>, ci: Slot, spec: &InstrumentationSpec) -> Result<(), ApplyError> {
+    node_pod_ip(ed, ci)?;
+    append_if_absent(ed, ci, &spec.env)
+}
+
+/// The common SDK configuration (the operator's `injectCommonSDKConfig`),
+/// after the language's variables, in its order: service name, endpoint,
+/// TLS, the downward-API variables, propagators, sampler, and
+/// `OTEL_RESOURCE_ATTRIBUTES` last.
 ///
 /// `ci` is where the variables go; `app` is the container they describe (the
 /// same one, except for Go's sidecar). Returns warnings.
@@ -201,36 +214,28 @@ pub fn sdk_config(
         ci,
         plain(
             "OTEL_SERVICE_NAME",
-            service_name::service_name(pod, owner, &app.name),
+            service_name::service_name(pod, owner, spec, &app.name),
         ),
     )?;
-    // With the collector sidecar the app exports to it on localhost; a value
-    // the container (or the Instrumentation's env) already has still wins.
-    let endpoint = if plan.sidecar.is_some() {
-        Some(crate::inject::sidecar::local_endpoint(speaks_grpc(
-            ed.env(ci),
-            lp.language,
-        )))
-    } else {
-        spec.exporter
-            .as_ref()
-            .and_then(|e| e.endpoint.clone())
-            .filter(|e| !e.is_empty())
-    };
-    if let Some(ep) = endpoint {
+    let from_resource = lp.instrumentation.instrumentation.metadata.name.is_some();
+    if let Some(ep) = endpoint(
+        spec,
+        from_resource,
+        plan,
+        speaks_grpc(ed.env(ci), lp.language),
+    ) {
         set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_ENDPOINT", ep))?;
     }
     for var in crate::inject::exporter_tls::apply(ed, ci, spec)? {
         set_if_absent(ed, ci, var)?;
     }
-    if let Some(proto) = default_protocol(lp.language) {
-        set_if_absent(ed, ci, plain("OTEL_EXPORTER_OTLP_PROTOCOL", proto))?;
-    }
     set_if_absent(ed, ci, field_ref(POD_NAME_VAR, "metadata.name"))?;
-    if uid_attributes(spec) {
+    if uid_attributes(spec) && pod_uid(pod).is_none() {
         set_if_absent(ed, ci, field_ref(POD_UID_VAR, "metadata.uid"))?;
     }
-    set_if_absent(ed, ci, field_ref(NODE_NAME_VAR, "spec.nodeName"))?;
+    if node_name(pod).is_none() {
+        set_if_absent(ed, ci, field_ref(NODE_NAME_VAR, "spec.nodeName"))?;
+    }
     if !spec.propagators.is_empty() {
         let joined: Vec<&str> = spec.propagators.iter().map(|p| p.as_str()).collect();
         set_if_absent(ed, ci, plain("OTEL_PROPAGATORS", joined.join(",")))?;
@@ -253,6 +258,43 @@ pub fn sdk_config(
     Ok(warnings)
 }
 
+/// The exporter endpoint. An Instrumentation resource's own endpoint wins
+/// (SPEC §5: the sidecar's localhost only when nothing else sets one); the
+/// config's `defaults` are no resource, and their gateway is where the
+/// sidecar itself exports, so with a sidecar the app exports to localhost.
+pub fn endpoint(
+    spec: &InstrumentationSpec,
+    from_resource: bool,
+    plan: &Plan,
+    grpc: bool,
+) -> Option<String> {
+    let own = spec
+        .exporter
+        .as_ref()
+        .and_then(|e| e.endpoint.clone())
+        .filter(|e| !e.is_empty());
+    let local = plan
+        .sidecar
+        .as_ref()
+        .map(|_| crate::inject::sidecar::local_endpoint(grpc));
+    match (own, local) {
+        (Some(own), _) if from_resource => Some(own),
+        (_, Some(local)) => Some(local),
+        (own, None) => own,
+    }
+}
+
+fn pod_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata.uid.as_deref().filter(|u| !u.is_empty())
+}
+
+fn node_name(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
 fn uid_attributes(spec: &InstrumentationSpec) -> bool {
     spec.resource
         .as_ref()
@@ -273,11 +315,12 @@ pub fn resource_attributes(
         .map(|r| r.resource_attributes.clone())
         .unwrap_or_default();
     let pod_name = format!("$({POD_NAME_VAR})");
+    let node = node_name(pod).map_or_else(|| format!("$({NODE_NAME_VAR})"), str::to_string);
     for (k, v) in [
         ("k8s.namespace.name", ns.to_string()),
         ("k8s.container.name", app.name.clone()),
         ("k8s.pod.name", pod_name.clone()),
-        ("k8s.node.name", format!("$({NODE_NAME_VAR})")),
+        ("k8s.node.name", node),
         (
             "service.instance.id",
             format!("{ns}.{pod_name}.{}", app.name),
@@ -286,7 +329,19 @@ pub fn resource_attributes(
         attrs.insert(k.into(), v);
     }
     if uid_attributes(spec) {
-        attrs.insert("k8s.pod.uid".into(), format!("$({POD_UID_VAR})"));
+        let uid = pod_uid(pod).map_or_else(|| format!("$({POD_UID_VAR})"), str::to_string);
+        attrs.insert("k8s.pod.uid".into(), uid);
+        // The direct owner's UID is in the pod; its parent's would need an API call.
+        for r in pod.metadata.owner_references.iter().flatten() {
+            let kind = r.kind.to_ascii_lowercase();
+            if matches!(
+                kind.as_str(),
+                "replicaset" | "deployment" | "statefulset" | "daemonset" | "job" | "cronjob"
+            ) && !r.uid.is_empty()
+            {
+                attrs.insert(format!("k8s.{kind}.uid"), r.uid.clone());
+            }
+        }
     }
     for (k, v) in service_name::owner_attributes(plan.owner.as_ref()) {
         attrs.insert(k, v);
@@ -303,7 +358,7 @@ pub fn resource_attributes(
     attrs
         .entry("service.namespace".into())
         .or_insert_with(|| ns.to_string());
-    if let Some(v) = service_name::service_version(pod, app.image.as_deref()) {
+    if let Some(v) = service_name::service_version(pod, spec, app.image.as_deref()) {
         attrs.insert("service.version".into(), v);
     }
     attrs

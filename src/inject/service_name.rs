@@ -5,10 +5,13 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::inject::plan::Owner;
+use crate::instrumentation::InstrumentationSpec;
 
 pub const SERVICE_NAME_KEY: &str = "resource.opentelemetry.io/service.name";
 pub const SERVICE_VERSION_KEY: &str = "resource.opentelemetry.io/service.version";
 pub const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
+/// The labels the operator reads for the service name, in its order.
+pub const APP_NAME_LABELS: [&str; 2] = ["app.kubernetes.io/instance", APP_NAME_LABEL];
 pub const APP_VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 /// The owning workload. A ReplicaSet whose name ends in `-<pod-template-hash>`
@@ -78,8 +81,17 @@ fn cronjob_stem(job: &str) -> Option<&str> {
         .then_some(stem)
 }
 
-/// SPEC §5's order: annotation, `app.kubernetes.io/name`, owner, generateName stem, container.
-pub fn service_name(pod: &Pod, owner: Option<&Owner>, container: &str) -> String {
+/// The operator's `chooseServiceName` order (SPEC §5): the annotation; the
+/// `app.kubernetes.io/instance`, then `name`, labels when the Instrumentation
+/// sets `defaults.useLabelsForResourceAttributes`; the owner; the pod's name;
+/// the `generateName` stem (ours: the operator has no owner to ask here);
+/// the container name.
+pub fn service_name(
+    pod: &Pod,
+    owner: Option<&Owner>,
+    spec: &InstrumentationSpec,
+    container: &str,
+) -> String {
     let meta = &pod.metadata;
     let non_empty = |s: Option<&String>| {
         s.map(|s| s.trim())
@@ -91,13 +103,22 @@ pub fn service_name(pod: &Pod, owner: Option<&Owner>, container: &str) -> String
             .as_ref()
             .and_then(|a| a.get(SERVICE_NAME_KEY)),
     )
-    .or_else(|| non_empty(meta.labels.as_ref().and_then(|l| l.get(APP_NAME_LABEL))))
+    .or_else(|| {
+        use_labels(spec)
+            .then(|| {
+                APP_NAME_LABELS
+                    .iter()
+                    .find_map(|k| non_empty(meta.labels.as_ref().and_then(|l| l.get(*k))))
+            })
+            .flatten()
+    })
     .or_else(|| {
         owner
             .filter(|o| o.kind != "Rollout" || !o.name.is_empty())
             .map(|o| o.name.clone())
             .filter(|n| !n.is_empty())
     })
+    .or_else(|| non_empty(meta.name.as_ref()))
     .or_else(|| {
         meta.generate_name
             .as_deref()
@@ -106,6 +127,14 @@ pub fn service_name(pod: &Pod, owner: Option<&Owner>, container: &str) -> String
             .map(str::to_string)
     })
     .unwrap_or_else(|| container.to_string())
+}
+
+/// `defaults.useLabelsForResourceAttributes`: the operator reads the
+/// `app.kubernetes.io/*` labels only then.
+pub fn use_labels(spec: &InstrumentationSpec) -> bool {
+    spec.defaults
+        .as_ref()
+        .is_some_and(|d| d.use_labels_for_resource_attributes)
 }
 
 /// `k8s.<kind>.name` attributes of the owner chain.
@@ -131,13 +160,23 @@ pub fn owner_attributes(owner: Option<&Owner>) -> Vec<(String, String)> {
     out
 }
 
-/// `service.version`: annotation, `app.kubernetes.io/version` label, image tag or digest.
-pub fn service_version(pod: &Pod, image: Option<&str>) -> Option<String> {
+/// `service.version`: annotation, `app.kubernetes.io/version` label (with
+/// `useLabelsForResourceAttributes`), image tag or digest.
+pub fn service_version(
+    pod: &Pod,
+    spec: &InstrumentationSpec,
+    image: Option<&str>,
+) -> Option<String> {
     let meta = &pod.metadata;
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(SERVICE_VERSION_KEY))
-        .or_else(|| meta.labels.as_ref().and_then(|l| l.get(APP_VERSION_LABEL)))
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            use_labels(spec)
+                .then(|| meta.labels.as_ref().and_then(|l| l.get(APP_VERSION_LABEL)))
+                .flatten()
+        })
         .filter(|v| !v.is_empty())
         .cloned()
         .or_else(|| image.and_then(image_version))

@@ -122,12 +122,12 @@ k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME),k8s.pod.name=$(OTEL_RESOURCE
 service.instance.id=shop.$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME).app,service.namespace=shop,service.version=1.2.3";
 
 /// The common tail every agent language adds after its own variables.
-fn common_tail(service: &str, protocol: bool) -> Vec<String> {
+/// The common SDK tail; only Python's language step sets the protocol, as
+/// in the operator. `app.kubernetes.io/name` is read only with
+/// `useLabelsForResourceAttributes`, so a bare pod is named after itself.
+fn common_tail(service: &str) -> Vec<String> {
     let mut v = vec![format!("OTEL_SERVICE_NAME={service}")];
     v.push("OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.monitoring:4318".into());
-    if protocol {
-        v.push("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf".into());
-    }
     v.extend([
         "OTEL_RESOURCE_ATTRIBUTES_POD_NAME<-metadata.name".to_string(),
         "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME<-spec.nodeName".into(),
@@ -169,7 +169,7 @@ fn lang_cases() -> Vec<LangCase> {
                     "JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar"
                         .into(),
                 ],
-                common_tail("checkout", true),
+                common_tail("checkout-0"),
             ),
         },
         LangCase {
@@ -188,7 +188,7 @@ fn lang_cases() -> Vec<LangCase> {
                         .into(),
                     "OTEL_METRICS_EXPORTER=otlp".into(),
                 ],
-                common_tail("checkout", true),
+                common_tail("checkout-0"),
             ),
         },
         LangCase {
@@ -209,8 +209,7 @@ fn lang_cases() -> Vec<LangCase> {
                     "OTEL_METRICS_EXPORTER=otlp".into(),
                     "OTEL_LOGS_EXPORTER=otlp".into(),
                 ],
-                // The protocol is already set by the language step.
-                common_tail("checkout", false),
+                common_tail("checkout-0"),
             ),
         },
         LangCase {
@@ -233,18 +232,14 @@ fn lang_cases() -> Vec<LangCase> {
                     "OTEL_DOTNET_AUTO_HOME=/otel-auto-instrumentation-dotnet".into(),
                     "DOTNET_SHARED_STORE=/otel-auto-instrumentation-dotnet/store".into(),
                 ],
-                common_tail("checkout", true),
+                common_tail("checkout-0"),
             ),
         },
         LangCase {
             lang: "sdk",
             init: None,
             app_mount: None,
-            env: cat(head(), vec![], {
-                let mut t = common_tail("checkout", false);
-                t.retain(|l| !l.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
-                t
-            }),
+            env: cat(head(), vec![], common_tail("checkout-0")),
         },
     ]
 }
@@ -387,7 +382,10 @@ fn instrumentation_image_and_settings_override_defaults() {
     assert_eq!(init["imagePullPolicy"], "IfNotPresent");
     assert_eq!(init["securityContext"], json!({"runAsUser": 1000}));
     let env = env_lines(container(&doc, "app"));
-    assert_eq!(env[0], "OTEL_LOGS_EXPORTER=none", "spec.python.env first");
+    assert_eq!(
+        env[2], "OTEL_LOGS_EXPORTER=none",
+        "spec.python.env right after the IPs"
+    );
     for want in [
         "OTEL_PROPAGATORS=b3",
         "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
@@ -996,8 +994,9 @@ fn service_name_per_owner_kind() {
         (json!({"generateName": "worker-"}), "worker", vec![]),
         (json!({}), "app", vec![]),
         (
+            // The label counts only with `useLabelsForResourceAttributes`.
             json!({"labels": {"app.kubernetes.io/name": "label-name"}, "ownerReferences": owner("StatefulSet", "db")}),
-            "label-name",
+            "db",
             vec![],
         ),
         (
@@ -1105,7 +1104,8 @@ fn multi_language_multi_container() {
             "{c}"
         );
     }
-    assert_eq!(env_lines(container(&doc, "worker"))[0], "A=1");
+    // The user's first variable follows the prepended OTEL_NODE_IP and OTEL_POD_IP.
+    assert_eq!(env_lines(container(&doc, "worker"))[2], "A=1");
     assert!(
         env_lines(container(&doc, "worker")).contains(
             &"JAVA_TOOL_OPTIONS= -javaagent:/otel-auto-instrumentation-java-worker/javaagent.jar"
@@ -1164,7 +1164,14 @@ fn go_sidecar_is_privileged_and_shares_the_process_namespace() {
         json!([{"name": "kernel-debug", "hostPath": {"path": "/sys/kernel/debug"}}])
     );
     let lines = env_lines(side);
-    assert_eq!(lines[0], "OTEL_GO_AUTO_TARGET_EXE=/app/server");
+    assert_eq!(
+        lines[..3],
+        [
+            "OTEL_NODE_IP<-status.hostIP",
+            "OTEL_POD_IP<-status.podIP",
+            "OTEL_GO_AUTO_TARGET_EXE=/app/server"
+        ]
+    );
     assert!(
         lines.iter().any(|l| l.contains("k8s.container.name=app")),
         "{lines:?}"
@@ -1294,7 +1301,7 @@ fn webservers_clone_the_config_and_attach_the_module() {
         conf_volume: &'static str,
         agent_volume: &'static str,
         conf_dir: &'static str,
-        attach_env: [&'static str; 2],
+        attach_env: [&'static str; 4],
         app_extra: Option<&'static str>,
     }
     let cases = [
@@ -1304,7 +1311,12 @@ fn webservers_clone_the_config_and_attach_the_module() {
             conf_volume: "otel-apache-conf-dir",
             agent_volume: "otel-apache-agent",
             conf_dir: "/usr/local/apache2/conf",
-            attach_env: ["OTEL_APACHE_AGENT_CONF", "APACHE_SERVICE_INSTANCE_ID"],
+            attach_env: [
+                "OTEL_POD_IP",
+                "OTEL_NODE_IP",
+                "OTEL_APACHE_AGENT_CONF",
+                "APACHE_SERVICE_INSTANCE_ID",
+            ],
             app_extra: None,
         },
         Case {
@@ -1313,7 +1325,12 @@ fn webservers_clone_the_config_and_attach_the_module() {
             conf_volume: "otel-nginx-conf-dir",
             agent_volume: "otel-nginx-agent",
             conf_dir: "/etc/nginx",
-            attach_env: ["OTEL_NGINX_AGENT_CONF", "OTEL_NGINX_SERVICE_INSTANCE_ID"],
+            attach_env: [
+                "OTEL_POD_IP",
+                "OTEL_NODE_IP",
+                "OTEL_NGINX_AGENT_CONF",
+                "OTEL_NGINX_SERVICE_INSTANCE_ID",
+            ],
             app_extra: Some("LD_LIBRARY_PATH=/opt/opentelemetry-webserver/agent/sdk_lib/lib"),
         },
     ];
@@ -1350,11 +1367,11 @@ fn webservers_clone_the_config_and_attach_the_module() {
             .collect();
         assert_eq!(names, c.attach_env.to_vec());
         assert!(
-            attach["env"][0]["value"].as_str().is_some_and(
+            attach["env"][2]["value"].as_str().is_some_and(
                 |v| v.contains("ExporterEndpoint http://otel-collector.monitoring:4318")
             ),
             "{}",
-            attach["env"][0]
+            attach["env"][2]
         );
         assert_eq!(attach["resources"]["requests"]["cpu"], "1m");
         let vols: Vec<&str> = doc["spec"]["volumes"]
@@ -1368,8 +1385,8 @@ fn webservers_clone_the_config_and_attach_the_module() {
         assert_eq!(
             web["volumeMounts"],
             json!([{"name": "html", "mountPath": "/srv"},
-                   {"name": c.conf_volume, "mountPath": c.conf_dir},
-                   {"name": c.agent_volume, "mountPath": "/opt/opentelemetry-webserver/agent"}])
+                   {"name": c.agent_volume, "mountPath": "/opt/opentelemetry-webserver/agent"},
+                   {"name": c.conf_volume, "mountPath": c.conf_dir}])
         );
         let lines = env_lines(web);
         if let Some(extra) = c.app_extra {
@@ -1392,6 +1409,7 @@ fn webservers_clone_the_config_and_attach_the_module() {
     // Both at once share the clone container's name: the second reports the clash.
     let p = json!({
         "metadata": {"annotations": {
+            "instrumentation.opentelemetry.io/container-names": "web",
             "instrumentation.opentelemetry.io/inject-apache-httpd": "true",
             "instrumentation.opentelemetry.io/inject-nginx": "true"}},
         "spec": {"containers": [{"name": "web", "image": "w:1"}]}
@@ -1448,7 +1466,7 @@ fn java_extensions_uid_attributes_and_resource_attributes_from_value_from() {
     assert_refs_defined_before(app);
     let lines = env_lines(app);
     assert_eq!(
-        lines[0],
+        lines[2],
         "OTEL_ADMISSION_ORIG_OTEL_RESOURCE_ATTRIBUTES<-valueFrom"
     );
     assert!(lines.contains(
@@ -1485,6 +1503,7 @@ fn exporter_tls_mounts_secret_and_config_map_once() {
     );
     let p = json!({
         "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true",
+            "instrumentation.opentelemetry.io/container-names": "app",
             "instrumentation.opentelemetry.io/inject-python": "true"}},
         "spec": {"containers": [{"name": "app", "image": "a:1"}]}
     });
@@ -1495,12 +1514,14 @@ fn exporter_tls_mounts_secret_and_config_map_once() {
         .iter()
         .filter_map(|v| v["name"].as_str())
         .collect();
+    // The operator's order: the exporter's volumes come with the SDK
+    // configuration, before the agent volume is added to the pod.
     assert_eq!(
         vols,
         vec![
-            "opentelemetry-auto-instrumentation-python",
             "otel-auto-secret-client",
-            "otel-auto-configmap-ca"
+            "otel-auto-configmap-ca",
+            "opentelemetry-auto-instrumentation-python"
         ]
     );
     let app = container(&doc, "app");
@@ -1654,7 +1675,7 @@ fn init_container_targets_get_the_agent_just_before_them() {
     );
     let migrate = &doc["spec"]["initContainers"][2];
     let lines = env_lines(migrate);
-    assert_eq!(lines[0], "A=1");
+    assert_eq!(lines[2], "A=1", "after the prepended IPs");
     assert!(
         lines.iter().any(|l| l.starts_with("PYTHONPATH=")),
         "{lines:?}"

@@ -53,6 +53,7 @@ pub fn inject(
         warnings,
         agent,
         &|_| MOUNT.into(),
+        &|_, _| Ok(()),
         &|ed, ci, _| {
             env::set_if_absent(ed, ci, plain("CORECLR_ENABLE_PROFILING", "1"))?;
             env::set_if_absent(ed, ci, plain("CORECLR_PROFILER", PROFILER_ID))?;

@@ -14,8 +14,8 @@
 
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, SecurityContext, Volume};
 
-use super::{LangResult, clash, mount, resources, single_main_target};
-use crate::inject::apply::Editor;
+use super::{LangResult, clash, mount, resources};
+use crate::inject::apply::{Editor, Slot};
 use crate::inject::env::{self, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
 
@@ -34,10 +34,14 @@ pub fn inject(
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
     let g = spec.go.as_ref();
-    let app_ci = match single_main_target(ed, lp) {
-        Ok(s) => s,
-        Err(msg) => return Ok(Err(msg)),
+    // The operator instruments the first named container; decide has
+    // refused a pod naming several, or an init container.
+    let Some(app_ci) = lp.containers.first().and_then(|n| ed.find_slot(n)) else {
+        return Ok(Err("go: no target container".into()));
     };
+    if matches!(app_ci, Slot::Init(_)) {
+        return Ok(Err("go: cannot instrument an init container".into()));
+    }
     if let Some(msg) = clash(ed, lp.language, &[SIDECAR], &[KERNEL_DEBUG_VOLUME], &[]) {
         return Ok(Err(msg));
     }
@@ -53,7 +57,20 @@ pub fn inject(
         ..Default::default()
     })?;
     ed.set_share_process_namespace();
-    let exe = lp.go_target_exe.clone().unwrap_or_default();
+    // The annotation's path first; otherwise it comes from `spec.go.env` or
+    // `spec.env` in their place, as in the operator.
+    let mut sidecar_env: Vec<_> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::inject::decide::GO_TARGET_EXE_KEY))
+        .map(|exe| vec![plain("OTEL_GO_AUTO_TARGET_EXE", exe.clone())])
+        .unwrap_or_default();
+    for var in env::language_env(spec, lp.language) {
+        if !sidecar_env.iter().any(|e| e.name == var.name) {
+            sidecar_env.push(var.clone());
+        }
+    }
     let ci = ed.push_container(Container {
         name: SIDECAR.into(),
         image: Some(
@@ -75,10 +92,10 @@ pub fn inject(
                 }),
         ),
         volume_mounts: Some(vec![mount(KERNEL_DEBUG_VOLUME, KERNEL_DEBUG_PATH)]),
-        env: Some(vec![plain("OTEL_GO_AUTO_TARGET_EXE", exe)]),
+        env: Some(sidecar_env).filter(|e| !e.is_empty()),
         ..Default::default()
     })?;
-    env::pre_language(ed, ci, spec, lp.language)?;
+    env::common(ed, ci, spec)?;
     warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
     Ok(Ok(()))
 }

@@ -56,7 +56,6 @@ pub fn inject(
                 format!("{}/.", ext.dir),
                 format!("{INIT_MOUNT}/extensions"),
             ]),
-            image_pull_policy: spec.image_pull_policy.clone(),
             resources: Some(res.clone()),
             volume_mounts: Some(vec![mount(VOLUME, INIT_MOUNT)]),
             ..Default::default()
@@ -90,6 +89,7 @@ pub fn inject(
         warnings,
         agent,
         &app_mount,
+        &|_, _| Ok(()),
         &|ed, ci, name| {
             let flag = agent_flag(name, has_extensions);
             env::compose_list(ed, ci, "JAVA_TOOL_OPTIONS", ListRule::Suffix(&flag))

@@ -14,7 +14,7 @@ pub mod sdk;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EphemeralVolumeSource,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EphemeralVolumeSource,
     PersistentVolumeClaimTemplate, Pod, ResourceRequirements, SeccompProfile, SecurityContext,
     Volume, VolumeMount,
 };
@@ -150,15 +150,18 @@ pub fn agent_volume(
         None => Volume {
             name: name.into(),
             empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(
-                    size.cloned()
-                        .unwrap_or_else(|| Quantity(DEFAULT_VOLUME_SIZE.into())),
-                ),
+                size_limit: Some(volume_size(size)),
                 medium: None,
             }),
             ..Default::default()
         },
     }
+}
+
+/// `volumeLimitSize`, else the operator's 200Mi.
+pub fn volume_size(size: Option<&Quantity>) -> Quantity {
+    size.cloned()
+        .unwrap_or_else(|| Quantity(DEFAULT_VOLUME_SIZE.into()))
 }
 
 pub fn mount(volume: &str, path: &str) -> VolumeMount {
@@ -181,22 +184,6 @@ pub fn target_slots(ed: &Editor<'_>, lp: &LanguagePlan) -> Vec<Slot> {
         Slot::Main(_) => (1, 0),
     });
     slots
-}
-
-/// The single regular target of the languages that support only one.
-pub fn single_main_target(ed: &Editor<'_>, lp: &LanguagePlan) -> Result<Slot, String> {
-    match target_slots(ed, lp).as_slice() {
-        [s @ Slot::Main(_)] => Ok(*s),
-        [Slot::Init(_)] => Err(format!(
-            "{}: cannot instrument an init container",
-            lp.language
-        )),
-        other => Err(format!(
-            "{}: instruments exactly one container, {} selected",
-            lp.language,
-            other.len()
-        )),
-    }
 }
 
 /// A clash with what the pod already has, as a one-fact message.
@@ -282,8 +269,11 @@ impl<'a> Agent<'a> {
     }
 }
 
-/// Injects an [`Agent`]; `app_mount` gives the mount path in a target and
-/// `vars` sets the language's variables in it.
+/// Injects an [`Agent`] the operator's way: for each target, init containers
+/// first, `spec.<lang>.env`, then `early` (Python's `PYTHONPATH`), the mount
+/// at `app_mount`, the IPs and `spec.env`, then `vars` (the language's own
+/// variables), then the common SDK configuration; only then the volume and
+/// the init containers, before the first target init container or last.
 #[allow(clippy::too_many_arguments)]
 pub fn inject_agent(
     ed: &mut Editor<'_>,
@@ -293,6 +283,7 @@ pub fn inject_agent(
     warnings: &mut Vec<String>,
     agent: Agent<'_>,
     app_mount: &dyn Fn(&str) -> String,
+    early: &dyn Fn(&mut Editor<'_>, Slot) -> Result<(), ApplyError>,
     vars: &dyn Fn(&mut Editor<'_>, Slot, &str) -> Result<(), ApplyError>,
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
@@ -311,6 +302,17 @@ pub fn inject_agent(
         return Ok(Err(msg));
     }
     let first = targets.first().and_then(|&s| ed.container(s)).map(identity);
+    for (slot, path) in &mounts {
+        let Some(app) = ed.container(*slot).map(identity) else {
+            continue;
+        };
+        env::append_if_absent(ed, *slot, env::language_env(spec, lp.language))?;
+        early(ed, *slot)?;
+        ed.push_mount(*slot, mount(agent.volume, path))?;
+        env::common(ed, *slot, spec)?;
+        vars(ed, *slot, &app.name)?;
+        warnings.extend(env::sdk_config(ed, *slot, pod, plan, lp, &app)?);
+    }
     ed.push_volume(agent_volume(agent.volume, agent.size, agent.claim))?;
     let sc = init_security_context(spec, pod, first.as_ref());
     let mut inits = vec![Container {
@@ -327,11 +329,6 @@ pub fn inject_agent(
         extra.security_context = Some(sc.clone());
         inits.push(extra);
     }
-    // Before the first init container that uses the agent, else at the end.
-    let target_names: Vec<String> = mounts
-        .iter()
-        .filter_map(|(s, _)| ed.container(*s).map(|c| c.name.clone()))
-        .collect();
     match targets.first() {
         Some(Slot::Init(at)) => {
             for (k, c) in inits.into_iter().enumerate() {
@@ -344,47 +341,60 @@ pub fn inject_agent(
             }
         }
     }
-    // Slots may have shifted: find the targets again by name.
-    for (name, (_, path)) in target_names.iter().zip(mounts) {
-        let Some(slot) = ed.find_slot(name) else {
-            continue;
-        };
-        let Some(app) = ed.container(slot).map(identity) else {
-            continue;
-        };
-        ed.push_mount(slot, mount(agent.volume, &path))?;
-        env::pre_language(ed, slot, spec, lp.language)?;
-        vars(ed, slot, &app.name)?;
-        warnings.extend(env::sdk_config(ed, slot, pod, plan, lp, &app)?);
-    }
     Ok(Ok(()))
 }
 
-/// The shared layout of apache-httpd and nginx: a clone of the app container
-/// copies its config out, the agent container adds the module to it, and the
-/// app mounts the result over its config directory.
+/// The shared layout of apache-httpd and nginx (the operator's
+/// `apachehttpd.go` and `nginx.go`): a clone of the first target copies its
+/// config out, the attach container adds the module to that copy, and the
+/// first target mounts the result over its config directory, without its own
+/// mount there (which would shadow the copy). Every target, including the
+/// further ones, gets the env.
 pub struct WebServer<'a> {
     pub attach_name: &'a str,
-    pub conf_volume: &'a str,
-    pub agent_volume: &'a str,
+    pub conf_volume: Volume,
+    pub agent_volume: Volume,
     /// The server's config directory in the app image.
     pub conf_dir: String,
-    /// The shell command of the clone container.
-    pub clone_script: String,
+    /// The clone container's command and args.
+    pub clone_command: Vec<String>,
+    pub clone_args: Option<Vec<String>>,
     pub image: String,
-    pub script: String,
-    /// Env of the attach container (agent config, instance id).
-    pub attach_env: Vec<k8s_openapi::api::core::v1::EnvVar>,
-    pub size: Option<&'a Quantity>,
+    /// The attach container's args (after `/bin/sh -c`).
+    pub attach_args: Vec<String>,
+    /// The attach container's own variables (agent config, instance id),
+    /// after the user's (the operator's `initContainerUserEnv`).
+    pub attach_env: Vec<EnvVar>,
     pub resources: ResourceRequirements,
+    /// Apache sets both init containers' security context after each
+    /// target (the last one's wins); nginx once, from the first.
+    pub security_context_per_target: bool,
 }
 
 pub const WEBSERVER_AGENT_DIR: &str = "/opt/opentelemetry-webserver/agent";
 pub const WEBSERVER_SOURCE_CONF_DIR: &str = "/opt/opentelemetry-webserver/source-conf";
 pub const CLONE_CONTAINER: &str = "otel-agent-source-container-clone";
 
-/// Injects a [`WebServer`] module into the single target container; `vars`
-/// sets extra app variables.
+/// The attach container's env: `spec.<lang>.env`, then `spec.env` and the
+/// IPs where not set, then `required`, so `$(OTEL_NODE_IP)` in an endpoint
+/// reaches the agent config expanded (operator 0.158, #5333).
+pub fn init_container_user_env(
+    required: Vec<EnvVar>,
+    language: &[EnvVar],
+    common: &[EnvVar],
+) -> Vec<EnvVar> {
+    let mut out: Vec<EnvVar> = language.to_vec();
+    for var in common.iter().cloned().chain(env::pod_node_ip()) {
+        if !out.iter().any(|e| e.name == var.name) {
+            out.push(var);
+        }
+    }
+    out.extend(required);
+    out
+}
+
+/// Injects a [`WebServer`] module; `vars` sets extra variables in the first
+/// target once its attach container exists (nginx's `LD_LIBRARY_PATH`).
 #[allow(clippy::too_many_arguments)]
 pub fn inject_webserver(
     ed: &mut Editor<'_>,
@@ -396,83 +406,112 @@ pub fn inject_webserver(
     vars: &dyn Fn(&mut Editor<'_>, Slot) -> Result<(), ApplyError>,
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
-    let ci = match single_main_target(ed, lp) {
-        Ok(s) => s,
-        Err(msg) => return Ok(Err(msg)),
-    };
-    let mounts = [
-        (ci, w.conf_dir.clone()),
-        (ci, WEBSERVER_AGENT_DIR.to_string()),
-    ];
+    let targets = target_slots(ed, lp);
+    if let Some(Slot::Init(i)) = targets.first() {
+        let name = ed
+            .container(Slot::Init(*i))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        return Ok(Err(format!(
+            "{}: cannot instrument init container {name}",
+            lp.language
+        )));
+    }
+    if targets.is_empty() {
+        return Ok(Err(format!("{}: no target container", lp.language)));
+    }
     if let Some(msg) = clash(
         ed,
         lp.language,
         &[CLONE_CONTAINER, w.attach_name],
-        &[w.conf_volume, w.agent_volume],
-        &mounts,
+        &[&w.conf_volume.name, &w.agent_volume.name],
+        &[],
     ) {
         return Ok(Err(msg));
     }
-    let Some(app) = ed.container(ci).cloned() else {
-        return Ok(Err(format!("{}: no target container", lp.language)));
-    };
-    let sc = init_security_context(spec, pod, Some(&app));
-    ed.push_volume(agent_volume(w.conf_volume, w.size, None))?;
-    ed.push_volume(agent_volume(w.agent_volume, w.size, None))?;
-    let mut clone_mounts = app.volume_mounts.clone().unwrap_or_default();
-    clone_mounts.push(mount(w.conf_volume, WEBSERVER_SOURCE_CONF_DIR));
-    ed.push_init_container(Container {
-        name: CLONE_CONTAINER.into(),
-        image: app.image.clone(),
-        image_pull_policy: app.image_pull_policy.clone(),
-        command: Some(vec!["/bin/sh".into(), "-c".into()]),
-        args: Some(vec![w.clone_script]),
-        env: app.env.clone(),
-        env_from: app.env_from.clone(),
-        volume_mounts: Some(clone_mounts),
-        resources: Some(w.resources.clone()),
-        security_context: Some(sc.clone()),
-        ..Default::default()
-    })?;
-    ed.push_init_container(Container {
-        name: w.attach_name.into(),
-        image: Some(w.image),
-        image_pull_policy: spec.image_pull_policy.clone(),
-        command: Some(vec!["/bin/sh".into(), "-c".into()]),
-        args: Some(vec![w.script]),
-        env: Some(w.attach_env),
-        volume_mounts: Some(vec![
-            mount(w.agent_volume, WEBSERVER_AGENT_DIR),
-            mount(w.conf_volume, WEBSERVER_SOURCE_CONF_DIR),
-        ]),
-        resources: Some(w.resources),
-        security_context: Some(sc),
-        ..Default::default()
-    })?;
-    ed.push_mount(ci, mount(w.conf_volume, &w.conf_dir))?;
-    ed.push_mount(ci, mount(w.agent_volume, WEBSERVER_AGENT_DIR))?;
-    env::pre_language(ed, ci, spec, lp.language)?;
-    vars(ed, ci)?;
-    warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
+    let lang_env = env::language_env(spec, lp.language);
+    let mut attach_env = Some(w.attach_env);
+    let mut clone_template = Some((w.conf_volume, w.clone_command, w.clone_args));
+    let mut agent_volume = Some(w.agent_volume);
+    let mut attach_args = Some(w.attach_args);
+    for slot in targets {
+        let Some(app) = ed.container(slot).cloned() else {
+            continue;
+        };
+        env::append_if_absent(ed, slot, lang_env)?;
+        let sc = init_security_context(spec, pod, Some(&app));
+        if let Some((volume, command, args)) = clone_template.take() {
+            let current = ed.container(slot).cloned().unwrap_or_default();
+            let conf_name = volume.name.clone();
+            ed.push_volume(volume)?;
+            let mut clone_mounts = current.volume_mounts.clone().unwrap_or_default();
+            clone_mounts.push(mount(&conf_name, WEBSERVER_SOURCE_CONF_DIR));
+            ed.push_init_container(Container {
+                name: CLONE_CONTAINER.into(),
+                image: current.image.clone(),
+                command: Some(command),
+                args,
+                env: current.env.clone(),
+                env_from: current.env_from.clone(),
+                volume_mounts: Some(clone_mounts),
+                resources: Some(w.resources.clone()),
+                security_context: Some(sc.clone()),
+                image_pull_policy: current.image_pull_policy.clone(),
+                ..Default::default()
+            })?;
+            if let Some(at) = current
+                .volume_mounts
+                .iter()
+                .flatten()
+                .position(|m| m.mount_path.contains(w.conf_dir.as_str()))
+            {
+                ed.remove_mount(slot, at);
+            }
+            let agent_name = agent_volume
+                .as_ref()
+                .map(|v| v.name.clone())
+                .unwrap_or_default();
+            ed.push_mount(slot, mount(&agent_name, WEBSERVER_AGENT_DIR))?;
+            ed.push_mount(slot, mount(&conf_name, &w.conf_dir))?;
+            if let (Some(volume), Some(required), Some(args)) =
+                (agent_volume.take(), attach_env.take(), attach_args.take())
+            {
+                let agent_name = volume.name.clone();
+                ed.push_volume(volume)?;
+                ed.push_init_container(Container {
+                    name: w.attach_name.into(),
+                    image: Some(w.image.clone()),
+                    command: Some(vec!["/bin/sh".into(), "-c".into()]),
+                    args: Some(args),
+                    env: Some(init_container_user_env(required, lang_env, &spec.env)),
+                    resources: Some(w.resources.clone()),
+                    volume_mounts: Some(vec![
+                        mount(&agent_name, WEBSERVER_AGENT_DIR),
+                        mount(&conf_name, WEBSERVER_SOURCE_CONF_DIR),
+                    ]),
+                    security_context: Some(sc.clone()),
+                    image_pull_policy: spec.image_pull_policy.clone(),
+                    ..Default::default()
+                })?;
+                vars(ed, slot)?;
+            }
+        } else if w.security_context_per_target {
+            ed.set_init_security_context(CLONE_CONTAINER, sc.clone())?;
+            ed.set_init_security_context(w.attach_name, sc)?;
+        }
+        env::common(ed, slot, spec)?;
+        warnings.extend(env::sdk_config(ed, slot, pod, plan, lp, &app)?);
+    }
     Ok(Ok(()))
 }
 
-/// The modules export OTLP over gRPC, so a 4318 endpoint is a mistake.
-/// With the collector sidecar they export to it on localhost:4317.
-pub fn webserver_endpoint(
-    spec: &InstrumentationSpec,
-    plan: &Plan,
-    lang: Language,
-    warnings: &mut Vec<String>,
-) -> String {
-    if plan.sidecar.is_some() {
-        return crate::inject::sidecar::local_endpoint(true);
-    }
-    let ep = spec
-        .exporter
-        .as_ref()
-        .and_then(|e| e.endpoint.clone())
-        .filter(|e| !e.is_empty())
+/// The modules export OTLP over gRPC, so a 4318 endpoint is a mistake. The
+/// Instrumentation's endpoint, else the collector sidecar's, else the
+/// operator's default.
+pub fn webserver_endpoint(lp: &LanguagePlan, plan: &Plan, warnings: &mut Vec<String>) -> String {
+    let inst = &lp.instrumentation.instrumentation;
+    let lang = lp.language;
+    let ep = env::endpoint(&inst.spec, inst.metadata.name.is_some(), plan, true)
         .unwrap_or_else(|| "http://localhost:4317/".into());
     if ep.trim_end_matches('/').ends_with(":4318") {
         warnings.push(format!(

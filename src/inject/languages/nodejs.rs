@@ -39,6 +39,7 @@ pub fn inject(
         warnings,
         agent,
         &|_| MOUNT.into(),
+        &|_, _| Ok(()),
         &|ed, ci, _| {
             env::compose_list(ed, ci, "NODE_OPTIONS", ListRule::Suffix(NODE_OPTIONS_FLAG))?;
             env::set_if_absent(ed, ci, plain("OTEL_METRICS_EXPORTER", "otlp"))

@@ -45,13 +45,15 @@ pub fn inject(
         warnings,
         agent,
         &|_| MOUNT.into(),
-        &|ed, ci, _| {
+        &|ed, ci| {
             env::compose_list(
                 ed,
                 ci,
                 "PYTHONPATH",
                 ListRule::Wrap(PYTHONPATH_PREFIX, PYTHONPATH_SUFFIX),
-            )?;
+            )
+        },
+        &|ed, ci, _| {
             for (k, v) in [
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
                 ("OTEL_TRACES_EXPORTER", "otlp"),

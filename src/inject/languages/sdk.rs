@@ -19,7 +19,7 @@ pub fn inject(
         let Some(app) = ed.container(ci).map(super::identity) else {
             continue;
         };
-        env::pre_language(ed, ci, spec, lp.language)?;
+        env::common(ed, ci, spec)?;
         warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
     }
     Ok(Ok(()))
