@@ -250,3 +250,64 @@ spec:
         assert!(s.contains(want), "missing {want:?} in:\n{s}");
     }
 }
+
+/// `explain` names every rule whose `podSelector` selects the pod and why it
+/// did not apply, so a user looks at the namespace label, not the selector;
+/// a `generateName` pod is shown by its stem.
+#[test]
+fn explain_names_near_miss_rules_and_the_generate_name_stem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: payments-java\n    podSelector: {matchLabels: {team: payments}}\n    inject: {languages: [java]}\n  - name: prod-only\n    namespaceSelector: {matchLabels: {env: prod}}\n    podSelector: {matchLabels: {team: payments}}\n    inject: {languages: [python]}\n  - name: other-team\n    namespaceSelector: {}\n    podSelector: {matchLabels: {team: search}}\n    inject: {languages: [java]}\n",
+    )
+    .expect("w");
+    let ns = dir.path().join("ns.yaml");
+    std::fs::write(
+        &ns,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: dev}}\n",
+    )
+    .expect("w");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {generateName: web-, labels: {team: payments}}\nspec:\n  containers: [{name: app, image: 'a:1'}]\n";
+    let args = [
+        "explain",
+        "-f",
+        "-",
+        "--config",
+        config.to_str().expect("p"),
+        "--namespace",
+        ns.to_str().expect("p"),
+    ];
+    let out = run_stdin(&args, pod);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("Pod/web (generateName web-)"), "{s}");
+    assert!(
+        s.contains("\"payments-java\": does not apply: namespace shop is not labelled otel-admission.io/inject=enabled"),
+        "{s}"
+    );
+    assert!(
+        s.contains("\"prod-only\": does not apply: its namespaceSelector does not match namespace shop's labels"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("other-team"),
+        "its podSelector does not select the pod: {s}"
+    );
+
+    // With the namespace opted in, the first rule applies and the second is
+    // still a near miss for its own selector.
+    std::fs::write(
+        &ns,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: prod, otel-admission.io/inject: enabled}}\n",
+    )
+    .expect("w");
+    let out = run_stdin(&args, pod);
+    let s = text(&out.stdout);
+    assert!(s.contains("\"payments-java\": applies"), "{s}");
+    assert!(
+        s.contains("\"prod-only\": does not apply: rule \"payments-java\" matched first"),
+        "{s}"
+    );
+}

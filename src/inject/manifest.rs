@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::inject::apply::Applied;
 use crate::inject::cluster_view::ClusterView;
-use crate::inject::decide::Context;
+use crate::inject::decide::{Context, RuleCheck, rule_checks};
 use crate::inject::decide::{ISTIO_KEY, PROBES_KEY, SIDECAR_KEY, SIDECAR_NAME};
 use crate::inject::mutate::{Outcome, run};
 use crate::inject::plan::{Decision, Feature, Owner, Plan};
@@ -56,6 +56,8 @@ pub struct Report {
     /// Where the template sits, e.g. `spec.template`.
     pub location: String,
     pub outcome: Outcome,
+    /// Rules whose `podSelector` matched, and why each did not apply.
+    pub rules: Vec<RuleCheck>,
 }
 
 /// The documents, mutated, and a report per pod template.
@@ -133,11 +135,19 @@ fn walk(
         field,
         message,
     };
+    // A pod with only `generateName` is shown by its stem, as kubectl would.
     let name = doc
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .unwrap_or("<unnamed>")
-        .to_string();
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            doc.pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|g| format!("{} (generateName {g})", g.trim_end_matches('-')))
+        })
+        .unwrap_or_else(|| "<unnamed>".to_string());
     let namespace = doc
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -195,6 +205,8 @@ fn walk(
         server_version: inputs.server_version,
     };
     let outcome = run(&pod, &ctx);
+    let ns_meta = inputs.view.namespace(&namespace).unwrap_or_default();
+    let rules = rule_checks(&pod, &namespace, &ns_meta, inputs.config);
     if let Some(patch) = outcome.patch() {
         json_patch::patch(&mut pod_json, &patch.0).map_err(|e| {
             field_err(
@@ -216,6 +228,7 @@ fn walk(
         namespace,
         location,
         outcome,
+        rules,
     });
     Ok(())
 }
@@ -357,6 +370,19 @@ pub fn explain(origin: &str, reports: &[Report]) -> String {
                     "  {}: not injected ({}): {}",
                     f.feature, f.reason, f.message
                 );
+            }
+        }
+        if !r.rules.is_empty() {
+            let _ = writeln!(out, "  config rules whose podSelector selects this pod:");
+            for rc in &r.rules {
+                match &rc.not_applied {
+                    None => {
+                        let _ = writeln!(out, "    - {:?}: applies", rc.rule);
+                    }
+                    Some(why) => {
+                        let _ = writeln!(out, "    - {:?}: does not apply: {why}", rc.rule);
+                    }
+                }
             }
         }
         if !o.warnings.is_empty() {
