@@ -90,6 +90,11 @@ pub struct RuleInject {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SidecarConfig {
+    /// Whether the config file has a `sidecar` section: only then is this a
+    /// template for pods whose namespace has no sidecar-mode collector
+    /// (SPEC §5; the operator injects nothing there).
+    #[serde(skip)]
+    pub defined: bool,
     pub image: String,
     /// Where the collector config comes from; the built-in default when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,15 +254,17 @@ impl Config {
         if value.is_null() {
             return Ok(Self::default());
         }
+        let has_sidecar = value.get("sidecar").is_some();
         let mut unknown = Vec::new();
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
         let de = serde_ignored::Deserializer::new(value, &mut record);
-        let config: Self =
+        let mut config: Self =
             serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
                 origin: origin.into(),
                 field: e.path().to_string(),
                 message: e.into_inner().to_string(),
             })?;
+        config.sidecar.defined = has_sidecar;
         if let Some(field) = unknown.into_iter().next() {
             return Err(ConfigError::UnknownField {
                 origin: origin.into(),
@@ -385,6 +392,7 @@ impl Config {
 impl Default for SidecarConfig {
     fn default() -> Self {
         Self {
+            defined: false,
             image: DEFAULT_COLLECTOR_IMAGE.into(),
             config: None,
             native: NativeSidecar::Auto,

@@ -230,7 +230,21 @@ metadata: {name: batch, namespace: shop, annotations: {sidecar.opentelemetry.io/
 spec:
   containers: [{name: job, image: registry.example/job:2}]
 "#;
-    let out = run_stdin(&["explain", "-f", "-"], manifest);
+    // A config with a `sidecar` section: the template for namespaces without
+    // a sidecar-mode collector.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "sidecar: {}\n").expect("w");
+    let out = run_stdin(
+        &[
+            "explain",
+            "-f",
+            "-",
+            "--config",
+            config.to_str().expect("p"),
+        ],
+        manifest,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     for want in [

@@ -57,7 +57,10 @@ async fn a_pod_opting_into_everything_gets_everything_and_passes_the_policies() 
     );
     let metrics = Arc::new(otel_admission::metrics::Metrics::new());
     let injector = Injector {
-        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        // A config file with a `sidecar:` section: the sidecar template.
+        config: Arc::new(ArcSwap::from_pointee(
+            Config::from_yaml("sidecar: {native: auto}\n", "test").expect("config"),
+        )),
         view: Arc::new(view),
         metrics: Arc::clone(&metrics),
         server_version: Some((1, 31)),

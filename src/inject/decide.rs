@@ -418,6 +418,18 @@ fn plan_sidecar(
             ),
         ));
     }
+    if !ctx.config.sidecar.defined {
+        // Collectors are not read from the cluster yet: without a sidecar
+        // template in the config there is nothing to inject, as the
+        // operator injects nothing without a sidecar-mode collector.
+        return Err(fail(
+            SkipReason::NotSelected,
+            format!(
+                "sidecar: {decided_by} asks for a collector, but namespace {} has no OpenTelemetryCollector with mode: sidecar known to otel-admission and the config defines no sidecar template; nothing injected",
+                ctx.namespace
+            ),
+        ));
+    }
     let source = if value.eq_ignore_ascii_case("true") {
         match &ctx.config.sidecar.config {
             Some(CollectorConfigSource {

@@ -21,6 +21,44 @@ const SC: &str = "sidecar.opentelemetry.io/inject";
 const PY: &str = "instrumentation.opentelemetry.io/inject-python";
 const EXCL: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 
+/// A config that defines the sidecar template (`sidecar:` in the file), as
+/// these tests of the template need: without one, `true` injects nothing.
+fn template_config() -> Config {
+    let mut c = Config::default();
+    c.sidecar.defined = true;
+    c
+}
+
+/// Without a sidecar-mode collector (none are read yet) and without a
+/// template in the config, the operator's `true` injects nothing: no
+/// collector the pod cannot use, a warning naming the namespace.
+#[test]
+fn sidecar_without_collector_or_template_injects_nothing() {
+    let p = json!({
+        "metadata": {"annotations": {"sidecar.opentelemetry.io/inject": "true",
+            "instrumentation.opentelemetry.io/inject-java": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1"}]}
+    });
+    let o = run_with(&p, &Config::default(), &StaticView::new(), None);
+    let a = o.applied.as_ref().expect("java still injected");
+    assert!(a.sidecar.is_none());
+    assert_eq!(a.injected.len(), 1);
+    assert!(
+        o.warnings.iter().any(|w| w.contains("namespace")
+            && w.contains("mode: sidecar")
+            && w.contains("nothing injected")),
+        "{:?}",
+        o.warnings
+    );
+    let doc = patched(&p, &o);
+    assert!(
+        doc["spec"]["containers"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1),
+        "no otc-container"
+    );
+}
+
 fn ns_meta(labels: &[(&str, &str)]) -> NamespaceMeta {
     NamespaceMeta {
         labels: labels
@@ -44,7 +82,7 @@ fn run_with(p: &Value, config: &Config, view: &StaticView, version: Option<(u32,
 }
 
 fn outcome(p: &Value) -> Outcome {
-    run_with(p, &Config::default(), &StaticView::new(), None)
+    run_with(p, &template_config(), &StaticView::new(), None)
 }
 
 fn patched(p: &Value, o: &Outcome) -> Value {
@@ -205,7 +243,7 @@ fn sidecar_container_is_exact_in_both_modes_and_sources() {
         ),
     ];
     for (value, native, version, list, want) in rows {
-        let mut config = Config::default();
+        let mut config = template_config();
         config.sidecar.native = native;
         let p = pod_with(json!({SC: value}), json!([app()]));
         let o = run_with(&p, &config, &StaticView::new(), version);
@@ -233,7 +271,7 @@ fn sidecar_container_is_exact_in_both_modes_and_sources() {
 
 #[test]
 fn sidecar_config_sources_and_resources_from_config() {
-    let mut config = Config::default();
+    let mut config = template_config();
     config.sidecar.native = NativeSidecar::Off;
     config.sidecar.image = "otel/col:1".into();
     config.sidecar.resources = Some(
@@ -531,7 +569,7 @@ fn sidecar_precedence_rows() {
             Want::PodSkip(SkipReason::OptedOut),
         ),
     ];
-    let mut config = Config::default();
+    let mut config = template_config();
     config.rules.push(rule);
     for (i, (ann, labels, containers, want)) in rows.into_iter().enumerate() {
         let view = StaticView::new().with_namespace(NS, ns_meta(&labels));
@@ -717,7 +755,7 @@ fn probes_are_added_only_where_missing_and_skips_warn() {
         ),
     ];
     for (i, (containers, port, want, warning)) in rows.into_iter().enumerate() {
-        let mut config = Config::default();
+        let mut config = template_config();
         config.probes.port = port;
         config.skip_containers = vec!["side".into()];
         let p = pod_with(json!({"otel-admission.io/probes": "true"}), containers);
@@ -757,7 +795,7 @@ fn probes_skip_the_injected_sidecar_and_init_containers() {
             "containers": [{"name": "app", "image": "x", "ports": health_port()}]
         }
     });
-    let mut config = Config::default();
+    let mut config = template_config();
     config.sidecar.native = NativeSidecar::Off;
     let o = run_with(&p, &config, &StaticView::new(), None);
     let doc = patched(&p, &o);
@@ -925,7 +963,7 @@ fn annotations_merge_and_never_overwrite() {
         let mut p = pod_with(ann, containers);
         p["metadata"]["labels"] = labels;
         let view = StaticView::new().with_namespace(NS, ns_meta(&ns_labels));
-        let o = run_with(&p, &Config::default(), &view, None);
+        let o = run_with(&p, &template_config(), &view, None);
         let doc = patched(&p, &o);
         let got = &doc["metadata"]["annotations"];
         for (k, v) in want.as_object().expect("obj") {
@@ -976,7 +1014,7 @@ fn status_metrics_and_second_run_cover_every_feature() {
         "spec": {"containers": [{"name": "app", "image": "python:3.12", "ports": health_port()}]}
     });
     let view = StaticView::new().with_namespace(NS, ns_meta(&[("istio-injection", "enabled")]));
-    let o = run_with(&p, &Config::default(), &view, Some((1, 30)));
+    let o = run_with(&p, &template_config(), &view, Some((1, 30)));
     let doc = patched(&p, &o);
     let status: Value = serde_json::from_str(
         doc["metadata"]["annotations"]["otel-admission.io/status"]
@@ -1017,7 +1055,7 @@ fn status_metrics_and_second_run_cover_every_feature() {
         "{fresh}"
     );
     // A second pass changes nothing.
-    let again = run_with(&doc, &Config::default(), &view, Some((1, 30)));
+    let again = run_with(&doc, &template_config(), &view, Some((1, 30)));
     assert!(again.patch().is_none());
     // The injected pod has unique container names.
     let mut names: Vec<&str> = doc["spec"]["containers"]
@@ -1081,7 +1119,7 @@ fn probes_and_annotations_switch_precedence() {
         ),
         (json!({}), vec![], false),
     ];
-    let mut config = Config::default();
+    let mut config = template_config();
     config.rules.push(rule);
     for (i, (ann, labels, want)) in rows.into_iter().enumerate() {
         let view = StaticView::new().with_namespace(NS, ns_meta(&labels));

@@ -446,7 +446,7 @@ pub fn inject_webserver(
             ed.push_volume(volume)?;
             let mut clone_mounts = current.volume_mounts.clone().unwrap_or_default();
             clone_mounts.push(mount(&conf_name, WEBSERVER_SOURCE_CONF_DIR));
-            ed.push_init_container(Container {
+            let mut clone = Container {
                 name: CLONE_CONTAINER.into(),
                 image: current.image.clone(),
                 command: Some(command),
@@ -458,7 +458,7 @@ pub fn inject_webserver(
                 security_context: Some(sc.clone()),
                 image_pull_policy: current.image_pull_policy.clone(),
                 ..Default::default()
-            })?;
+            };
             if let Some(at) = current
                 .volume_mounts
                 .iter()
@@ -473,12 +473,13 @@ pub fn inject_webserver(
                 .unwrap_or_default();
             ed.push_mount(slot, mount(&agent_name, WEBSERVER_AGENT_DIR))?;
             ed.push_mount(slot, mount(&conf_name, &w.conf_dir))?;
+            let mut attach = None;
             if let (Some(volume), Some(required), Some(args)) =
                 (agent_volume.take(), attach_env.take(), attach_args.take())
             {
                 let agent_name = volume.name.clone();
                 ed.push_volume(volume)?;
-                ed.push_init_container(Container {
+                attach = Some(Container {
                     name: w.attach_name.into(),
                     image: Some(w.image.clone()),
                     command: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -492,8 +493,21 @@ pub fn inject_webserver(
                     security_context: Some(sc.clone()),
                     image_pull_policy: spec.image_pull_policy.clone(),
                     ..Default::default()
-                })?;
+                });
                 vars(ed, slot)?;
+                // The operator's clone shares the app's env list, so a value
+                // `vars` changed in place (nginx's `LD_LIBRARY_PATH`) shows
+                // in the clone too; a variable `vars` added does not.
+                let after = ed.env(slot);
+                for (i, var) in clone.env.iter_mut().flatten().enumerate() {
+                    if let Some(now) = after.get(i).filter(|n| n.name == var.name) {
+                        *var = now.clone();
+                    }
+                }
+            }
+            ed.push_init_container(clone)?;
+            if let Some(attach) = attach {
+                ed.push_init_container(attach)?;
             }
         } else if w.security_context_per_target {
             ed.set_init_security_context(CLONE_CONTAINER, sc.clone())?;
