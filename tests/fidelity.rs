@@ -152,6 +152,9 @@ const SA_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// namespace is not set in `metadata`: the webhook reads `request.namespace`.
 /// Then the ServiceAccount admission plugin ([`service_account_admission`])
 /// and the API server's defaulting ([`api_defaults`]).
+/// The owner reference (kind, name, uid) the controller sets.
+type OwnerRef<'a> = Option<(&'a str, &'a str, String)>;
+
 fn pod_from_workload(workload: &Value) -> Value {
     let kind = workload["kind"].as_str().unwrap_or_default();
     let name = workload["metadata"]["name"]
@@ -159,10 +162,11 @@ fn pod_from_workload(workload: &Value) -> Value {
         .unwrap_or_default()
         .to_string();
     let template = |w: &Value| w["spec"]["template"].clone();
+    #[allow(clippy::type_complexity)] // one tuple per workload kind, read once below
     let (mut meta, spec, owner, generate_name, pod_name, extra_labels): (
         Value,
         Value,
-        Option<(&str, &str, String)>,
+        OwnerRef<'_>,
         Option<String>,
         Option<String>,
         Vec<(String, String)>,
