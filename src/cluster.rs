@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::instrumentation::{self, Instrumentation, InstrumentationSpec};
 use crate::metrics::Metrics;
+use crate::otelcol::{self, Collector};
 use crate::server::admin::Gate;
 
 /// `--cluster`: whether to watch the cluster.
@@ -77,6 +78,9 @@ struct Index<V> {
 pub struct Caches {
     namespaces: Index<NamespaceMeta>,
     instrumentations: Index<Instrumentation>,
+    /// Every `OpenTelemetryCollector` (any mode, so a named non-sidecar one
+    /// gets a precise warning), its config defaulted once here.
+    collectors: Index<Collector>,
 }
 
 // === impl Index ===
@@ -145,13 +149,15 @@ impl Caches {
         Self {
             namespaces: Index::default(),
             instrumentations: Index::default(),
+            collectors: Index::default(),
         }
     }
 
-    /// True once both kinds have been listed at least once.
+    /// True once every kind has been listed at least once.
     pub fn is_ready(&self) -> bool {
         self.namespaces.ready.load(Ordering::SeqCst)
             && self.instrumentations.ready.load(Ordering::SeqCst)
+            && self.collectors.ready.load(Ordering::SeqCst)
     }
 
     /// Starts both watchers. `gate` turns ready after the first full list of both.
@@ -164,8 +170,11 @@ impl Caches {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let ns_api: Api<Namespace> = Api::all(client.clone());
         let ns_stream = watcher::watcher(ns_api, watcher::Config::default()).default_backoff();
-        let inst_api: Api<DynamicObject> = Api::all_with(client, &instrumentation_resource());
+        let inst_api: Api<DynamicObject> =
+            Api::all_with(client.clone(), &instrumentation_resource());
         let inst_stream = watcher::watcher(inst_api, watcher::Config::default()).default_backoff();
+        let col_api: Api<DynamicObject> = Api::all_with(client, &collector_resource());
+        let col_stream = watcher::watcher(col_api, watcher::Config::default()).default_backoff();
 
         let on_change = {
             let caches = self.clone();
@@ -181,6 +190,12 @@ impl Caches {
                         kind: "instrumentation",
                     })
                     .set(caches.instrumentations.len() as i64);
+                metrics
+                    .cluster_objects
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: "opentelemetrycollector",
+                    })
+                    .set(caches.collectors.len() as i64);
                 let ready = caches.is_ready();
                 metrics.cluster_ready.set(i64::from(ready));
                 gate.set(ready);
@@ -198,11 +213,19 @@ impl Caches {
         let inst_task = tokio::spawn(run(
             "instrumentations",
             inst_stream,
-            stop,
-            on_change,
+            stop.clone(),
+            on_change.clone(),
             move |ev| caches.apply_instrumentation(ev),
         ));
-        vec![ns_task, inst_task]
+        let caches = self.clone();
+        let col_task = tokio::spawn(run(
+            "opentelemetrycollectors",
+            col_stream,
+            stop,
+            on_change,
+            move |ev| caches.apply_collector(ev),
+        ));
+        vec![ns_task, inst_task, col_task]
     }
 
     fn apply_namespace(&self, ev: Event<Namespace>) {
@@ -234,7 +257,35 @@ impl Caches {
     }
 }
 
+impl Caches {
+    fn apply_collector(&self, ev: Event<DynamicObject>) {
+        apply(&self.collectors, ev, convert_collector, |o| {
+            Some(format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or_default(),
+                o.metadata.name.as_deref().unwrap_or_default()
+            ))
+        });
+    }
+}
+
 impl ClusterView for Caches {
+    /// Sidecar-mode collectors in `namespace`, sorted by name.
+    fn sidecar_collectors(&self, namespace: &str) -> Vec<Arc<Collector>> {
+        let map = self.collectors.map.load();
+        let mut out: Vec<Arc<Collector>> = map
+            .values()
+            .filter(|c| c.namespace == namespace && c.is_sidecar())
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn collector(&self, namespace: &str, name: &str) -> Option<Arc<Collector>> {
+        self.collectors.get(&format!("{namespace}/{name}"))
+    }
+
     fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
         self.namespaces.get(name)
     }
@@ -347,6 +398,27 @@ pub fn instrumentation_resource() -> ApiResource {
         &GroupVersionKind::gvk("opentelemetry.io", "v1alpha1", instrumentation::KIND),
         "instrumentations",
     )
+}
+
+/// `opentelemetry.io/v1beta1` `OpenTelemetryCollector`; the API server
+/// serves `v1alpha1` objects through it.
+pub fn collector_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(otelcol::GROUP, otelcol::VERSION, otelcol::KIND),
+        otelcol::PLURAL,
+    )
+}
+
+/// Reads one collector; one that does not parse is logged and left out.
+fn convert_collector(obj: DynamicObject) -> Option<(String, Collector)> {
+    let value = serde_json::to_value(&obj).ok()?;
+    match Collector::from_object(&value, "") {
+        Ok(c) => Some((c.key(), c)),
+        Err(e) => {
+            tracing::warn!(collector = %format!("{}/{}", obj.metadata.namespace.as_deref().unwrap_or_default(), obj.metadata.name.as_deref().unwrap_or_default()), error = %e, "invalid OpenTelemetryCollector ignored");
+            None
+        }
+    }
 }
 
 /// Parses and validates one Instrumentation; invalid ones are logged and left out.

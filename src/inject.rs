@@ -20,6 +20,7 @@
 pub mod annotations;
 pub mod apply;
 pub mod cluster_view;
+pub mod collector;
 pub mod decide;
 pub mod detect;
 pub mod env;

@@ -20,6 +20,7 @@ pub mod config;
 pub mod inject;
 pub mod instrumentation;
 pub mod metrics;
+pub mod otelcol;
 pub mod policy;
 pub mod server;
 pub mod yaml;

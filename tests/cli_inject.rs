@@ -256,8 +256,8 @@ spec:
         "probes: added startup, liveness, readiness to app",
         "decided by: pod annotation otel-admission.io/probes=\"true\"",
         "annotations: off, by pod annotation otel-admission.io/istio=\"false\"",
-        // Document 1: a cross-namespace ConfigMap and no metrics port.
-        "sidecar: not injected (invalid_annotation): sidecar: pod annotation sidecar.opentelemetry.io/inject=\"other/col\" names ConfigMap other/col, but a pod can only mount ConfigMaps from its own namespace shop",
+        // Document 1: a collector that does not exist, and no metrics port.
+        "sidecar: not injected (invalid_annotation): sidecar: pod annotation sidecar.opentelemetry.io/inject=\"other/col\": OpenTelemetryCollector other/col not found",
         "probes: not requested (no otel-admission.io/probes and no rule with probes: true)",
         "annotations: not injected (not_selected): annotations: no metrics port",
     ] {

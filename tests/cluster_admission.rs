@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
-use common::apiserver::{FakeApiServer, INSTRUMENTATIONS, NAMESPACES, instrumentation, namespace};
+use common::apiserver::{
+    COLLECTORS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, collector, instrumentation, namespace,
+};
 use common::{Options, TestServer, review};
 use otel_admission::cluster::Caches;
 use otel_admission::config::Config;
@@ -367,5 +369,82 @@ async fn constraint_namespace_selectors_read_the_namespace_cache() {
     assert!(
         msg.contains("[no-debug-in-payments] label debug is not allowed here"),
         "{msg}"
+    );
+}
+
+/// A sidecar-mode `OpenTelemetryCollector` in the cache is the sidecar of the
+/// next pod that asks for one, built from the resource (its config in
+/// `OTEL_CONFIG`, its ports, the injected label); deleting it stops the
+/// injection, and the pod is still admitted with a warning.
+#[tokio::test]
+async fn the_sidecar_comes_from_the_collector_resource_in_the_cache() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(
+        COLLECTORS,
+        collector(
+            "shop",
+            "agent",
+            json!({"mode": "sidecar", "image": "otel/col:9", "config": {
+                "receivers": {"otlp": {"protocols": {"grpc": {}, "http": {}}}},
+                "exporters": {"debug": {}},
+                "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}}}
+            }}),
+        ),
+    );
+    let env = start(api).await;
+    let pod = app_pod(json!({"sidecar.opentelemetry.io/inject": "true"}));
+    let out = admit(&env.server, &pod).await.expect("patched");
+    assert_eq!(
+        out["metadata"]["labels"]["sidecar.opentelemetry.io/injected"],
+        "shop.agent"
+    );
+    let side = out["spec"]["initContainers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "otc-container"))
+        .expect("native sidecar");
+    assert_eq!(side["image"], "otel/col:9");
+    let config = side["env"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["name"] == "OTEL_CONFIG"))
+        .and_then(|e| e["value"].as_str())
+        .expect("OTEL_CONFIG");
+    assert!(config.contains("endpoint: 0.0.0.0:4317"), "{config}");
+    let ports: Vec<&str> = side["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ports, vec!["metrics", "otlp-grpc", "otlp-http"]);
+
+    env.api.delete(COLLECTORS, "shop", "agent");
+    until(|| {
+        otel_admission::inject::cluster_view::ClusterView::sidecar_collectors(
+            env.caches.as_ref(),
+            "shop",
+        )
+        .is_empty()
+    })
+    .await;
+    let (_, body) = env
+        .server
+        .post("/mutate", &review("u", "CREATE", pod.clone()))
+        .await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(
+        body["response"].get("patch").is_none() || {
+            // Only the status annotation may be written; no sidecar.
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(body["response"]["patch"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+            !String::from_utf8_lossy(&raw).contains("otc-container")
+        }
+    );
+    assert!(
+        body["response"]["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("mode: sidecar")))),
+        "{body}"
     );
 }

@@ -103,12 +103,13 @@ async fn a_pod_opting_into_everything_gets_everything_and_passes_the_policies() 
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    // Python's agent first, then the native sidecar (API server 1.31).
+    // The native sidecar first, then Python's agent (API server 1.31): the
+    // operator's sidecar mutator runs before its instrumentation mutator.
     assert_eq!(
         inits,
-        vec!["opentelemetry-auto-instrumentation-python", "otc-container"]
+        vec!["otc-container", "opentelemetry-auto-instrumentation-python"]
     );
-    let sidecar = &spec.init_containers.as_ref().expect("inits")[1];
+    let sidecar = &spec.init_containers.as_ref().expect("inits")[0];
     assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
     let app = &spec.containers[0];
     let env = |name: &str| {

@@ -31,7 +31,7 @@ fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 #[test]
-fn rbac_is_exactly_get_list_watch_on_namespaces_and_instrumentations() {
+fn rbac_is_exactly_get_list_watch_on_namespaces_instrumentations_and_collectors() {
     let objs = kustomize("manifests/base");
     let roles = find(&objs, "ClusterRole");
     assert_eq!(roles.len(), 1);
@@ -54,7 +54,11 @@ fn rbac_is_exactly_get_list_watch_on_namespaces_and_instrumentations() {
     }
     granted.sort();
     let mut want = Vec::new();
-    for (g, r) in [("", "namespaces"), ("opentelemetry.io", "instrumentations")] {
+    for (g, r) in [
+        ("", "namespaces"),
+        ("opentelemetry.io", "instrumentations"),
+        ("opentelemetry.io", "opentelemetrycollectors"),
+    ] {
         for v in ["get", "list", "watch"] {
             want.push((g.to_string(), r.to_string(), v.to_string()));
         }
@@ -83,8 +87,24 @@ fn the_crd_in_manifests_is_what_the_binary_prints() {
         "manifests/base/crd.yaml is stale: run `cargo run -- crd > manifests/base/crd.yaml`"
     );
     let objs = kustomize("manifests/base");
-    let crd = &find(&objs, "CustomResourceDefinition")[0];
-    assert_eq!(crd["metadata"]["name"], "instrumentations.opentelemetry.io");
+    let crds = find(&objs, "CustomResourceDefinition");
+    // The collector CRD, for clusters without the Operator: v1beta1 stored,
+    // v1alpha1 served.
+    let col = crds
+        .iter()
+        .find(|c| c["metadata"]["name"] == "opentelemetrycollectors.opentelemetry.io")
+        .expect("collector CRD");
+    let versions: Vec<(&str, bool)> = col["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap_or(""), v["storage"] == true))
+        .collect();
+    assert_eq!(versions, vec![("v1alpha1", false), ("v1beta1", true)]);
+    let crd = crds
+        .iter()
+        .find(|c| c["metadata"]["name"] == "instrumentations.opentelemetry.io")
+        .expect("Instrumentation CRD");
     assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], true);

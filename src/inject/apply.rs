@@ -96,9 +96,10 @@ pub struct Injected {
 
 /// Turns a plan into the mutated pod and its patch. Pure.
 ///
-/// Order: languages (their endpoint already points at the sidecar when one
-/// is planned), then the sidecar, then probes (which never touch the
-/// sidecar), then annotations (which need to know the sidecar's port).
+/// Order: the sidecar (as the operator), then languages (their endpoint
+/// already points at the sidecar when one is planned), then probes (which
+/// never touch the sidecar), then annotations (which need to know the
+/// sidecar's port).
 pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyError> {
     let mut out = pod.clone();
     let Pod { metadata, spec, .. } = &mut out;
@@ -111,6 +112,27 @@ pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyEr
     let mut injected = Vec::new();
     let mut failures = plan.failures.clone();
     let mut warnings = Vec::new();
+    // The sidecar first, as the operator's sidecar mutator runs before its
+    // instrumentation mutator: a native sidecar precedes the agents' init
+    // containers. The languages' endpoints already know it is planned.
+    let mut sidecar_done = None;
+    if let Some(sp) = &plan.sidecar {
+        match &sp.source {
+            CollectorSource::Resource(c) => {
+                crate::inject::collector::inject(&mut ed, c, pod, plan, sp.native)?
+            }
+            _ => sidecar::inject(&mut ed, &config.sidecar, sp, pod)?,
+        }
+        sidecar_done = Some(SidecarDone {
+            mode: if sp.native { "native" } else { "container" }.into(),
+            config: match &sp.source {
+                CollectorSource::Resource(c) => format!("collector/{}", c.key()),
+                CollectorSource::Builtin => "builtin".into(),
+                CollectorSource::Inline(_) => "inline".into(),
+                CollectorSource::ConfigMap(n) => format!("configmap/{n}"),
+            },
+        });
+    }
     for lp in &plan.languages {
         match languages::inject(&mut ed, pod, plan, lp, &mut warnings)? {
             Ok(()) => injected.push(Injected {
@@ -124,18 +146,6 @@ pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyEr
                 message,
             }),
         }
-    }
-    let mut sidecar_done = None;
-    if let Some(sp) = &plan.sidecar {
-        sidecar::inject(&mut ed, &config.sidecar, sp, pod)?;
-        sidecar_done = Some(SidecarDone {
-            mode: if sp.native { "native" } else { "container" }.into(),
-            config: match &sp.source {
-                CollectorSource::Builtin => "builtin".into(),
-                CollectorSource::Inline(_) => "inline".into(),
-                CollectorSource::ConfigMap(n) => format!("configmap/{n}"),
-            },
-        });
     }
     let mut probes_done = BTreeMap::new();
     if plan.probes.is_some() {
@@ -473,6 +483,25 @@ impl Editor<'_> {
         kind.set(c, probe);
         self.ops
             .push(add(ptr(&["spec", list, &idx, kind.field()]), v));
+        Ok(())
+    }
+
+    pub fn set_label(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
+        match &mut self.meta.labels {
+            Some(map) => {
+                self.ops.push(add(
+                    ptr(&["metadata", "labels", key]),
+                    Value::String(value.clone()),
+                ));
+                map.insert(key.to_string(), value);
+            }
+            None => {
+                let map = BTreeMap::from([(key.to_string(), value)]);
+                self.ops
+                    .push(add(ptr(&["metadata", "labels"]), to_value("labels", &map)?));
+                self.meta.labels = Some(map);
+            }
+        }
         Ok(())
     }
 

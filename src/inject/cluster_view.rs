@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Namespace;
 
 use crate::instrumentation::Instrumentation;
+use crate::otelcol::Collector;
 
 /// The parts of a Namespace that opt-in reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,10 @@ pub trait ClusterView: Send + Sync {
     /// Every Instrumentation in `ns`, sorted by name.
     fn instrumentations_in(&self, ns: &str) -> Vec<Arc<Instrumentation>>;
     fn instrumentation(&self, ns: &str, name: &str) -> Option<Arc<Instrumentation>>;
+    /// The `OpenTelemetryCollector`s with `mode: sidecar` in `ns`, sorted by name.
+    fn sidecar_collectors(&self, ns: &str) -> Vec<Arc<Collector>>;
+    /// One `OpenTelemetryCollector`, whatever its mode.
+    fn collector(&self, ns: &str, name: &str) -> Option<Arc<Collector>>;
 }
 
 /// A fixed view, built from files (`inject --namespace --instrumentation`) or
@@ -32,6 +37,7 @@ pub struct StaticView {
     namespaces: HashMap<String, Arc<NamespaceMeta>>,
     /// Keyed by (namespace, name) so listing a namespace is a range scan.
     instrumentations: BTreeMap<(String, String), Arc<Instrumentation>>,
+    collectors: BTreeMap<(String, String), Arc<Collector>>,
 }
 
 // === impl NamespaceMeta ===
@@ -71,7 +77,29 @@ impl StaticView {
     }
 }
 
+impl StaticView {
+    pub fn with_collector(mut self, c: Collector) -> Self {
+        self.collectors
+            .insert((c.namespace.clone(), c.name.clone()), Arc::new(c));
+        self
+    }
+}
+
 impl ClusterView for StaticView {
+    fn sidecar_collectors(&self, ns: &str) -> Vec<Arc<Collector>> {
+        self.collectors
+            .iter()
+            .filter(|((n, _), c)| n == ns && c.is_sidecar())
+            .map(|(_, c)| Arc::clone(c))
+            .collect()
+    }
+
+    fn collector(&self, ns: &str, name: &str) -> Option<Arc<Collector>> {
+        self.collectors
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
     fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
         self.namespaces.get(name).cloned()
     }

@@ -418,47 +418,53 @@ fn plan_sidecar(
             ),
         ));
     }
-    if !ctx.config.sidecar.defined {
-        // Collectors are not read from the cluster yet: without a sidecar
-        // template in the config there is nothing to inject, as the
-        // operator injects nothing without a sidecar-mode collector.
-        return Err(fail(
-            SkipReason::NotSelected,
-            format!(
-                "sidecar: {decided_by} asks for a collector, but namespace {} has no OpenTelemetryCollector with mode: sidecar known to otel-admission and the config defines no sidecar template; nothing injected",
-                ctx.namespace
-            ),
-        ));
-    }
     let source = if value.eq_ignore_ascii_case("true") {
-        match &ctx.config.sidecar.config {
-            Some(CollectorConfigSource {
-                config_map: Some(name),
-                ..
-            }) => CollectorSource::ConfigMap(name.clone()),
-            Some(CollectorConfigSource {
-                inline: Some(text), ..
-            }) => CollectorSource::Inline(text.clone()),
-            _ => CollectorSource::Builtin,
+        let mut found = ctx.view.sidecar_collectors(ctx.namespace);
+        match found.len() {
+            1 => CollectorSource::Resource(found.remove(0)),
+            0 => template_source(ctx).ok_or_else(|| {
+                fail(
+                    SkipReason::NotSelected,
+                    format!(
+                        "sidecar: {decided_by}, but namespace {} has no OpenTelemetryCollector with mode: sidecar and the config defines no sidecar template; nothing injected",
+                        ctx.namespace
+                    ),
+                )
+            })?,
+            n => {
+                let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
+                return Err(fail(
+                    SkipReason::AmbiguousInstrumentation,
+                    format!(
+                        "sidecar: namespace {} has {n} OpenTelemetryCollectors with mode: sidecar ({}); name one in {SIDECAR_KEY}",
+                        ctx.namespace,
+                        names.join(", ")
+                    ),
+                ));
+            }
         }
     } else {
+        // `<ns>/<name>` may name a collector in another namespace: it is a
+        // template for the container, as in the operator.
         let (ns, name) = value.split_once('/').unwrap_or((ctx.namespace, value));
-        if ns != ctx.namespace {
-            return Err(fail(
-                SkipReason::InvalidAnnotation,
-                format!(
-                    "sidecar: {decided_by} names ConfigMap {ns}/{name}, but a pod can only mount ConfigMaps from its own namespace {}",
-                    ctx.namespace
-                ),
-            ));
+        match ctx.view.collector(ns, name) {
+            Some(c) if c.is_sidecar() => CollectorSource::Resource(c),
+            Some(c) => {
+                return Err(fail(
+                    SkipReason::InvalidAnnotation,
+                    format!(
+                        "sidecar: {decided_by} names OpenTelemetryCollector {ns}/{name}, whose mode is {}, not sidecar",
+                        c.spec.mode.as_deref().unwrap_or("deployment")
+                    ),
+                ));
+            }
+            None => {
+                return Err(fail(
+                    SkipReason::InvalidAnnotation,
+                    format!("sidecar: {decided_by}: OpenTelemetryCollector {ns}/{name} not found"),
+                ));
+            }
         }
-        if !valid_dns_name(name) {
-            return Err(fail(
-                SkipReason::InvalidAnnotation,
-                format!("sidecar: {decided_by}: {name:?} is not a valid ConfigMap name"),
-            ));
-        }
-        CollectorSource::ConfigMap(name.to_string())
     };
     if matches!(source, CollectorSource::ConfigMap(_))
         && spec
@@ -498,14 +504,22 @@ fn plan_sidecar(
     })
 }
 
-/// RFC 1123 subdomain, as ConfigMap names must be.
-fn valid_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+/// The config's sidecar template, when the config file defines one (SPEC §5:
+/// only then does a namespace without a sidecar-mode collector get a sidecar).
+fn template_source(ctx: &Context<'_>) -> Option<CollectorSource> {
+    if !ctx.config.sidecar.defined {
+        return None;
+    }
+    Some(match &ctx.config.sidecar.config {
+        Some(CollectorConfigSource {
+            config_map: Some(name),
+            ..
+        }) => CollectorSource::ConfigMap(name.clone()),
+        Some(CollectorConfigSource {
+            inline: Some(text), ..
+        }) => CollectorSource::Inline(text.clone()),
+        _ => CollectorSource::Builtin,
+    })
 }
 
 /// Whether the pod is in an Istio mesh, and why: pod label or annotation

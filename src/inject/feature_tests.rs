@@ -227,15 +227,9 @@ fn sidecar_container_is_exact_in_both_modes_and_sources() {
             "containers",
             builtin_regular,
         ),
+        // The config's template from ConfigMap my-col (the annotation says "true").
         (
             "my-col",
-            NativeSidecar::Off,
-            None,
-            "containers",
-            configmap_regular.clone(),
-        ),
-        (
-            "shop/my-col",
             NativeSidecar::Off,
             None,
             "containers",
@@ -245,7 +239,16 @@ fn sidecar_container_is_exact_in_both_modes_and_sources() {
     for (value, native, version, list, want) in rows {
         let mut config = template_config();
         config.sidecar.native = native;
-        let p = pod_with(json!({SC: value}), json!([app()]));
+        let annotation = if value == "true" {
+            "true"
+        } else {
+            config.sidecar.config = Some(CollectorConfigSource {
+                config_map: Some(value.into()),
+                inline: None,
+            });
+            "true"
+        };
+        let p = pod_with(json!({SC: annotation}), json!([app()]));
         let o = run_with(&p, &config, &StaticView::new(), version);
         let doc = patched(&p, &o);
         let got = find(&doc, list, "otc-container").unwrap_or_else(|| {
@@ -485,30 +488,31 @@ fn sidecar_precedence_rows() {
             Want::Injected("builtin"),
         ),
         (
-            json!({SC: "mine"}),
+            json!({SC: "otel/mine"}),
             vec![],
             json!([app()]),
-            Want::Injected("configmap/mine"),
+            Want::Injected("collector/otel/mine"),
         ),
         (
+            // Not in the pod's namespace: not found.
             json!({SC: "shop/mine"}),
             vec![],
             json!([app()]),
-            Want::Injected("configmap/mine"),
+            Want::Failed(SkipReason::InvalidAnnotation),
         ),
         // Pod true, namespace name: the namespace refines.
         (
             json!({SC: "true"}),
-            vec![(SC, "ns-col")],
+            vec![(SC, "otel/ns-col")],
             json!([app()]),
-            Want::Injected("configmap/ns-col"),
+            Want::Injected("collector/otel/ns-col"),
         ),
         // Pod name wins over namespace true.
         (
-            json!({SC: "pod-col"}),
+            json!({SC: "otel/pod-col"}),
             vec![(SC, "true")],
             json!([app()]),
-            Want::Injected("configmap/pod-col"),
+            Want::Injected("collector/otel/pod-col"),
         ),
         // Pod false wins over namespace true.
         (
@@ -571,8 +575,20 @@ fn sidecar_precedence_rows() {
     ];
     let mut config = template_config();
     config.rules.push(rule);
+    // `<ns>/<name>` names a sidecar-mode collector, here in a central
+    // namespace (so `true` in the pod's own namespace finds none).
+    let collector = |name: &str| {
+        crate::otelcol::Collector::from_object(
+            &json!({"metadata": {"name": name, "namespace": "otel"}, "spec": {"mode": "sidecar"}}),
+            NS,
+        )
+        .expect("collector")
+    };
     for (i, (ann, labels, containers, want)) in rows.into_iter().enumerate() {
-        let view = StaticView::new().with_namespace(NS, ns_meta(&labels));
+        let mut view = StaticView::new().with_namespace(NS, ns_meta(&labels));
+        for name in ["mine", "ns-col", "pod-col"] {
+            view = view.with_collector(collector(name));
+        }
         let p = pod_with(ann.clone(), containers.clone());
         let o = run_with(&p, &config, &view, None);
         let doc = patched(&p, &o);
@@ -623,6 +639,60 @@ fn sidecar_precedence_rows() {
             }
         }
     }
+}
+
+/// `true` takes the namespace's only sidecar-mode collector; two are
+/// ambiguous; a deployment-mode one is not a sidecar (named: an error; for
+/// `true`: not counted, so the template applies).
+#[test]
+fn true_picks_the_only_sidecar_mode_collector() {
+    let col = |name: &str, mode: &str| {
+        crate::otelcol::Collector::from_object(
+            &json!({"metadata": {"name": name, "namespace": NS}, "spec": {"mode": mode,
+                "config": {"receivers": {"otlp": {"protocols": {"grpc": {}}}}, "exporters": {"debug": {}},
+                    "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}}}}}}),
+            NS,
+        )
+        .expect("collector")
+    };
+    let p = pod_with(json!({SC: "true"}), json!([app()]));
+    let one = StaticView::new()
+        .with_collector(col("agent", "sidecar"))
+        .with_collector(col("gateway", "deployment"));
+    let o = run_with(&p, &Config::default(), &one, None);
+    let a = o.applied.as_ref().expect("applied");
+    assert_eq!(
+        a.sidecar.as_ref().map(|s| s.config.as_str()),
+        Some("collector/shop/agent")
+    );
+    let doc = patched(&p, &o);
+    assert_eq!(
+        doc["metadata"]["labels"]["sidecar.opentelemetry.io/injected"],
+        "shop.agent"
+    );
+    let side = find(&doc, "initContainers", "otc-container").expect("native sidecar");
+    assert_eq!(side["args"], json!(["--config=env:OTEL_CONFIG"]));
+    assert_eq!(side["restartPolicy"], "Always");
+
+    let two = one.clone().with_collector(col("agent-2", "sidecar"));
+    let o = run_with(&p, &Config::default(), &two, None);
+    let a = o.applied.as_ref().expect("applied");
+    assert!(a.sidecar.is_none());
+    assert!(
+        a.failures
+            .iter()
+            .any(|f| f.reason == SkipReason::AmbiguousInstrumentation
+                && f.message.contains("agent, agent-2"))
+    );
+
+    let named = pod_with(json!({SC: "gateway"}), json!([app()]));
+    let o = run_with(&named, &Config::default(), &one, None);
+    let a = o.applied.as_ref().expect("applied");
+    assert!(
+        a.failures.iter().any(|f| f.message.contains("not sidecar")),
+        "{:?}",
+        a.failures
+    );
 }
 
 #[test]

@@ -115,8 +115,10 @@ pub struct Plan {
 }
 
 /// Where the collector's configuration comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CollectorSource {
+    /// An `OpenTelemetryCollector` with `mode: sidecar`, built as the operator builds it.
+    Resource(Arc<crate::otelcol::Collector>),
     /// The built-in pipeline to `sidecar.gateway`, in `OTEL_CONFIG`.
     Builtin,
     /// The config's `sidecar.config.inline` YAML, in `OTEL_CONFIG`.

@@ -160,6 +160,15 @@ pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod) -> Containe
                 text.contains("health_check"),
             )
         }
+        // `apply` builds a resource's sidecar with `collector::container`;
+        // here it would get the template's shape with its own config.
+        CollectorSource::Resource(c) => {
+            env.push(plain(
+                "OTEL_CONFIG",
+                crate::inject::collector::render::render(&c.config),
+            ));
+            (vec!["--config=env:OTEL_CONFIG".to_string()], None, false)
+        }
         CollectorSource::ConfigMap(_) => (
             vec![format!("--config={CONFIG_DIR}/{CONFIG_KEY}")],
             Some(vec![VolumeMount {

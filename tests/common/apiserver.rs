@@ -1,5 +1,6 @@
 //! A local HTTP server that speaks the Kubernetes list/watch protocol for
-//! Namespaces and Instrumentations, so kube-rs watchers run for real.
+//! Namespaces, Instrumentations and OpenTelemetryCollectors, so kube-rs
+//! watchers run for real.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 pub const NAMESPACES: &str = "namespaces";
 pub const INSTRUMENTATIONS: &str = "instrumentations";
+pub const COLLECTORS: &str = "opentelemetrycollectors";
 
 #[derive(Clone)]
 struct Change {
@@ -77,6 +79,14 @@ impl FakeApiServer {
                 get(
                     |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
                         list_or_watch(s, q, INSTRUMENTATIONS)
+                    },
+                ),
+            )
+            .route(
+                "/apis/opentelemetry.io/v1beta1/opentelemetrycollectors",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, COLLECTORS)
                     },
                 ),
             )
@@ -218,10 +228,10 @@ async fn list_or_watch(
         .filter(|((r, _), _)| *r == resource)
         .map(|(_, v)| v.clone())
         .collect();
-    let (api_version, kind) = if resource == NAMESPACES {
-        ("v1", "NamespaceList")
-    } else {
-        ("opentelemetry.io/v1alpha1", "InstrumentationList")
+    let (api_version, kind) = match resource {
+        NAMESPACES => ("v1", "NamespaceList"),
+        COLLECTORS => ("opentelemetry.io/v1beta1", "OpenTelemetryCollectorList"),
+        _ => ("opentelemetry.io/v1alpha1", "InstrumentationList"),
     };
     axum::Json(json!({
         "apiVersion": api_version, "kind": kind,
@@ -267,6 +277,14 @@ pub fn namespace(name: &str, labels: Value) -> Value {
 pub fn instrumentation(ns: &str, name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "opentelemetry.io/v1alpha1", "kind": "Instrumentation",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec
+    })
+}
+
+pub fn collector(ns: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "opentelemetry.io/v1beta1", "kind": "OpenTelemetryCollector",
         "metadata": {"name": name, "namespace": ns},
         "spec": spec
     })
