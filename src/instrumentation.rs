@@ -62,8 +62,14 @@ pub struct InstrumentationSpec {
     pub java: Option<Java>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodejs: Option<Language>,
+    /// Operator 0.162+: the PHP extension (annotation `otel-php-api-version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub php: Option<Language>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<Language>,
+    /// Operator 0.162+: Ruby's auto-instrumentation on `RUBYOPT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruby: Option<Language>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dotnet: Option<Language>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -342,8 +348,20 @@ impl InstrumentationSpec {
                     .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
             ),
             (
+                "php",
+                self.php
+                    .as_ref()
+                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
+            ),
+            (
                 "python",
                 self.python
+                    .as_ref()
+                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
+            ),
+            (
+                "ruby",
+                self.ruby
                     .as_ref()
                     .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
             ),

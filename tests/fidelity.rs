@@ -719,7 +719,10 @@ fn operator_fidelity() {
     assert!(!cases.is_empty(), "no case files in tests/fidelity");
     let mut report = String::new();
     let (mut counted, mut passed, mut known) = (0, 0, 0);
-    let sidecars = cases.iter().filter(|(_, c)| c.sidecar).count();
+    let sidecars = cases
+        .iter()
+        .filter(|(_, c)| c.sidecar && filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .count();
     let mut summary = Vec::new();
     for (_, case) in &cases {
         if filter.as_deref().is_some_and(|f| !case.name.contains(f)) {

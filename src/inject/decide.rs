@@ -73,8 +73,8 @@ use crate::config::{CollectorConfigSource, Config, NativeSidecar, Rule};
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::inject::language::Language;
 use crate::inject::plan::{
-    AnnotationsPlan, CollectorSource, Decision, Failure, Feature, LanguagePlan, Libc, Owner, Plan,
-    Resolved, SidecarPlan, Skip, SkipReason,
+    AnnotationsPlan, CollectorSource, Decision, Failure, Feature, LanguagePlan, Libc, Owner,
+    PhpBuild, Plan, Resolved, SidecarPlan, Skip, SkipReason,
 };
 use crate::inject::{selector, service_name, status};
 use crate::instrumentation::Instrumentation;
@@ -89,6 +89,17 @@ pub const GO_TARGET_EXE_KEY: &str = "instrumentation.opentelemetry.io/otel-go-au
 pub const PYTHON_PLATFORM_KEY: &str = "instrumentation.opentelemetry.io/otel-python-platform";
 pub const DOTNET_RUNTIME_KEY: &str = "instrumentation.opentelemetry.io/otel-dotnet-auto-runtime";
 pub const CONTAINER_NAMES_KEY: &str = "instrumentation.opentelemetry.io/container-names";
+pub const PHP_API_VERSION_KEY: &str = "instrumentation.opentelemetry.io/otel-php-api-version";
+pub const PHP_PLATFORM_KEY: &str = "instrumentation.opentelemetry.io/otel-php-platform";
+pub const PHP_THREAD_SAFETY_KEY: &str = "instrumentation.opentelemetry.io/otel-php-thread-safety";
+/// The Zend API versions the operator's PHP image carries, with their PHP.
+pub const PHP_API_VERSIONS: [(&str, &str); 5] = [
+    ("20210902", "8.1"),
+    ("20220829", "8.2"),
+    ("20230831", "8.3"),
+    ("20240924", "8.4"),
+    ("20250925", "8.5"),
+];
 /// Our opt-in to language auto-detection.
 pub const AUTO_KEY: &str = "otel-admission.io/inject-auto";
 /// The operator's collector sidecar key: `true`, `false`, `<name>` or `<ns>/<name>`.
@@ -599,11 +610,13 @@ fn hard_exclusion(pod: &Pod, ctx: &Context<'_>) -> Option<Skip> {
 /// The operator's `isAutoInstrumentationInjected` guard (reference §6).
 fn operator_injected(pod: &Pod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
-    const INIT: [&str; 6] = [
+    const INIT: [&str; 8] = [
         "opentelemetry-auto-instrumentation-dotnet",
         "opentelemetry-auto-instrumentation-java",
         "opentelemetry-auto-instrumentation-nodejs",
+        "opentelemetry-auto-instrumentation-php",
         "opentelemetry-auto-instrumentation-python",
+        "opentelemetry-auto-instrumentation-ruby",
         "otel-agent-attach-apache",
         "otel-agent-source-container-clone",
     ];
@@ -833,7 +846,9 @@ fn plan_language(
     let (targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
     let mut libc = Libc::Glibc;
     let mut go_target_exe = None;
+    let mut php = None;
     match lang {
+        Language::Php => php = Some(php_build(pod, ns_meta)?),
         Language::Python => {
             let key = PYTHON_PLATFORM_KEY;
             if let Some(f) = combine(ns_value(ns_meta, key), pod_value(pod, key)) {
@@ -924,6 +939,71 @@ fn plan_language(
         containers_by,
         libc,
         go_target_exe,
+        php,
+    })
+}
+
+/// PHP's three annotations (pod, then namespace, as the operator's
+/// `annotationValue`): the API version is required, since the extension is
+/// built per PHP minor version; platform and thread safety have defaults.
+fn php_build(pod: &Pod, ns: &NamespaceMeta) -> Result<PhpBuild, Failure> {
+    let lang = Language::Php;
+    fn get<'a>(pod: &'a Pod, ns: &'a NamespaceMeta, key: &'a str) -> Option<&'a str> {
+        combine(ns_value(ns, key), pod_value(pod, key)).map(|f| f.value)
+    }
+    let known: Vec<String> = PHP_API_VERSIONS
+        .iter()
+        .map(|(v, php)| format!("{v} (PHP {php})"))
+        .collect();
+    let api_version = match get(pod, ns, PHP_API_VERSION_KEY) {
+        Some(v) if PHP_API_VERSIONS.iter().any(|(k, _)| *k == v) => v.to_string(),
+        Some(v) => {
+            return Err(failure(
+                lang,
+                SkipReason::InvalidAnnotation,
+                format!(
+                    "php: {PHP_API_VERSION_KEY}={v:?} is not one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        None => {
+            return Err(failure(
+                lang,
+                SkipReason::InvalidAnnotation,
+                format!(
+                    "php: {PHP_API_VERSION_KEY} is required: one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    };
+    let platform = match get(pod, ns, PHP_PLATFORM_KEY) {
+        None | Some("glibc") => "glibc",
+        Some("musl") => "musl",
+        Some(other) => {
+            return Err(failure(
+                lang,
+                SkipReason::InvalidAnnotation,
+                format!("php: {PHP_PLATFORM_KEY}={other:?} is not glibc or musl"),
+            ));
+        }
+    };
+    let thread_safety = match get(pod, ns, PHP_THREAD_SAFETY_KEY) {
+        None | Some("non-zts") => "non-zts",
+        Some("zts") => "zts",
+        Some(other) => {
+            return Err(failure(
+                lang,
+                SkipReason::InvalidAnnotation,
+                format!("php: {PHP_THREAD_SAFETY_KEY}={other:?} is not zts or non-zts"),
+            ));
+        }
+    };
+    Ok(PhpBuild {
+        api_version,
+        platform,
+        thread_safety,
     })
 }
 
@@ -1048,7 +1128,9 @@ fn targets(
                     Some(
                         Language::Java
                             | Language::Nodejs
+                            | Language::Php
                             | Language::Python
+                            | Language::Ruby
                             | Language::Dotnet
                             | Language::Sdk
                     )

@@ -144,7 +144,9 @@ pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
     match lang {
         Language::Java => spec.java.as_ref().map(|l| l.env.as_slice()),
         Language::Nodejs => spec.nodejs.as_ref().map(|l| l.env.as_slice()),
+        Language::Php => spec.php.as_ref().map(|l| l.env.as_slice()),
         Language::Python => spec.python.as_ref().map(|l| l.env.as_slice()),
+        Language::Ruby => spec.ruby.as_ref().map(|l| l.env.as_slice()),
         Language::Dotnet => spec.dotnet.as_ref().map(|l| l.env.as_slice()),
         Language::Go => spec.go.as_ref().map(|l| l.env.as_slice()),
         Language::ApacheHttpd => spec.apache_httpd.as_ref().map(|l| l.env.as_slice()),

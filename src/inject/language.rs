@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum Language {
     Java,
     Nodejs,
+    Php,
     Python,
+    Ruby,
     Dotnet,
     Go,
     ApacheHttpd,
@@ -24,7 +26,9 @@ pub enum Language {
 pub enum LanguageChoice {
     Java,
     Nodejs,
+    Php,
     Python,
+    Ruby,
     Dotnet,
     Go,
     ApacheHttpd,
@@ -37,10 +41,13 @@ pub enum LanguageChoice {
 // === impl Language ===
 
 impl Language {
-    pub const ALL: [Language; 8] = [
+    /// In the operator's injection order (PHP after Node.js, Ruby after Python).
+    pub const ALL: [Language; 10] = [
         Self::Java,
         Self::Nodejs,
+        Self::Php,
         Self::Python,
+        Self::Ruby,
         Self::Dotnet,
         Self::Go,
         Self::ApacheHttpd,
@@ -53,7 +60,9 @@ impl Language {
         match self {
             Self::Java => "java",
             Self::Nodejs => "nodejs",
+            Self::Php => "php",
             Self::Python => "python",
+            Self::Ruby => "ruby",
             Self::Dotnet => "dotnet",
             Self::Go => "go",
             Self::ApacheHttpd => "apache-httpd",
@@ -74,7 +83,9 @@ impl LanguageChoice {
         Some(match self {
             Self::Java => Language::Java,
             Self::Nodejs => Language::Nodejs,
+            Self::Php => Language::Php,
             Self::Python => Language::Python,
+            Self::Ruby => Language::Ruby,
             Self::Dotnet => Language::Dotnet,
             Self::Go => Language::Go,
             Self::ApacheHttpd => Language::ApacheHttpd,

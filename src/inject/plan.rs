@@ -81,6 +81,20 @@ pub struct LanguagePlan {
     pub libc: Libc,
     /// Go only: the `otel-go-auto-target-exe` path.
     pub go_target_exe: Option<String>,
+    /// PHP only: which build of the extension to copy.
+    pub php: Option<PhpBuild>,
+}
+
+/// The PHP extension build the annotations select (operator 0.162):
+/// `otel-php-api-version` (required), `otel-php-platform`, `otel-php-thread-safety`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhpBuild {
+    /// The Zend API version, e.g. `20240924` for PHP 8.4.
+    pub api_version: String,
+    /// `glibc` or `musl`.
+    pub platform: &'static str,
+    /// `non-zts` or `zts`.
+    pub thread_safety: &'static str,
 }
 
 /// The owning workload as far as it can be told without an API call.

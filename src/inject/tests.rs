@@ -1702,3 +1702,91 @@ fn init_container_targets_get_the_agent_just_before_them() {
             .is_none()
     );
 }
+
+/// PHP needs `otel-php-api-version` (the extension is built per PHP minor);
+/// without it, or with a value the image does not carry, nothing is injected
+/// for PHP and the warning lists the versions. Platform and thread safety
+/// select the build the init container copies.
+#[test]
+fn php_needs_its_api_version_and_selects_the_build() {
+    let config = Config::default();
+    let view = StaticView::new();
+    for (ann, want) in [
+        (
+            json!({"instrumentation.opentelemetry.io/inject-php": "true"}),
+            "is required",
+        ),
+        (
+            json!({"instrumentation.opentelemetry.io/inject-php": "true",
+                "instrumentation.opentelemetry.io/otel-php-api-version": "2024"}),
+            "is not one of",
+        ),
+        (
+            json!({"instrumentation.opentelemetry.io/inject-php": "true",
+                "instrumentation.opentelemetry.io/otel-php-api-version": "20240924",
+                "instrumentation.opentelemetry.io/otel-php-platform": "alpine"}),
+            "is not glibc or musl",
+        ),
+    ] {
+        let p = simple(ann, json!({}));
+        let o = outcome(&p, &config, &view);
+        let w = o.warnings.iter().find(|w| w.contains(want));
+        assert!(w.is_some(), "{want}: {:?}", o.warnings);
+        if !want.contains("glibc") {
+            assert!(w.is_some_and(|w| w.contains("20240924 (PHP 8.4)")), "{w:?}");
+        }
+        let doc = patched(&p, &o);
+        assert!(doc["spec"]["initContainers"].is_null(), "{doc}");
+    }
+    let p = simple(
+        json!({"instrumentation.opentelemetry.io/inject-php": "true",
+            "instrumentation.opentelemetry.io/otel-php-api-version": "20230831",
+            "instrumentation.opentelemetry.io/otel-php-platform": "musl",
+            "instrumentation.opentelemetry.io/otel-php-thread-safety": "zts"}),
+        json!({}),
+    );
+    let doc = patched(&p, &outcome(&p, &config, &view));
+    let init = &doc["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "opentelemetry-auto-instrumentation-php");
+    assert_eq!(init["command"], json!(["/bin/sh", "-c"]));
+    assert_eq!(
+        init["args"].as_array().map(|a| a[1..].to_vec()),
+        Some(vec![
+            json!("--"),
+            json!("/autoinstrumentation/."),
+            json!("/otel-auto-instrumentation-php"),
+            json!("musl"),
+            json!("20230831"),
+            json!("zts")
+        ])
+    );
+    let lines = env_lines(container(&doc, "app"));
+    assert!(lines.contains(&"PHP_INI_SCAN_DIR=:/otel-auto-instrumentation-php".to_string()));
+    assert!(lines.contains(&"OTEL_PHP_AUTOLOAD_ENABLED=true".to_string()));
+}
+
+/// Ruby composes `RUBYOPT` with the user's value, plain or `valueFrom`.
+#[test]
+fn ruby_composes_rubyopt() {
+    let p = json!({
+        "metadata": {"name": "r", "annotations": {"instrumentation.opentelemetry.io/inject-ruby": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "ruby:3", "env": [{"name": "RUBYOPT", "value": "-W0"}]}]}
+    });
+    let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
+    let lines = env_lines(container(&doc, "app"));
+    assert!(
+        lines.contains(
+            &"RUBYOPT=-W0 -r /otel-auto-instrumentation-ruby/src/autoinstrumentation".to_string()
+        ),
+        "{lines:?}"
+    );
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["command"],
+        json!([
+            "cp",
+            "-r",
+            "/autoinstrumentation/.",
+            "/otel-auto-instrumentation-ruby"
+        ])
+    );
+}

@@ -75,6 +75,7 @@ pub fn inject(
         ]
         .map(String::from)
         .to_vec(),
+        args: None,
         init_mount: INIT_MOUNT,
         resources: res,
         size: java.and_then(|j| j.volume_limit_size.as_ref()),

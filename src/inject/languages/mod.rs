@@ -8,7 +8,9 @@ pub mod go;
 pub mod java;
 pub mod nginx;
 pub mod nodejs;
+pub mod php;
 pub mod python;
+pub mod ruby;
 pub mod sdk;
 
 use std::collections::BTreeMap;
@@ -46,7 +48,9 @@ pub fn inject(
     match lp.language {
         Language::Java => java::inject(ed, pod, plan, lp, warnings),
         Language::Nodejs => nodejs::inject(ed, pod, plan, lp, warnings),
+        Language::Php => php::inject(ed, pod, plan, lp, warnings),
         Language::Python => python::inject(ed, pod, plan, lp, warnings),
+        Language::Ruby => ruby::inject(ed, pod, plan, lp, warnings),
         Language::Dotnet => dotnet::inject(ed, pod, plan, lp, warnings),
         Language::Go => go::inject(ed, pod, plan, lp, warnings),
         Language::ApacheHttpd => apache_httpd::inject(ed, pod, plan, lp, warnings),
@@ -225,6 +229,8 @@ pub struct Agent<'a> {
     pub volume: &'a str,
     pub image: String,
     pub command: Vec<String>,
+    /// The init container's args (PHP's script and its arguments).
+    pub args: Option<Vec<String>>,
     /// Where the init container mounts the volume.
     pub init_mount: &'a str,
     pub resources: ResourceRequirements,
@@ -239,7 +245,7 @@ pub struct Agent<'a> {
 
 impl<'a> Agent<'a> {
     /// The agent of a language in the operator's common shape (Node.js,
-    /// Python, .NET): an init container named like its volume that runs
+    /// Python, .NET, Ruby, PHP): an init container named like its volume that runs
     /// `cp -r <source> <mount>`, limits 500m/256Mi, the given requests.
     pub fn copied(
         spec: Option<&'a crate::instrumentation::Language>,
@@ -256,6 +262,7 @@ impl<'a> Agent<'a> {
                 .and_then(|l| l.image.clone())
                 .unwrap_or_else(|| default_image.into()),
             command: ["cp", "-r", source, mount].map(String::from).to_vec(),
+            args: None,
             init_mount: mount,
             resources: resources(
                 spec.and_then(|l| l.resource_requirements.as_ref()),
@@ -319,6 +326,7 @@ pub fn inject_agent(
         name: agent.init_name.into(),
         image: Some(agent.image),
         command: Some(agent.command),
+        args: agent.args,
         image_pull_policy: spec.image_pull_policy.clone(),
         resources: Some(agent.resources),
         security_context: Some(sc.clone()),
