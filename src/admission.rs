@@ -126,6 +126,23 @@ fn decode_error(body: &[u8]) -> DecodeError {
     }
 }
 
+/// Only `request.uid`, skipping everything else, for answering a request
+/// whose full decode did not happen (overload, deadline).
+pub fn peek_uid(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Outer {
+        request: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        uid: String,
+    }
+    serde_json::from_slice::<Outer>(body)
+        .ok()
+        .map(|o| o.request.uid)
+        .filter(|u| !u.is_empty())
+}
+
 /// Parses a body into a request, checking the envelope.
 pub fn decode(body: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     // The fast path; only a body that fails is parsed again to name the field.

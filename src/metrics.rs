@@ -36,8 +36,10 @@ pub enum RequestResult {
     BadRequest,
     /// Our own failure, answered per `failureMode`.
     Error,
-    /// The per-request deadline passed.
+    /// The per-request deadline passed; answered per `failureMode` in time.
     Timeout,
+    /// Too many requests waiting for a worker; answered per `failureMode` at once.
+    Overloaded,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +83,7 @@ pub struct Metrics {
     pub injections: Family<InjectionLabels, Counter>,
     pub skips: Family<SkipLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
+    pub requests_in_flight: Family<EndpointLabels, Gauge>,
     pub request_duration: Family<EndpointLabels, Histogram>,
     pub config_reload_errors: Counter,
     pub tls_reload_errors: Counter,
@@ -108,13 +111,14 @@ impl Endpoint {
 }
 
 impl RequestResult {
-    pub const ALL: [RequestResult; 6] = [
+    pub const ALL: [RequestResult; 7] = [
         Self::Allowed,
         Self::Patched,
         Self::Denied,
         Self::BadRequest,
         Self::Error,
         Self::Timeout,
+        Self::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +129,7 @@ impl RequestResult {
             Self::BadRequest => "bad_request",
             Self::Error => "error",
             Self::Timeout => "timeout",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -145,6 +150,12 @@ impl Metrics {
             "requests",
             "Admission requests by endpoint and result",
             requests.clone(),
+        );
+        let requests_in_flight = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "requests_in_flight",
+            "Admission requests being answered, by endpoint",
+            requests_in_flight.clone(),
         );
         let request_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
@@ -224,6 +235,7 @@ impl Metrics {
             injections,
             skips,
             requests,
+            requests_in_flight,
             request_duration,
             config_reload_errors,
             tls_reload_errors,
@@ -244,6 +256,9 @@ impl Metrics {
                 });
             }
             let _ = self.request_duration.get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            });
+            let _ = self.requests_in_flight.get_or_create(&EndpointLabels {
                 endpoint: endpoint.as_str(),
             });
         }

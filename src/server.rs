@@ -1,11 +1,13 @@
 //! The admission server: a TLS listener for `/mutate` and `/validate`, and a
 //! plain-HTTP admin listener, with hot reload and graceful shutdown.
 //!
-//! Shutdown order: readiness turns false, new connections are still accepted
-//! for `shutdown_delay` (endpoints take a moment to drop us), then the TLS
-//! listener closes and in-flight requests get up to `shutdown_grace` to
-//! finish. The admin listener stays up until the end so probes see "not ready"
-//! rather than "connection refused".
+//! Shutdown order (SPEC §10): readiness turns false and, for
+//! `shutdown_delay`, new connections are still accepted while every
+//! HTTP/1.1 response carries `Connection: close` and HTTP/2 connections get
+//! GOAWAY; then the TLS listener closes, every connection accepted before
+//! has its first request served, and in-flight requests get up to
+//! `shutdown_grace` to finish. The admin listener stays up until the end so
+//! probes see "not ready" rather than "connection refused".
 
 pub mod admin;
 pub mod reload;
@@ -134,8 +136,10 @@ impl Server {
             mutator: app.mutator.clone(),
             validator: app.validator.clone(),
             metrics: app.metrics.clone(),
+            config: app.config.clone(),
             body_limit: settings.body_limit,
             request_timeout: settings.request_timeout,
+            workers: Arc::new(webhook::Workers::for_this_machine()),
         });
         let admin = admin::router(app.readiness.clone(), app.metrics.clone());
         tracing::info!(webhook = %webhook_addr, admin = %admin_addr, "serving");
@@ -149,20 +153,21 @@ impl Server {
                 settings.header_read_timeout,
                 admin_stop_rx,
             ));
-            let (tls_stop, tls_stop_rx) = watch::channel(false);
+            let (tls_phase, tls_phase_rx) = watch::channel(Phase::Serving);
             let tls_task = tokio::spawn(serve_tls(
                 webhook_listener,
                 acceptor,
                 hook,
                 settings.clone(),
-                tls_stop_rx,
+                tls_phase_rx,
             ));
             let mut stop_rx = stop_rx;
             let _ = stop_rx.wait_for(|s| *s).await;
             readiness.start_draining();
-            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: readiness is false");
+            tls_phase.send_replace(Phase::Draining);
+            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: readiness is false, clients are asked to leave");
             tokio::time::sleep(settings.shutdown_delay).await;
-            tls_stop.send_replace(true);
+            tls_phase.send_replace(Phase::Closing);
             let _ = tls_task.await;
             admin_stop.send_replace(true);
             let _ = admin_task.await;
@@ -228,7 +233,12 @@ fn spawn_config_reload(
     let dirs = vec![tls::parent_dir(&path)];
     let mut last = std::fs::read(&path).ok();
     reload::spawn("config", dirs, poll, stop, move || {
-        let bytes = std::fs::read(&path).ok();
+        // A file that cannot be read right now is most likely mid-swap
+        // (the kubelet's `..data` rename): the next event or poll reads it.
+        let Ok(bytes) = std::fs::read(&path).map(Some) else {
+            tracing::debug!(path = %path.display(), "config file unreadable; retrying on the next change");
+            return;
+        };
         if bytes == last {
             return;
         }
@@ -263,17 +273,65 @@ fn http_builder(
     b
 }
 
-/// Accepts TLS connections until `stop`, then drains them for up to the grace period.
+/// Where the TLS listener is in its shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// From SIGTERM for `shutdown_delay`: still accepting, but HTTP/1.1
+    /// responses carry `Connection: close` and HTTP/2 connections get GOAWAY,
+    /// so clients leave on a response boundary.
+    Draining,
+    /// The listener is closed; connections finish within the grace period.
+    Closing,
+}
+
+/// Resolves once the listener is closing (or the server is gone).
+async fn closing(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p == Phase::Closing).await;
+}
+
+/// How long, once closing, a connection that has not sent its first request
+/// (or finished its TLS handshake) is waited for.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// Per connection: whether its first request has arrived.
+#[derive(Default)]
+struct FirstRequest {
+    seen: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl FirstRequest {
+    fn mark(&self) {
+        if !self.seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        if !self.seen() {
+            notified.await;
+        }
+    }
+}
+
+/// Accepts TLS connections, then drains them so that no request that
+/// reached us goes unanswered (SPEC §10): the HTTP version comes from ALPN,
+/// because the `auto` builder cancels, on graceful shutdown, a connection
+/// that has not yet read its first bytes.
 async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
     settings: Settings,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder(settings.header_read_timeout));
-    let service = TowerToHyperService::new(router);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -284,16 +342,51 @@ async fn serve_tls(
                     continue;
                 }
             },
-            _ = stopped(&mut stop) => break,
+            _ = closing(&mut phase) => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let service = service.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = settings.header_read_timeout;
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        conns.spawn(serve_connection(
+            tcp,
+            peer,
+            acceptor.clone(),
+            router.clone(),
+            settings.header_read_timeout,
+            phase.clone(),
+        ));
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let all_done = async { while conns.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = all_done => tracing::info!("all in-flight requests finished"),
+        _ = tokio::time::sleep(settings.shutdown_grace) => {
+            tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace period over; closing remaining connections");
+            conns.abort_all();
+        }
+    }
+}
+
+/// One TLS connection: handshake, HTTP/1.1 or HTTP/2 by ALPN, and its part
+/// of the drain.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    header_read_timeout: Duration,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let handshake = tokio::time::timeout(header_read_timeout, acceptor.accept(tcp));
+    let tls = {
+        let mut closing_rx = phase.clone();
+        tokio::pin!(handshake);
+        let cut = async {
+            closing(&mut closing_rx).await;
+            tokio::time::sleep(FIRST_REQUEST_WAIT).await;
+        };
+        tokio::select! {
+            r = &mut handshake => match r {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -303,18 +396,159 @@ async fn serve_tls(
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with error");
+            },
+            // A client that never finishes its handshake does not hold the exit.
+            _ = cut => return,
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let first = Arc::new(FirstRequest::default());
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(
+        *phase.borrow() != Phase::Serving,
+    ));
+    let service = {
+        let first = first.clone();
+        let draining = draining.clone();
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            first.mark();
+            let router = router.clone();
+            let draining = draining.clone();
+            async move {
+                use tower::ServiceExt as _;
+                let mut resp = router
+                    .oneshot(req.map(axum::body::Body::new))
+                    .await
+                    .unwrap_or_else(|e| match e {});
+                // Decided when the response goes out: a drain that began
+                // while the request ran still closes this connection after it.
+                if !h2 && draining.load(std::sync::atomic::Ordering::SeqCst) {
+                    resp.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, std::convert::Infallible>(resp)
             }
-        });
+        })
+    };
+    let io = TokioIo::new(tls);
+    let result = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(header_read_timeout))
+            .keep_alive_timeout(header_read_timeout);
+        let conn = b.serve_connection(io, service);
+        drive(
+            conn,
+            h2,
+            &first,
+            &draining,
+            &mut phase,
+            header_read_timeout,
+            |c| c.graceful_shutdown(),
+        )
+        .await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .keep_alive(true);
+        let conn = b.serve_connection(io, service);
+        drive(
+            conn,
+            h2,
+            &first,
+            &draining,
+            &mut phase,
+            header_read_timeout,
+            |c| c.graceful_shutdown(),
+        )
+        .await
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with error");
     }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all in-flight requests finished"),
-        _ = tokio::time::sleep(settings.shutdown_grace) => {
-            tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace period over; closing remaining connections");
+}
+
+/// Polls a connection through the drain phases.
+///
+/// - Draining: HTTP/2 gets GOAWAY (streams already opened are served);
+///   HTTP/1.1 keeps serving, each response with `Connection: close`.
+/// - Closing: a connection that has had its first request shuts down
+///   gracefully (the request in flight finishes); one that has not yet is
+///   given [`FIRST_REQUEST_WAIT`] to send it, and that request is served.
+/// - An HTTP/2 connection that sends no request within the header-read
+///   timeout is shut down (HTTP/1.1 has hyper's own header-read timeout).
+async fn drive<C, E>(
+    conn: C,
+    h2: bool,
+    first: &FirstRequest,
+    draining: &std::sync::atomic::AtomicBool,
+    phase: &mut watch::Receiver<Phase>,
+    header_read_timeout: Duration,
+    shutdown: impl Fn(std::pin::Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    let opened = tokio::time::Instant::now();
+    let mut closing_since: Option<tokio::time::Instant> = None;
+    let mut shut = false;
+    loop {
+        let now_phase = *phase.borrow();
+        if now_phase != Phase::Serving {
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if now_phase == Phase::Closing && closing_since.is_none() {
+            closing_since = Some(tokio::time::Instant::now());
+        }
+        // When a connection without its first request stops being waited for.
+        let first_by = [
+            closing_since.map(|t| t + FIRST_REQUEST_WAIT),
+            h2.then_some(opened + header_read_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if !shut {
+            let go = match now_phase {
+                Phase::Serving => false,
+                // GOAWAY is safe at once: streams the client opened before
+                // it saw the final GOAWAY are still served.
+                Phase::Draining => h2,
+                Phase::Closing => h2 || first.seen(),
+            } || (!first.seen()
+                && first_by.is_some_and(|t| t <= tokio::time::Instant::now()));
+            if go {
+                shutdown(conn.as_mut());
+                shut = true;
+            }
+        }
+        let wait_first = async {
+            match first_by {
+                Some(t) if !shut && !first.seen() => {
+                    tokio::select! {
+                        _ = first.wait() => {}
+                        _ = tokio::time::sleep_until(t) => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    // The server is gone: finish what is in flight.
+                    if !shut {
+                        shutdown(conn.as_mut());
+                    }
+                    return conn.await;
+                }
+            }
+            _ = wait_first => {}
         }
     }
 }

@@ -307,6 +307,11 @@ fn check_common(objs: &[Value]) {
     // Restricted, highly available, probed on the admin port.
     assert!(deploy["spec"]["replicas"].as_u64().expect("replicas") >= 2);
     assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_object());
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    let hpa = one(objs, "HorizontalPodAutoscaler", "otel-admission");
+    assert_eq!(hpa["spec"]["minReplicas"], 2);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "otel-admission");
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
     let pdb = one(objs, "PodDisruptionBudget", "otel-admission");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],

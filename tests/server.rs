@@ -600,3 +600,118 @@ async fn config_reload_swaps_good_and_keeps_old_on_bad() {
         "old config kept"
     );
 }
+
+/// The issue-12 repro: SIGTERM with a 1 s shutdown delay, ten TLS
+/// connections opened at +0.7 s (during the delay), a POST on each at +1.2 s
+/// (after the listener closed): every one is served, with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_accepted_before_the_drain_have_their_first_request_served() {
+    let s = start(Options {
+        tweak: Box::new(|st| st.shutdown_delay = Duration::from_secs(1)),
+        ..Default::default()
+    })
+    .await;
+    let t0 = tokio::time::Instant::now();
+    s.server.shutdown();
+    tokio::time::sleep_until(t0 + Duration::from_millis(700)).await;
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        conns.push(common::tls_connect(s.server.webhook_addr, &s.bundle).await);
+    }
+    tokio::time::sleep_until(t0 + Duration::from_millis(1200)).await;
+    let body = serde_json::to_vec(&review("late", "CREATE", pod())).expect("json");
+    let mut tasks = Vec::new();
+    for mut tls in conns {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let head = format!(
+                "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            tls.write_all(head.as_bytes()).await.expect("w");
+            tls.write_all(&body).await.expect("w");
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        }));
+    }
+    for t in tasks {
+        let text = t.await.expect("join");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), s.server.wait())
+        .await
+        .expect("server stops");
+}
+
+/// During the shutdown delay a keep-alive connection keeps serving, and
+/// its response says `Connection: close`, so the client leaves on a response
+/// boundary instead of losing its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_clients_are_told_to_leave_during_the_delay() {
+    let s = start(Options {
+        tweak: Box::new(|st| st.shutdown_delay = Duration::from_millis(800)),
+        ..Default::default()
+    })
+    .await;
+    let body = serde_json::to_vec(&review("ka", "CREATE", pod())).expect("json");
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut tls = common::tls_connect(s.server.webhook_addr, &s.bundle).await;
+    tls.write_all(head.as_bytes()).await.expect("w");
+    tls.write_all(&body).await.expect("w");
+    let mut buf = vec![0u8; 8192];
+    let n = tls.read(&mut buf).await.expect("first answer");
+    let first = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(
+        first.starts_with("http/1.1 200") && !first.contains("connection: close"),
+        "{first}"
+    );
+    s.server.shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tls.write_all(head.as_bytes())
+        .await
+        .expect("second request on the same connection");
+    tls.write_all(&body).await.expect("w");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+    let second = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+    assert!(second.starts_with("http/1.1 200"), "{second}");
+    assert!(second.contains("connection: close"), "{second}");
+}
+
+/// A client that writes a whole over-limit body before reading still reads
+/// the 413 (the body is read and discarded, not left to reset the connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_limit_body_written_in_full_still_reads_the_413() {
+    let s = start(Options {
+        tweak: Box::new(|st| st.body_limit = 1024 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let body = vec![b' '; 3 * 1024 * 1024];
+    let mut tls = common::tls_connect(s.server.webhook_addr, &s.bundle).await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.expect("w");
+    tls.write_all(&body)
+        .await
+        .expect("the whole body is accepted");
+    tls.flush().await.expect("flush");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read, not reset");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("exceeds the limit"), "{text}");
+}

@@ -33,9 +33,20 @@ pub enum TlsError {
     Invalid { what: String, reason: String },
     #[error("{what}: certificate expired at unix time {not_after}")]
     Expired { what: String, not_after: i64 },
+    #[error(
+        "{what}: certificate is not valid before unix time {not_before} (more than {skew}s ahead of this clock)"
+    )]
+    NotYetValid {
+        what: String,
+        not_before: i64,
+        skew: i64,
+    },
     #[error("cannot build TLS config: {0}")]
     Config(#[from] rustls::Error),
 }
+
+/// How far in the future a certificate's `notBefore` may lie (clock skew).
+pub const CLOCK_SKEW_SECS: i64 = 5 * 60;
 
 /// A parsed, consistent serving pair.
 #[derive(Debug)]
@@ -77,10 +88,21 @@ fn parse_pair_named(
             reason: format!("not an X.509 certificate: {e}"),
         })?;
     let not_after = x509.validity().not_after.timestamp();
-    if not_after <= time::OffsetDateTime::now_utc().unix_timestamp() {
+    let not_before = x509.validity().not_before.timestamp();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if not_after <= now {
         return Err(TlsError::Expired {
             what: cert_what.into(),
             not_after,
+        });
+    }
+    // Every handshake would fail with a certificate from the future; a few
+    // minutes of skew between the issuer's clock and ours are normal.
+    if not_before > now + CLOCK_SKEW_SECS {
+        return Err(TlsError::NotYetValid {
+            what: cert_what.into(),
+            not_before,
+            skew: CLOCK_SKEW_SECS,
         });
     }
     let certified =
@@ -206,14 +228,34 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// Reads both files from one snapshot. The kubelet swaps a Secret volume by
+/// renaming the `..data` symlink and then removes the old directory, so two
+/// plain reads may straddle a swap (a cert from the new pair, a key from the
+/// old) or meet a link whose target just vanished. Both paths are resolved
+/// before and after reading; if either moved, or a file vanished, the read
+/// is retried rather than reported.
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let resolve = |p: &Path| std::fs::canonicalize(p).ok();
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| TlsError::Read {
             path: p.to_owned(),
             source,
         })
     };
-    Ok((read(cert)?, read(key)?))
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = (resolve(cert), resolve(key));
+        let result = read(cert).and_then(|c| read(key).map(|k| (c, k)));
+        let after = (resolve(cert), resolve(key));
+        let moved = before != after;
+        let vanished = matches!(&result, Err(TlsError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound);
+        if (moved || vanished) && attempt < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        return result;
+    }
 }
 
 pub(crate) fn parent_dir(p: &Path) -> PathBuf {
@@ -246,6 +288,24 @@ mod tests {
         assert!(err.to_string().starts_with("--tls-cert"), "{err}");
         let err = parse_pair(a.cert_pem.as_bytes(), b"nonsense").expect_err("no key");
         assert!(err.to_string().starts_with("--tls-key"), "{err}");
+    }
+
+    #[test]
+    fn a_certificate_from_the_future_is_refused_and_skew_is_allowed() {
+        let mk = |offset: time::Duration| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("p");
+            params.not_before = time::OffsetDateTime::now_utc() + offset;
+            params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+            let cert = params.self_signed(&key).expect("cert");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (c, k) = mk(time::Duration::hours(1));
+        let err = parse_pair(c.as_bytes(), k.as_bytes()).expect_err("future");
+        assert!(matches!(err, TlsError::NotYetValid { .. }), "{err}");
+        assert!(err.to_string().contains("not valid before"), "{err}");
+        let (c, k) = mk(time::Duration::minutes(2));
+        parse_pair(c.as_bytes(), k.as_bytes()).expect("two minutes of skew are fine");
     }
 
     #[test]
