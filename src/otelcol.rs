@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, Lifecycle, ResourceRequirements, SecurityContext, Volume,
     VolumeMount,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const GROUP: &str = "opentelemetry.io";
@@ -33,7 +33,7 @@ pub struct Collector {
 }
 
 /// The parts of `spec` the sidecar uses.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CollectorSpec {
     pub mode: Option<String>,
@@ -61,7 +61,7 @@ pub struct CollectorSpec {
 
 /// `spec.ports[]`: a Service port, of which the container takes name, port,
 /// protocol and hostPort.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CollectorPort {
     pub name: Option<String>,
@@ -71,7 +71,7 @@ pub struct CollectorPort {
 }
 
 /// `spec.configmaps[]`: a ConfigMap mounted under `/var/conf/<mountpath>`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ConfigMapMount {
     pub name: String,
@@ -79,7 +79,7 @@ pub struct ConfigMapMount {
 }
 
 /// `spec.<kind>Probe`: timings over the probe the config's `health_check` gives.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProbeSettings {
     pub initial_delay_seconds: Option<i32>,

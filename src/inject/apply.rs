@@ -170,6 +170,15 @@ pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyEr
         &probes_done,
         annotations_done.as_deref(),
     );
+    let done_something = !injected.is_empty()
+        || sidecar_done.is_some()
+        || !probes_done.is_empty()
+        || annotations_done.is_some();
+    let mut status = status;
+    if done_something {
+        status.fingerprint = status::fingerprint(plan, config);
+        ed.set_label(status::INJECTED_LABEL, status.fingerprint.clone())?;
+    }
     let json = status.to_json().map_err(|source| ApplyError::Serialize {
         what: "status annotation",
         source,

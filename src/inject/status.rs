@@ -9,6 +9,11 @@ use crate::inject::apply::{Injected, SidecarDone};
 use crate::inject::plan::Failure;
 
 pub const STATUS_KEY: &str = "otel-admission.io/status";
+/// The label carrying the fingerprint, so a selector finds instrumented pods.
+pub const INJECTED_LABEL: &str = "otel-admission.io/injected";
+/// Bumped whenever the same inputs would produce a different pod, so pods
+/// injected by an older layout read as stale (SPEC §6a).
+pub const LAYOUT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -32,6 +37,97 @@ pub struct Status {
     /// Feature to skip reason, for what was asked for but not done.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failures: BTreeMap<String, String>,
+    /// [`fingerprint`] of what decided the injection; also the value of
+    /// the [`INJECTED_LABEL`] label.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+}
+
+/// What decided one pod's injection, in a canonical form: the plan's
+/// choices and the specs they came from, never the pod's own name or the
+/// ReplicaSet's hash, so every replica of a template, and a workload's
+/// template seen by `rollout plan`, gets the same fingerprint.
+#[derive(Serialize)]
+struct Inputs<'a> {
+    layout: u32,
+    languages: Vec<LanguageInputs<'a>>,
+    sidecar: Option<SidecarInputs<'a>>,
+    probes: Option<(&'a str, &'a crate::config::ProbesConfig)>,
+    annotations: Option<(&'a str, Option<&'a str>)>,
+}
+
+#[derive(Serialize)]
+struct LanguageInputs<'a> {
+    language: &'a str,
+    decided_by: &'a str,
+    instrumentation: &'a str,
+    spec: &'a crate::instrumentation::InstrumentationSpec,
+    containers: &'a [String],
+    musl: bool,
+    go_target_exe: Option<&'a str>,
+    php: Option<(&'a str, &'a str, &'a str)>,
+}
+
+#[derive(Serialize)]
+struct SidecarInputs<'a> {
+    decided_by: &'a str,
+    native: bool,
+    collector: Option<(
+        String,
+        &'a crate::otelcol::CollectorSpec,
+        &'a serde_json::Value,
+    )>,
+    template: Option<&'a crate::config::SidecarConfig>,
+}
+
+/// A short, stable hash of what decided the injection (SPEC §5): equal
+/// inputs give equal fingerprints across restarts, replicas and versions
+/// that do not change the output. FNV-1a, hand-written because it must not
+/// change with a library or the standard library's hasher.
+pub fn fingerprint(plan: &crate::inject::plan::Plan, config: &crate::config::Config) -> String {
+    use crate::inject::plan::{CollectorSource, Libc};
+    let inputs = Inputs {
+        layout: LAYOUT_VERSION,
+        languages: plan
+            .languages
+            .iter()
+            .map(|lp| LanguageInputs {
+                language: lp.language.key(),
+                decided_by: &lp.decided_by,
+                instrumentation: &lp.instrumentation.label,
+                spec: &lp.instrumentation.instrumentation.spec,
+                containers: &lp.containers,
+                musl: lp.libc == Libc::Musl,
+                go_target_exe: lp.go_target_exe.as_deref(),
+                php: lp
+                    .php
+                    .as_ref()
+                    .map(|p| (p.api_version.as_str(), p.platform, p.thread_safety)),
+            })
+            .collect(),
+        sidecar: plan.sidecar.as_ref().map(|sp| SidecarInputs {
+            decided_by: &sp.decided_by,
+            native: sp.native,
+            collector: match &sp.source {
+                CollectorSource::Resource(c) => Some((c.key(), &c.spec, &c.config)),
+                _ => None,
+            },
+            template: (!matches!(sp.source, CollectorSource::Resource(_)))
+                .then_some(&config.sidecar),
+        }),
+        probes: plan.probes.as_deref().map(|by| (by, &config.probes)),
+        annotations: plan
+            .annotations
+            .as_ref()
+            .map(|a| (a.decided_by.as_str(), a.mesh.as_deref())),
+    };
+    let bytes = serde_json::to_vec(&inputs).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 impl Status {

@@ -1790,3 +1790,50 @@ fn ruby_composes_rubyopt() {
         ])
     );
 }
+
+/// The fingerprint (SPEC §5): the same template gives the same value for
+/// every replica and ReplicaSet (no pod name or template hash in it), in the
+/// status annotation and the `otel-admission.io/injected` label; a changed
+/// Instrumentation spec or deciding source changes it.
+#[test]
+fn the_fingerprint_follows_what_decided_not_which_pod() {
+    let view = |endpoint: &str| {
+        StaticView::new().with_instrumentation(
+            inst(NS, "python", json!({"exporter": {"endpoint": endpoint}})),
+            NS,
+        )
+    };
+    let pod = |name: &str, rs: &str| {
+        json!({
+            "metadata": {"generateName": format!("{name}-"), "labels": {"pod-template-hash": rs.rsplit('-').next()},
+                "annotations": {"instrumentation.opentelemetry.io/inject-python": "true"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "u", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "a:1"}]}
+        })
+    };
+    let fp = |p: &Value, v: &StaticView| {
+        let doc = patched(p, &outcome(p, &Config::default(), v));
+        let label = doc["metadata"]["labels"]["otel-admission.io/injected"]
+            .as_str()
+            .map(str::to_string)
+            .expect("label");
+        let status: Value = serde_json::from_str(
+            doc["metadata"]["annotations"]["otel-admission.io/status"]
+                .as_str()
+                .expect("status"),
+        )
+        .expect("json");
+        assert_eq!(status["fingerprint"], label.as_str());
+        assert_eq!(label.len(), 16);
+        label
+    };
+    let a = fp(&pod("web-5d8f", "web-5d8f"), &view("http://c:4318"));
+    let b = fp(&pod("web-77aa", "web-77aa"), &view("http://c:4318"));
+    assert_eq!(a, b, "another ReplicaSet of the same template");
+    let c = fp(&pod("web-5d8f", "web-5d8f"), &view("http://other:4318"));
+    assert_ne!(a, c, "a changed Instrumentation");
+    // Nothing injected: no label.
+    let plain = json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "app", "image": "a:1"}]}});
+    let o = outcome(&plain, &Config::default(), &StaticView::new());
+    assert!(o.patch().is_none());
+}
