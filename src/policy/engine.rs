@@ -544,7 +544,9 @@ fn record(out: &mut Outcome, policy: &str, found: Vec<Violation>, failed: Option
 
 impl Outcome {
     /// The admission answer, per SPEC §3/§7: deny → denials, warn → warnings,
-    /// dryrun → nothing; an evaluation error follows `failureMode`.
+    /// dryrun → nothing; an evaluation error follows `failureMode`. Both lists
+    /// are clamped (SPEC §10, [`crate::warnings`]): one line of at most 256
+    /// characters each, at most 32 of them.
     pub fn verdict(&self, failure_mode: FailureMode) -> Verdict {
         let mut v = Verdict::default();
         for x in &self.violations {
@@ -565,6 +567,8 @@ impl Outcome {
                     .push(format!("otel-admission: policy {policy} not enforced: {e}")),
             }
         }
+        v.denials = crate::warnings::clamp_warnings(v.denials);
+        v.warnings = crate::warnings::clamp_warnings(v.warnings);
         v
     }
 }
@@ -754,7 +758,7 @@ impl Validate for Policies {
         let r = &review.request;
         for v in &outcome.violations {
             tracing::info!(uid = %r.uid, workload = %r.workload(), policy = %v.policy,
-                action = v.action.as_str(), message = %v.message, "policy violation");
+                action = v.action.as_str(), violation = %v.message, "policy violation");
         }
         for (policy, e) in &outcome.errors {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
@@ -910,6 +914,98 @@ mod tests {
             v.denials[0].starts_with("[kubernetes.admission.bad] policy evaluation failed"),
             "{v:?}"
         );
+    }
+
+    fn decoded_body() -> Vec<u8> {
+        let mut v = review(serde_json::json!({"metadata": {"name": "p"}}));
+        v["request"]["resource"] =
+            serde_json::json!({"group": "", "version": "v1", "resource": "pods"});
+        serde_json::to_vec(&v).expect("json")
+    }
+
+    fn policies_from(files: &[(&str, &str)]) -> (tempfile::TempDir, Policies) {
+        let d = tempfile::tempdir().expect("tmp");
+        for (name, text) in files {
+            std::fs::write(d.path().join(name), text).expect("w");
+        }
+        let p = Policies::load(
+            d.path(),
+            Duration::from_secs(5),
+            FailureMode::Allow,
+            Arc::new(Metrics::new()),
+        )
+        .expect("load");
+        (d, p)
+    }
+
+    /// Warnings and denials are one line of at most 256 characters each, at
+    /// most 32 per answer (SPEC §10), whatever the Rego produces.
+    #[test]
+    fn verdict_messages_are_clamped() {
+        let (_d, p) = policies_from(&[(
+            "loud.rego",
+            "package kubernetes.admission.loud\nimport rego.v1\n\
+             warn contains sprintf(\"w%03d\\nsecond line%300d\", [i, i]) if some i in numbers.range(1, 40)\n\
+             deny contains sprintf(\"d%03d\\n%300d\", [i, i]) if some i in numbers.range(1, 2)\n",
+        )]);
+        let body = decoded_body();
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        let v = p.validate(&decoded);
+        assert_eq!(v.warnings.len(), 32, "{v:?}");
+        assert_eq!(v.warnings[31], "… and 9 more");
+        assert!(v.warnings[0].starts_with("[kubernetes.admission.loud] w001 second line"));
+        assert_eq!(v.denials.len(), 2, "{v:?}");
+        for m in v.warnings.iter().chain(&v.denials) {
+            assert!(!m.contains('\n'), "{m}");
+            assert!(m.chars().count() <= 256, "{m}");
+        }
+        assert!(v.denials[0].ends_with('…'), "{:?}", v.denials);
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A JSON log line of a policy violation has one `message` key (the
+    /// event), and the violation under its own key.
+    #[test]
+    fn violation_log_lines_have_one_message_key() {
+        let (_d, p) = policies_from(&[(
+            "two.rego",
+            "package kubernetes.admission.two\nimport rego.v1\ndeny contains \"no pods today\" if input.request\n",
+        )]);
+        let body = decoded_body();
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let v = tracing::subscriber::with_default(subscriber, || p.validate(&decoded));
+        assert_eq!(v.denials, vec!["[kubernetes.admission.two] no pods today"]);
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let line = text
+            .lines()
+            .find(|l| l.contains("policy violation"))
+            .unwrap_or_else(|| panic!("no violation line in {text}"));
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        let json: Json = serde_json::from_str(line).expect("json line");
+        assert_eq!(json["message"], "policy violation", "{line}");
+        assert_eq!(json["violation"], "no pods today", "{line}");
     }
 
     /// A review that is not JSON fails every policy rather than one.
