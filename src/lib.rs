@@ -23,4 +23,5 @@ pub mod metrics;
 pub mod otelcol;
 pub mod policy;
 pub mod server;
+pub mod warnings;
 pub mod yaml;

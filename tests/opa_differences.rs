@@ -102,6 +102,23 @@ msg := sprintf("%s needs %s", ["app"])
     );
 }
 
+/// OPA's `sprintf` bounds widths as Go's `fmt` does: a literal width past
+/// 10^6 stops the format (`%!(NOVERB)`), a `*` width past it is
+/// `%!(BADWIDTH)`. Neither allocates the width, so neither aborts.
+#[test]
+fn sprintf_with_huge_widths_renders_like_go() {
+    let src = r#"package t
+import rego.v1
+literal := sprintf("[%99999999999999999999d]", [1])
+star := sprintf("[%*d]", [10000000, 1])
+"#;
+    assert_eq!(
+        eval(src, "literal", json!({})),
+        Some(json!("[%!(NOVERB)%!(EXTRA int=1)"))
+    );
+    assert_eq!(eval(src, "star", json!({})), Some(json!("[%!(BADWIDTH)1]")));
+}
+
 /// OPA (non-strict): a builtin error makes its expression undefined; it does
 /// not abort the query, so other rules and other bodies still answer.
 #[test]

@@ -17,6 +17,11 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_otel-admission");
 
+// The shipped binary's allocator, so the memory test below measures what a
+// replica does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -474,4 +479,151 @@ fn policy_eval_reads_stdin_and_verify_names_a_missing_file() {
     let (code, _, err) = run(&["policy", "verify", "."], d.path());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("missing.yaml"), "{err}");
+}
+
+// === memory (issue 12) ===
+
+/// Set in the child process of [`validate_memory_is_bounded`]: the body file
+/// to validate.
+const MEM_CHILD: &str = "OTEL_ADMISSION_TEST_MEM_BODY";
+
+/// A `VmHWM`/`VmRSS` field of `/proc/self/status`, in KiB.
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+}
+
+/// A pod with `n` env vars in one container, one of them an unapproved
+/// collector endpoint so the Gatekeeper constraint has a violation to find.
+fn pod_with_env(n: usize) -> Value {
+    let mut pod = injected_pod();
+    let env: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("E{i:06}"), "value": format!("v{i}")}))
+        .chain([
+            json!({"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": "http://rogue:4318"}),
+        ])
+        .collect();
+    pod["spec"]["containers"][0]["env"] = Value::Array(env);
+    pod
+}
+
+/// The child half: `/validate`'s path (decode, then the policy engine)
+/// on the body in `$OTEL_ADMISSION_TEST_MEM_BODY`, in a fresh process,
+/// printing its peak RSS. A no-op in a normal test run.
+#[test]
+fn validate_memory_child() {
+    use otel_admission::admission::Validate as _;
+    let Some(path) = std::env::var_os(MEM_CHILD) else {
+        return;
+    };
+    let policies = Policies::load(
+        &repo().join("policies"),
+        Duration::from_secs(60),
+        FailureMode::Allow,
+        Arc::new(Metrics::new()),
+    )
+    .expect("pack");
+    let body = std::fs::read(path).expect("body");
+    let decoded = otel_admission::admission::decode(&body).expect("decodes");
+    let idle = proc_status_kib("VmHWM");
+    let verdict = policies.validate(&decoded);
+    let peak = proc_status_kib("VmHWM");
+    println!(
+        "\nMEM idle_kib={idle} peak_kib={peak} denials={} warnings={}",
+        verdict.denials.len(),
+        verdict.warnings.len()
+    );
+    for w in verdict.warnings.iter().chain(&verdict.denials) {
+        println!("MSG {}", w.chars().take(200).collect::<String>());
+    }
+}
+
+/// Peak RSS and the verdict's messages of one child run.
+fn measure(body: &Path) -> (u64, u64, Vec<String>) {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "validate_memory_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEM_CHILD, body)
+        .output()
+        .expect("child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| Some(l.split_once("MEM ")?.1))
+        .unwrap_or_else(|| panic!("no MEM line in {stdout}"));
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+    };
+    let messages = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("MSG "))
+        .map(str::to_string)
+        .collect();
+    (field("idle_kib"), field("peak_kib"), messages)
+}
+
+/// SPEC §10 / issue 12: a 3 MiB pod (100,000 env vars) costs at most 64 MiB
+/// above a tiny one on `/validate` with the shipped pack. Each body is
+/// validated in a fresh process (this test binary, re-run on
+/// [`validate_memory_child`]) whose peak RSS (`VmHWM`) is compared.
+#[test]
+fn validate_memory_is_bounded() {
+    if std::env::var_os(MEM_CHILD).is_some() {
+        return;
+    }
+    if !Path::new("/proc/self/status").exists() {
+        eprintln!("no /proc: peak RSS cannot be read here; skipped");
+        return;
+    }
+    let d = tempfile::tempdir().expect("tmp");
+    let big = serde_json::to_vec(&review("big", "CREATE", pod_with_env(100_000))).expect("json");
+    assert!(
+        (3 << 20..4 << 20).contains(&big.len()),
+        "a 3 MiB body, got {} bytes",
+        big.len()
+    );
+    let tiny = serde_json::to_vec(&review("tiny", "CREATE", pod_with_env(1))).expect("json");
+    std::fs::write(d.path().join("big.json"), &big).expect("w");
+    std::fs::write(d.path().join("tiny.json"), &tiny).expect("w");
+    let (tiny_idle, tiny_peak, tiny_msgs) = measure(&d.path().join("tiny.json"));
+    let (big_idle, big_peak, big_msgs) = measure(&d.path().join("big.json"));
+    eprintln!(
+        "validate peak RSS: tiny {tiny_peak} KiB (idle {tiny_idle}), 3 MiB pod {big_peak} KiB (idle {big_idle}); cost {} KiB",
+        big_peak.saturating_sub(tiny_peak)
+    );
+    // Both were really evaluated: the rogue endpoint is denied, and nothing
+    // failed to evaluate.
+    for msgs in [&tiny_msgs, &big_msgs] {
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("[approved-otlp-endpoint]") && m.contains("rogue")),
+            "{msgs:?}"
+        );
+        assert!(!msgs.iter().any(|m| m.contains("not enforced")), "{msgs:?}");
+    }
+    assert_eq!(
+        tiny_msgs.len(),
+        big_msgs.len(),
+        "{tiny_msgs:?} / {big_msgs:?}"
+    );
+    let cost_mib = big_peak.saturating_sub(tiny_peak) as f64 / 1024.0;
+    assert!(
+        cost_mib <= 64.0,
+        "a 3 MiB pod costs {cost_mib:.1} MiB above a tiny one on /validate (bound 64 MiB)"
+    );
 }

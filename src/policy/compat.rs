@@ -344,6 +344,48 @@ fn format_one(verb: char, spec: &Spec, a: &GoArg) -> String {
     pad(out, spec, numeric)
 }
 
+/// Go's `tooLarge`: the bound on a width or precision.
+const GO_MAX_WIDTH: i64 = 1_000_000;
+
+/// A width or precision as Go's `parsenum` reads it.
+enum GoNum {
+    Absent,
+    Num(usize),
+    /// Go gives up on the whole rest of the format (`%!(NOVERB)`).
+    Overflow,
+}
+
+/// Go's `parsenum`: digits are read while the number so far is not over
+/// 10^6, so the largest width read is 10,000,009; a longer number is an
+/// overflow and Go stops formatting there. Never saturates or allocates.
+fn parse_num(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> GoNum {
+    let mut n: Option<i64> = None;
+    while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+        let so_far = n.unwrap_or(0);
+        if so_far > GO_MAX_WIDTH {
+            return GoNum::Overflow;
+        }
+        n = Some(so_far * 10 + i64::from(d));
+        chars.next();
+    }
+    match n.and_then(|n| usize::try_from(n).ok()) {
+        Some(n) => GoNum::Num(n),
+        None => GoNum::Absent,
+    }
+}
+
+/// Go's `intFromArg` for a `*` width or precision: the next argument when it
+/// is an int within ±10^6 (Go's `tooLarge`), else `None` (`%!(BADWIDTH)` or
+/// `%!(BADPREC)`). The argument is consumed either way, when there is one.
+fn star_arg(args: &[GoArg], used: &mut usize) -> Option<i64> {
+    let a = args.get(*used)?;
+    *used += 1;
+    match a {
+        GoArg::Int(i) if (-GO_MAX_WIDTH..=GO_MAX_WIDTH).contains(i) => Some(*i),
+        _ => None,
+    }
+}
+
 /// Go's `fmt.Sprintf` over OPA's argument conversion.
 pub fn go_sprintf_str(format: &str, args: &[regorus::Value]) -> String {
     let args: Vec<GoArg> = args.iter().map(GoArg::from).collect();
@@ -372,18 +414,48 @@ pub fn go_sprintf_str(format: &str, args: &[regorus::Value]) -> String {
             }
             chars.next();
         }
-        let num = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
-            let mut n: Option<usize> = None;
-            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
-                chars.next();
-            }
-            n
-        };
-        spec.width = num(&mut chars);
-        if chars.peek() == Some(&'.') {
+        // Width: digits, or `*` taking an int argument.
+        if chars.peek() == Some(&'*') {
             chars.next();
-            spec.precision = Some(num(&mut chars).unwrap_or(0));
+            match star_arg(&args, &mut used) {
+                Some(w) if w < 0 => {
+                    spec.width = Some(w.unsigned_abs() as usize);
+                    spec.minus = true;
+                    spec.zero = false;
+                }
+                Some(w) => spec.width = Some(w as usize),
+                None => out.push_str("%!(BADWIDTH)"),
+            }
+        } else {
+            match parse_num(&mut chars) {
+                GoNum::Overflow => {
+                    out.push_str("%!(NOVERB)");
+                    break;
+                }
+                GoNum::Absent => {}
+                GoNum::Num(n) => spec.width = Some(n),
+            }
+        }
+        // Precision: only when a character follows the `.`, as in Go.
+        if chars.peek() == Some(&'.') && chars.clone().nth(1).is_some() {
+            chars.next();
+            if chars.peek() == Some(&'*') {
+                chars.next();
+                match star_arg(&args, &mut used) {
+                    // Go: a negative precision argument makes no sense.
+                    Some(p) if p >= 0 => spec.precision = Some(p as usize),
+                    _ => out.push_str("%!(BADPREC)"),
+                }
+            } else {
+                match parse_num(&mut chars) {
+                    GoNum::Overflow => {
+                        out.push_str("%!(NOVERB)");
+                        break;
+                    }
+                    GoNum::Absent => spec.precision = Some(0),
+                    GoNum::Num(n) => spec.precision = Some(n),
+                }
+            }
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -505,5 +577,58 @@ mod tests {
             s("%q %x", vec![V::from("a\"b"), V::from(255)]),
             "\"a\\\"b\" ff"
         );
+    }
+
+    /// Go's bounds on widths and precisions (fmt's `tooLarge`, 10^6): a
+    /// width that would not fit never saturates into a huge allocation.
+    #[test]
+    fn sprintf_widths_are_bounded_as_in_go() {
+        let s = |f: &str, a: Vec<V>| go_sprintf_str(f, &a);
+        // A literal width is read while the number so far is <= 10^6.
+        assert_eq!(s("%1000000d", vec![V::from(1)]).len(), 1_000_000);
+        assert_eq!(s("%10000000d", vec![V::from(1)]).len(), 10_000_000);
+        // One digit more is Go's overflow: `%!(NOVERB)`, and the rest of
+        // the format is not read (the argument is then EXTRA).
+        assert_eq!(
+            s("a %100000000d b %s", vec![V::from(1)]),
+            "a %!(NOVERB)%!(EXTRA int=1)"
+        );
+        assert_eq!(
+            s("%99999999999999999999999999s", vec![V::from("x")]),
+            "%!(NOVERB)%!(EXTRA string=x)"
+        );
+        assert_eq!(
+            s("%.99999999999999999999f", vec![V::from(1.5)]),
+            "%!(NOVERB)%!(EXTRA float64=1.5)"
+        );
+        // A `*` width or precision from an argument: over 10^6 (or not an
+        // int) is `%!(BADWIDTH)` / `%!(BADPREC)`, and the verb goes on.
+        assert_eq!(
+            s("%*d|", vec![V::from(10_000_000), V::from(7)]),
+            "%!(BADWIDTH)7|"
+        );
+        assert_eq!(
+            s("%*d", vec![V::from(1_000_001), V::from(7)]),
+            "%!(BADWIDTH)7"
+        );
+        assert_eq!(
+            s("%*d", vec![V::from(1_000_000), V::from(7)]).len(),
+            1_000_000
+        );
+        assert_eq!(s("%*d", vec![V::from("x"), V::from(7)]), "%!(BADWIDTH)7");
+        assert_eq!(s("%*d|", vec![V::from(3), V::from(7)]), "  7|");
+        assert_eq!(s("%*d|", vec![V::from(-3), V::from(7)]), "7  |");
+        assert_eq!(
+            s("%.*f", vec![V::from(2_000_000), V::from(1.5)]),
+            "%!(BADPREC)1.500000"
+        );
+        assert_eq!(
+            s("%.*f", vec![V::from(-1), V::from(1.5)]),
+            "%!(BADPREC)1.500000"
+        );
+        assert_eq!(s("%.*f", vec![V::from(2), V::from(1.5)]), "1.50");
+        assert_eq!(s("%*d", vec![]), "%!(BADWIDTH)%!d(MISSING)");
+        // A `.` with nothing after it is not a precision.
+        assert_eq!(s("%.", vec![V::from(1)]), "%!.(int=1)");
     }
 }

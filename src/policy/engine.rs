@@ -4,8 +4,19 @@
 //! template compiled in. A request clones it (cheap: the modules are shared)
 //! and evaluates each enforced rule on the clone, under one deadline enforced
 //! by regorus' cooperative execution timer.
+//!
+//! Memory (SPEC §10): `/validate` parses the body once, straight into a
+//! regorus value ([`review_value`]). Its arrays and objects are reference
+//! counted, so every policy shares it: native modules get it as `input`, and
+//! each constraint's `{review, parameters}` wraps the same request. A 3 MiB
+//! pod costs about 30 MiB of peak RSS (`tests/policy.rs`,
+//! `validate_memory_is_bounded`, bound 64 MiB).
+//!
+//! regorus 0.14.1 has allocator-level memory limits only behind its
+//! `allocator-memory-limits` feature, which installs its own mimalloc as the
+//! global allocator (clashing with the binary's) and sets one process-wide
+//! budget, not one per evaluation; this build does not enable it.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::num::NonZeroU32;
@@ -154,8 +165,54 @@ pub fn new_engine() -> regorus::Engine {
     e
 }
 
+/// A JSON value as a regorus value, read in place (no copy of `v` first).
 fn to_value(v: &Json) -> Result<regorus::Value, String> {
-    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+    serde::Deserialize::deserialize(v).map_err(|e: serde_json::Error| e.to_string())
+}
+
+/// Parses an AdmissionReview body once, straight into the regorus value every
+/// policy shares (object keys interned, arrays and objects reference-counted).
+pub fn review_value(body: &[u8]) -> Result<regorus::Value, String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    regorus::Value::from_json_str(text).map_err(|e| super::rego_message(&e))
+}
+
+fn key(k: &str) -> regorus::Value {
+    regorus::Value::from(k)
+}
+
+fn is_absent(v: &regorus::Value) -> bool {
+    matches!(v, regorus::Value::Null | regorus::Value::Undefined)
+}
+
+/// The AdmissionRequest of a review as Gatekeeper shows it: a DELETE's
+/// `oldObject` is also its `object`. Shares the review's storage: at most the
+/// request's top-level map is copied, never the objects in it.
+fn gatekeeper_request(review: &regorus::Value) -> regorus::Value {
+    let mut request = match &review[&key("request")] {
+        // A review without a request shows `input.review` as null.
+        regorus::Value::Undefined => regorus::Value::Null,
+        r => r.clone(),
+    };
+    let old = &request[&key("oldObject")];
+    if request[&key("operation")] == key("DELETE")
+        && is_absent(&request[&key("object")])
+        && !is_absent(old)
+    {
+        let old = old.clone();
+        if let Ok(obj) = request.as_object_mut() {
+            obj.insert(key("object"), old);
+        }
+    }
+    request
+}
+
+/// Gatekeeper's `input`: `{review, parameters}`, wrapping the shared request.
+fn gatekeeper_input(request: &regorus::Value, parameters: &regorus::Value) -> regorus::Value {
+    regorus::Value::from(BTreeMap::from([
+        (key("review"), request.clone()),
+        (key("parameters"), parameters.clone()),
+    ]))
 }
 
 // === impl PolicySet ===
@@ -294,20 +351,36 @@ impl PolicySet {
     /// Evaluates every applicable policy against `review` (a whole
     /// AdmissionReview) within the evaluation time limit.
     pub fn evaluate(&self, review: &Json, ns_labels: NamespaceLabels<'_>) -> Outcome {
+        match to_value(review) {
+            Ok(v) => self.evaluate_value(&v, ns_labels),
+            Err(e) => self.input_error(&e),
+        }
+    }
+
+    /// Every policy failed on an input that cannot be read.
+    fn input_error(&self, e: &str) -> Outcome {
+        let mut out = Outcome::default();
+        for p in self.policy_names() {
+            out.errors.push((p.clone(), format!("input: {e}")));
+            out.results.push((p, "error"));
+        }
+        out
+    }
+
+    /// [`Self::evaluate`] on a review already parsed into a regorus value
+    /// (see [`review_value`]). Every policy reads that one value: native
+    /// modules as `input`, Gatekeeper constraints through an `input` that
+    /// wraps it with their parameters; nothing in it is copied.
+    pub fn evaluate_value(
+        &self,
+        review: &regorus::Value,
+        ns_labels: NamespaceLabels<'_>,
+    ) -> Outcome {
         let start = Instant::now();
         let deadline = start + self.eval_timeout;
         let mut out = Outcome::default();
         let mut engine = self.engine.clone();
-        let null = Json::Null;
-        let mut request = Cow::Borrowed(review.get("request").unwrap_or(&null));
-        // Gatekeeper shows a DELETE's oldObject as `object`.
-        if request.get("operation").and_then(Json::as_str) == Some("DELETE")
-            && request.get("object").is_none_or(Json::is_null)
-            && let Some(old) = request.get("oldObject").filter(|o| !o.is_null()).cloned()
-        {
-            request.to_mut()["object"] = old;
-        }
-        let request = request.as_ref();
+        let request = &gatekeeper_request(review);
         let limit = |engine: &mut regorus::Engine| -> Result<(), String> {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -329,25 +402,13 @@ impl PolicySet {
         };
 
         if !self.native.is_empty() {
-            match to_value(review) {
-                Ok(input) => engine.set_input(input),
-                Err(e) => {
-                    for m in &self.native {
-                        out.errors.push((m.package.clone(), format!("input: {e}")));
-                        out.results.push((m.package.clone(), "error"));
-                    }
-                }
-            }
+            engine.set_input(review.clone());
             // Fast path: every native rule in one query, so helper rules are
             // evaluated once. Any error or undefined rule falls back to one
             // evaluation per rule, which attributes the error to its policy.
-            let fast = if out.errors.is_empty() {
-                limit(&mut engine)
-                    .ok()
-                    .and_then(|()| self.eval_native_at_once(&mut engine))
-            } else {
-                None
-            };
+            let fast = limit(&mut engine)
+                .ok()
+                .and_then(|()| self.eval_native_at_once(&mut engine));
             if let Some(values) = &fast {
                 let mut it = values.iter();
                 for m in &self.native {
@@ -367,9 +428,6 @@ impl PolicySet {
                 }
             }
             for m in self.native.iter().filter(|_| fast.is_none()) {
-                if out.errors.iter().any(|(p, _)| p == &m.package) {
-                    continue;
-                }
                 let mut found = Vec::new();
                 let mut failed = None;
                 for (rule, on, action) in [
@@ -409,10 +467,8 @@ impl PolicySet {
             let Some(t) = self.templates.get(&c.kind) else {
                 continue;
             };
-            let input = serde_json::json!({"review": request, "parameters": c.parameters});
-            let r = to_value(&input).and_then(|input| {
-                engine.set_input(input);
-                limit(&mut engine)?;
+            engine.set_input(gatekeeper_input(request, &c.parameters_value));
+            let r = limit(&mut engine).and_then(|()| {
                 engine
                     .eval_rule(format!("data.{}.violation", t.package))
                     .map_err(classify)
@@ -488,7 +544,9 @@ fn record(out: &mut Outcome, policy: &str, found: Vec<Violation>, failed: Option
 
 impl Outcome {
     /// The admission answer, per SPEC §3/§7: deny → denials, warn → warnings,
-    /// dryrun → nothing; an evaluation error follows `failureMode`.
+    /// dryrun → nothing; an evaluation error follows `failureMode`. Both lists
+    /// are clamped (SPEC §10, [`crate::warnings`]): one line of at most 256
+    /// characters each, at most 32 of them.
     pub fn verdict(&self, failure_mode: FailureMode) -> Verdict {
         let mut v = Verdict::default();
         for x in &self.violations {
@@ -509,6 +567,8 @@ impl Outcome {
                     .push(format!("otel-admission: policy {policy} not enforced: {e}")),
             }
         }
+        v.denials = crate::warnings::clamp_warnings(v.denials);
+        v.warnings = crate::warnings::clamp_warnings(v.warnings);
         v
     }
 }
@@ -671,8 +731,9 @@ impl Validate for Policies {
         if set.native.is_empty() && set.constraints.is_empty() {
             return Verdict::default();
         }
-        let json: Json = match serde_json::from_slice(review.body) {
-            Ok(j) => j,
+        // The body is parsed once, into the value every policy shares.
+        let input = match review_value(review.body) {
+            Ok(v) => v,
             Err(e) => {
                 return Outcome {
                     errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
@@ -686,7 +747,8 @@ impl Validate for Policies {
             Some(f) => f.as_ref(),
             None => &none,
         };
-        let outcome = set.evaluate(&json, labels);
+        let outcome = set.evaluate_value(&input, labels);
+        drop(input);
         self.metrics
             .policy_evaluation_duration
             .observe(outcome.elapsed.as_secs_f64());
@@ -696,7 +758,7 @@ impl Validate for Policies {
         let r = &review.request;
         for v in &outcome.violations {
             tracing::info!(uid = %r.uid, workload = %r.workload(), policy = %v.policy,
-                action = v.action.as_str(), message = %v.message, "policy violation");
+                action = v.action.as_str(), violation = %v.message, "policy violation");
         }
         for (policy, e) in &outcome.errors {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
@@ -852,5 +914,132 @@ mod tests {
             v.denials[0].starts_with("[kubernetes.admission.bad] policy evaluation failed"),
             "{v:?}"
         );
+    }
+
+    fn decoded_body() -> Vec<u8> {
+        let mut v = review(serde_json::json!({"metadata": {"name": "p"}}));
+        v["request"]["resource"] =
+            serde_json::json!({"group": "", "version": "v1", "resource": "pods"});
+        serde_json::to_vec(&v).expect("json")
+    }
+
+    fn policies_from(files: &[(&str, &str)]) -> (tempfile::TempDir, Policies) {
+        let d = tempfile::tempdir().expect("tmp");
+        for (name, text) in files {
+            std::fs::write(d.path().join(name), text).expect("w");
+        }
+        let p = Policies::load(
+            d.path(),
+            Duration::from_secs(5),
+            FailureMode::Allow,
+            Arc::new(Metrics::new()),
+        )
+        .expect("load");
+        (d, p)
+    }
+
+    /// Warnings and denials are one line of at most 256 characters each, at
+    /// most 32 per answer (SPEC §10), whatever the Rego produces.
+    #[test]
+    fn verdict_messages_are_clamped() {
+        let (_d, p) = policies_from(&[(
+            "loud.rego",
+            "package kubernetes.admission.loud\nimport rego.v1\n\
+             warn contains sprintf(\"w%03d\\nsecond line%300d\", [i, i]) if some i in numbers.range(1, 40)\n\
+             deny contains sprintf(\"d%03d\\n%300d\", [i, i]) if some i in numbers.range(1, 2)\n",
+        )]);
+        let body = decoded_body();
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        let v = p.validate(&decoded);
+        assert_eq!(v.warnings.len(), 32, "{v:?}");
+        assert_eq!(v.warnings[31], "… and 9 more");
+        assert!(v.warnings[0].starts_with("[kubernetes.admission.loud] w001 second line"));
+        assert_eq!(v.denials.len(), 2, "{v:?}");
+        for m in v.warnings.iter().chain(&v.denials) {
+            assert!(!m.contains('\n'), "{m}");
+            assert!(m.chars().count() <= 256, "{m}");
+        }
+        assert!(v.denials[0].ends_with('…'), "{:?}", v.denials);
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A JSON log line of a policy violation has one `message` key (the
+    /// event), and the violation under its own key.
+    #[test]
+    fn violation_log_lines_have_one_message_key() {
+        let (_d, p) = policies_from(&[(
+            "two.rego",
+            "package kubernetes.admission.two\nimport rego.v1\ndeny contains \"no pods today\" if input.request\n",
+        )]);
+        let body = decoded_body();
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let v = tracing::subscriber::with_default(subscriber, || p.validate(&decoded));
+        assert_eq!(v.denials, vec!["[kubernetes.admission.two] no pods today"]);
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let line = text
+            .lines()
+            .find(|l| l.contains("policy violation"))
+            .unwrap_or_else(|| panic!("no violation line in {text}"));
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        let json: Json = serde_json::from_str(line).expect("json line");
+        assert_eq!(json["message"], "policy violation", "{line}");
+        assert_eq!(json["violation"], "no pods today", "{line}");
+    }
+
+    /// A review that is not JSON fails every policy rather than one.
+    #[test]
+    fn an_unreadable_review_is_an_error_of_every_policy() {
+        let set = PolicySet::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            Duration::from_secs(5),
+        )
+        .expect("pack");
+        assert!(review_value(b"{not json").is_err());
+        assert!(review_value(b"\xff").is_err());
+        let out = set.input_error("broken");
+        assert_eq!(out.errors.len(), set.policy_names().len());
+        assert!(out.results.iter().all(|(_, r)| *r == "error"));
+    }
+
+    /// Gatekeeper sees a DELETE's oldObject as `object`; the shared review
+    /// itself is not changed.
+    #[test]
+    fn a_delete_shows_its_old_object() {
+        let review = review_value(
+            br#"{"request": {"operation": "DELETE", "object": null, "oldObject": {"a": 1}}}"#,
+        )
+        .expect("value");
+        let request = gatekeeper_request(&review);
+        assert_eq!(request[&key("object")][&key("a")], regorus::Value::from(1));
+        assert_eq!(
+            review[&key("request")][&key("object")],
+            regorus::Value::Null
+        );
+        let params = regorus::Value::from(serde_json::json!({"p": true}));
+        let input = gatekeeper_input(&request, &params);
+        assert_eq!(input[&key("review")], request);
+        assert_eq!(input[&key("parameters")], params);
     }
 }

@@ -57,6 +57,8 @@ pub struct Constraint {
     pub kind: String,
     pub action: Action,
     pub parameters: Json,
+    /// `parameters` as the regorus value each evaluation's `input` shares.
+    pub parameters_value: regorus::Value,
     pub matcher: Match,
     pub path: PathBuf,
 }
@@ -325,14 +327,18 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
         Some(v) => Some(strings(Some(v), path, idx, "spec.match.namespaces")?),
         None => None,
     };
+    let parameters = doc
+        .pointer("/spec/parameters")
+        .cloned()
+        .unwrap_or_else(|| Json::Object(Default::default()));
+    let parameters_value = serde::Deserialize::deserialize(&parameters)
+        .map_err(|e: serde_json::Error| doc_err(path, idx, "spec.parameters", e.to_string()))?;
     Ok(Constraint {
         name,
         kind,
         action,
-        parameters: doc
-            .pointer("/spec/parameters")
-            .cloned()
-            .unwrap_or_else(|| Json::Object(Default::default())),
+        parameters,
+        parameters_value,
         matcher: Match {
             kinds,
             namespaces,
@@ -371,26 +377,48 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn labels_of(obj: Option<&Json>) -> BTreeMap<String, String> {
-    obj.and_then(|o| o.pointer("/metadata/labels"))
-        .and_then(Json::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
+/// The string at `path` under `v`, if it is one.
+fn str_in<'a>(v: &'a regorus::Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[&regorus::Value::from(*k)];
+    }
+    match cur {
+        regorus::Value::String(s) => Some(s.as_ref()),
+        _ => None,
+    }
+}
+
+fn present(v: &regorus::Value) -> Option<&regorus::Value> {
+    (!matches!(v, regorus::Value::Null | regorus::Value::Undefined)).then_some(v)
+}
+
+fn labels_of(obj: Option<&regorus::Value>) -> BTreeMap<String, String> {
+    let Some(labels) = obj
+        .map(|o| &o[&regorus::Value::from("metadata")][&regorus::Value::from("labels")])
+        .and_then(|l| l.as_object().ok())
+    else {
+        return BTreeMap::new();
+    };
+    labels
+        .iter()
+        .filter_map(|(k, v)| match (k, v) {
+            (regorus::Value::String(k), regorus::Value::String(v)) => {
+                Some((k.to_string(), v.to_string()))
+            }
+            _ => None,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 impl Match {
-    /// Whether the AdmissionRequest `review` is in scope.
-    pub fn matches(&self, review: &Json, ns_labels: NamespaceLabels<'_>) -> bool {
-        let group = str_at(review, "/kind/group").unwrap_or("");
-        let kind = str_at(review, "/kind/kind").unwrap_or("");
-        let obj = review
-            .get("object")
-            .filter(|o| !o.is_null())
-            .or_else(|| review.get("oldObject").filter(|o| !o.is_null()));
+    /// Whether the AdmissionRequest `review` (as the engine shares it) is in
+    /// scope.
+    pub fn matches(&self, review: &regorus::Value, ns_labels: NamespaceLabels<'_>) -> bool {
+        let group = str_in(review, &["kind", "group"]).unwrap_or("");
+        let kind = str_in(review, &["kind", "kind"]).unwrap_or("");
+        let obj = present(&review[&regorus::Value::from("object")])
+            .or_else(|| present(&review[&regorus::Value::from("oldObject")]));
         if !self.kinds.is_empty()
             && !self.kinds.iter().any(|(groups, kinds)| {
                 let any = |l: &[String], v: &str| l.iter().any(|x| x == "*" || x == v);
@@ -399,14 +427,14 @@ impl Match {
         {
             return false;
         }
-        let namespace = str_at(review, "/namespace")
+        let namespace = str_in(review, &["namespace"])
             .filter(|s| !s.is_empty())
-            .or_else(|| obj.and_then(|o| str_at(o, "/metadata/namespace")));
+            .or_else(|| obj.and_then(|o| str_in(o, &["metadata", "namespace"])));
         // A Namespace object is matched by its own name, as in Gatekeeper.
         let is_namespace = group.is_empty() && kind == "Namespace";
         let ns_name = if is_namespace {
-            obj.and_then(|o| str_at(o, "/metadata/name"))
-                .or_else(|| str_at(review, "/name"))
+            obj.and_then(|o| str_in(o, &["metadata", "name"]))
+                .or_else(|| str_in(review, &["name"]))
         } else {
             namespace
         };
@@ -466,9 +494,11 @@ mod tests {
         parse_constraint(&doc, Path::new("c.yaml"), 0).expect("constraint")
     }
 
-    fn review(ns: &str, labels: Json) -> Json {
-        json!({"kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": ns,
-            "object": {"metadata": {"name": "p", "labels": labels}}})
+    fn review(ns: &str, labels: Json) -> regorus::Value {
+        regorus::Value::from(
+            json!({"kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": ns,
+            "object": {"metadata": {"name": "p", "labels": labels}}}),
+        )
     }
 
     #[test]
