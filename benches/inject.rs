@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
         view: Arc::new(StaticView::new()),
         metrics: Arc::new(Metrics::new()),
         server_version: None,
+        events: None,
     };
     for (name, pod_json) in [("typical", typical()), ("1000-env", thousand_env())] {
         let Ok(pod) = serde_json::from_value::<Pod>(pod_json.clone()) else {

@@ -6,8 +6,6 @@
 //! decodes it as a typed Pod, `/validate` hands the whole review to Rego, and
 //! neither pays for the other's parse.
 
-use std::borrow::Cow;
-
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -266,6 +264,9 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
         (false, true) => Answer::Patched,
         (false, false) => Answer::Allowed,
     };
+    // One line each, at most 256 characters, a bounded count (SPEC §10):
+    // the API server truncates or drops longer ones.
+    let warnings = crate::warnings::clamp_warnings(verdict.warnings.clone());
     let out = ReviewOut {
         api_version: API_VERSION_V1,
         kind: KIND,
@@ -279,29 +280,11 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
             }),
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
             patch,
-            warnings: &verdict.warnings,
+            warnings: &warnings,
             audit_annotations: &verdict.audit_annotations,
         },
     };
     Ok((serde_json::to_vec(&out)?, answer))
-}
-
-/// Warnings are shown by kubectl one per line; keep them short and printable.
-pub fn clamp_warning(w: &str) -> Cow<'_, str> {
-    const MAX: usize = 256;
-    if w.len() <= MAX && !w.contains(['\n', '\r']) {
-        return Cow::Borrowed(w);
-    }
-    let mut s: String = w.replace(['\n', '\r'], " ");
-    if s.len() > MAX {
-        let mut cut = MAX - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    Cow::Owned(s)
 }
 
 #[cfg(test)]
@@ -460,10 +443,25 @@ mod tests {
     }
 
     #[test]
-    fn warnings_are_clamped() {
-        assert_eq!(clamp_warning("short"), "short");
-        let long = "x".repeat(1000);
-        assert_eq!(clamp_warning(&long).len(), 256);
-        assert_eq!(clamp_warning("a\nb"), "a b");
+    fn warnings_are_clamped_in_every_answer() {
+        let verdict = Verdict {
+            warnings: (0..100)
+                .map(|i| format!("line {i}\nsecond line {}", "x".repeat(400)))
+                .collect(),
+            ..Default::default()
+        };
+        let (json, _) = encode("u", &verdict).expect("encode");
+        let v: Value = serde_json::from_slice(&json).expect("json");
+        let w = v["response"]["warnings"].as_array().expect("warnings");
+        assert_eq!(w.len(), 32, "a bounded count");
+        for x in w {
+            let s = x.as_str().expect("string");
+            assert!(!s.contains('\n') && s.chars().count() <= 256, "{s}");
+        }
+        assert!(
+            w[31].as_str().is_some_and(|s| s.contains("69 more")),
+            "{:?}",
+            w[31]
+        );
     }
 }

@@ -261,12 +261,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cluster_mode = args.cluster.or(config.server.cluster).unwrap_or_default();
     let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_version = None;
+    let mut events = None;
     let caches = match crate::cluster::connect(cluster_mode).await? {
         Some((client, version)) => {
             server_version = version;
             let caches = Arc::new(Caches::new());
             let gate = readiness.gate("cluster");
-            caches.start(client, metrics.clone(), gate, stop_rx);
+            caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
+            // Events only with the cluster on (SPEC §6).
+            let (sender, _task) = crate::events::Events::start(
+                client,
+                crate::events::EventSettings::default(),
+                metrics.clone(),
+                stop_rx,
+            );
+            events = Some(sender);
             Some(caches)
         }
         None => None,
@@ -300,6 +309,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         view,
         metrics: Arc::clone(&metrics),
         server_version,
+        events,
     };
     let app = App {
         config,

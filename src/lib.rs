@@ -17,6 +17,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod events;
 pub mod inject;
 pub mod instrumentation;
 pub mod metrics;

@@ -72,6 +72,12 @@ pub struct InjectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub reason: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SkipLabels {
     pub reason: &'static str,
 }
@@ -91,6 +97,7 @@ pub struct Metrics {
     pub policy_evaluations: Family<PolicyLabels, Counter>,
     pub policy_evaluation_duration: Histogram,
     pub policy_reload_errors: Counter,
+    pub events: Family<EventLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -225,7 +232,14 @@ impl Metrics {
             "Policy directory reloads rejected; the previous policies keep serving",
             policy_reload_errors.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events about skipped or failed injections, by reason and result (sent, dropped)",
+            events.clone(),
+        );
         let m = Self {
+            events,
             registry,
             cluster_ready,
             cluster_objects,
@@ -279,6 +293,14 @@ impl Metrics {
                 language: f.language(),
             });
         }
+        for reason in crate::events::EventReason::ALL {
+            for result in ["sent", "dropped"] {
+                let _ = self.events.get_or_create(&EventLabels {
+                    reason: reason.as_str(),
+                    result,
+                });
+            }
+        }
         for kind in ["namespace", "instrumentation"] {
             let _ = self.cluster_objects.get_or_create(&KindLabels { kind });
         }
@@ -297,6 +319,13 @@ impl Metrics {
                 endpoint: endpoint.as_str(),
             })
             .observe(seconds);
+    }
+
+    /// Counts one Event sent or dropped.
+    pub fn event(&self, reason: &'static str, result: &'static str) {
+        self.events
+            .get_or_create(&EventLabels { reason, result })
+            .inc();
     }
 
     /// Counts one policy's evaluation for one request.

@@ -56,6 +56,7 @@ async fn start(api: FakeApiServer) -> Env {
         view: caches.clone(),
         metrics: metrics.clone(),
         server_version: None,
+        events: None,
     };
     let server = common::start(Options {
         mutator: Arc::new(injector),

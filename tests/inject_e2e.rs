@@ -22,6 +22,7 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
         view: Arc::new(StaticView::new()),
         metrics: Arc::clone(&metrics),
         server_version: None,
+        events: None,
     };
     let s = common::start(common::Options {
         mutator: Arc::new(injector),

@@ -64,6 +64,7 @@ async fn a_pod_opting_into_everything_gets_everything_and_passes_the_policies() 
         view: Arc::new(view),
         metrics: Arc::clone(&metrics),
         server_version: Some((1, 31)),
+        events: None,
     };
     let server = common::start(common::Options {
         mutator: Arc::new(injector),

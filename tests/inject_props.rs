@@ -283,6 +283,7 @@ fn injector(native: bool) -> Injector {
         metrics: Arc::new(Metrics::new()),
         // `native: auto` decides from the version: 1.29 native, 1.28 regular.
         server_version: Some((1, if native { 29 } else { 28 })),
+        events: None,
     }
 }
 

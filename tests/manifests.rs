@@ -572,6 +572,7 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
         view: std::sync::Arc::new(otel_admission::inject::cluster_view::StaticView::new()),
         metrics: metrics.clone(),
         server_version: None,
+        events: None,
     };
     let server = common::start(common::Options {
         mutator: std::sync::Arc::new(injector),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::admission::{Decoded, Mutate, Verdict};
 use crate::config::{Config, FailureMode};
+use crate::events::{EventReason, EventRequest, Events};
 use crate::inject::apply::{Applied, apply};
 use crate::inject::cluster_view::ClusterView;
 use crate::inject::decide::{Context, decide};
@@ -155,6 +156,29 @@ impl Outcome {
         }
     }
 
+    /// The Event this outcome calls for (SPEC §6), from the same skip and
+    /// failures as its warnings and metrics: a skip other than the normal
+    /// states of most pods, or a feature that failed.
+    pub fn event(&self) -> Option<(EventReason, String)> {
+        if let Some(s) = &self.skip
+            && !matches!(
+                s.reason,
+                SkipReason::NotSelected
+                    | SkipReason::ExcludedNamespace
+                    | SkipReason::AlreadyInjected
+            )
+        {
+            return Some((EventReason::InjectionSkipped, s.message.clone()));
+        }
+        let failures: Vec<&str> = self
+            .applied
+            .iter()
+            .flat_map(|a| a.failures.iter())
+            .map(|f| f.message.as_str())
+            .collect();
+        (!failures.is_empty()).then(|| (EventReason::InjectionFailed, failures.join("; ")))
+    }
+
     /// The patch to send, if any.
     pub fn patch(&self) -> Option<&json_patch::Patch> {
         self.applied.as_ref().map(|a| &a.patch)
@@ -168,6 +192,38 @@ pub struct Injector {
     pub metrics: Arc<Metrics>,
     /// The API server's `(major, minor)` read at start; see [`Context::server_version`].
     pub server_version: Option<(u32, u32)>,
+    /// Where skipped and failed injections are reported, when the cluster is on.
+    pub events: Option<Arc<Events>>,
+}
+
+/// Queues the outcome's Event on the pod's controlling owner, if any: the
+/// pod itself has no name yet.
+fn report(events: &Events, outcome: &Outcome, pod: &Pod, namespace: &str) {
+    let Some((reason, note)) = outcome.event() else {
+        return;
+    };
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+    else {
+        return;
+    };
+    events.offer(EventRequest {
+        namespace: namespace.to_string(),
+        regarding: k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(owner.api_version.clone()),
+            kind: Some(owner.kind.clone()),
+            name: Some(owner.name.clone()),
+            namespace: Some(namespace.to_string()),
+            uid: Some(owner.uid.clone()),
+            ..Default::default()
+        },
+        reason,
+        note,
+    });
 }
 
 /// The Pod as sent, in one parse: the typed `Pod` defaults a missing
@@ -210,7 +266,13 @@ impl Mutate for Injector {
                     owner_hint: None,
                     server_version: self.server_version,
                 };
-                (run(&pod, &ctx), has_metadata)
+                let outcome = run(&pod, &ctx);
+                if let Some(events) = &self.events
+                    && !r.dry_run
+                {
+                    report(events, &outcome, &pod, namespace);
+                }
+                (outcome, has_metadata)
             }
             Err(e) => (
                 unreadable(
@@ -224,11 +286,11 @@ impl Mutate for Injector {
         if let Some(s) = &outcome.skip
             && s.reason.is_failure()
         {
-            tracing::warn!(uid = %r.uid, namespace, reason = s.reason.as_str(), message = %s.message, "injection skipped");
+            tracing::warn!(uid = %r.uid, namespace, reason = s.reason.as_str(), detail = %s.message, "injection skipped");
         }
         if let Some(a) = &outcome.applied {
             for f in &a.failures {
-                tracing::warn!(uid = %r.uid, namespace, feature = %f.feature, reason = f.reason.as_str(), message = %f.message, "injection failed");
+                tracing::warn!(uid = %r.uid, namespace, feature = %f.feature, reason = f.reason.as_str(), detail = %f.message, "injection failed");
             }
         }
         let Outcome {

@@ -1210,6 +1210,7 @@ fn patch_adds_missing_maps_and_arrays_and_escapes_keys() {
         view: Arc::new(StaticView::new()),
         metrics: Arc::clone(&metrics),
         server_version: None,
+        events: None,
     };
     let review = admission::decode(&body).expect("decode");
     let v = injector.mutate(&review);
@@ -1239,6 +1240,7 @@ fn mutate_ignores_everything_but_pod_create_and_never_panics() {
         view: Arc::new(StaticView::new()),
         metrics: Arc::new(Metrics::new()),
         server_version: None,
+        events: None,
     };
     let review = |op: &str, object: Value| {
         serde_json::to_vec(&json!({
