@@ -294,18 +294,36 @@ async fn closing(phase: &mut watch::Receiver<Phase>) {
 /// (or finished its TLS handshake) is waited for.
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
 
-/// Per connection: whether its first request has arrived.
+/// How long a connection asked to shut down, with no request in flight,
+/// may take before it is dropped: a peer that stopped reading (or is still
+/// dribbling its first headers) must not hold the exit.
+const IDLE_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// Per connection: whether its first request has arrived, and how many of
+/// its requests are being answered.
 #[derive(Default)]
 struct FirstRequest {
     seen: std::sync::atomic::AtomicBool,
+    active: std::sync::atomic::AtomicUsize,
     notify: tokio::sync::Notify,
 }
 
 impl FirstRequest {
     fn mark(&self) {
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !self.seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
             self.notify.notify_waiters();
         }
+    }
+
+    fn done(&self) {
+        self.active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn idle(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     fn seen(&self) -> bool {
@@ -365,6 +383,10 @@ async fn serve_tls(
             conns.abort_all();
         }
     }
+    let lingering = tokio::time::Instant::now();
+    while LINGERING.load(std::sync::atomic::Ordering::SeqCst) > 0 && lingering.elapsed() < LINGER {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One TLS connection: handshake, HTTP/1.1 or HTTP/2 by ALPN, and its part
@@ -413,12 +435,14 @@ async fn serve_connection(
             first.mark();
             let router = router.clone();
             let draining = draining.clone();
+            let first = first.clone();
             async move {
                 use tower::ServiceExt as _;
                 let mut resp = router
                     .oneshot(req.map(axum::body::Body::new))
                     .await
                     .unwrap_or_else(|e| match e {});
+                first.done();
                 // Decided when the response goes out: a drain that began
                 // while the request ran still closes this connection after it.
                 if !h2 && draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -431,7 +455,7 @@ async fn serve_connection(
             }
         })
     };
-    let io = TokioIo::new(tls);
+    let io = TokioIo::new(Linger::new(tls));
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
@@ -471,6 +495,117 @@ async fn serve_connection(
     }
 }
 
+/// How long a closed connection keeps reading (and dropping) what the peer
+/// still sends, so that closing with unread bytes does not turn into a TCP
+/// reset that destroys our last frames (an HTTP/2 GOAWAY naming the last
+/// stream we processed) before the client reads them.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Connections still lingering; the listener waits for them before the
+/// process exits, or the exit itself would reset them.
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An IO that, when hyper is done with it, lingers: the write side is shut
+/// and the read side drained for [`LINGER`] off the connection's task.
+struct Linger<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> {
+    io: Option<T>,
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Linger<T> {
+    fn new(io: T) -> Self {
+        Self { io: Some(io) }
+    }
+
+    fn inner(&mut self) -> std::io::Result<&mut T> {
+        self.io
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> tokio::io::AsyncRead
+    for Linger<T>
+{
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner() {
+            Ok(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> tokio::io::AsyncWrite
+    for Linger<T>
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.inner() {
+            Ok(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner() {
+            Ok(io) => std::pin::Pin::new(io).poll_flush(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner() {
+            Ok(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Drop for Linger<T> {
+    fn drop(&mut self) {
+        let Some(mut io) = self.io.take() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        LINGERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        handle.spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            struct Done;
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    LINGERING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let _done = Done;
+            let _ = tokio::time::timeout(LINGER, io.flush()).await;
+            let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(n) = io.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
 /// Polls a connection through the drain phases.
 ///
 /// - Draining: HTTP/2 gets GOAWAY (streams already opened are served);
@@ -496,6 +631,7 @@ where
     let opened = tokio::time::Instant::now();
     let mut closing_since: Option<tokio::time::Instant> = None;
     let mut shut = false;
+    let mut shut_at: Option<tokio::time::Instant> = None;
     loop {
         let now_phase = *phase.borrow();
         if now_phase != Phase::Serving {
@@ -524,7 +660,20 @@ where
             if go {
                 shutdown(conn.as_mut());
                 shut = true;
+                shut_at = Some(tokio::time::Instant::now());
             }
+        }
+        // Asked to leave, nothing in flight, and still open after a while:
+        // the peer is not reading or never sent a request. Drop it. (During
+        // Draining an HTTP/2 connection stays: its client may still be
+        // sending the streams it opened before our GOAWAY.)
+        let drop_by = match (shut_at, closing_since) {
+            (Some(_), Some(closing)) => Some(closing + IDLE_SHUTDOWN_WAIT),
+            (Some(t), None) if !first.seen() => Some(t + IDLE_SHUTDOWN_WAIT),
+            _ => None,
+        };
+        if drop_by.is_some_and(|t| t <= tokio::time::Instant::now()) && first.idle() {
+            return Ok(());
         }
         let wait_first = async {
             match first_by {
@@ -537,8 +686,15 @@ where
                 _ => std::future::pending().await,
             }
         };
+        let give_up = async {
+            match drop_by {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = conn.as_mut() => return r,
+            _ = give_up => {}
             changed = phase.changed() => {
                 if changed.is_err() {
                     // The server is gone: finish what is in flight.

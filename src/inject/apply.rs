@@ -101,7 +101,30 @@ pub struct Injected {
 /// never touch the sidecar), then annotations (which need to know the
 /// sidecar's port).
 pub fn apply(pod: &Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyError> {
-    let mut out = pod.clone();
+    apply_owned(pod.clone(), plan, config)
+}
+
+/// What the features read from the pod as it was sent: its metadata and
+/// pod-level settings. Containers are read and changed through the
+/// [`Editor`] only, so this copy leaves them out.
+fn header(pod: &Pod) -> Pod {
+    Pod {
+        metadata: pod.metadata.clone(),
+        spec: pod.spec.as_ref().map(|s| PodSpec {
+            security_context: s.security_context.clone(),
+            node_name: s.node_name.clone(),
+            share_process_namespace: s.share_process_namespace,
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// [`apply`] on a pod the caller gives up: it is edited in place, so a pod
+/// with a hundred thousand variables is held once, not twice.
+pub fn apply_owned(mut out: Pod, plan: &Plan, config: &Config) -> Result<Applied, ApplyError> {
+    let original = header(&out);
+    let pod = &original;
     let Pod { metadata, spec, .. } = &mut out;
     let spec = spec.as_mut().ok_or(ApplyError::NoSpec)?;
     let mut ed = Editor {

@@ -41,13 +41,43 @@ pub struct Outcome {
 /// `already_injected` (a reinvocation would contradict the "injected" warning
 /// of the first pass). Those are still counted in `skips_total`.
 pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
-    let decision = decide(pod, ctx);
+    run_with(pod, ctx, |plan| apply(pod, plan, ctx.config))
+}
+
+/// [`run`] on a pod the caller gives up (the webhook's own copy): no second
+/// copy of it is made for the edit.
+pub fn run_owned(pod: Pod, ctx: &Context<'_>) -> Outcome {
+    let decision = decide(&pod, ctx);
+    let mut pod = Some(pod);
+    finish(decision, ctx, |plan| match pod.take() {
+        Some(p) => crate::inject::apply::apply_owned(p, plan, ctx.config),
+        None => Err(crate::inject::apply::ApplyError::NoSpec),
+    })
+}
+
+fn run_with(
+    pod: &Pod,
+    ctx: &Context<'_>,
+    apply_plan: impl FnOnce(
+        &crate::inject::plan::Plan,
+    ) -> Result<Applied, crate::inject::apply::ApplyError>,
+) -> Outcome {
+    finish(decide(pod, ctx), ctx, apply_plan)
+}
+
+fn finish(
+    decision: Decision,
+    ctx: &Context<'_>,
+    apply_plan: impl FnOnce(
+        &crate::inject::plan::Plan,
+    ) -> Result<Applied, crate::inject::apply::ApplyError>,
+) -> Outcome {
     let mut warnings = Vec::new();
     let (applied, skip) = match &decision {
         Decision::Skip(s) => (None, Some(s.clone())),
         Decision::Inject(plan) => {
             warnings.extend(plan.notes.iter().map(|n| format!("{PREFIX}{n}")));
-            match apply(pod, plan, ctx.config) {
+            match apply_plan(plan) {
                 Ok(a) => (Some(a), None),
                 Err(e) => (
                     None,
@@ -196,31 +226,41 @@ pub struct Injector {
     pub events: Option<Arc<Events>>,
 }
 
-/// Queues the outcome's Event on the pod's controlling owner, if any: the
-/// pod itself has no name yet.
-fn report(events: &Events, outcome: &Outcome, pod: &Pod, namespace: &str) {
-    let Some((reason, note)) = outcome.event() else {
-        return;
-    };
-    let Some(owner) = pod
+/// The pod's controlling owner, which its Events are about: the pod itself
+/// has no name yet.
+fn controller_owner(
+    pod: &Pod,
+    namespace: &str,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let owner = pod
         .metadata
         .owner_references
         .iter()
         .flatten()
-        .find(|o| o.controller == Some(true))
-    else {
+        .find(|o| o.controller == Some(true))?;
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(owner.api_version.clone()),
+        kind: Some(owner.kind.clone()),
+        name: Some(owner.name.clone()),
+        namespace: Some(namespace.to_string()),
+        uid: Some(owner.uid.clone()),
+        ..Default::default()
+    })
+}
+
+/// Queues the outcome's Event, if it calls for one.
+fn report(
+    events: &Events,
+    outcome: &Outcome,
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
+    namespace: &str,
+) {
+    let Some((reason, note)) = outcome.event() else {
         return;
     };
     events.offer(EventRequest {
         namespace: namespace.to_string(),
-        regarding: k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some(owner.api_version.clone()),
-            kind: Some(owner.kind.clone()),
-            name: Some(owner.name.clone()),
-            namespace: Some(namespace.to_string()),
-            uid: Some(owner.uid.clone()),
-            ..Default::default()
-        },
+        regarding,
         reason,
         note,
     });
@@ -266,11 +306,12 @@ impl Mutate for Injector {
                     owner_hint: None,
                     server_version: self.server_version,
                 };
-                let outcome = run(&pod, &ctx);
-                if let Some(events) = &self.events
+                let owner = controller_owner(&pod, namespace);
+                let outcome = run_owned(pod, &ctx);
+                if let (Some(events), Some(owner)) = (&self.events, owner)
                     && !r.dry_run
                 {
-                    report(events, &outcome, &pod, namespace);
+                    report(events, &outcome, owner, namespace);
                 }
                 (outcome, has_metadata)
             }
