@@ -95,6 +95,12 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
+            // A dangling symlink is a file the kubelet's `..data` swap has
+            // just dropped (the link goes a moment after its target): it is
+            // no longer part of the set, not a read error.
+            if std::fs::metadata(&path).is_err() && std::fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
             } else {
@@ -671,11 +677,26 @@ impl Policies {
             }
             *last = fp;
         }
-        let loaded = if self.dir.is_dir() {
-            PolicySet::load_dir(&self.dir, timeout)
-        } else {
-            Ok(PolicySet::empty(timeout))
+        let load = || {
+            if self.dir.is_dir() {
+                PolicySet::load_dir(&self.dir, timeout)
+            } else {
+                Ok(PolicySet::empty(timeout))
+            }
         };
+        // A file vanishing mid-read is a swap in progress: read again.
+        let mut loaded = load();
+        for _ in 0..3 {
+            match &loaded {
+                Err(PolicyError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    loaded = load();
+                }
+                _ => break,
+            }
+        }
         match loaded {
             Ok(set) => {
                 tracing::info!(dir = %self.dir.display(), policies = ?set.policy_names(), "policies reloaded");
@@ -1041,5 +1062,47 @@ mod tests {
         let input = gatekeeper_input(&request, &params);
         assert_eq!(input[&key("review")], request);
         assert_eq!(input[&key("parameters")], params);
+    }
+
+    /// The kubelet's ConfigMap update: a new `..2026_b` directory, `..data`
+    /// renamed onto it, the old directory removed, and only then the link of
+    /// a file the update dropped. A reload in between sees that dangling
+    /// link: it is a file leaving the set, not an error.
+    #[cfg(unix)]
+    #[test]
+    fn a_data_swap_with_a_dropped_file_reloads_without_an_error() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path();
+        let rego = |pkg: &str| {
+            format!(
+                "package kubernetes.admission.{pkg}\nimport rego.v1\ndeny contains \"{pkg}\" if false\n"
+            )
+        };
+        std::fs::create_dir(root.join("..2026_a")).expect("dir");
+        std::fs::write(root.join("..2026_a/a.rego"), rego("a")).expect("w");
+        std::fs::write(root.join("..2026_a/b.rego"), rego("b")).expect("w");
+        symlink("..2026_a", root.join("..data")).expect("link");
+        symlink("..data/a.rego", root.join("a.rego")).expect("link");
+        symlink("..data/b.rego", root.join("b.rego")).expect("link");
+        let metrics = Arc::new(Metrics::new());
+        let p = Policies::load(
+            root,
+            Duration::from_secs(1),
+            FailureMode::Allow,
+            metrics.clone(),
+        )
+        .expect("load");
+        assert_eq!(p.current.load().policy_names().len(), 2);
+        // The update drops b.rego.
+        std::fs::create_dir(root.join("..2026_b")).expect("dir");
+        std::fs::write(root.join("..2026_b/a.rego"), rego("a")).expect("w");
+        symlink("..2026_b", root.join("..data_tmp")).expect("link");
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("swap");
+        std::fs::remove_dir_all(root.join("..2026_a")).expect("rm");
+        // b.rego still links to ..data/b.rego, which no longer exists.
+        assert!(p.reload().expect("no error"), "a new set is swapped in");
+        assert_eq!(metrics.policy_reload_errors.get(), 0);
+        assert_eq!(p.current.load().policy_names().len(), 1);
     }
 }
