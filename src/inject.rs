@@ -32,6 +32,7 @@ pub mod mutate;
 pub mod plan;
 pub mod probes;
 pub mod selector;
+pub mod sent_pod;
 pub mod service_name;
 pub mod sidecar;
 pub mod status;

@@ -1525,7 +1525,6 @@ async fn huge_pod(path: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "KNOWN FAILURE (issue 12 open): peak 70 MiB above idle against 64 MiB; the typed Pod's Vec<EnvVar> (~300 B per variable) doubles while serde grows it. Next: the borrowed partial model (issue 16). Run with --ignored"]
 async fn hostile_huge_pod_on_mutate_bounded_in_time_and_memory() {
     huge_pod("/mutate").await;
 }

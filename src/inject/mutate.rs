@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::Pod;
-use serde::Deserialize;
 
 use crate::admission::{Decoded, Mutate, Verdict};
 use crate::config::{Config, FailureMode};
@@ -266,19 +265,6 @@ fn report(
     });
 }
 
-/// The Pod as sent, in one parse: the typed `Pod` defaults a missing
-/// `metadata`, but a patch into a missing object would fail, so we keep
-/// whether it was there.
-#[derive(Deserialize)]
-struct RawPod {
-    #[serde(default)]
-    metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
-    #[serde(default)]
-    spec: Option<k8s_openapi::api::core::v1::PodSpec>,
-    #[serde(default)]
-    status: Option<k8s_openapi::api::core::v1::PodStatus>,
-}
-
 impl Mutate for Injector {
     fn mutate(&self, review: &Decoded<'_>) -> Verdict {
         let r = &review.request;
@@ -288,15 +274,7 @@ impl Mutate for Injector {
         let config = self.config.load();
         let namespace = r.namespace.as_deref().unwrap_or_default();
         let raw = r.object.map(|o| o.get()).unwrap_or("null");
-        let parsed = serde_json::from_str::<RawPod>(raw).map(|p| {
-            let has_metadata = p.metadata.is_some();
-            let pod = Pod {
-                metadata: p.metadata.unwrap_or_default(),
-                spec: p.spec,
-                status: p.status,
-            };
-            (pod, has_metadata)
-        });
+        let parsed = crate::inject::sent_pod::parse(raw).map(|p| (p.pod, p.has_metadata));
         let (outcome, has_metadata) = match parsed {
             Ok((pod, has_metadata)) => {
                 let ctx = Context {
