@@ -278,3 +278,52 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(n: usize) -> EventRequest {
+        EventRequest {
+            namespace: "shop".into(),
+            regarding: ObjectReference {
+                kind: Some("ReplicaSet".into()),
+                name: Some(format!("rs-{n}")),
+                ..Default::default()
+            },
+            reason: EventReason::InjectionSkipped,
+            note: "x".into(),
+        }
+    }
+
+    /// With nobody draining the queue, offers beyond its size are dropped
+    /// and counted, and offering never waits.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, _rx) = mpsc::channel(2);
+        let events = Events {
+            tx,
+            metrics: metrics.clone(),
+        };
+        let start = std::time::Instant::now();
+        for n in 0..10 {
+            events.offer(request(n));
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
+        assert!(
+            metrics.encode().contains(
+                r#"otel_admission_events_total{reason="InjectionSkipped",result="dropped"} 8"#
+            ),
+            "{}",
+            metrics.encode()
+        );
+    }
+
+    #[test]
+    fn notes_are_one_line_and_bounded() {
+        let long = format!("a\nb{}", "é".repeat(2000));
+        let n = clamp_note(&long);
+        assert!(!n.contains('\n') && n.len() <= MAX_NOTE);
+    }
+}

@@ -11,7 +11,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use common::apiserver::{
-    COLLECTORS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, collector, instrumentation, namespace,
+    COLLECTORS, EVENTS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, collector, instrumentation,
+    namespace,
 };
 use common::{Options, TestServer, review};
 use otel_admission::cluster::Caches;
@@ -447,5 +448,84 @@ async fn the_sidecar_comes_from_the_collector_resource_in_the_cache() {
             .iter()
             .any(|w| w.as_str().is_some_and(|w| w.contains("mode: sidecar")))),
         "{body}"
+    );
+}
+
+/// A skipped injection produces one Event on the pod's owner, however many
+/// pods: the first creates it, the repeats update its series; a dry run
+/// sends nothing; a full queue drops and counts, never delays admission.
+#[tokio::test]
+async fn a_skipped_injection_is_one_event_per_owner_and_reason() {
+    use otel_admission::events::{EventSettings, Events};
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    let metrics = Arc::new(Metrics::new());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let settings = EventSettings {
+        series_interval: Duration::from_millis(200),
+        ..EventSettings::default()
+    };
+    let (events, _task) = Events::start(api.client(), settings, metrics.clone(), stop_rx);
+    let caches = Arc::new(Caches::new());
+    let readiness = Arc::new(Readiness::default());
+    let (_cstop, cstop_rx) = tokio::sync::watch::channel(false);
+    caches.start(
+        api.client(),
+        metrics.clone(),
+        readiness.gate("cluster"),
+        cstop_rx,
+    );
+    until(|| caches.is_ready()).await;
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        view: caches.clone(),
+        metrics: metrics.clone(),
+        server_version: None,
+        events: Some(events),
+    };
+    let server = common::start(common::Options {
+        mutator: Arc::new(injector),
+        ..Default::default()
+    })
+    .await;
+    // Each pod names an Instrumentation that does not exist.
+    let mut pod = app_pod(json!({"instrumentation.opentelemetry.io/inject-python": "missing"}));
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "web-5d8f", "uid": "rs-uid", "controller": true}]);
+    for i in 0..50 {
+        let (status, body) = server
+            .post("/mutate", &review(&format!("u{i}"), "CREATE", pod.clone()))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["response"]["allowed"], true);
+    }
+    // A dry run is never reported.
+    let mut dry = review("dry", "CREATE", pod.clone());
+    dry["request"]["dryRun"] = json!(true);
+    server.post("/mutate", &dry).await;
+    until(|| {
+        api.objects(EVENTS)
+            .first()
+            .and_then(|e| e["series"]["count"].as_i64())
+            == Some(50)
+    })
+    .await;
+    let evs = api.objects(EVENTS);
+    assert_eq!(evs.len(), 1, "one Event per owner and reason: {evs:?}");
+    let e = &evs[0];
+    assert_eq!(e["reason"], "InjectionFailed");
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["regarding"]["kind"], "ReplicaSet");
+    assert_eq!(e["regarding"]["name"], "web-5d8f");
+    assert!(
+        e["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("shop/missing")),
+        "{e}"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"otel_admission_events_total{reason="InjectionFailed",result="sent"}"#),
+        "{text}"
     );
 }

@@ -31,7 +31,7 @@ fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 #[test]
-fn rbac_is_exactly_get_list_watch_on_namespaces_instrumentations_and_collectors() {
+fn rbac_is_get_list_watch_on_what_admission_reads_and_create_patch_on_events() {
     let objs = kustomize("manifests/base");
     let roles = find(&objs, "ClusterRole");
     assert_eq!(roles.len(), 1);
@@ -62,6 +62,9 @@ fn rbac_is_exactly_get_list_watch_on_namespaces_instrumentations_and_collectors(
         for v in ["get", "list", "watch"] {
             want.push((g.to_string(), r.to_string(), v.to_string()));
         }
+    }
+    for v in ["create", "patch"] {
+        want.push(("events.k8s.io".into(), "events".into(), v.to_string()));
     }
     want.sort();
     assert_eq!(granted, want);

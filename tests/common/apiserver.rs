@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 pub const NAMESPACES: &str = "namespaces";
 pub const INSTRUMENTATIONS: &str = "instrumentations";
 pub const COLLECTORS: &str = "opentelemetrycollectors";
+pub const EVENTS: &str = "events";
 
 #[derive(Clone)]
 struct Change {
@@ -90,6 +91,14 @@ impl FakeApiServer {
                     },
                 ),
             )
+            .route(
+                "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+                axum::routing::post(create_event),
+            )
+            .route(
+                "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
+                axum::routing::patch(patch_event),
+            )
             .with_state(fake.clone())
             .layer(axum::middleware::from_fn_with_state(fake.clone(), count));
         tokio::spawn(async move {
@@ -154,6 +163,64 @@ impl FakeApiServer {
     /// Takes the API server away (503s, open watches end) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.down.send_replace(down);
+    }
+}
+
+/// POST of an Event: named from `generateName`, stored, echoed back.
+async fn create_event(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    axum::Json(mut event): axum::Json<Value>,
+) -> Response {
+    if *s.down.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let mut inner = s.inner.lock().expect("lock");
+    inner.rv += 1;
+    let rv = inner.rv;
+    let stem = event["metadata"]["generateName"]
+        .as_str()
+        .unwrap_or("event.")
+        .to_string();
+    let name = format!("{stem}{rv:05}");
+    event["metadata"]["name"] = json!(name);
+    event["metadata"]["namespace"] = json!(ns);
+    event["metadata"]["resourceVersion"] = json!(rv.to_string());
+    inner
+        .objects
+        .insert((EVENTS, format!("{ns}/{name}")), event.clone());
+    (StatusCode::CREATED, axum::Json(event)).into_response()
+}
+
+/// A merge PATCH of an Event (the series updates).
+async fn patch_event(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, name)): axum::extract::Path<(String, String)>,
+    axum::Json(patch): axum::Json<Value>,
+) -> Response {
+    let mut inner = s.inner.lock().expect("lock");
+    let Some(event) = inner.objects.get_mut(&(EVENTS, format!("{ns}/{name}"))) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    if let (Some(obj), Some(p)) = (event.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    let out = event.clone();
+    axum::Json(out).into_response()
+}
+
+impl FakeApiServer {
+    /// Every stored object of `resource`.
+    pub fn objects(&self, resource: &'static str) -> Vec<Value> {
+        let inner = self.inner.lock().expect("lock");
+        inner
+            .objects
+            .iter()
+            .filter(|((r, _), _)| *r == resource)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
