@@ -70,6 +70,45 @@ pub enum Command {
     Inject(InjectArgs),
     /// Explain, per workload and feature, what would be injected and why.
     Explain(InjectArgs),
+    /// Instrument what already runs: list (and restart) stale workloads.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// List the Deployments, StatefulSets and DaemonSets whose running pods
+    /// carry stale instrumentation; exit 3 when one can be restarted.
+    Plan(RolloutPlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutPlanArgs {
+    /// The same config file as `serve` (rules, defaults, exclusions).
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only these namespaces; repeatable. All when absent.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "OTEL_ADMISSION_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// `table` or `json`.
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "OTEL_ADMISSION_OUTPUT",
+        default_value = "table"
+    )]
+    pub output: PlanOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanOutput {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +255,17 @@ pub fn main() -> ExitCode {
         },
         Command::Inject(args) => inject_cmd(&args, false),
         Command::Explain(args) => inject_cmd(&args, true),
+        Command::Rollout(RolloutCommand::Plan(args)) => {
+            let run = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(rollout_plan(&args)));
+            match run {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -246,6 +296,31 @@ fn init_logging(format: LogFormat, level: &str) -> tracing_appender::non_blockin
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     guard
+}
+
+// === rollout ===
+
+async fn rollout_plan(args: &RolloutPlanArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let Some((client, _)) = crate::cluster::connect(crate::cluster::ClusterMode::On).await? else {
+        anyhow::bail!("rollout plan needs a cluster (kubeconfig or in-cluster service account)");
+    };
+    let all =
+        crate::rollout::cluster::plan(client, &args.namespaces, &config, Duration::from_secs(30))
+            .await?;
+    match args.output {
+        PlanOutput::Table => print!("{}", crate::rollout::table(&all)),
+        PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+    }
+    let restartable = all.iter().any(|a| a.stale && a.not_restartable.is_none());
+    Ok(if restartable {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 // === serve ===

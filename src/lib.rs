@@ -23,6 +23,7 @@ pub mod instrumentation;
 pub mod metrics;
 pub mod otelcol;
 pub mod policy;
+pub mod rollout;
 pub mod server;
 pub mod warnings;
 pub mod yaml;

@@ -19,6 +19,10 @@ pub const NAMESPACES: &str = "namespaces";
 pub const INSTRUMENTATIONS: &str = "instrumentations";
 pub const COLLECTORS: &str = "opentelemetrycollectors";
 pub const EVENTS: &str = "events";
+pub const DEPLOYMENTS: &str = "deployments";
+pub const STATEFULSETS: &str = "statefulsets";
+pub const DAEMONSETS: &str = "daemonsets";
+pub const PODS: &str = "pods";
 
 #[derive(Clone)]
 struct Change {
@@ -92,6 +96,31 @@ impl FakeApiServer {
                 ),
             )
             .route(
+                "/apis/apps/v1/deployments",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, DEPLOYMENTS)
+                    },
+                ),
+            )
+            .route(
+                "/apis/apps/v1/statefulsets",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, STATEFULSETS)
+                    },
+                ),
+            )
+            .route(
+                "/apis/apps/v1/daemonsets",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        list_or_watch(s, q, DAEMONSETS)
+                    },
+                ),
+            )
+            .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
+            .route(
                 "/apis/events.k8s.io/v1/namespaces/{ns}/events",
                 axum::routing::post(create_event),
             )
@@ -164,6 +193,30 @@ impl FakeApiServer {
     pub fn set_down(&self, down: bool) {
         self.down.send_replace(down);
     }
+}
+
+/// A namespace's pods, metadata only, as a `PartialObjectMetadataList` (what
+/// kube-rs' `list_metadata` asks for).
+async fn pods_metadata(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+) -> Response {
+    let inner = s.inner.lock().expect("lock");
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((r, k), _)| *r == PODS && k.starts_with(&format!("{ns}/")))
+        .map(|(_, v)| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": v["metadata"].clone()})
+        })
+        .collect();
+    axum::Json(json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "items": items
+    }))
+    .into_response()
 }
 
 /// POST of an Event: named from `generateName`, stored, echoed back.
@@ -297,6 +350,9 @@ async fn list_or_watch(
         .collect();
     let (api_version, kind) = match resource {
         NAMESPACES => ("v1", "NamespaceList"),
+        DEPLOYMENTS => ("apps/v1", "DeploymentList"),
+        STATEFULSETS => ("apps/v1", "StatefulSetList"),
+        DAEMONSETS => ("apps/v1", "DaemonSetList"),
         COLLECTORS => ("opentelemetry.io/v1beta1", "OpenTelemetryCollectorList"),
         _ => ("opentelemetry.io/v1alpha1", "InstrumentationList"),
     };

@@ -1,0 +1,202 @@
+//! The cluster reads behind `otel-admission rollout plan`: workloads and
+//! their pods' metadata (never whole pods), through kube-rs, and the same
+//! caches `serve` keeps, so the plan decides as `/mutate` would.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ListParams};
+
+use super::{Assessment, Kind, ROLLOUT_KEY, Workload, assess};
+use crate::cluster::Caches;
+use crate::config::Config;
+use crate::inject::selector;
+use crate::inject::status::INJECTED_LABEL;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the cluster caches did not sync within {0:?}")]
+    NotSynced(Duration),
+}
+
+fn list_err(what: &'static str) -> impl Fn(kube::Error) -> PlanError {
+    move |source| PlanError::List { what, source }
+}
+
+fn opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(ROLLOUT_KEY))
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+}
+
+/// Lists the three kinds, in `namespaces` or everywhere.
+async fn workloads(
+    client: &kube::Client,
+    namespaces: &[String],
+) -> Result<Vec<(Workload, LabelSelector)>, PlanError> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut out = Vec::new();
+    for ns in scopes {
+        let lp = ListParams::default();
+        let deploys: Api<Deployment> = match ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        for d in deploys.list(&lp).await.map_err(list_err("deployments"))? {
+            let (Some(spec), Some(name)) = (d.spec.as_ref(), d.metadata.name.clone()) else {
+                continue;
+            };
+            let status = d.status.clone().unwrap_or_default();
+            let replicas = spec.replicas.unwrap_or(1);
+            let rolling = d.metadata.generation != status.observed_generation
+                || status.updated_replicas.unwrap_or(0) < replicas
+                || status.available_replicas.unwrap_or(0) < replicas;
+            out.push((
+                Workload {
+                    kind: Kind::Deployment,
+                    namespace: d.metadata.namespace.clone().unwrap_or_default(),
+                    name,
+                    template: spec.template.clone(),
+                    opted_out: opted_out(d.metadata.labels.as_ref()),
+                    paused: spec.paused == Some(true),
+                    scaled_to_zero: replicas == 0,
+                    rolling: rolling && replicas > 0,
+                },
+                spec.selector.clone(),
+            ));
+        }
+        let sets: Api<StatefulSet> = match ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        for s in sets.list(&lp).await.map_err(list_err("statefulsets"))? {
+            let (Some(spec), Some(name)) = (s.spec.as_ref(), s.metadata.name.clone()) else {
+                continue;
+            };
+            let status = s.status.clone().unwrap_or_default();
+            let replicas = spec.replicas.unwrap_or(1);
+            let rolling = s.metadata.generation != status.observed_generation
+                || status.updated_replicas.unwrap_or(0) < replicas
+                || status.available_replicas.unwrap_or(0) < replicas;
+            out.push((
+                Workload {
+                    kind: Kind::StatefulSet,
+                    namespace: s.metadata.namespace.clone().unwrap_or_default(),
+                    name,
+                    template: spec.template.clone(),
+                    opted_out: opted_out(s.metadata.labels.as_ref()),
+                    paused: false,
+                    scaled_to_zero: replicas == 0,
+                    rolling: rolling && replicas > 0,
+                },
+                spec.selector.clone(),
+            ));
+        }
+        let daemons: Api<DaemonSet> = match ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        for d in daemons.list(&lp).await.map_err(list_err("daemonsets"))? {
+            let (Some(spec), Some(name)) = (d.spec.as_ref(), d.metadata.name.clone()) else {
+                continue;
+            };
+            let status = d.status.clone().unwrap_or_default();
+            let rolling = d.metadata.generation != status.observed_generation
+                || status.updated_number_scheduled.unwrap_or(0) < status.desired_number_scheduled;
+            out.push((
+                Workload {
+                    kind: Kind::DaemonSet,
+                    namespace: d.metadata.namespace.clone().unwrap_or_default(),
+                    name,
+                    template: spec.template.clone(),
+                    opted_out: opted_out(d.metadata.labels.as_ref()),
+                    paused: false,
+                    scaled_to_zero: false,
+                    rolling,
+                },
+                spec.selector.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The plan: every workload in `namespaces` (all when empty), assessed.
+pub async fn plan(
+    client: kube::Client,
+    namespaces: &[String],
+    config: &Config,
+    sync_timeout: Duration,
+) -> Result<Vec<Assessment>, PlanError> {
+    // The same caches as `serve`, so the plan reads what admission reads.
+    let caches = Arc::new(Caches::new());
+    let readiness = crate::server::admin::Readiness::default();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    caches.start(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        readiness.gate("cluster"),
+        stop_rx,
+    );
+    let start = tokio::time::Instant::now();
+    while !caches.is_ready() {
+        if start.elapsed() > sync_timeout {
+            stop.send_replace(true);
+            return Err(PlanError::NotSynced(sync_timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = workloads(&client, namespaces).await?;
+    // Pods, metadata only, once per namespace.
+    let mut pods: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    let mut scopes: Vec<String> = found.iter().map(|(w, _)| w.namespace.clone()).collect();
+    scopes.sort();
+    scopes.dedup();
+    for ns in scopes {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let list = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(list_err("pods"))?;
+        pods.insert(
+            ns,
+            list.items
+                .into_iter()
+                .map(|p| p.metadata.labels.unwrap_or_default())
+                .collect(),
+        );
+    }
+    stop.send_replace(true);
+    let mut out: Vec<Assessment> = found
+        .iter()
+        .map(|(w, sel)| {
+            let fingerprints: Vec<Option<String>> = pods
+                .get(&w.namespace)
+                .into_iter()
+                .flatten()
+                .filter(|labels| selector::matches(sel, labels))
+                .map(|labels| labels.get(INJECTED_LABEL).cloned())
+                .collect();
+            assess(w, &fingerprints, config, caches.as_ref())
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.namespace, a.kind.as_str(), &a.name).cmp(&(&b.namespace, b.kind.as_str(), &b.name))
+    });
+    Ok(out)
+}

@@ -1,0 +1,174 @@
+//! `otel-admission rollout plan` against the local list/watch API server:
+//! the real binary, a kubeconfig, workloads and their pods' metadata.
+
+mod common;
+
+use std::process::Command;
+
+use common::apiserver::{DAEMONSETS, DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, namespace};
+use serde_json::{Value, json};
+
+fn deployment(ns: &str, name: &str, annotations: Value, labels: Value, ready: bool) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "generation": 2, "labels": labels},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}},
+        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": if ready { 2 } else { 1 },
+            "availableReplicas": 2}
+    })
+}
+
+fn pod(ns: &str, name: &str, app: &str, fingerprint: Option<&str>) -> Value {
+    let mut labels = json!({"app": app});
+    if let Some(f) = fingerprint {
+        labels["otel-admission.io/injected"] = json!(f);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels}})
+}
+
+/// A namespace opted in by a rule, three Deployments and a DaemonSet: the
+/// plan lists the stale ones with the reason, marks the one mid-rollout as
+/// not restartable, and exits 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_lists_stale_workloads_with_reasons() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    // Selected by the rule, never instrumented: stale.
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "web", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("shop", "web-1", "web", None));
+    // Stale too, but a rollout is in progress.
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "busy", json!({}), json!({}), false),
+    );
+    api.apply(PODS, pod("shop", "busy-1", "busy", None));
+    // Opted out of injection; its pods carry nothing: up to date.
+    api.apply(
+        DEPLOYMENTS,
+        deployment(
+            "shop",
+            "quiet",
+            json!({"otel-admission.io/inject": "false"}),
+            json!({}),
+            true,
+        ),
+    );
+    api.apply(PODS, pod("shop", "quiet-1", "quiet", None));
+    // Opted out of rollouts.
+    api.apply(
+        DEPLOYMENTS,
+        deployment(
+            "shop",
+            "pinned",
+            json!({}),
+            json!({"otel-admission.io/rollout": "false"}),
+            true,
+        ),
+    );
+    api.apply(PODS, pod("shop", "pinned-1", "pinned", None));
+    api.apply(
+        DAEMONSETS,
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "shop", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}, "annotations": {"otel-admission.io/inject": "false"}},
+                    "spec": {"containers": [{"name": "a", "image": "a:1"}]}}},
+            "status": {"observedGeneration": 1, "desiredNumberScheduled": 1, "updatedNumberScheduled": 1,
+                "currentNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": 1}}),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
+            api.url
+        ),
+    )
+    .expect("kubeconfig");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: shop-python\n    inject: {languages: [python]}\n",
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let run = |out: &str| {
+        let dir = dir.path().to_path_buf();
+        let kubeconfig = kubeconfig.clone();
+        let config = config.clone();
+        let out = out.to_string();
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["rollout", "plan", "--config"])
+                .arg(&config)
+                .args(["-o", &out])
+                .current_dir(dir)
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .output()
+                .expect("run")
+        })
+    };
+    let out = run("json").await.expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let by = |name: &str| {
+        all.iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let web = by("web");
+    assert_eq!(web["stale"], true, "{all:?}");
+    assert!(
+        web["reason"].as_str().is_some_and(
+            |r| r.starts_with("not instrumented; now python by config rule \"shop-python\"")
+        ),
+        "{web}"
+    );
+    assert!(web["not_restartable"].is_null());
+    assert_eq!(web["wanted"].as_str().map(str::len), Some(16));
+    let busy = by("busy");
+    assert_eq!(busy["stale"], true);
+    assert!(
+        busy["not_restartable"]
+            .as_str()
+            .is_some_and(|w| w.contains("in progress")),
+        "{busy}"
+    );
+    assert_eq!(by("quiet")["stale"], false);
+    assert!(
+        by("pinned")["not_restartable"]
+            .as_str()
+            .is_some_and(|w| w.contains("rollout=false"))
+    );
+    assert_eq!(by("agent")["kind"], "DaemonSet");
+    assert_eq!(by("agent")["stale"], false);
+
+    let table = run("table").await.expect("join");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("KIND\tNAMESPACE\tNAME"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Deployment\tshop\tweb\t-\t")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("quiet"),
+        "up-to-date workloads are not listed: {text}"
+    );
+}
