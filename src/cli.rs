@@ -80,6 +80,24 @@ pub enum RolloutCommand {
     /// List the Deployments, StatefulSets and DaemonSets whose running pods
     /// carry stale instrumentation; exit 3 when one can be restarted.
     Plan(RolloutPlanArgs),
+    /// Restart the stale workloads as `kubectl rollout restart` does, one per
+    /// namespace at a time, each waited for until available.
+    Apply(RolloutApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutApplyArgs {
+    #[command(flatten)]
+    pub plan: RolloutPlanArgs,
+    /// Restart at most this many workloads.
+    #[arg(long, env = "OTEL_ADMISSION_MAX")]
+    pub max: Option<usize>,
+    /// Print what would be restarted; change nothing.
+    #[arg(long, env = "OTEL_ADMISSION_DRY_RUN")]
+    pub dry_run: bool,
+    /// How long to wait for each workload to be available again.
+    #[arg(long, env = "OTEL_ADMISSION_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -255,12 +273,19 @@ pub fn main() -> ExitCode {
         },
         Command::Inject(args) => inject_cmd(&args, false),
         Command::Explain(args) => inject_cmd(&args, true),
-        Command::Rollout(RolloutCommand::Plan(args)) => {
+        Command::Rollout(cmd) => {
             let run = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")
-                .and_then(|rt| rt.block_on(rollout_plan(&args)));
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        match cmd {
+                            RolloutCommand::Plan(a) => rollout_plan(&a).await,
+                            RolloutCommand::Apply(a) => rollout_apply(&a).await,
+                        }
+                    })
+                });
             match run {
                 Ok(code) => return code,
                 Err(e) => Err(e),
@@ -300,17 +325,83 @@ fn init_logging(format: LogFormat, level: &str) -> tracing_appender::non_blockin
 
 // === rollout ===
 
-async fn rollout_plan(args: &RolloutPlanArgs) -> anyhow::Result<ExitCode> {
+async fn rollout_inputs(
+    args: &RolloutPlanArgs,
+) -> anyhow::Result<(kube::Client, Vec<crate::rollout::Assessment>)> {
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
     let Some((client, _)) = crate::cluster::connect(crate::cluster::ClusterMode::On).await? else {
-        anyhow::bail!("rollout plan needs a cluster (kubeconfig or in-cluster service account)");
+        anyhow::bail!("rollout needs a cluster (kubeconfig or in-cluster service account)");
     };
-    let all =
-        crate::rollout::cluster::plan(client, &args.namespaces, &config, Duration::from_secs(30))
-            .await?;
+    let all = crate::rollout::cluster::plan(
+        client.clone(),
+        &args.namespaces,
+        &config,
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok((client, all))
+}
+
+async fn rollout_apply(args: &RolloutApplyArgs) -> anyhow::Result<ExitCode> {
+    use crate::rollout::cluster::Restart;
+    use std::io::IsTerminal as _;
+    let (client, all) = rollout_inputs(&args.plan).await?;
+    let terminal = std::io::stderr().is_terminal();
+    let progress = |a: &crate::rollout::Assessment, r: Option<&Restart>| {
+        let what = format!("{} {}/{}", a.kind.as_str(), a.namespace, a.name);
+        match r {
+            None if terminal => eprint!("\r\x1b[K… restarting {what}"),
+            None => {}
+            Some(r) => {
+                let end = match r {
+                    Restart::Done(s) => format!("restarted {what}, available after {s}s"),
+                    Restart::NotAvailable => {
+                        format!("restarted {what}, NOT available within the timeout")
+                    }
+                    Restart::Failed(e) => format!("FAILED {what}: {e}"),
+                    Restart::Planned => format!("would restart {what} ({})", a.reason),
+                };
+                if terminal {
+                    eprintln!("\r\x1b[K{end}");
+                } else {
+                    eprintln!("{end}");
+                }
+            }
+        }
+    };
+    let results = crate::rollout::cluster::apply(
+        &client,
+        &all,
+        args.max,
+        args.dry_run,
+        args.timeout,
+        &progress,
+    )
+    .await;
+    let count = |f: fn(&Restart) -> bool| results.iter().filter(|(_, r)| f(r)).count();
+    let done = count(|r| matches!(r, Restart::Done(_)));
+    let slow = count(|r| matches!(r, Restart::NotAvailable));
+    let failed = count(|r| matches!(r, Restart::Failed(_)));
+    let planned = count(|r| matches!(r, Restart::Planned));
+    let skipped = all
+        .iter()
+        .filter(|a| a.stale && a.not_restartable.is_some())
+        .count();
+    println!(
+        "rollout: {done} restarted, {slow} not available in time, {failed} failed, {planned} planned (dry run), {skipped} stale but not restartable"
+    );
+    Ok(if failed + slow > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn rollout_plan(args: &RolloutPlanArgs) -> anyhow::Result<ExitCode> {
+    let (_, all) = rollout_inputs(args).await?;
     match args.output {
         PlanOutput::Table => print!("{}", crate::rollout::table(&all)),
         PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&all)?),

@@ -651,3 +651,55 @@ fn the_example_instrumentation_is_valid_for_the_server() {
         typed.spec.validate()
     );
 }
+
+/// The rollout overlay adds exactly the controller's verbs; the base keeps
+/// its least privilege (checked above).
+#[test]
+fn the_rollout_overlay_adds_only_the_rollout_verbs() {
+    let objs = kustomize("manifests/overlays/rollout");
+    let role = one(&objs, "ClusterRole", "otel-admission-rollout");
+    let mut granted: Vec<(String, String, String)> = Vec::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        for g in rule["apiGroups"].as_array().expect("groups") {
+            for r in rule["resources"].as_array().expect("resources") {
+                for v in rule["verbs"].as_array().expect("verbs") {
+                    granted.push((
+                        g.as_str().unwrap_or_default().into(),
+                        r.as_str().unwrap_or_default().into(),
+                        v.as_str().unwrap_or_default().into(),
+                    ));
+                }
+            }
+        }
+    }
+    granted.sort();
+    let mut want = Vec::new();
+    for r in ["daemonsets", "deployments", "statefulsets"] {
+        for v in ["get", "list", "patch", "watch"] {
+            want.push(("apps".to_string(), r.to_string(), v.to_string()));
+        }
+    }
+    for v in ["get", "list", "watch"] {
+        want.push((String::new(), "pods".to_string(), v.to_string()));
+    }
+    want.sort();
+    assert_eq!(granted, want);
+    let lease = one(&objs, "Role", "otel-admission-rollout-lease");
+    assert_eq!(lease["metadata"]["namespace"], "otel-admission");
+    assert!(
+        lease["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .all(
+                |r| r["apiGroups"] == serde_json::json!(["coordination.k8s.io"])
+                    && r["resources"] == serde_json::json!(["leases"])
+            )
+    );
+    // The base objects are all there, unchanged in number.
+    assert_eq!(
+        objs.len(),
+        kustomize("manifests/base").len() + 4,
+        "the overlay adds its four RBAC objects"
+    );
+}

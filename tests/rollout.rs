@@ -172,3 +172,130 @@ async fn the_plan_lists_stale_workloads_with_reasons() {
         "up-to-date workloads are not listed: {text}"
     );
 }
+
+/// `rollout apply` restarts what the plan lists as restartable, with the
+/// `kubectl.kubernetes.io/restartedAt` annotation, waits for each to be
+/// available, and prints a summary; `--dry-run` changes nothing; the
+/// mid-rollout and opted-out workloads are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_restarts_the_stale_ones_as_kubectl_does() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(
+        NAMESPACES,
+        namespace("pay", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    for (ns, name) in [("shop", "web"), ("shop", "api"), ("pay", "ledger")] {
+        api.apply(
+            DEPLOYMENTS,
+            deployment(ns, name, json!({}), json!({}), true),
+        );
+        api.apply(PODS, pod(ns, &format!("{name}-1"), name, None));
+    }
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "busy", json!({}), json!({}), false),
+    );
+    api.apply(
+        DEPLOYMENTS,
+        deployment(
+            "shop",
+            "pinned",
+            json!({}),
+            json!({"otel-admission.io/rollout": "false"}),
+            true,
+        ),
+    );
+    api.apply(PODS, pod("shop", "busy-1", "busy", None));
+    api.apply(PODS, pod("shop", "pinned-1", "pinned", None));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
+            api.url
+        ),
+    )
+    .expect("kubeconfig");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: all-python\n    inject: {languages: [python]}\n",
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let run = |extra: Vec<&'static str>| {
+        let kubeconfig = kubeconfig.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["rollout", "apply", "--config"])
+                .arg(&config)
+                .args(extra)
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .output()
+                .expect("run")
+        })
+    };
+    let restarted = |name: &str| {
+        api.objects(DEPLOYMENTS)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .and_then(|d| {
+                d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    let dry = run(vec!["--dry-run"]).await.expect("join");
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let summary = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(
+        summary.contains("3 planned (dry run)") && summary.contains("2 stale but not restartable"),
+        "{summary}"
+    );
+    assert!(restarted("web").is_none(), "a dry run changes nothing");
+
+    let out = run(vec!["--timeout", "10s"]).await.expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(summary.contains("3 restarted"), "{summary}");
+    for name in ["web", "api", "ledger"] {
+        assert!(restarted(name).is_some(), "{name} restarted");
+    }
+    assert!(restarted("busy").is_none() && restarted("pinned").is_none());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("restarted Deployment shop/web, available after"),
+        "{log}"
+    );
+
+    // A workload that never becomes available is reported, and fails the run.
+    api.apply(
+        DEPLOYMENTS,
+        deployment("pay", "slow", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("pay", "slow-1", "slow", None));
+    api.slow_rollouts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = run(vec!["--timeout", "1s", "-n", "pay"])
+        .await
+        .expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not available in time"));
+}

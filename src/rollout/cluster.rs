@@ -20,6 +20,14 @@ use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    #[error("cannot restart {kind} {namespace}/{name}: {source}")]
+    Patch {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("cannot list {what}: {source}")]
     List {
         what: &'static str,
@@ -199,4 +207,136 @@ pub async fn plan(
         (&a.namespace, a.kind.as_str(), &a.name).cmp(&(&b.namespace, b.kind.as_str(), &b.name))
     });
     Ok(out)
+}
+
+/// The annotation `kubectl rollout restart` sets on the pod template.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// How one restart ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Restart {
+    /// Patched, and available again after this many seconds.
+    Done(u64),
+    /// Patched, but not available within the timeout.
+    NotAvailable,
+    Failed(String),
+    /// `--dry-run`: would be restarted.
+    Planned,
+}
+
+async fn patch_restart(client: &kube::Client, a: &Assessment, at: &str) -> Result<(), kube::Error> {
+    use kube::api::{Patch, PatchParams};
+    let body = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}});
+    let pp = PatchParams::default();
+    match a.kind {
+        Kind::Deployment => Api::<Deployment>::namespaced(client.clone(), &a.namespace)
+            .patch(&a.name, &pp, &Patch::Merge(&body))
+            .await
+            .map(|_| ()),
+        Kind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), &a.namespace)
+            .patch(&a.name, &pp, &Patch::Merge(&body))
+            .await
+            .map(|_| ()),
+        Kind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), &a.namespace)
+            .patch(&a.name, &pp, &Patch::Merge(&body))
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// Whether the workload has rolled out its latest generation everywhere.
+async fn available(client: &kube::Client, a: &Assessment) -> Result<bool, kube::Error> {
+    Ok(match a.kind {
+        Kind::Deployment => {
+            let d = Api::<Deployment>::namespaced(client.clone(), &a.namespace)
+                .get(&a.name)
+                .await?;
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let st = d.status.unwrap_or_default();
+            d.metadata.generation <= st.observed_generation
+                && st.updated_replicas.unwrap_or(0) >= want
+                && st.available_replicas.unwrap_or(0) >= want
+        }
+        Kind::StatefulSet => {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), &a.namespace)
+                .get(&a.name)
+                .await?;
+            let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let st = s.status.unwrap_or_default();
+            s.metadata.generation <= st.observed_generation
+                && st.updated_replicas.unwrap_or(0) >= want
+                && st.available_replicas.unwrap_or(0) >= want
+        }
+        Kind::DaemonSet => {
+            let d = Api::<DaemonSet>::namespaced(client.clone(), &a.namespace)
+                .get(&a.name)
+                .await?;
+            let st = d.status.unwrap_or_default();
+            d.metadata.generation <= st.observed_generation
+                && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled
+                && st.number_available.unwrap_or(0) >= st.desired_number_scheduled
+        }
+    })
+}
+
+/// Restarts the restartable stale workloads as `kubectl rollout restart`
+/// does, one per namespace at a time (namespaces side by side), waiting for
+/// each to be available before the next; at most `max` in all.
+/// `progress` is told each start and end.
+pub async fn apply(
+    client: &kube::Client,
+    plan: &[Assessment],
+    max: Option<usize>,
+    dry_run: bool,
+    timeout: Duration,
+    progress: &(dyn Fn(&Assessment, Option<&Restart>) + Sync),
+) -> Vec<(Assessment, Restart)> {
+    let mut todo: Vec<&Assessment> = plan
+        .iter()
+        .filter(|a| a.stale && a.not_restartable.is_none())
+        .collect();
+    if let Some(m) = max {
+        todo.truncate(m);
+    }
+    let mut by_ns: BTreeMap<&str, Vec<&Assessment>> = BTreeMap::new();
+    for a in todo {
+        by_ns.entry(a.namespace.as_str()).or_default().push(a);
+    }
+    let at = k8s_openapi::jiff::Timestamp::now().to_string();
+    let lanes = by_ns.into_values().map(|list| {
+        let at = at.clone();
+        async move {
+            let mut done = Vec::new();
+            for a in list {
+                progress(a, None);
+                let r = if dry_run {
+                    Restart::Planned
+                } else {
+                    match patch_restart(client, a, &at).await {
+                        Err(e) => Restart::Failed(e.to_string()),
+                        Ok(()) => {
+                            let start = tokio::time::Instant::now();
+                            loop {
+                                match available(client, a).await {
+                                    Ok(true) => break Restart::Done(start.elapsed().as_secs()),
+                                    Ok(false) | Err(_) if start.elapsed() >= timeout => {
+                                        break Restart::NotAvailable;
+                                    }
+                                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                                }
+                            }
+                        }
+                    }
+                };
+                progress(a, Some(&r));
+                done.push((a.clone(), r));
+            }
+            done
+        }
+    });
+    futures::future::join_all(lanes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

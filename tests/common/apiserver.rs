@@ -45,6 +45,8 @@ pub struct FakeApiServer {
     events: broadcast::Sender<Change>,
     down: watch::Sender<bool>,
     requests: Arc<AtomicUsize>,
+    /// When set, PATCHed workloads do not report their rollout as done.
+    pub slow_rollouts: Arc<std::sync::atomic::AtomicBool>,
     pub url: String,
 }
 
@@ -67,6 +69,7 @@ impl FakeApiServer {
             events,
             down,
             requests: Arc::default(),
+            slow_rollouts: Arc::default(),
             url,
         };
         let app = Router::new()
@@ -120,6 +123,14 @@ impl FakeApiServer {
                 ),
             )
             .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
+            .route(
+                "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
+                get(get_workload).patch(patch_workload),
+            )
+            .route(
+                "/apis/apps/v1/namespaces/{ns}/{resource}",
+                get(list_workloads),
+            )
             .route(
                 "/apis/events.k8s.io/v1/namespaces/{ns}/events",
                 axum::routing::post(create_event),
@@ -217,6 +228,83 @@ async fn pods_metadata(
         "items": items
     }))
     .into_response()
+}
+
+fn workload_resource(r: &str) -> Option<&'static str> {
+    [DEPLOYMENTS, STATEFULSETS, DAEMONSETS]
+        .into_iter()
+        .find(|x| *x == r)
+}
+
+async fn list_workloads(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, resource)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let Some(r) = workload_resource(&resource) else {
+        return (StatusCode::NOT_FOUND, "no such resource").into_response();
+    };
+    let inner = s.inner.lock().expect("lock");
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((x, k), _)| *x == r && k.starts_with(&format!("{ns}/")))
+        .map(|(_, v)| v.clone())
+        .collect();
+    axum::Json(json!({
+        "apiVersion": "apps/v1", "kind": "List",
+        "metadata": {"resourceVersion": inner.rv.to_string()},
+        "items": items
+    }))
+    .into_response()
+}
+
+async fn get_workload(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, resource, name)): axum::extract::Path<(String, String, String)>,
+) -> Response {
+    let Some(r) = workload_resource(&resource) else {
+        return (StatusCode::NOT_FOUND, "no such resource").into_response();
+    };
+    let inner = s.inner.lock().expect("lock");
+    match inner.objects.get(&(r, format!("{ns}/{name}"))) {
+        Some(o) => axum::Json(o.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// A merge PATCH of a workload; like the API server it bumps `generation`
+/// when the spec changes, and like a controller that finishes at once it
+/// reports the new generation rolled out (unless `slow` is set).
+async fn patch_workload(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, resource, name)): axum::extract::Path<(String, String, String)>,
+    axum::Json(patch): axum::Json<Value>,
+) -> Response {
+    let Some(r) = workload_resource(&resource) else {
+        return (StatusCode::NOT_FOUND, "no such resource").into_response();
+    };
+    let updated = {
+        let inner = s.inner.lock().expect("lock");
+        let Some(obj) = inner.objects.get(&(r, format!("{ns}/{name}"))).cloned() else {
+            return (StatusCode::NOT_FOUND, "not found").into_response();
+        };
+        let mut obj = obj;
+        json_patch::merge(&mut obj, &patch);
+        let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        obj["metadata"]["generation"] = json!(generation);
+        if !s.slow_rollouts.load(Ordering::SeqCst) {
+            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            obj["status"]["observedGeneration"] = json!(generation);
+            obj["status"]["updatedReplicas"] = json!(replicas);
+            obj["status"]["availableReplicas"] = json!(replicas);
+            obj["status"]["updatedNumberScheduled"] =
+                obj["status"]["desiredNumberScheduled"].clone();
+            obj["status"]["numberAvailable"] = obj["status"]["desiredNumberScheduled"].clone();
+        }
+        obj
+    };
+    s.apply(r, updated.clone());
+    axum::Json(updated).into_response()
 }
 
 /// POST of an Event: named from `generateName`, stored, echoed back.
