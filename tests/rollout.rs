@@ -8,6 +8,20 @@ use std::process::Command;
 use common::apiserver::{DAEMONSETS, DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, namespace};
 use serde_json::{Value, json};
 
+/// A kubeconfig pointing at the fake API server.
+fn kubeconfig_for(api: &FakeApiServer, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
+            api.url
+        ),
+    )
+    .expect("kubeconfig");
+    path
+}
+
 fn deployment(ns: &str, name: &str, annotations: Value, labels: Value, ready: bool) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -85,15 +99,7 @@ async fn the_plan_lists_stale_workloads_with_reasons() {
                 "currentNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": 1}}),
     );
     let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
-            api.url
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
@@ -212,15 +218,7 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
     api.apply(PODS, pod("shop", "busy-1", "busy", None));
     api.apply(PODS, pod("shop", "pinned-1", "pinned", None));
     let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
-            api.url
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,

@@ -26,7 +26,7 @@ use crate::config::SidecarConfig;
 use crate::inject::apply::{ApplyError, Editor};
 use crate::inject::decide::{SIDECAR_CONFIG_VOLUME, SIDECAR_NAME};
 use crate::inject::env::{field_ref, plain};
-use crate::inject::languages::{self, NON_ROOT_UID};
+use crate::inject::languages;
 use crate::inject::plan::{CollectorSource, SidecarPlan};
 
 pub const OTLP_GRPC_PORT: i32 = 4317;
@@ -112,7 +112,8 @@ fn port(name: &str, n: i32) -> ContainerPort {
     }
 }
 
-fn resource_ref(name: &str, resource: &str) -> EnvVar {
+/// `name` from the sidecar's own limit (`GOMEMLIMIT`, `GOMAXPROCS`).
+pub fn resource_ref(name: &str, resource: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: None,
@@ -180,13 +181,7 @@ pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod) -> Containe
             false,
         ),
     };
-    let uid = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| sc.run_as_user)
-        .filter(|u| *u != 0)
-        .unwrap_or(NON_ROOT_UID);
+    let uid = languages::restricted_uid(pod);
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(cfg.image.clone()),

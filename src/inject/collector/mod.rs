@@ -21,8 +21,7 @@ pub mod render;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HTTPGetAction, Pod, Probe,
-    ResourceFieldSelector, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, EnvVar, HTTPGetAction, Pod, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -30,8 +29,9 @@ use serde_json::Value;
 use crate::inject::apply::{ApplyError, Editor};
 use crate::inject::decide::SIDECAR_NAME;
 use crate::inject::env::{field_ref, plain};
-use crate::inject::languages::{self, NON_ROOT_UID};
+use crate::inject::languages;
 use crate::inject::plan::Plan;
+use crate::inject::sidecar::resource_ref;
 use crate::otelcol::{Collector, ProbeSettings};
 
 /// The pod label naming the collector it got, `<namespace>.<name>`.
@@ -39,21 +39,6 @@ pub const INJECTED_LABEL: &str = "sidecar.opentelemetry.io/injected";
 /// The Operator 0.158's default collector image.
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector:0.158.0";
-
-fn resource_ref(name: &str, resource: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            resource_field_ref: Some(ResourceFieldSelector {
-                container_name: Some(SIDECAR_NAME.into()),
-                resource: resource.into(),
-                divisor: None,
-            }),
-            ..Default::default()
-        }),
-    }
-}
 
 /// `configmap-<name>` as a DNS label of at most 63 characters (the Operator's
 /// `naming.ConfigMapExtra`).
@@ -243,13 +228,7 @@ pub fn container(collector: &Collector, pod: &Pod, plan: &Plan, native: bool) ->
     if native && startup.is_none() {
         startup = readiness.clone();
     }
-    let uid = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| sc.run_as_user)
-        .filter(|u| *u != 0)
-        .unwrap_or(NON_ROOT_UID);
+    let uid = languages::restricted_uid(pod);
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(

@@ -91,6 +91,17 @@ pub fn identity(c: &Container) -> Container {
     }
 }
 
+/// The UID of the restricted context: the pod's `runAsUser` when it is
+/// non-root, else [`NON_ROOT_UID`]. One rule for agents and sidecars alike.
+pub fn restricted_uid(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.run_as_user)
+        .filter(|u| *u != 0)
+        .unwrap_or(NON_ROOT_UID)
+}
+
 /// A security context that passes Pod Security Standards `restricted`.
 pub fn restricted(uid: i64) -> SecurityContext {
     SecurityContext {
@@ -126,14 +137,7 @@ pub fn init_security_context(
     if let Some(sc) = target.and_then(|c| c.security_context.clone()) {
         return sc;
     }
-    let uid = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| sc.run_as_user)
-        .filter(|u| *u != 0)
-        .unwrap_or(NON_ROOT_UID);
-    restricted(uid)
+    restricted(restricted_uid(pod))
 }
 
 /// The agent volume: an ephemeral volume from `volumeClaimTemplate`, else an
