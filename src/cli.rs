@@ -428,12 +428,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_version = None;
     let mut events = None;
+    let mut cluster_client = None;
     let caches = match crate::cluster::connect(cluster_mode).await? {
         Some((client, version)) => {
             server_version = version;
             let caches = Arc::new(Caches::new());
             let gate = readiness.gate("cluster");
             caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
+            cluster_client = Some(client.clone());
             // Events only with the cluster on (SPEC §6).
             let (sender, _task) = crate::events::Events::start(
                 client,
@@ -470,6 +472,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(c) => c.clone(),
         None => Arc::new(StaticView::new()),
     };
+    let (stop_rollout, stop_rollout_rx) = tokio::sync::watch::channel(false);
+    let mut rollout_task = None;
+    // The rollout loop runs on every replica; it acts only while it holds
+    // the Lease, and only with `rollout.enabled` (checked each round).
+    if let (Some(client), Some(caches)) = (cluster_client, caches.clone()) {
+        let namespace = config
+            .load()
+            .server
+            .namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "otel-admission".into());
+        let identity = format!(
+            "{}-{}",
+            std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "otel-admission".into()),
+            std::process::id()
+        );
+        let lease_duration = config.load().rollout.lease_duration;
+        let controller = crate::rollout::controller::Controller {
+            elector: crate::rollout::lease::Elector::new(
+                client.clone(),
+                &namespace,
+                identity,
+                lease_duration,
+            ),
+            client,
+            config: Arc::clone(&config),
+            view: caches,
+            metrics: Arc::clone(&metrics),
+            events: events.clone(),
+        };
+        rollout_task = Some(tokio::spawn(controller.run(stop_rollout_rx)));
+    }
     let injector = Injector {
         config: Arc::clone(&config),
         view,
@@ -487,6 +524,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let server = Server::start(settings, app).await?;
     server::shutdown_signal().await;
+    // Hand the Lease over at once: another replica takes the loop now, not
+    // after the Lease expires.
+    stop_rollout.send_replace(true);
+    if let Some(t) = rollout_task.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     server.shutdown();
     server.wait().await;
     stop_caches.send_replace(true);

@@ -60,6 +60,7 @@ pub struct Config {
     pub skip_containers: Vec<String>,
     pub failure_mode: FailureMode,
     pub policies: PoliciesConfig,
+    pub rollout: RolloutConfig,
     pub server: ServerConfig,
 }
 
@@ -160,6 +161,68 @@ pub struct PoliciesConfig {
     pub eval_timeout: Duration,
 }
 
+/// The rollout controller in `serve` (SPEC §6a); off by default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RolloutConfig {
+    pub enabled: bool,
+    pub mode: RolloutMode,
+    /// Cluster-wide restarts, `N/s`, `N/m` or `N/h`, spread evenly.
+    pub rate_limit: String,
+    /// Restarts in progress at once, per namespace.
+    pub max_concurrent: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// How long the leader's `Lease` lasts without renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+}
+
+/// `restart`, or `report`: only count and send events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutMode {
+    #[default]
+    Restart,
+    Report,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mode: RolloutMode::Restart,
+            rate_limit: "5/m".into(),
+            max_concurrent: 1,
+            namespace_selector: None,
+            lease_duration: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RolloutConfig {
+    /// The spacing between restarts `rateLimit` allows, or why it is invalid.
+    pub fn spacing(&self) -> Result<Duration, String> {
+        let (n, unit) = self
+            .rate_limit
+            .split_once('/')
+            .ok_or_else(|| format!("{:?} is not N/s, N/m or N/h", self.rate_limit))?;
+        let n: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!(
+                "{:?}: the count must be a positive integer",
+                self.rate_limit
+            )
+        })?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("{other:?} is not s, m or h")),
+        };
+        Ok(per / n)
+    }
+}
+
 /// `serve` settings. Each can also be given by flag or env, which win.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -229,6 +292,7 @@ impl Default for Config {
             skip_containers: Vec::new(),
             failure_mode: FailureMode::Allow,
             policies: PoliciesConfig::default(),
+            rollout: RolloutConfig::default(),
             server: ServerConfig::default(),
         }
     }
@@ -283,6 +347,16 @@ impl Config {
 
     /// Semantic checks the types cannot express, each as `path: reason`.
     fn problems(&self) -> Vec<String> {
+        let mut rollout_problems = Vec::new();
+        if let Err(e) = self.rollout.spacing() {
+            rollout_problems.push(format!("rollout.rateLimit: {e}"));
+        }
+        if self.rollout.max_concurrent == 0 {
+            rollout_problems.push("rollout.maxConcurrent: must be at least 1".into());
+        }
+        if self.rollout.lease_duration < Duration::from_secs(1) {
+            rollout_problems.push("rollout.leaseDuration: must be at least 1s".into());
+        }
         let mut out: Vec<String> = self
             .defaults
             .validate()
@@ -385,6 +459,7 @@ impl Config {
                     .into(),
             );
         }
+        out.extend(rollout_problems);
         out
     }
 }
@@ -599,6 +674,36 @@ policies: { dir: policies, evalTimeout: 500ms }
         ] {
             let c = Config::from_yaml(&format!("sidecar: {{native: {text}}}"), "x").expect(text);
             assert_eq!(c.sidecar.native, want);
+        }
+    }
+
+    #[test]
+    fn rollout_settings_parse_and_are_checked() {
+        let c = Config::from_yaml(
+            "rollout: {enabled: true, mode: report, rateLimit: 30/m, maxConcurrent: 2, leaseDuration: 10s}\n",
+            "t",
+        )
+        .expect("valid");
+        assert!(c.rollout.enabled);
+        assert_eq!(c.rollout.mode, RolloutMode::Report);
+        assert_eq!(
+            c.rollout.spacing(),
+            Ok(Duration::from_secs(2)),
+            "30/m is one every 2 s"
+        );
+        assert_eq!(
+            Config::default().rollout.spacing(),
+            Ok(Duration::from_secs(12))
+        );
+        for (yaml, field) in [
+            ("rollout: {rateLimit: fast}", "rollout.rateLimit"),
+            ("rollout: {rateLimit: 0/m}", "rollout.rateLimit"),
+            ("rollout: {rateLimit: 5/d}", "rollout.rateLimit"),
+            ("rollout: {maxConcurrent: 0}", "rollout.maxConcurrent"),
+            ("rollout: {mode: sometimes}", "rollout.mode"),
+        ] {
+            let err = Config::from_yaml(yaml, "t").expect_err(yaml).to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
         }
     }
 }

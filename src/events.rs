@@ -27,15 +27,30 @@ pub enum EventReason {
     InjectionSkipped,
     /// Some feature the pod asked for could not be injected.
     InjectionFailed,
+    /// The rollout controller restarted (or, in report mode, would restart) a workload.
+    InstrumentationRollout,
 }
 
 impl EventReason {
-    pub const ALL: [EventReason; 2] = [Self::InjectionSkipped, Self::InjectionFailed];
+    pub const ALL: [EventReason; 3] = [
+        Self::InjectionSkipped,
+        Self::InjectionFailed,
+        Self::InstrumentationRollout,
+    ];
+
+    /// Failures are warnings; a rollout is news.
+    pub fn type_(self) -> &'static str {
+        match self {
+            Self::InstrumentationRollout => "Normal",
+            _ => "Warning",
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InjectionSkipped => "InjectionSkipped",
             Self::InjectionFailed => "InjectionFailed",
+            Self::InstrumentationRollout => "InstrumentationRollout",
         }
     }
 }
@@ -151,13 +166,19 @@ fn event_for(e: &EventRequest, instance: &str) -> Event {
             ..Default::default()
         },
         event_time: Some(micro_now()),
-        action: Some("Inject".into()),
+        action: Some(
+            match e.reason {
+                EventReason::InstrumentationRollout => "Restart",
+                _ => "Inject",
+            }
+            .into(),
+        ),
         reason: Some(e.reason.as_str().into()),
         note: Some(clamp_note(&e.note)),
         regarding: Some(e.regarding.clone()),
         reporting_controller: Some(CONTROLLER.into()),
         reporting_instance: Some(instance.into()),
-        type_: Some("Warning".into()),
+        type_: Some(e.reason.type_().into()),
         ..Default::default()
     }
 }

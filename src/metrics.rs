@@ -72,6 +72,16 @@ pub struct InjectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub reason: &'static str,
     pub result: &'static str,
@@ -98,6 +108,9 @@ pub struct Metrics {
     pub policy_evaluation_duration: Histogram,
     pub policy_reload_errors: Counter,
     pub events: Family<EventLabels, Counter>,
+    pub rollout_workloads: Family<StateLabels, Gauge>,
+    pub rollout_restarts: Family<ReasonLabels, Counter>,
+    pub rollout_leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -238,7 +251,28 @@ impl Metrics {
             "Kubernetes Events about skipped or failed injections, by reason and result (sent, dropped)",
             events.clone(),
         );
+        let rollout_workloads = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "rollout_workloads",
+            "Workloads the rollout controller sees, by state (up_to_date, stale, restarting)",
+            rollout_workloads.clone(),
+        );
+        let rollout_restarts = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rollout_restarts",
+            "Workloads restarted by the rollout controller, by reason",
+            rollout_restarts.clone(),
+        );
+        let rollout_leader = Gauge::default();
+        registry.register(
+            "rollout_leader",
+            "1 on the replica holding the rollout Lease",
+            rollout_leader.clone(),
+        );
         let m = Self {
+            rollout_workloads,
+            rollout_restarts,
+            rollout_leader,
             events,
             registry,
             cluster_ready,
@@ -300,6 +334,14 @@ impl Metrics {
                     result,
                 });
             }
+        }
+        for state in ["up_to_date", "stale", "restarting"] {
+            let _ = self.rollout_workloads.get_or_create(&StateLabels { state });
+        }
+        for cause in crate::rollout::Cause::ALL {
+            let _ = self.rollout_restarts.get_or_create(&ReasonLabels {
+                reason: cause.as_str(),
+            });
         }
         for kind in ["namespace", "instrumentation"] {
             let _ = self.cluster_objects.get_or_create(&KindLabels { kind });

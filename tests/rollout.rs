@@ -297,3 +297,151 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not available in time"));
 }
+
+struct Replica {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(bin: &str, kubeconfig: &std::path::Path, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).expect("config");
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--cluster",
+                "on",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", "otel-admission")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        Self { child, _dir: dir }
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two `serve` replicas with the controller on: exactly one holds the Lease
+/// and restarts each stale workload once, at the configured pace; on SIGTERM
+/// the leader hands the Lease over at once, and the new leader restarts
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
+    use common::apiserver::LEASES;
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(NAMESPACES, namespace("otel-admission", json!({})));
+    for name in ["a", "b", "c"] {
+        api.apply(
+            DEPLOYMENTS,
+            deployment("shop", name, json!({}), json!({}), true),
+        );
+        api.apply(PODS, pod("shop", &format!("{name}-1"), name, None));
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let config = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let mut first = Replica::start(bin, &kubeconfig, config);
+    let mut second = Replica::start(bin, &kubeconfig, config);
+    let generation = |name: &str| {
+        api.objects(DEPLOYMENTS)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .and_then(|d| d["metadata"]["generation"].as_i64())
+            .unwrap_or(0)
+    };
+    // Each restart bumps the generation once (from 2).
+    let t0 = std::time::Instant::now();
+    while ["a", "b", "c"].iter().any(|n| generation(n) < 3) && t0.elapsed().as_secs() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let took = t0.elapsed();
+    for n in ["a", "b", "c"] {
+        assert_eq!(generation(n), 3, "{n} restarted exactly once");
+    }
+    // 120/m is one every 500 ms: three restarts take at least a second.
+    assert!(took.as_millis() >= 900, "paced: three restarts in {took:?}");
+    let holder = || {
+        api.objects(LEASES)
+            .first()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let leader = holder().expect("a leader");
+    // The restarted pods come back instrumented: what a cluster would do.
+    let plan = Command::new(bin)
+        .args(["rollout", "plan", "-o", "json", "--config"])
+        .arg({
+            let p = dir.path().join("plan.yaml");
+            std::fs::write(&p, config).expect("w");
+            p
+        })
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("plan");
+    let all: Vec<Value> = serde_json::from_slice(&plan.stdout).expect("json");
+    for a in &all {
+        let name = a["name"].as_str().unwrap_or_default();
+        api.apply(
+            PODS,
+            pod("shop", &format!("{name}-1"), name, a["wanted"].as_str()),
+        );
+    }
+    // SIGTERM the leader: the other takes the Lease well within its duration.
+    let leader_pid_is_first = leader.ends_with(&format!("-{}", first.child.id()));
+    if leader_pid_is_first {
+        first.terminate();
+    } else {
+        second.terminate();
+    }
+    let t1 = std::time::Instant::now();
+    while holder().is_none_or(|h| h == leader) && t1.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        holder().is_some_and(|h| h != leader),
+        "handed over: {:?} after {:?}",
+        holder(),
+        t1.elapsed()
+    );
+    assert!(
+        t1.elapsed().as_secs_f64() < 2.5,
+        "within the lease duration: {:?}",
+        t1.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for n in ["a", "b", "c"] {
+        assert_eq!(generation(n), 3, "{n} is not restarted twice");
+    }
+    drop(first);
+    drop(second);
+}

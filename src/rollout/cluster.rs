@@ -169,7 +169,19 @@ pub async fn plan(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let found = workloads(&client, namespaces).await?;
+    let out = plan_with(&client, namespaces, config, caches.as_ref()).await;
+    stop.send_replace(true);
+    out
+}
+
+/// The plan against a view that is already synced (the server's caches).
+pub async fn plan_with(
+    client: &kube::Client,
+    namespaces: &[String],
+    config: &Config,
+    view: &dyn crate::inject::cluster_view::ClusterView,
+) -> Result<Vec<Assessment>, PlanError> {
+    let found = workloads(client, namespaces).await?;
     // Pods, metadata only, once per namespace.
     let mut pods: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
     let mut scopes: Vec<String> = found.iter().map(|(w, _)| w.namespace.clone()).collect();
@@ -189,7 +201,6 @@ pub async fn plan(
                 .collect(),
         );
     }
-    stop.send_replace(true);
     let mut out: Vec<Assessment> = found
         .iter()
         .map(|(w, sel)| {
@@ -200,7 +211,7 @@ pub async fn plan(
                 .filter(|labels| selector::matches(sel, labels))
                 .map(|labels| labels.get(INJECTED_LABEL).cloned())
                 .collect();
-            assess(w, &fingerprints, config, caches.as_ref())
+            assess(w, &fingerprints, config, view)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -224,7 +235,11 @@ pub enum Restart {
     Planned,
 }
 
-async fn patch_restart(client: &kube::Client, a: &Assessment, at: &str) -> Result<(), kube::Error> {
+pub async fn patch_restart(
+    client: &kube::Client,
+    a: &Assessment,
+    at: &str,
+) -> Result<(), kube::Error> {
     use kube::api::{Patch, PatchParams};
     let body = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}});
     let pp = PatchParams::default();

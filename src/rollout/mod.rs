@@ -15,6 +15,8 @@
 //! | `a` (or a mix)     | `b`                    | stale: what decided the injection changed |
 
 pub mod cluster;
+pub mod controller;
+pub mod lease;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use serde::Serialize;
@@ -54,6 +56,27 @@ pub struct Workload {
     pub rolling: bool,
 }
 
+/// Why a workload is stale. Closed: the `rollout_restarts_total{reason}` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    NewlySelected,
+    NoLongerSelected,
+    Changed,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 3] = [Self::NewlySelected, Self::NoLongerSelected, Self::Changed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NewlySelected => "newly_selected",
+            Self::NoLongerSelected => "no_longer_selected",
+            Self::Changed => "changed",
+        }
+    }
+}
+
 /// What the plan says about one workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Assessment {
@@ -65,6 +88,7 @@ pub struct Assessment {
     /// The fingerprint the template would get now (`""` for none).
     pub wanted: String,
     pub stale: bool,
+    pub cause: Option<Cause>,
     /// In words, for a stale workload.
     pub reason: String,
     /// Why it will not be restarted, when it will not.
@@ -147,11 +171,17 @@ pub fn assess(
     current.dedup();
     let stale = current.iter().any(|c| *c != wanted);
     let none_now = current.iter().all(String::is_empty);
-    let reason = match (stale, none_now, wanted.is_empty()) {
-        (false, _, _) => String::new(),
-        (true, true, false) => format!("not instrumented; now {why}"),
-        (true, _, true) => format!("instrumented, but no longer selected: {why}"),
-        (true, false, false) => format!("what decided the injection changed; now {why}"),
+    let cause = match (stale, none_now, wanted.is_empty()) {
+        (false, _, _) => None,
+        (true, true, false) => Some(Cause::NewlySelected),
+        (true, _, true) => Some(Cause::NoLongerSelected),
+        (true, false, false) => Some(Cause::Changed),
+    };
+    let reason = match cause {
+        None => String::new(),
+        Some(Cause::NewlySelected) => format!("not instrumented; now {why}"),
+        Some(Cause::NoLongerSelected) => format!("instrumented, but no longer selected: {why}"),
+        Some(Cause::Changed) => format!("what decided the injection changed; now {why}"),
     };
     let not_restartable = if w.opted_out {
         Some(format!("labelled {ROLLOUT_KEY}=false"))
@@ -171,6 +201,7 @@ pub fn assess(
         current,
         wanted,
         stale,
+        cause,
         reason,
         not_restartable,
     }

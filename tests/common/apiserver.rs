@@ -23,6 +23,7 @@ pub const DEPLOYMENTS: &str = "deployments";
 pub const STATEFULSETS: &str = "statefulsets";
 pub const DAEMONSETS: &str = "daemonsets";
 pub const PODS: &str = "pods";
+pub const LEASES: &str = "leases";
 
 #[derive(Clone)]
 struct Change {
@@ -132,6 +133,14 @@ impl FakeApiServer {
                 get(list_workloads),
             )
             .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                axum::routing::post(create_lease),
+            )
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+                get(get_lease).put(replace_lease),
+            )
+            .route(
                 "/apis/events.k8s.io/v1/namespaces/{ns}/events",
                 axum::routing::post(create_event),
             )
@@ -228,6 +237,78 @@ async fn pods_metadata(
         "items": items
     }))
     .into_response()
+}
+
+async fn get_lease(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let inner = s.inner.lock().expect("lock");
+    match inner.objects.get(&(LEASES, format!("{ns}/{name}"))) {
+        Some(o) => axum::Json(o.clone()).into_response(),
+        None => not_found(&name),
+    }
+}
+
+fn not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("{name} not found"), "reason": "NotFound", "code": 404}),
+        ),
+    )
+        .into_response()
+}
+
+fn conflict(what: &str) -> Response {
+    (
+        StatusCode::CONFLICT,
+        axum::Json(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": what, "reason": "Conflict", "code": 409}),
+        ),
+    )
+        .into_response()
+}
+
+async fn create_lease(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    axum::Json(mut lease): axum::Json<Value>,
+) -> Response {
+    let mut inner = s.inner.lock().expect("lock");
+    let name = lease["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let k = (LEASES, format!("{ns}/{name}"));
+    if inner.objects.contains_key(&k) {
+        return conflict("already exists");
+    }
+    inner.rv += 1;
+    lease["metadata"]["namespace"] = json!(ns);
+    lease["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+    inner.objects.insert(k, lease.clone());
+    (StatusCode::CREATED, axum::Json(lease)).into_response()
+}
+
+/// A replace, refused with 409 unless it names the current resourceVersion,
+/// as the API server's optimistic concurrency does.
+async fn replace_lease(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, name)): axum::extract::Path<(String, String)>,
+    axum::Json(mut lease): axum::Json<Value>,
+) -> Response {
+    let mut inner = s.inner.lock().expect("lock");
+    let k = (LEASES, format!("{ns}/{name}"));
+    let Some(current) = inner.objects.get(&k) else {
+        return not_found(&name);
+    };
+    if current["metadata"]["resourceVersion"] != lease["metadata"]["resourceVersion"] {
+        return conflict("the object has been modified");
+    }
+    inner.rv += 1;
+    lease["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+    inner.objects.insert(k, lease.clone());
+    axum::Json(lease).into_response()
 }
 
 fn workload_resource(r: &str) -> Option<&'static str> {

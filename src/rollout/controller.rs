@@ -1,0 +1,190 @@
+//! The rollout loop in `serve` (SPEC §6a): on the replica holding the Lease,
+//! the same plan as `rollout plan`, then restarts paced by `rateLimit`, at
+//! most `maxConcurrent` per namespace, never a workload it restarted that
+//! has not yet turned up to date; `mode: report` only counts and reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::cluster::{patch_restart, plan_with};
+use super::lease::Elector;
+use super::{Assessment, ROLLOUT_KEY};
+use crate::config::{Config, RolloutMode};
+use crate::events::{EventReason, EventRequest, Events};
+use crate::inject::cluster_view::ClusterView;
+use crate::inject::selector;
+use crate::metrics::{Metrics, ReasonLabels, StateLabels};
+
+/// A restart not yet followed by an up-to-date workload is retried after this.
+const RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+pub struct Controller {
+    pub client: kube::Client,
+    pub config: Arc<ArcSwap<Config>>,
+    pub view: Arc<dyn ClusterView>,
+    pub metrics: Arc<Metrics>,
+    pub events: Option<Arc<Events>>,
+    pub elector: Elector,
+}
+
+fn key(a: &Assessment) -> String {
+    format!("{}/{}/{}", a.kind.as_str(), a.namespace, a.name)
+}
+
+/// What one round did, for tests and logs.
+#[derive(Debug, Default)]
+struct Round {
+    restarted: usize,
+}
+
+impl Controller {
+    /// Runs until `stop`; gives the Lease up on the way out.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut next_slot = Instant::now();
+        let mut restarted: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let cfg = self.config.load_full();
+            let tick = (cfg.rollout.lease_duration / 3).max(Duration::from_millis(200));
+            if cfg.rollout.enabled {
+                let leader = match self.elector.try_hold().await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rollout Lease unavailable; not leading");
+                        false
+                    }
+                };
+                self.metrics.rollout_leader.set(i64::from(leader));
+                if leader {
+                    let r = self.round(&cfg, &mut next_slot, &mut restarted).await;
+                    if r.restarted > 0 {
+                        tracing::info!(restarted = r.restarted, "rollout round");
+                    }
+                }
+            } else {
+                self.metrics.rollout_leader.set(0);
+            }
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(tick) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                self.elector.release().await;
+                self.metrics.rollout_leader.set(0);
+                return;
+            }
+        }
+    }
+
+    fn selected(&self, cfg: &Config, a: &Assessment) -> bool {
+        match &cfg.rollout.namespace_selector {
+            None => true,
+            Some(sel) => self
+                .view
+                .namespace(&a.namespace)
+                .is_some_and(|ns| selector::matches(sel, &ns.labels)),
+        }
+    }
+
+    async fn round(
+        &self,
+        cfg: &Config,
+        next_slot: &mut Instant,
+        restarted: &mut HashMap<String, Instant>,
+    ) -> Round {
+        let mut round = Round::default();
+        let plan = match plan_with(&self.client, &[], cfg, self.view.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout plan failed; retrying next round");
+                return round;
+            }
+        };
+        let plan: Vec<Assessment> = plan.into_iter().filter(|a| self.selected(cfg, a)).collect();
+        // Forget restarts that took effect (or were given up on).
+        let now = Instant::now();
+        restarted.retain(|k, at| {
+            now.duration_since(*at) < RETRY_AFTER && plan.iter().any(|a| key(a) == *k && a.stale)
+        });
+        let restarting = |a: &Assessment| a.stale && restarted.contains_key(&key(a));
+        let counts = [
+            ("up_to_date", plan.iter().filter(|a| !a.stale).count()),
+            (
+                "stale",
+                plan.iter().filter(|a| a.stale && !restarting(a)).count(),
+            ),
+            ("restarting", plan.iter().filter(|a| restarting(a)).count()),
+        ];
+        for (state, n) in counts {
+            self.metrics
+                .rollout_workloads
+                .get_or_create(&StateLabels { state })
+                .set(n as i64);
+        }
+        let spacing = cfg.rollout.spacing().unwrap_or(Duration::from_secs(12));
+        let mut in_progress: BTreeMap<&str, u32> = BTreeMap::new();
+        for a in plan.iter().filter(|a| restarting(a)) {
+            *in_progress.entry(a.namespace.as_str()).or_default() += 1;
+        }
+        let candidates: Vec<&Assessment> = plan
+            .iter()
+            .filter(|a| a.stale && a.not_restartable.is_none() && !restarted.contains_key(&key(a)))
+            .collect();
+        for a in candidates {
+            if Instant::now() < *next_slot {
+                break;
+            }
+            let busy = in_progress.get(a.namespace.as_str()).copied().unwrap_or(0);
+            if busy >= cfg.rollout.max_concurrent {
+                continue;
+            }
+            let cause = a.cause.map_or("changed", |c| c.as_str());
+            if cfg.rollout.mode == RolloutMode::Report {
+                self.event(
+                    a,
+                    format!("would restart ({ROLLOUT_KEY} mode report): {}", a.reason),
+                );
+                continue;
+            }
+            let at = k8s_openapi::jiff::Timestamp::now().to_string();
+            match patch_restart(&self.client, a, &at).await {
+                Ok(()) => {
+                    restarted.insert(key(a), Instant::now());
+                    *in_progress.entry(a.namespace.as_str()).or_default() += 1;
+                    *next_slot = Instant::now().max(*next_slot) + spacing;
+                    round.restarted += 1;
+                    self.metrics
+                        .rollout_restarts
+                        .get_or_create(&ReasonLabels { reason: cause })
+                        .inc();
+                    tracing::info!(workload = %key(a), reason = %a.reason, "restarted for instrumentation");
+                    self.event(a, format!("restarted: {}", a.reason));
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %key(a), error = %e, "restart failed; retrying next round")
+                }
+            }
+        }
+        round
+    }
+
+    fn event(&self, a: &Assessment, note: String) {
+        let Some(events) = &self.events else { return };
+        events.offer(EventRequest {
+            namespace: a.namespace.clone(),
+            regarding: k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: Some(a.kind.as_str().into()),
+                name: Some(a.name.clone()),
+                namespace: Some(a.namespace.clone()),
+                ..Default::default()
+            },
+            reason: EventReason::InstrumentationRollout,
+            note,
+        });
+    }
+}
