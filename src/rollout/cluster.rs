@@ -11,11 +11,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 
-use super::{Assessment, Kind, ROLLOUT_KEY, Workload, assess};
+use super::{Assessment, Kind, ROLLOUT_KEY, Workload};
 use crate::cluster::Caches;
 use crate::config::Config;
-use crate::inject::selector;
-use crate::inject::status::INJECTED_LABEL;
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -201,22 +199,7 @@ pub async fn plan_with(
                 .collect(),
         );
     }
-    let mut out: Vec<Assessment> = found
-        .iter()
-        .map(|(w, sel)| {
-            let fingerprints: Vec<Option<String>> = pods
-                .get(&w.namespace)
-                .into_iter()
-                .flatten()
-                .filter(|labels| selector::matches(sel, labels))
-                .map(|labels| labels.get(INJECTED_LABEL).cloned())
-                .collect();
-            assess(w, &fingerprints, config, view)
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        (&a.namespace, a.kind.as_str(), &a.name).cmp(&(&b.namespace, b.kind.as_str(), &b.name))
-    });
+    let out = super::assess_all(&found, &pods, config, view);
     Ok(out)
 }
 

@@ -207,6 +207,40 @@ pub fn assess(
     }
 }
 
+/// Pod labels by namespace, as the plan reads them (metadata only).
+pub type PodLabels =
+    std::collections::BTreeMap<String, Vec<std::collections::BTreeMap<String, String>>>;
+
+/// Every workload assessed against the pods its selector matches, sorted by
+/// namespace, kind and name. Pure: the cluster reads happen before.
+pub fn assess_all(
+    found: &[(
+        Workload,
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    )],
+    pods: &PodLabels,
+    config: &Config,
+    view: &dyn ClusterView,
+) -> Vec<Assessment> {
+    let mut out: Vec<Assessment> = found
+        .iter()
+        .map(|(w, sel)| {
+            let fingerprints: Vec<Option<String>> = pods
+                .get(&w.namespace)
+                .into_iter()
+                .flatten()
+                .filter(|labels| crate::inject::selector::matches(sel, labels))
+                .map(|labels| labels.get(INJECTED_LABEL).cloned())
+                .collect();
+            assess(w, &fingerprints, config, view)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.namespace, a.kind.as_str(), &a.name).cmp(&(&b.namespace, b.kind.as_str(), &b.name))
+    });
+    out
+}
+
 /// The plan as a table, one stale workload a line.
 pub fn table(all: &[Assessment]) -> String {
     let mut out = String::from("KIND\tNAMESPACE\tNAME\tCURRENT\tWANTED\tRESTART\tREASON\n");
