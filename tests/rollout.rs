@@ -445,3 +445,68 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
     drop(first);
     drop(second);
 }
+
+/// The bad cases of `rollout apply`: a PATCH refused with 409 or failing
+/// with 500 is reported as failed (exit 1), changing nothing; a workload
+/// deleted while it restarts is reported, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_reports_failed_patches_and_deleted_workloads() {
+    use std::sync::atomic::Ordering;
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "web", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("shop", "web-1", "web", None));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  - name: all\n    inject: {languages: [python]}\n",
+    )
+    .expect("w");
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let run = |timeout: &'static str| {
+        let kubeconfig = kubeconfig.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["rollout", "apply", "--timeout", timeout, "--config"])
+                .arg(&config)
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .output()
+                .expect("run")
+        })
+    };
+    for code in [409u16, 500] {
+        api.fail_patches.store(code, Ordering::SeqCst);
+        let out = run("5s").await.expect("join");
+        assert_eq!(out.status.code(), Some(1), "{code}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 failed"),
+            "{code}"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED Deployment shop/web"));
+    }
+    api.fail_patches.store(0, Ordering::SeqCst);
+    // Deleted while its rollout is still running.
+    api.slow_rollouts.store(true, Ordering::SeqCst);
+    let deleter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            api.delete(DEPLOYMENTS, "shop", "web");
+        })
+    };
+    let out = run("20s").await.expect("join");
+    deleter.await.expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("deleted while restarting"), "{log}");
+}

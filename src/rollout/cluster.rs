@@ -317,6 +317,9 @@ pub async fn apply(
                             loop {
                                 match available(client, a).await {
                                     Ok(true) => break Restart::Done(start.elapsed().as_secs()),
+                                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                                        break Restart::Failed("deleted while restarting".into());
+                                    }
                                     Ok(false) | Err(_) if start.elapsed() >= timeout => {
                                         break Restart::NotAvailable;
                                     }

@@ -48,6 +48,8 @@ pub struct FakeApiServer {
     requests: Arc<AtomicUsize>,
     /// When set, PATCHed workloads do not report their rollout as done.
     pub slow_rollouts: Arc<std::sync::atomic::AtomicBool>,
+    /// When non-zero, workload PATCHes fail with this HTTP status.
+    pub fail_patches: Arc<std::sync::atomic::AtomicU16>,
     pub url: String,
 }
 
@@ -71,6 +73,7 @@ impl FakeApiServer {
             down,
             requests: Arc::default(),
             slow_rollouts: Arc::default(),
+            fail_patches: Arc::default(),
             url,
         };
         let app = Router::new()
@@ -349,7 +352,7 @@ async fn get_workload(
     let inner = s.inner.lock().expect("lock");
     match inner.objects.get(&(r, format!("{ns}/{name}"))) {
         Some(o) => axum::Json(o.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+        None => not_found(&name),
     }
 }
 
@@ -364,6 +367,18 @@ async fn patch_workload(
     let Some(r) = workload_resource(&resource) else {
         return (StatusCode::NOT_FOUND, "no such resource").into_response();
     };
+    let fail = s.fail_patches.load(Ordering::SeqCst);
+    if fail != 0 {
+        let code = StatusCode::from_u16(fail).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (
+            code,
+            axum::Json(
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "injected failure", "reason": "InternalError", "code": fail}),
+            ),
+        )
+            .into_response();
+    }
     let updated = {
         let inner = s.inner.lock().expect("lock");
         let Some(obj) = inner.objects.get(&(r, format!("{ns}/{name}"))).cloned() else {
