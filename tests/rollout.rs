@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::process::Command;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::apiserver::{DAEMONSETS, DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, namespace};
 use serde_json::{Value, json};
@@ -20,6 +22,24 @@ fn kubeconfig_for(api: &FakeApiServer, dir: &std::path::Path) -> std::path::Path
     )
     .expect("kubeconfig");
     path
+}
+
+/// Runs `otel-admission rollout <args>` against `kubeconfig` off the async
+/// runtime (the fake API server shares it), in the kubeconfig's directory.
+async fn rollout(kubeconfig: &Path, args: Vec<OsString>) -> Output {
+    let kubeconfig = kubeconfig.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+            .arg("rollout")
+            .args(args)
+            .current_dir(kubeconfig.parent().unwrap_or(Path::new(".")))
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join")
 }
 
 fn deployment(ns: &str, name: &str, annotations: Value, labels: Value, ready: bool) -> Value {
@@ -106,25 +126,17 @@ async fn the_plan_lists_stale_workloads_with_reasons() {
         "rules:\n  - name: shop-python\n    inject: {languages: [python]}\n",
     )
     .expect("config");
-    let bin = env!("CARGO_BIN_EXE_otel-admission");
     let run = |out: &str| {
-        let dir = dir.path().to_path_buf();
-        let kubeconfig = kubeconfig.clone();
-        let config = config.clone();
-        let out = out.to_string();
-        tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .args(["rollout", "plan", "--config"])
-                .arg(&config)
-                .args(["-o", &out])
-                .current_dir(dir)
-                .env("KUBECONFIG", kubeconfig)
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .output()
-                .expect("run")
-        })
+        let args = vec![
+            "plan".into(),
+            "--config".into(),
+            config.clone().into(),
+            "-o".into(),
+            out.into(),
+        ];
+        rollout(&kubeconfig, args)
     };
-    let out = run("json").await.expect("join");
+    let out = run("json").await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -165,7 +177,7 @@ async fn the_plan_lists_stale_workloads_with_reasons() {
     assert_eq!(by("agent")["kind"], "DaemonSet");
     assert_eq!(by("agent")["stale"], false);
 
-    let table = run("table").await.expect("join");
+    let table = run("table").await;
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("KIND\tNAMESPACE\tNAME"), "{text}");
     assert!(
@@ -225,20 +237,11 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
         "rules:\n  - name: all-python\n    inject: {languages: [python]}\n",
     )
     .expect("config");
-    let bin = env!("CARGO_BIN_EXE_otel-admission");
     let run = |extra: Vec<&'static str>| {
-        let kubeconfig = kubeconfig.clone();
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .args(["rollout", "apply", "--config"])
-                .arg(&config)
-                .args(extra)
-                .env("KUBECONFIG", kubeconfig)
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .output()
-                .expect("run")
-        })
+        let mut args: Vec<OsString> =
+            vec!["apply".into(), "--config".into(), config.clone().into()];
+        args.extend(extra.into_iter().map(OsString::from));
+        rollout(&kubeconfig, args)
     };
     let restarted = |name: &str| {
         api.objects(DEPLOYMENTS)
@@ -250,7 +253,7 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
                     .map(str::to_string)
             })
     };
-    let dry = run(vec!["--dry-run"]).await.expect("join");
+    let dry = run(vec!["--dry-run"]).await;
     assert_eq!(
         dry.status.code(),
         Some(0),
@@ -264,7 +267,7 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
     );
     assert!(restarted("web").is_none(), "a dry run changes nothing");
 
-    let out = run(vec!["--timeout", "10s"]).await.expect("join");
+    let out = run(vec!["--timeout", "10s"]).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -291,9 +294,7 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
     api.apply(PODS, pod("pay", "slow-1", "slow", None));
     api.slow_rollouts
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let out = run(vec!["--timeout", "1s", "-n", "pay"])
-        .await
-        .expect("join");
+    let out = run(vec!["--timeout", "1s", "-n", "pay"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not available in time"));
 }
@@ -397,17 +398,16 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
     };
     let leader = holder().expect("a leader");
     // The restarted pods come back instrumented: what a cluster would do.
-    let plan = Command::new(bin)
-        .args(["rollout", "plan", "-o", "json", "--config"])
-        .arg({
-            let p = dir.path().join("plan.yaml");
-            std::fs::write(&p, config).expect("w");
-            p
-        })
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .expect("plan");
+    let plan_config = dir.path().join("plan.yaml");
+    std::fs::write(&plan_config, config).expect("w");
+    let args = vec![
+        "plan".into(),
+        "-o".into(),
+        "json".into(),
+        "--config".into(),
+        plan_config.into(),
+    ];
+    let plan = rollout(&kubeconfig, args).await;
     let all: Vec<Value> = serde_json::from_slice(&plan.stdout).expect("json");
     for a in &all {
         let name = a["name"].as_str().unwrap_or_default();
@@ -470,23 +470,19 @@ async fn apply_reports_failed_patches_and_deleted_workloads() {
         "rules:\n  - name: all\n    inject: {languages: [python]}\n",
     )
     .expect("w");
-    let bin = env!("CARGO_BIN_EXE_otel-admission");
     let run = |timeout: &'static str| {
-        let kubeconfig = kubeconfig.clone();
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .args(["rollout", "apply", "--timeout", timeout, "--config"])
-                .arg(&config)
-                .env("KUBECONFIG", kubeconfig)
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .output()
-                .expect("run")
-        })
+        let args = vec![
+            "apply".into(),
+            "--timeout".into(),
+            timeout.into(),
+            "--config".into(),
+            config.clone().into(),
+        ];
+        rollout(&kubeconfig, args)
     };
     for code in [409u16, 500] {
         api.fail_patches.store(code, Ordering::SeqCst);
-        let out = run("5s").await.expect("join");
+        let out = run("5s").await;
         assert_eq!(out.status.code(), Some(1), "{code}");
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("1 failed"),
@@ -504,7 +500,7 @@ async fn apply_reports_failed_patches_and_deleted_workloads() {
             api.delete(DEPLOYMENTS, "shop", "web");
         })
     };
-    let out = run("20s").await.expect("join");
+    let out = run("20s").await;
     deleter.await.expect("join");
     assert_eq!(out.status.code(), Some(1));
     let log = String::from_utf8_lossy(&out.stderr);

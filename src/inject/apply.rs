@@ -140,12 +140,7 @@ pub fn apply_owned(mut out: Pod, plan: &Plan, config: &Config) -> Result<Applied
     // containers. The languages' endpoints already know it is planned.
     let mut sidecar_done = None;
     if let Some(sp) = &plan.sidecar {
-        match &sp.source {
-            CollectorSource::Resource(c) => {
-                crate::inject::collector::inject(&mut ed, c, pod, plan, sp.native)?
-            }
-            _ => sidecar::inject(&mut ed, &config.sidecar, sp, pod)?,
-        }
+        sidecar::inject(&mut ed, &config.sidecar, sp, pod, plan)?;
         sidecar_done = Some(SidecarDone {
             mode: if sp.native { "native" } else { "container" }.into(),
             config: match &sp.source {

@@ -27,7 +27,7 @@ use crate::inject::apply::{ApplyError, Editor};
 use crate::inject::decide::{SIDECAR_CONFIG_VOLUME, SIDECAR_NAME};
 use crate::inject::env::{field_ref, plain};
 use crate::inject::languages;
-use crate::inject::plan::{CollectorSource, SidecarPlan};
+use crate::inject::plan::{CollectorSource, Plan, SidecarPlan};
 
 pub const OTLP_GRPC_PORT: i32 = 4317;
 pub const OTLP_HTTP_PORT: i32 = 4318;
@@ -142,7 +142,9 @@ fn health_probe(period: i32, failures: i32) -> Probe {
 }
 
 /// The `otc-container` for `plan`. Pure, so tests can compare it whole.
-pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod) -> Container {
+/// A collector resource is built as the Operator builds it
+/// ([`crate::inject::collector::container`]); the rest is the config's template.
+pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod, pod_plan: &Plan) -> Container {
     let mut env = vec![
         field_ref("POD_NAME", "metadata.name"),
         resource_ref("GOMEMLIMIT", "limits.memory"),
@@ -161,14 +163,8 @@ pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod) -> Containe
                 text.contains("health_check"),
             )
         }
-        // `apply` builds a resource's sidecar with `collector::container`;
-        // here it would get the template's shape with its own config.
         CollectorSource::Resource(c) => {
-            env.push(plain(
-                "OTEL_CONFIG",
-                crate::inject::collector::render::render(&c.config),
-            ));
-            (vec!["--config=env:OTEL_CONFIG".to_string()], None, false)
+            return crate::inject::collector::container(c, pod, pod_plan, plan.native);
         }
         CollectorSource::ConfigMap(_) => (
             vec![format!("--config={CONFIG_DIR}/{CONFIG_KEY}")],
@@ -216,7 +212,12 @@ pub fn inject(
     cfg: &SidecarConfig,
     plan: &SidecarPlan,
     pod: &Pod,
+    pod_plan: &Plan,
 ) -> Result<(), ApplyError> {
+    if let CollectorSource::Resource(c) = &plan.source {
+        // Its init containers, volumes and label come with it.
+        return crate::inject::collector::inject(ed, c, pod, pod_plan, plan.native);
+    }
     if let CollectorSource::ConfigMap(name) = &plan.source {
         ed.push_volume(Volume {
             name: SIDECAR_CONFIG_VOLUME.into(),
@@ -227,7 +228,7 @@ pub fn inject(
             ..Default::default()
         })?;
     }
-    let c = container(cfg, plan, pod);
+    let c = container(cfg, plan, pod, pod_plan);
     if plan.native {
         ed.push_init_container(c)
     } else {
