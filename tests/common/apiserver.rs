@@ -76,56 +76,34 @@ impl FakeApiServer {
             fail_patches: Arc::default(),
             url,
         };
-        let app = Router::new()
-            .route("/version", get(version))
-            .route(
-                "/api/v1/namespaces",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, NAMESPACES)
-                    },
-                ),
-            )
-            .route(
+        // The cluster-scoped and all-namespace lists kube-rs watches.
+        let watched = [
+            ("/api/v1/namespaces", NAMESPACES),
+            (
                 "/apis/opentelemetry.io/v1alpha1/instrumentations",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, INSTRUMENTATIONS)
-                    },
-                ),
-            )
-            .route(
+                INSTRUMENTATIONS,
+            ),
+            (
                 "/apis/opentelemetry.io/v1beta1/opentelemetrycollectors",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, COLLECTORS)
-                    },
-                ),
-            )
-            .route(
-                "/apis/apps/v1/deployments",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, DEPLOYMENTS)
-                    },
-                ),
-            )
-            .route(
-                "/apis/apps/v1/statefulsets",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, STATEFULSETS)
-                    },
-                ),
-            )
-            .route(
-                "/apis/apps/v1/daemonsets",
-                get(
-                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                        list_or_watch(s, q, DAEMONSETS)
-                    },
-                ),
-            )
+                COLLECTORS,
+            ),
+            ("/apis/apps/v1/deployments", DEPLOYMENTS),
+            ("/apis/apps/v1/statefulsets", STATEFULSETS),
+            ("/apis/apps/v1/daemonsets", DAEMONSETS),
+        ];
+        let app = watched
+            .into_iter()
+            .fold(Router::new(), |app, (path, resource)| {
+                app.route(
+                    path,
+                    get(
+                        move |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                            list_or_watch(s, q, resource)
+                        },
+                    ),
+                )
+            })
+            .route("/version", get(version))
             .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
             .route(
                 "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
