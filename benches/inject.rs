@@ -10,9 +10,10 @@ use k8s_openapi::api::core::v1::Pod;
 use otel_admission::admission::{self, Mutate};
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::StaticView;
-use otel_admission::inject::decide::Context;
-use otel_admission::inject::mutate::{Injector, run};
+use otel_admission::inject::context::Context;
+use otel_admission::inject::outcome::run;
 use otel_admission::metrics::Metrics;
+use otel_admission::mutate::Injector;
 use serde_json::{Value, json};
 
 /// A Deployment-made pod: app plus istio-proxy, a dozen env vars, python opt-in.

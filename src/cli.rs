@@ -4,23 +4,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::app;
 use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
-use crate::cluster::{Caches, ClusterMode};
+use crate::config::ClusterMode;
 use crate::config::{Config, ServerConfig};
-use crate::inject::cluster_view::{ClusterView, NamespaceMeta, StaticView};
+use crate::inject::cluster_view::{NamespaceMeta, StaticView};
 use crate::inject::manifest;
-use crate::inject::mutate::Injector;
 use crate::instrumentation::Instrumentation;
-use crate::metrics::Metrics;
-use crate::policy::{self, Policies, PolicySet};
-use crate::server::{self, App, Server, Settings, defaults};
+use crate::policy::{self, PolicySet};
+use crate::server::{self, Settings, defaults};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -332,7 +329,7 @@ async fn rollout_inputs(
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let Some((client, _)) = crate::cluster::connect(crate::cluster::ClusterMode::On).await? else {
+    let Some((client, _)) = crate::cluster::connect(ClusterMode::On).await? else {
         anyhow::bail!("rollout needs a cluster (kubeconfig or in-cluster service account)");
     };
     let all = crate::rollout::cluster::plan(
@@ -422,119 +419,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let settings = args.settings(&config.server)?;
-    let metrics = Arc::new(Metrics::new());
-    let readiness = Arc::new(server::admin::Readiness::default());
-    let cluster_mode = args.cluster.or(config.server.cluster).unwrap_or_default();
-    let (stop_caches, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_version = None;
-    let mut events = None;
-    let mut cluster_client = None;
-    let caches = match crate::cluster::connect(cluster_mode).await? {
-        Some((client, version)) => {
-            server_version = version;
-            let caches = Arc::new(Caches::new());
-            let gate = readiness.gate("cluster");
-            caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
-            cluster_client = Some(client.clone());
-            // Events only with the cluster on (SPEC §6).
-            let (sender, _task) = crate::events::Events::start(
-                client,
-                crate::events::EventSettings::default(),
-                metrics.clone(),
-                stop_rx,
-            );
-            events = Some(sender);
-            Some(caches)
-        }
-        None => None,
-    };
-    let policies_gate = readiness.gate("policies");
-    let dir = args
-        .policies
-        .clone()
-        .unwrap_or_else(|| config.policies.dir.clone());
-    let policies_timeout = config.policies.eval_timeout;
-    let failure_mode = config.failure_mode;
-    let config = Arc::new(ArcSwap::from_pointee(config));
-    let mut policies = Policies::load(&dir, policies_timeout, failure_mode, metrics.clone())?
-        .with_config(config.clone());
-    if let Some(caches) = caches.clone() {
-        // Gatekeeper namespaceSelector reads the same in-memory cache as injection.
-        policies = policies.with_namespace_labels(Box::new(move |ns| {
-            caches.namespace(ns).map(|m| m.labels.clone())
-        }));
-    }
-    let policies = Arc::new(policies);
-    policies_gate.set(true);
-    let (stop_reload, _) = tokio::sync::watch::channel(false);
-    let reloader = policies.spawn_reload(settings.reload_poll, stop_reload.subscribe());
-    let view: Arc<dyn ClusterView> = match &caches {
-        Some(c) => c.clone(),
-        None => Arc::new(StaticView::new()),
-    };
-    let (stop_rollout, stop_rollout_rx) = tokio::sync::watch::channel(false);
-    let mut rollout_task = None;
-    // The rollout loop runs on every replica; it acts only while it holds
-    // the Lease, and only with `rollout.enabled` (checked each round).
-    if let (Some(client), Some(caches)) = (cluster_client, caches.clone()) {
-        let namespace = config
-            .load()
-            .server
-            .namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "otel-admission".into());
-        let identity = format!(
-            "{}-{}",
-            std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "otel-admission".into()),
-            std::process::id()
-        );
-        let lease_duration = config.load().rollout.lease_duration;
-        let controller = crate::rollout::controller::Controller {
-            elector: crate::rollout::lease::Elector::new(
-                client.clone(),
-                &namespace,
-                identity,
-                lease_duration,
-            ),
-            client,
-            config: Arc::clone(&config),
-            view: caches,
-            metrics: Arc::clone(&metrics),
-            events: events.clone(),
-        };
-        rollout_task = Some(tokio::spawn(controller.run(stop_rollout_rx)));
-    }
-    let injector = Injector {
-        config: Arc::clone(&config),
-        view,
-        metrics: Arc::clone(&metrics),
-        server_version,
-        events,
-    };
-    let app = App {
-        config,
-        config_path: args.config.clone(),
-        metrics,
-        readiness,
-        mutator: Arc::new(injector),
-        validator: policies,
-    };
-    let server = Server::start(settings, app).await?;
-    server::shutdown_signal().await;
-    // Hand the Lease over at once: another replica takes the loop now, not
-    // after the Lease expires.
-    stop_rollout.send_replace(true);
-    if let Some(t) = rollout_task.take() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    server.shutdown();
-    server.wait().await;
-    stop_caches.send_replace(true);
-    stop_reload.send_replace(true);
-    reloader.abort();
+    let cluster = args.cluster.or(config.server.cluster).unwrap_or_default();
+    let mut opts = app::Options::from_env(app::Cluster::Mode(cluster));
+    opts.config_path = args.config.clone();
+    opts.policies_dir = args.policies.clone();
+    opts.policy_reload_poll = settings.reload_poll;
+    app::App::from_config(config, opts)
+        .await?
+        .serve(settings, server::shutdown_signal())
+        .await?;
     Ok(())
 }
 

@@ -27,34 +27,12 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
+use crate::config::ClusterMode;
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
 use crate::instrumentation::{self, Instrumentation, InstrumentationSpec};
 use crate::metrics::Metrics;
 use crate::otelcol::{self, Collector};
 use crate::server::admin::Gate;
-
-/// `--cluster`: whether to watch the cluster.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ClusterMode {
-    /// Use the cluster when a kubeconfig or in-cluster account is found.
-    #[default]
-    Auto,
-    /// Require the cluster; fail to start without it.
-    On,
-    /// Never contact the cluster; run from the config file alone.
-    Off,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -477,7 +455,7 @@ pub async fn connect(
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(v)) => {
             tracing::info!(version = %v.git_version, "connected to the cluster");
-            let parsed = crate::inject::decide::parse_server_version(&v.major, &v.minor);
+            let parsed = crate::inject::context::parse_server_version(&v.major, &v.minor);
             Ok(Some((client, parsed)))
         }
         Ok(Err(e)) if mode == ClusterMode::Auto => {

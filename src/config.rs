@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::inject::language::LanguageChoice;
 use crate::instrumentation::{Exporter, InstrumentationSpec, Propagator};
+use crate::language::LanguageChoice;
 
 /// Pinned default OpenTelemetry Collector image for the sidecar.
 pub const DEFAULT_COLLECTOR_IMAGE: &str =
@@ -236,7 +236,7 @@ pub struct ServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::ClusterMode>,
+    pub cluster: Option<ClusterMode>,
     /// The namespace the server runs in; always excluded from injection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -384,7 +384,7 @@ impl Config {
                 ("podSelector", &rule.pod_selector),
             ] {
                 if let Some(sel) = sel {
-                    for p in crate::inject::selector::problems(sel) {
+                    for p in crate::selector::problems(sel) {
                         out.push(format!("rules[{i}].{field}.{p}"));
                     }
                 }
@@ -560,6 +560,29 @@ impl<'de> Deserialize<'de> for NativeSidecar {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `--cluster`: whether to watch the cluster.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// Use the cluster when a kubeconfig or in-cluster account is found.
+    #[default]
+    Auto,
+    /// Require the cluster; fail to start without it.
+    On,
+    /// Never contact the cluster; run from the config file alone.
+    Off,
 }
 
 #[cfg(test)]

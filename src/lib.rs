@@ -1,18 +1,22 @@
 //! otel-admission: a Kubernetes admission webhook that gives a cluster
 //! OpenTelemetry with zero code changes, and validates pods with Rego.
 //!
-//! Layout:
-//! - [`admission`]: the `admission.k8s.io/v1` wire protocol and the dispatch
-//!   traits the server calls.
-//! - [`inject`]: the injection core (what to inject, and the patch).
-//! - [`server`]: TLS and admin listeners, reload, shutdown.
-//! - [`config`], [`instrumentation`]: the config file and the operator's schema.
-//! - [`policy`]: the Rego policy engine behind `/validate`, `policy test|verify|eval`.
-//! - [`certs`]: development certificates. [`metrics`]: Prometheus metrics.
+//! Layout (dependencies point one way; `tests/architecture.rs` checks there
+//! is no module cycle at any level):
+//! - the core: [`inject`] (what to inject, and the patch; pure), [`config`],
+//!   [`instrumentation`] and [`otelcol`] (the Operator's schemas),
+//!   [`language`], [`selector`], [`yaml`], [`warnings`].
+//! - the adapters: [`admission`] (the wire protocol and the dispatch traits),
+//!   [`mutate`] (the `/mutate` handler), [`policy`] (the Rego engine behind
+//!   `/validate`), [`server`] (TLS and admin listeners, reload, drain),
+//!   [`cluster`] (watch caches), [`events`], [`metrics`], [`rollout`].
+//! - [`app`]: the composition root `serve` and the tests share.
 //! - [`cli`]: the command line, the only place that uses `anyhow`.
+//! - [`certs`]: development certificates.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod app;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
@@ -20,10 +24,13 @@ pub mod config;
 pub mod events;
 pub mod inject;
 pub mod instrumentation;
+pub mod language;
 pub mod metrics;
+pub mod mutate;
 pub mod otelcol;
 pub mod policy;
 pub mod rollout;
+pub mod selector;
 pub mod server;
 pub mod warnings;
 pub mod yaml;

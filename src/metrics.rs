@@ -315,7 +315,7 @@ impl Metrics {
                 reason: reason.as_str(),
             });
         }
-        for language in crate::inject::language::Language::ALL {
+        for language in crate::language::Language::ALL {
             let _ = self.injections.get_or_create(&InjectionLabels {
                 feature: "instrumentation",
                 language: language.key(),
@@ -327,24 +327,32 @@ impl Metrics {
                 language: f.language(),
             });
         }
-        for reason in crate::events::EventReason::ALL {
-            for result in ["sent", "dropped"] {
-                let _ = self.events.get_or_create(&EventLabels {
-                    reason: reason.as_str(),
-                    result,
-                });
-            }
-        }
         for state in ["up_to_date", "stale", "restarting"] {
             let _ = self.rollout_workloads.get_or_create(&StateLabels { state });
         }
-        for cause in crate::rollout::Cause::ALL {
-            let _ = self.rollout_restarts.get_or_create(&ReasonLabels {
-                reason: cause.as_str(),
-            });
-        }
         for kind in ["namespace", "instrumentation"] {
             let _ = self.cluster_objects.get_or_create(&KindLabels { kind });
+        }
+    }
+
+    /// Creates `events_total` at zero for each Event reason. The reasons are
+    /// the events adapter's closed enum; it registers them (through the
+    /// composition root) so this module does not depend on it.
+    pub fn zero_events(&self, reasons: impl IntoIterator<Item = &'static str>) {
+        for reason in reasons {
+            for result in ["sent", "dropped"] {
+                let _ = self.events.get_or_create(&EventLabels { reason, result });
+            }
+        }
+    }
+
+    /// Creates `rollout_restarts_total` at zero for each staleness cause, as
+    /// [`Metrics::zero_events`] does for Events.
+    pub fn zero_rollout_restarts(&self, causes: impl IntoIterator<Item = &'static str>) {
+        for reason in causes {
+            let _ = self
+                .rollout_restarts
+                .get_or_create(&ReasonLabels { reason });
         }
     }
 
@@ -380,7 +388,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one injected feature; called only from `inject::mutate::Outcome::record`.
+    /// Counts one injected feature; called only from `inject::outcome::Outcome::record`.
     pub fn injection(&self, feature: &'static str, language: &'static str) {
         self.injections
             .get_or_create(&InjectionLabels { feature, language })

@@ -6,6 +6,8 @@
 //! --instrumentation`). Unknown fields are ignored: the Operator's schema is
 //! much larger than what a sidecar uses.
 
+pub mod defaults;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -28,7 +30,7 @@ pub struct Collector {
     pub name: String,
     pub spec: CollectorSpec,
     /// `spec.config` as an object, with the Operator's defaults applied
-    /// ([`crate::inject::collector::defaults`]).
+    /// ([`crate::otelcol::defaults`]).
     pub config: Value,
 }
 
@@ -128,7 +130,7 @@ impl Collector {
                 message: e.inner().to_string(),
             })?
         };
-        let config = crate::inject::collector::defaults::normalize(&spec.config);
+        let config = crate::otelcol::defaults::normalize(&spec.config);
         Ok(Self {
             namespace,
             name,

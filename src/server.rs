@@ -77,7 +77,7 @@ pub enum ServerError {
 }
 
 /// What the server runs: the dispatch targets and shared state.
-pub struct App {
+pub struct Services {
     pub config: Arc<ArcSwap<Config>>,
     /// The file `config` came from, reloaded on change.
     pub config_path: Option<PathBuf>,
@@ -100,7 +100,7 @@ pub struct Server {
 
 impl Server {
     /// Binds both listeners and starts serving.
-    pub async fn start(settings: Settings, app: App) -> Result<Self, ServerError> {
+    pub async fn start(settings: Settings, app: Services) -> Result<Self, ServerError> {
         let tls_gate = app.readiness.gate("tls");
         let certs = Arc::new(CertStore::load(
             &settings.tls_cert,

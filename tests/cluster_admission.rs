@@ -17,8 +17,8 @@ use common::apiserver::{
 use common::{Options, TestServer, review};
 use otel_admission::cluster::Caches;
 use otel_admission::config::Config;
-use otel_admission::inject::mutate::Injector;
 use otel_admission::metrics::Metrics;
+use otel_admission::mutate::Injector;
 use otel_admission::server::admin::Readiness;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@
 //! workload) and the Pod the Operator's webhook produces, written from the
 //! Operator's Go code (`internal/instrumentation`, `pkg/sidecar`). The suite
 //! sends the Pod the API server would send through our core
-//! ([`otel_admission::inject::mutate::run`]) and compares the result.
+//! ([`otel_admission::inject::outcome::run`]) and compares the result.
 //!
 //! # Case format
 //!
@@ -55,8 +55,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
-use otel_admission::inject::decide::Context;
-use otel_admission::inject::mutate::run;
+use otel_admission::inject::context::Context;
+use otel_admission::inject::outcome::run;
 use otel_admission::instrumentation::Instrumentation;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

@@ -10,8 +10,8 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::StaticView;
-use otel_admission::inject::mutate::Injector;
 use otel_admission::metrics::Metrics;
+use otel_admission::mutate::Injector;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

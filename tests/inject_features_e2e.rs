@@ -15,7 +15,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
-use otel_admission::inject::mutate::Injector;
+use otel_admission::mutate::Injector;
 use otel_admission::policy::{self, PolicySet};
 use serde_json::{Value, json};
 

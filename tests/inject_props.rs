@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use otel_admission::admission::{self, Mutate};
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
-use otel_admission::inject::mutate::Injector;
 use otel_admission::instrumentation::Instrumentation;
 use otel_admission::metrics::Metrics;
+use otel_admission::mutate::Injector;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -559,28 +559,20 @@ fn the_shipped_pack_passes_on_our_own_deployment() {
 /// Every metric the dashboard and alerts query is one a running server exports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_query_only_exported_metrics() {
-    // The real engines, and one request to each endpoint.
-    let metrics = std::sync::Arc::new(otel_admission::metrics::Metrics::new());
-    let policies = otel_admission::policy::Policies::load(
-        std::path::Path::new(&format!("{ROOT}/policies")),
-        std::time::Duration::from_secs(2),
-        otel_admission::config::FailureMode::Allow,
-        metrics.clone(),
-    )
-    .expect("pack");
-    let injector = otel_admission::inject::mutate::Injector {
-        config: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
-            otel_admission::config::Config::default(),
-        )),
-        view: std::sync::Arc::new(otel_admission::inject::cluster_view::StaticView::new()),
-        metrics: metrics.clone(),
-        server_version: None,
-        events: None,
-    };
+    // The real engines, wired by the composition root `serve` uses, and one
+    // request to each endpoint.
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
+        otel_admission::config::ClusterMode::Off,
+    ));
+    opts.policies_dir = Some(std::path::PathBuf::from(format!("{ROOT}/policies")));
+    let app =
+        otel_admission::app::App::from_config(otel_admission::config::Config::default(), opts)
+            .await
+            .expect("app");
     let server = common::start(common::Options {
-        mutator: std::sync::Arc::new(injector),
-        validator: std::sync::Arc::new(policies),
-        metrics: Some(metrics),
+        mutator: app.injector.clone(),
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
         ..Default::default()
     })
     .await;

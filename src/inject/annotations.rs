@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::inject::apply::{ApplyError, Editor};
-use crate::inject::decide::KNOWN_SIDECARS;
+use crate::inject::editor::{ApplyError, Editor};
+use crate::inject::keys::KNOWN_SIDECARS;
 use crate::inject::plan::AnnotationsPlan;
 use crate::inject::sidecar::METRICS_PORT;
 

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::Container;
 
-use crate::inject::language::Language;
+use crate::language::Language;
 
 /// One clue: which language, and what showed it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, EnvVar, SecretVolumeSource, Volume, VolumeMount,
 };
 
-use crate::inject::apply::{ApplyError, Editor, Slot};
-use crate::inject::env::plain;
+use crate::inject::editor::{ApplyError, Editor, Slot};
+use crate::inject::env_var::plain;
 use crate::instrumentation::InstrumentationSpec;
 
 pub fn secret_volume(name: &str) -> String {

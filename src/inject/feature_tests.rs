@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::config::{CollectorConfigSource, Config, NativeSidecar, Rule, RuleInject};
 use crate::inject::cluster_view::{NamespaceMeta, StaticView};
-use crate::inject::decide::Context;
-use crate::inject::mutate::{Outcome, run};
+use crate::inject::context::Context;
+use crate::inject::outcome::{Outcome, run};
 use crate::inject::plan::{Feature, SkipReason};
 use crate::inject::sidecar::builtin_config;
 use crate::metrics::Metrics;
@@ -1111,7 +1111,7 @@ fn status_metrics_and_second_run_cover_every_feature() {
     );
     assert_eq!(status["languages"], json!({"python": ["app"]}));
     let metrics = Metrics::new();
-    o.record(&metrics);
+    crate::mutate::record(&o, &metrics);
     let m = metrics.encode();
     for f in ["sidecar", "probes", "annotations"] {
         let line =
@@ -1143,7 +1143,7 @@ fn status_metrics_and_second_run_cover_every_feature() {
 
 #[test]
 fn server_versions_parse_with_provider_suffixes() {
-    use crate::inject::decide::parse_server_version;
+    use crate::inject::context::parse_server_version;
     for (major, minor, want) in [
         ("1", "29", Some((1, 29))),
         ("1", "28+", Some((1, 28))),

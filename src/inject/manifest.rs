@@ -9,12 +9,15 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::inject::apply::Applied;
+use crate::inject::applied::Applied;
 use crate::inject::cluster_view::ClusterView;
-use crate::inject::decide::{Context, RuleCheck, rule_checks};
-use crate::inject::decide::{ISTIO_KEY, PROBES_KEY, SIDECAR_KEY, SIDECAR_NAME};
-use crate::inject::mutate::{Outcome, run};
+use crate::inject::keys::{ISTIO_KEY, PROBES_KEY, SIDECAR_KEY, SIDECAR_NAME};
+use crate::inject::outcome::{Outcome, run};
 use crate::inject::plan::{Decision, Feature, Owner, Plan};
+use crate::inject::{
+    context::Context,
+    rules::{RuleCheck, rule_checks},
+};
 
 /// An input problem, naming the file, the document index and the field.
 #[derive(Debug, thiserror::Error)]

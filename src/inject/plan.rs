@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::inject::language::Language;
 use crate::instrumentation::Instrumentation;
+use crate::language::Language;
 
 /// One thing that can be injected. Closed, so metric labels, warnings and the
 /// status annotation all come from the same `as_str`.

@@ -12,54 +12,9 @@ use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::{Config, ProbesConfig};
-use crate::inject::apply::{ApplyError, Editor, Slot};
-use crate::inject::decide::KNOWN_SIDECARS;
-
-/// The three kinds, in the order they are added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    Startup,
-    Liveness,
-    Readiness,
-}
-
-impl ProbeKind {
-    pub const ALL: [ProbeKind; 3] = [Self::Startup, Self::Liveness, Self::Readiness];
-
-    /// The short name used in the status annotation and `explain`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Startup => "startup",
-            Self::Liveness => "liveness",
-            Self::Readiness => "readiness",
-        }
-    }
-
-    /// The container field, as in the patch path.
-    pub fn field(self) -> &'static str {
-        match self {
-            Self::Startup => "startupProbe",
-            Self::Liveness => "livenessProbe",
-            Self::Readiness => "readinessProbe",
-        }
-    }
-
-    pub fn get(self, c: &Container) -> Option<&Probe> {
-        match self {
-            Self::Startup => c.startup_probe.as_ref(),
-            Self::Liveness => c.liveness_probe.as_ref(),
-            Self::Readiness => c.readiness_probe.as_ref(),
-        }
-    }
-
-    pub fn set(self, c: &mut Container, p: Probe) {
-        match self {
-            Self::Startup => c.startup_probe = Some(p),
-            Self::Liveness => c.liveness_probe = Some(p),
-            Self::Readiness => c.readiness_probe = Some(p),
-        }
-    }
-}
+use crate::inject::editor::ProbeKind;
+use crate::inject::editor::{ApplyError, Editor, Slot};
+use crate::inject::keys::KNOWN_SIDECARS;
 
 /// The container port the probes use, when `c` exposes it. A number-like
 /// port name (`"8080"`) counts as the number.

@@ -17,16 +17,15 @@
 //!   the pod still passes the `restricted` profile.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Pod,
-    Probe, ResourceFieldSelector, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Pod, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::SidecarConfig;
-use crate::inject::apply::{ApplyError, Editor};
-use crate::inject::decide::{SIDECAR_CONFIG_VOLUME, SIDECAR_NAME};
-use crate::inject::env::{field_ref, plain};
-use crate::inject::languages;
+use crate::inject::editor::{ApplyError, Editor};
+use crate::inject::env_var::resource_ref;
+use crate::inject::env_var::{field_ref, plain};
+use crate::inject::keys::{SIDECAR_CONFIG_VOLUME, SIDECAR_NAME};
 use crate::inject::plan::{CollectorSource, Plan, SidecarPlan};
 
 pub const OTLP_GRPC_PORT: i32 = 4317;
@@ -112,22 +111,6 @@ fn port(name: &str, n: i32) -> ContainerPort {
     }
 }
 
-/// `name` from the sidecar's own limit (`GOMEMLIMIT`, `GOMAXPROCS`).
-pub fn resource_ref(name: &str, resource: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            resource_field_ref: Some(ResourceFieldSelector {
-                container_name: Some(SIDECAR_NAME.into()),
-                resource: resource.into(),
-                divisor: None,
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
 fn health_probe(period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -177,7 +160,7 @@ pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod, pod_plan: &
             false,
         ),
     };
-    let uid = languages::restricted_uid(pod);
+    let uid = crate::inject::security::restricted_uid(pod);
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(cfg.image.clone()),
@@ -188,12 +171,12 @@ pub fn container(cfg: &SidecarConfig, plan: &SidecarPlan, pod: &Pod, pod_plan: &
             port("otlp-http", OTLP_HTTP_PORT),
             port("metrics", METRICS_PORT),
         ]),
-        resources: Some(languages::resources(
+        resources: Some(crate::inject::resources::resources(
             cfg.resources.as_ref(),
             ("500m", "256Mi"),
             ("50m", "64Mi"),
         )),
-        security_context: Some(languages::restricted(uid)),
+        security_context: Some(crate::inject::security::restricted(uid)),
         volume_mounts: mounts,
         liveness_probe: health.then(|| health_probe(10, 3)),
         readiness_probe: health.then(|| health_probe(10, 3)),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inject::apply::{Injected, SidecarDone};
+use crate::inject::applied::{Injected, SidecarDone};
 use crate::inject::plan::Failure;
 
 pub const STATUS_KEY: &str = "otel-admission.io/status";

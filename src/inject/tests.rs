@@ -11,12 +11,13 @@ use serde_json::{Value, json};
 use crate::admission::{self, Mutate};
 use crate::config::{Config, FailureMode, Rule, RuleInject};
 use crate::inject::cluster_view::{NamespaceMeta, StaticView};
-use crate::inject::decide::{Context, decide};
-use crate::inject::language::{Language, LanguageChoice};
-use crate::inject::mutate::{Injector, Outcome, run};
+use crate::inject::outcome::{Outcome, run};
 use crate::inject::plan::{Decision, Owner, SkipReason};
+use crate::inject::{context::Context, decide::decide};
 use crate::instrumentation::Instrumentation;
+use crate::language::{Language, LanguageChoice};
 use crate::metrics::Metrics;
+use crate::mutate::Injector;
 
 const NS: &str = "shop";
 const PY: &str = "instrumentation.opentelemetry.io/inject-python";
@@ -1616,7 +1617,7 @@ fn auto_detection_injects_only_one_evident_language() {
 
 #[test]
 fn per_language_container_names_keys_and_rollout_owner() {
-    use crate::inject::decide::container_names_key;
+    use crate::inject::keys::container_names_key;
     assert_eq!(
         container_names_key(Language::Nginx),
         "instrumentation.opentelemetry.io/inject-nginx-container-names"

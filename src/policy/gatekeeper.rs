@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value as Json;
 
 use super::{PolicyError, rego_message};
-use crate::inject::selector;
+use crate::selector;
 
 pub const TEMPLATE_API_GROUP: &str = "templates.gatekeeper.sh";
 pub const CONSTRAINT_API_GROUP: &str = "constraints.gatekeeper.sh";

@@ -17,8 +17,8 @@ use super::{Assessment, ROLLOUT_KEY};
 use crate::config::{Config, RolloutMode};
 use crate::events::{EventReason, EventRequest, Events};
 use crate::inject::cluster_view::ClusterView;
-use crate::inject::selector;
 use crate::metrics::{Metrics, ReasonLabels, StateLabels};
+use crate::selector;
 
 /// A restart not yet followed by an up-to-date workload is retried after this.
 const RETRY_AFTER: Duration = Duration::from_secs(3600);

@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::inject::cluster_view::ClusterView;
-use crate::inject::decide::Context;
-use crate::inject::mutate::run;
+use crate::inject::context::Context;
+use crate::inject::outcome::run;
 use crate::inject::plan::{Decision, Owner};
 use crate::inject::status::INJECTED_LABEL;
 
@@ -229,7 +229,7 @@ pub fn assess_all(
                 .get(&w.namespace)
                 .into_iter()
                 .flatten()
-                .filter(|labels| crate::inject::selector::matches(sel, labels))
+                .filter(|labels| crate::selector::matches(sel, labels))
                 .map(|labels| labels.get(INJECTED_LABEL).cloned())
                 .collect();
             assess(w, &fingerprints, config, view)

@@ -16,7 +16,7 @@ use otel_admission::config::Config;
 use otel_admission::metrics::Metrics;
 use otel_admission::server::admin::Readiness;
 use otel_admission::server::webhook::AllowAll;
-use otel_admission::server::{App, Server, Settings};
+use otel_admission::server::{Server, Services, Settings};
 use serde_json::{Value, json};
 
 pub struct TestServer {
@@ -82,7 +82,7 @@ pub async fn start(opts: Options) -> TestServer {
     let metrics = opts.metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
     let readiness = Arc::new(Readiness::default());
     let config = Arc::new(ArcSwap::from_pointee(config));
-    let app = App {
+    let app = Services {
         config: config.clone(),
         config_path,
         metrics: metrics.clone(),

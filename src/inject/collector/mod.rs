@@ -4,7 +4,7 @@
 //! probes, mounts, volumes and label, from the cluster cache, with no
 //! ConfigMap and no API call (SPEC §5).
 //!
-//! - [`defaults`]: the config as the Operator stores it.
+//! - [`crate::otelcol::defaults`]: the config as the Operator stores it.
 //! - [`render`]: `OTEL_CONFIG`, byte for byte.
 //! - [`ports`]: container ports from the receivers.
 //!
@@ -14,11 +14,12 @@
 //! `securityContext` in the CR the sidecar gets the restricted one, so the
 //! pod still passes the `restricted` profile.
 
-pub mod defaults;
 pub mod ports;
 pub mod render;
 
 use std::collections::BTreeMap;
+
+use crate::otelcol::defaults;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, EnvVar, HTTPGetAction, Pod, Probe, Volume, VolumeMount,
@@ -26,12 +27,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use crate::inject::apply::{ApplyError, Editor};
-use crate::inject::decide::SIDECAR_NAME;
-use crate::inject::env::{field_ref, plain};
-use crate::inject::languages;
+use crate::inject::editor::{ApplyError, Editor};
+use crate::inject::env_var::resource_ref;
+use crate::inject::env_var::{field_ref, plain};
+use crate::inject::keys::SIDECAR_NAME;
 use crate::inject::plan::Plan;
-use crate::inject::sidecar::resource_ref;
 use crate::otelcol::{Collector, ProbeSettings};
 
 /// The pod label naming the collector it got, `<namespace>.<name>`.
@@ -228,7 +228,7 @@ pub fn container(collector: &Collector, pod: &Pod, plan: &Plan, native: bool) ->
     if native && startup.is_none() {
         startup = readiness.clone();
     }
-    let uid = languages::restricted_uid(pod);
+    let uid = crate::inject::security::restricted_uid(pod);
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(
@@ -253,7 +253,7 @@ pub fn container(collector: &Collector, pod: &Pod, plan: &Plan, native: bool) ->
         security_context: Some(
             spec.security_context
                 .clone()
-                .unwrap_or_else(|| languages::restricted(uid)),
+                .unwrap_or_else(|| crate::inject::security::restricted(uid)),
         ),
         ..Default::default()
     }

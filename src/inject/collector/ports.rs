@@ -5,11 +5,11 @@
 use k8s_openapi::api::core::v1::ContainerPort;
 use serde_json::Value;
 
-use super::defaults::{
+use crate::otelcol::CollectorPort;
+use crate::otelcol::defaults::{
     HEALTH_CHECK_PORT, METRICS_PORT, MULTI_PROTOCOL, SINGLE_PORT, component_type, enabled,
     enabled_extensions,
 };
-use crate::otelcol::CollectorPort;
 
 /// The first `:<digits>` of an endpoint.
 fn port_of(endpoint: Option<&str>) -> Option<i32> {
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn prometheus_exporters_and_otlp() {
-        let cfg = crate::inject::collector::defaults::normalize(&json!({
+        let cfg = crate::otelcol::defaults::normalize(&json!({
             "receivers": {"otlp": {"protocols": {"grpc": {}, "http": {}}}},
             "exporters": {"prometheus/prod": {"endpoint": "0.0.0.0:8884"}, "prometheus/dev": {"endpoint": "0.0.0.0:8885"}},
             "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus/dev", "prometheus/prod"]}}}
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_spec_port_replaces_the_inferred_one_on_the_same_port() {
-        let cfg = crate::inject::collector::defaults::normalize(&json!({
+        let cfg = crate::otelcol::defaults::normalize(&json!({
             "receivers": {"filelog": {"include": ["/var/log/*.log"]}},
             "exporters": {"debug": {}},
             "service": {"pipelines": {"logs": {"receivers": ["filelog"], "exporters": ["debug"]}}}

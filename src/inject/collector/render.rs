@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn smoke_sidecar_config_renders_as_the_operator() {
-        let cfg = crate::inject::collector::defaults::normalize(&json!({
+        let cfg = crate::otelcol::defaults::normalize(&json!({
             "receivers": {"jaeger": {"protocols": {"grpc": {}}}},
             "processors": {},
             "exporters": {"debug": {}},
@@ -310,11 +310,11 @@ mod tests {
     #[test]
     fn a_v1alpha1_string_config_parses_and_defaults_like_v1beta1() {
         let text = "receivers:\n  otlp:\n    protocols:\n      grpc:\n      http:\nexporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n";
-        let cfg = crate::inject::collector::defaults::normalize(&json!(text));
+        let cfg = crate::otelcol::defaults::normalize(&json!(text));
         let r = render(&cfg);
         assert!(r.starts_with("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n      http:\n        endpoint: 0.0.0.0:4318\nexporters:\n  debug: null\n"), "{r}");
         // A string that does not parse is the Operator's empty config.
-        let empty = crate::inject::collector::defaults::normalize(&json!("{{not yaml"));
+        let empty = crate::otelcol::defaults::normalize(&json!("{{not yaml"));
         assert!(render(&empty).starts_with("receivers: {}\nexporters: {}\nservice:\n"));
     }
 

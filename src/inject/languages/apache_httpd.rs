@@ -11,8 +11,8 @@ use super::{
     LangResult, WEBSERVER_AGENT_DIR, WEBSERVER_SOURCE_CONF_DIR, WebServer, agent_volume,
     inject_webserver, resources, volume_size, webserver_endpoint,
 };
-use crate::inject::apply::Editor;
-use crate::inject::env::{field_ref, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::{field_ref, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::service_name;
 

@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Agent, LangResult, inject_agent, target_slots};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::{ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Libc, Plan};
 
 pub const DEFAULT_IMAGE: &str =
@@ -55,14 +55,14 @@ pub fn inject(
         &|_| MOUNT.into(),
         &|_, _| Ok(()),
         &|ed, ci, _| {
-            env::set_if_absent(ed, ci, plain("CORECLR_ENABLE_PROFILING", "1"))?;
-            env::set_if_absent(ed, ci, plain("CORECLR_PROFILER", PROFILER_ID))?;
-            env::set_if_absent(
+            crate::inject::env_var::set_if_absent(ed, ci, plain("CORECLR_ENABLE_PROFILING", "1"))?;
+            crate::inject::env_var::set_if_absent(ed, ci, plain("CORECLR_PROFILER", PROFILER_ID))?;
+            crate::inject::env_var::set_if_absent(
                 ed,
                 ci,
                 plain("CORECLR_PROFILER_PATH", profiler_path.clone()),
             )?;
-            env::compose_list(
+            crate::inject::env_var::compose_list(
                 ed,
                 ci,
                 "DOTNET_STARTUP_HOOKS",
@@ -70,14 +70,14 @@ pub fn inject(
                     "/otel-auto-instrumentation-dotnet/net/OpenTelemetry.AutoInstrumentation.StartupHook.dll",
                 ),
             )?;
-            env::compose_list(
+            crate::inject::env_var::compose_list(
                 ed,
                 ci,
                 "DOTNET_ADDITIONAL_DEPS",
                 ListRule::PathAppend("/otel-auto-instrumentation-dotnet/AdditionalDeps"),
             )?;
-            env::set_if_absent(ed, ci, plain("OTEL_DOTNET_AUTO_HOME", MOUNT))?;
-            env::compose_list(
+            crate::inject::env_var::set_if_absent(ed, ci, plain("OTEL_DOTNET_AUTO_HOME", MOUNT))?;
+            crate::inject::env_var::compose_list(
                 ed,
                 ci,
                 "DOTNET_SHARED_STORE",

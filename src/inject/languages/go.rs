@@ -15,9 +15,12 @@
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, SecurityContext, Volume};
 
 use super::{LangResult, clash, mount, resources};
-use crate::inject::apply::{Editor, Slot};
-use crate::inject::env::{self, plain};
+use crate::inject::editor::{Editor, Slot};
 use crate::inject::plan::{LanguagePlan, Plan};
+use crate::inject::{
+    env::{self},
+    env_var::plain,
+};
 
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-go-instrumentation/autoinstrumentation-go:v0.24.0";
@@ -63,7 +66,7 @@ pub fn inject(
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(crate::inject::decide::GO_TARGET_EXE_KEY))
+        .and_then(|a| a.get(crate::inject::keys::GO_TARGET_EXE_KEY))
         .map(|exe| vec![plain("OTEL_GO_AUTO_TARGET_EXE", exe.clone())])
         .unwrap_or_default();
     for var in env::language_env(spec, lp.language) {

@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::{Agent, LangResult, inject_agent, mount, resources};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::ListRule;
 use crate::inject::plan::{LanguagePlan, Plan};
 
 pub const DEFAULT_IMAGE: &str =
@@ -93,7 +93,12 @@ pub fn inject(
         &|_, _| Ok(()),
         &|ed, ci, name| {
             let flag = agent_flag(name, has_extensions);
-            env::compose_list(ed, ci, "JAVA_TOOL_OPTIONS", ListRule::Suffix(&flag))
+            crate::inject::env_var::compose_list(
+                ed,
+                ci,
+                "JAVA_TOOL_OPTIONS",
+                ListRule::Suffix(&flag),
+            )
         },
     )
 }

@@ -12,26 +12,20 @@ pub mod php;
 pub mod python;
 pub mod ruby;
 pub mod sdk;
-
-use std::collections::BTreeMap;
-
+use crate::inject::editor::{ApplyError, Editor, Slot};
+use crate::inject::env;
+use crate::inject::plan::{LanguagePlan, Plan};
+use crate::inject::resources::resources;
+use crate::inject::security::init_security_context;
+use crate::language::Language;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EphemeralVolumeSource,
-    PersistentVolumeClaimTemplate, Pod, ResourceRequirements, SeccompProfile, SecurityContext,
-    Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EphemeralVolumeSource, PersistentVolumeClaimTemplate,
+    Pod, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::inject::apply::{ApplyError, Editor, Slot};
-use crate::inject::env;
-use crate::inject::language::Language;
-use crate::inject::plan::{LanguagePlan, Plan};
-use crate::instrumentation::InstrumentationSpec;
-
 /// The operator's default `emptyDir.sizeLimit` for agent volumes.
 pub const DEFAULT_VOLUME_SIZE: &str = "200Mi";
-/// UID of the restricted security context; distroless's `nonroot`.
-pub const NON_ROOT_UID: i64 = 65532;
 
 /// Outer error: internal, the whole pod fails. Inner error: this language
 /// cannot be injected (a name clash), with a one-fact message.
@@ -59,27 +53,6 @@ pub fn inject(
     }
 }
 
-/// Requests and limits: the Instrumentation's, else the operator's defaults
-/// (its defaulting webhook fills them per field group, reference §2).
-pub fn resources(
-    configured: Option<&ResourceRequirements>,
-    limits: (&str, &str),
-    requests: (&str, &str),
-) -> ResourceRequirements {
-    let pair = |(cpu, mem): (&str, &str)| {
-        BTreeMap::from([
-            ("cpu".to_string(), Quantity(cpu.into())),
-            ("memory".to_string(), Quantity(mem.into())),
-        ])
-    };
-    let c = configured.cloned().unwrap_or_default();
-    ResourceRequirements {
-        limits: Some(c.limits.unwrap_or_else(|| pair(limits))),
-        requests: Some(c.requests.unwrap_or_else(|| pair(requests))),
-        claims: c.claims,
-    }
-}
-
 /// What the env rules need to know about a target (name, image, security
 /// context), without copying its possibly thousands of env vars.
 pub fn identity(c: &Container) -> Container {
@@ -89,55 +62,6 @@ pub fn identity(c: &Container) -> Container {
         security_context: c.security_context.clone(),
         ..Default::default()
     }
-}
-
-/// The UID of the restricted context: the pod's `runAsUser` when it is
-/// non-root, else [`NON_ROOT_UID`]. One rule for agents and sidecars alike.
-pub fn restricted_uid(pod: &Pod) -> i64 {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|sc| sc.run_as_user)
-        .filter(|u| *u != 0)
-        .unwrap_or(NON_ROOT_UID)
-}
-
-/// A security context that passes Pod Security Standards `restricted`.
-pub fn restricted(uid: i64) -> SecurityContext {
-    SecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(uid),
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
-    }
-}
-
-/// `initContainerSecurityContext`, else the first target's, else restricted.
-/// The restricted UID follows the pod's `runAsUser` when it is non-root.
-///
-/// Deviation: the operator leaves it empty when the target has none, which
-/// fails `restricted` admission and runAsNonRoot policies (#2272).
-pub fn init_security_context(
-    spec: &InstrumentationSpec,
-    pod: &Pod,
-    target: Option<&Container>,
-) -> SecurityContext {
-    if let Some(sc) = &spec.init_container_security_context {
-        return sc.clone();
-    }
-    if let Some(sc) = target.and_then(|c| c.security_context.clone()) {
-        return sc;
-    }
-    restricted(restricted_uid(pod))
 }
 
 /// The agent volume: an ephemeral volume from `volumeClaimTemplate`, else an
@@ -317,7 +241,7 @@ pub fn inject_agent(
         let Some(app) = ed.container(*slot).map(identity) else {
             continue;
         };
-        env::append_if_absent(ed, *slot, env::language_env(spec, lp.language))?;
+        crate::inject::env_var::append_if_absent(ed, *slot, env::language_env(spec, lp.language))?;
         early(ed, *slot)?;
         ed.push_mount(*slot, mount(agent.volume, path))?;
         env::common(ed, *slot, spec)?;
@@ -384,7 +308,9 @@ pub struct WebServer<'a> {
 }
 
 pub const WEBSERVER_AGENT_DIR: &str = "/opt/opentelemetry-webserver/agent";
+
 pub const WEBSERVER_SOURCE_CONF_DIR: &str = "/opt/opentelemetry-webserver/source-conf";
+
 pub const CLONE_CONTAINER: &str = "otel-agent-source-container-clone";
 
 /// The attach container's env: `spec.<lang>.env`, then `spec.env` and the
@@ -450,7 +376,7 @@ pub fn inject_webserver(
         let Some(app) = ed.container(slot).cloned() else {
             continue;
         };
-        env::append_if_absent(ed, slot, lang_env)?;
+        crate::inject::env_var::append_if_absent(ed, slot, lang_env)?;
         let sc = init_security_context(spec, pod, Some(&app));
         if let Some((volume, command, args)) = clone_template.take() {
             let current = ed.container(slot).cloned().unwrap_or_default();

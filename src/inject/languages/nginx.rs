@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
 
 use super::{LangResult, WebServer, inject_webserver, resources, webserver_endpoint};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule, field_ref, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::{ListRule, field_ref, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::service_name;
 
@@ -140,7 +140,7 @@ pub fn inject(
         security_context_per_target: false,
     };
     inject_webserver(ed, pod, plan, lp, warnings, w, &|ed, ci| {
-        env::compose_list(
+        crate::inject::env_var::compose_list(
             ed,
             ci,
             "LD_LIBRARY_PATH",

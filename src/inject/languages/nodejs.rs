@@ -3,8 +3,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Agent, LangResult, inject_agent};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::{ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
 
 pub const DEFAULT_IMAGE: &str =
@@ -41,8 +41,13 @@ pub fn inject(
         &|_| MOUNT.into(),
         &|_, _| Ok(()),
         &|ed, ci, _| {
-            env::compose_list(ed, ci, "NODE_OPTIONS", ListRule::Suffix(NODE_OPTIONS_FLAG))?;
-            env::set_if_absent(ed, ci, plain("OTEL_METRICS_EXPORTER", "otlp"))
+            crate::inject::env_var::compose_list(
+                ed,
+                ci,
+                "NODE_OPTIONS",
+                ListRule::Suffix(NODE_OPTIONS_FLAG),
+            )?;
+            crate::inject::env_var::set_if_absent(ed, ci, plain("OTEL_METRICS_EXPORTER", "otlp"))
         },
     )
 }

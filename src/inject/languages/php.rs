@@ -8,8 +8,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Agent, LangResult, inject_agent};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::plain;
 use crate::inject::plan::{LanguagePlan, Plan};
 
 /// Overridable with `spec.php.image` (the operator names no registry image yet).
@@ -68,8 +68,12 @@ pub fn inject(
         &|_, _| Ok(()),
         &|ed, ci, _| {
             // Set only where absent: a user's scan directory is theirs.
-            env::set_if_absent(ed, ci, plain("PHP_INI_SCAN_DIR", INI_SCAN_DIR))?;
-            env::set_if_absent(ed, ci, plain("OTEL_PHP_AUTOLOAD_ENABLED", "true"))
+            crate::inject::env_var::set_if_absent(ed, ci, plain("PHP_INI_SCAN_DIR", INI_SCAN_DIR))?;
+            crate::inject::env_var::set_if_absent(
+                ed,
+                ci,
+                plain("OTEL_PHP_AUTOLOAD_ENABLED", "true"),
+            )
         },
     )
 }

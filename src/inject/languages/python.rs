@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Agent, LangResult, inject_agent};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule, plain};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::{ListRule, plain};
 use crate::inject::plan::{LanguagePlan, Libc, Plan};
 
 pub const DEFAULT_IMAGE: &str =
@@ -46,7 +46,7 @@ pub fn inject(
         agent,
         &|_| MOUNT.into(),
         &|ed, ci| {
-            env::compose_list(
+            crate::inject::env_var::compose_list(
                 ed,
                 ci,
                 "PYTHONPATH",
@@ -60,7 +60,7 @@ pub fn inject(
                 ("OTEL_METRICS_EXPORTER", "otlp"),
                 ("OTEL_LOGS_EXPORTER", "otlp"),
             ] {
-                env::set_if_absent(ed, ci, plain(k, v))?;
+                crate::inject::env_var::set_if_absent(ed, ci, plain(k, v))?;
             }
             Ok(())
         },

@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Agent, LangResult, inject_agent};
-use crate::inject::apply::Editor;
-use crate::inject::env::{self, ListRule};
+use crate::inject::editor::Editor;
+use crate::inject::env_var::ListRule;
 use crate::inject::plan::{LanguagePlan, Plan};
 
 /// Overridable with `spec.ruby.image`.
@@ -41,7 +41,9 @@ pub fn inject(
         warnings,
         agent,
         &|_| MOUNT.into(),
-        &|ed, ci| env::compose_list(ed, ci, "RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG)),
+        &|ed, ci| {
+            crate::inject::env_var::compose_list(ed, ci, "RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG))
+        },
         &|_, _, _| Ok(()),
     )
 }

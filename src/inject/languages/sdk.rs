@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{LangResult, target_slots};
-use crate::inject::apply::Editor;
+use crate::inject::editor::Editor;
 use crate::inject::env;
 use crate::inject::plan::{LanguagePlan, Plan};
 

@@ -1,0 +1,238 @@
+//! The composition root: one place that turns a [`Config`] into the running
+//! parts of `serve` (cluster caches, Events, policies, the rollout loop, the
+//! `/mutate` and `/validate` handlers) and wires them together. The CLI and
+//! the tests both build the server through [`App::from_config`], so a test
+//! exercises the wiring users run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{Caches, ClusterError};
+use crate::config::{ClusterMode, Config};
+use crate::events::{EventReason, EventSettings, Events};
+use crate::inject::cluster_view::{ClusterView, StaticView};
+use crate::metrics::Metrics;
+use crate::mutate::Injector;
+use crate::policy::{Policies, PolicyError};
+use crate::rollout::Cause;
+use crate::rollout::controller::Controller;
+use crate::rollout::lease::Elector;
+use crate::server::admin::Readiness;
+use crate::server::{self, Server, ServerError, Services, Settings};
+
+/// Why the server could not be assembled or started.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("policies: {0}")]
+    Policies(#[from] PolicyError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// How to reach the cluster.
+pub enum Cluster {
+    /// Infer a kubeconfig or in-cluster account, as `--cluster` says.
+    Mode(ClusterMode),
+    /// A client built by the caller (tests: a local list/watch server), and
+    /// the API server's `(major, minor)`.
+    Client(kube::Client, Option<(u32, u32)>),
+}
+
+/// What `serve` takes besides the config file's contents.
+pub struct Options {
+    /// The file the config came from, reloaded on change.
+    pub config_path: Option<PathBuf>,
+    /// `--policies`, over `policies.dir`.
+    pub policies_dir: Option<PathBuf>,
+    pub cluster: Cluster,
+    /// The Lease holder's identity for the rollout loop.
+    pub identity: String,
+    /// Where the Lease lives when `server.namespace` is unset.
+    pub namespace: String,
+    pub events: EventSettings,
+    pub policy_reload_poll: Duration,
+}
+
+impl Options {
+    /// Defaults for `cluster`, with the identity and namespace from the
+    /// pod's environment (`POD_NAME`/`HOSTNAME`, `POD_NAMESPACE`).
+    pub fn from_env(cluster: Cluster) -> Self {
+        let identity = format!(
+            "{}-{}",
+            std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "otel-admission".into()),
+            std::process::id()
+        );
+        Self {
+            config_path: None,
+            policies_dir: None,
+            cluster,
+            identity,
+            namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "otel-admission".into()),
+            events: EventSettings::default(),
+            policy_reload_poll: server::defaults::RELOAD_POLL,
+        }
+    }
+}
+
+/// Everything `serve` runs, assembled and started except the listeners.
+pub struct App {
+    pub config: Arc<ArcSwap<Config>>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    /// Present with the cluster on.
+    pub caches: Option<Arc<Caches>>,
+    pub injector: Arc<Injector>,
+    pub policies: Arc<Policies>,
+    config_path: Option<PathBuf>,
+    stop_caches: watch::Sender<bool>,
+    stop_reload: watch::Sender<bool>,
+    stop_rollout: watch::Sender<bool>,
+    reloader: JoinHandle<()>,
+    rollout: Option<JoinHandle<()>>,
+}
+
+impl App {
+    /// Connects to the cluster (per `opts.cluster`), starts the caches,
+    /// Events, the policy reloader and the rollout loop, and builds the two
+    /// admission handlers over them.
+    pub async fn from_config(config: Config, opts: Options) -> Result<Self, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        metrics.zero_events(EventReason::ALL.map(EventReason::as_str));
+        metrics.zero_rollout_restarts(Cause::ALL.map(Cause::as_str));
+        let readiness = Arc::new(Readiness::default());
+        let (stop_caches, stop_rx) = watch::channel(false);
+        let connected = match opts.cluster {
+            Cluster::Mode(mode) => crate::cluster::connect(mode).await?,
+            Cluster::Client(client, version) => Some((client, version)),
+        };
+        let mut server_version = None;
+        let mut events = None;
+        let mut cluster = None;
+        if let Some((client, version)) = connected {
+            server_version = version;
+            let caches = Arc::new(Caches::new());
+            let gate = readiness.gate("cluster");
+            caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
+            // Events only with the cluster on (SPEC §6).
+            let (sender, _task) =
+                Events::start(client.clone(), opts.events, metrics.clone(), stop_rx);
+            events = Some(sender);
+            cluster = Some((client, caches));
+        }
+        let caches = cluster.as_ref().map(|(_, c)| Arc::clone(c));
+
+        let policies_gate = readiness.gate("policies");
+        let dir = opts
+            .policies_dir
+            .unwrap_or_else(|| config.policies.dir.clone());
+        let (eval_timeout, failure_mode) = (config.policies.eval_timeout, config.failure_mode);
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let mut policies = Policies::load(&dir, eval_timeout, failure_mode, metrics.clone())?
+            .with_config(config.clone());
+        if let Some(caches) = caches.clone() {
+            // Gatekeeper namespaceSelector reads the same in-memory cache as injection.
+            policies = policies.with_namespace_labels(Box::new(move |ns| {
+                caches.namespace(ns).map(|m| m.labels.clone())
+            }));
+        }
+        let policies = Arc::new(policies);
+        policies_gate.set(true);
+        let (stop_reload, _) = watch::channel(false);
+        let reloader = policies.spawn_reload(opts.policy_reload_poll, stop_reload.subscribe());
+
+        // The rollout loop runs on every replica; it acts only while it holds
+        // the Lease, and only with `rollout.enabled` (checked each round).
+        let (stop_rollout, stop_rollout_rx) = watch::channel(false);
+        let rollout = cluster.map(|(client, caches)| {
+            let current = config.load();
+            let namespace = current
+                .server
+                .namespace
+                .clone()
+                .unwrap_or_else(|| opts.namespace.clone());
+            let controller = Controller {
+                elector: Elector::new(
+                    client.clone(),
+                    &namespace,
+                    opts.identity.clone(),
+                    current.rollout.lease_duration,
+                ),
+                client,
+                config: Arc::clone(&config),
+                view: caches,
+                metrics: Arc::clone(&metrics),
+                events: events.clone(),
+            };
+            tokio::spawn(controller.run(stop_rollout_rx))
+        });
+
+        let view: Arc<dyn ClusterView> = match &caches {
+            Some(c) => c.clone(),
+            None => Arc::new(StaticView::new()),
+        };
+        let injector = Arc::new(Injector {
+            config: Arc::clone(&config),
+            view,
+            metrics: Arc::clone(&metrics),
+            server_version,
+            events,
+        });
+        Ok(Self {
+            config,
+            metrics,
+            readiness,
+            caches,
+            injector,
+            policies,
+            config_path: opts.config_path,
+            stop_caches,
+            stop_reload,
+            stop_rollout,
+            reloader,
+            rollout,
+        })
+    }
+
+    /// What the listeners dispatch to.
+    pub fn services(&self) -> Services {
+        Services {
+            config: Arc::clone(&self.config),
+            config_path: self.config_path.clone(),
+            metrics: Arc::clone(&self.metrics),
+            readiness: Arc::clone(&self.readiness),
+            mutator: self.injector.clone(),
+            validator: self.policies.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then drains (SPEC §10): the Lease is
+    /// handed over first, so another replica takes the rollout loop at once,
+    /// then the listeners drain, then the watchers and the reloader stop.
+    pub async fn serve(
+        mut self,
+        settings: Settings,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let server = Server::start(settings, self.services()).await?;
+        shutdown.await;
+        self.stop_rollout.send_replace(true);
+        if let Some(t) = self.rollout.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        server.shutdown();
+        server.wait().await;
+        self.stop_caches.send_replace(true);
+        self.stop_reload.send_replace(true);
+        self.reloader.abort();
+        Ok(())
+    }
+}

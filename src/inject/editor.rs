@@ -1,0 +1,444 @@
+//! The one primitive every feature edits the pod through.
+//!
+//! [`Editor`] changes the typed pod and records the matching RFC 6902
+//! operation against the pod *as it is at that moment*. Applying the
+//! operations in order to the original pod JSON therefore gives the mutated
+//! pod, with work linear in what we add: no whole-pod diff (Istio's diff was
+//! quadratic in env vars, #34799). Missing arrays and maps are added whole,
+//! existing arrays are appended to with `/-`, so no operation can fail.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Probe, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// An internal failure while building the patch; the pod is admitted per `failureMode`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    #[error("pod has no spec")]
+    NoSpec,
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A container the editor can change: `spec.containers[i]` or `spec.initContainers[i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Main(usize),
+    Init(usize),
+}
+
+pub(crate) fn slot_mut(spec: &mut PodSpec, slot: Slot) -> Option<&mut Container> {
+    match slot {
+        Slot::Main(i) => spec.containers.get_mut(i),
+        Slot::Init(i) => spec.init_containers.as_mut().and_then(|c| c.get_mut(i)),
+    }
+}
+
+impl Slot {
+    fn path(self) -> (&'static str, String) {
+        match self {
+            Self::Main(i) => ("containers", i.to_string()),
+            Self::Init(i) => ("initContainers", i.to_string()),
+        }
+    }
+}
+
+/// The three kinds, in the order they are added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 3] = [Self::Startup, Self::Liveness, Self::Readiness];
+
+    /// The short name used in the status annotation and `explain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Liveness => "liveness",
+            Self::Readiness => "readiness",
+        }
+    }
+
+    /// The container field, as in the patch path.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Startup => "startupProbe",
+            Self::Liveness => "livenessProbe",
+            Self::Readiness => "readinessProbe",
+        }
+    }
+
+    pub fn get(self, c: &Container) -> Option<&Probe> {
+        match self {
+            Self::Startup => c.startup_probe.as_ref(),
+            Self::Liveness => c.liveness_probe.as_ref(),
+            Self::Readiness => c.readiness_probe.as_ref(),
+        }
+    }
+
+    pub fn set(self, c: &mut Container, p: Probe) {
+        match self {
+            Self::Startup => c.startup_probe = Some(p),
+            Self::Liveness => c.liveness_probe = Some(p),
+            Self::Readiness => c.readiness_probe = Some(p),
+        }
+    }
+}
+
+/// Records typed edits as patch operations. Indices in paths refer to the pod
+/// after all previous operations, exactly as RFC 6902 applies them.
+pub struct Editor<'p> {
+    meta: &'p mut ObjectMeta,
+    spec: &'p mut PodSpec,
+    ops: Vec<PatchOperation>,
+}
+
+pub(crate) fn ptr(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+pub(crate) fn to_value<T: Serialize>(what: &'static str, t: &T) -> Result<Value, ApplyError> {
+    serde_json::to_value(t).map_err(|source| ApplyError::Serialize { what, source })
+}
+
+pub(crate) fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+/// Appends to an optional array, adding the array when it is absent.
+pub(crate) fn push_opt<T: Serialize>(
+    ops: &mut Vec<PatchOperation>,
+    slot: &mut Option<Vec<T>>,
+    path: &[&str],
+    what: &'static str,
+    item: T,
+) -> Result<(), ApplyError> {
+    let v = to_value(what, &item)?;
+    match slot {
+        Some(list) => {
+            let mut p = ptr(path);
+            p.push_back("-");
+            ops.push(add(p, v));
+            list.push(item);
+        }
+        None => {
+            ops.push(add(ptr(path), Value::Array(vec![v])));
+            *slot = Some(vec![item]);
+        }
+    }
+    Ok(())
+}
+
+// === impl Editor ===
+
+impl<'p> Editor<'p> {
+    /// An editor over the pod's metadata and spec, with no operation yet.
+    pub fn new(meta: &'p mut ObjectMeta, spec: &'p mut PodSpec) -> Self {
+        Self {
+            meta,
+            spec,
+            ops: Vec::new(),
+        }
+    }
+}
+
+impl Editor<'_> {
+    /// The recorded operations, in order, as the patch to send.
+    pub fn into_patch(self) -> json_patch::Patch {
+        json_patch::Patch(self.ops)
+    }
+
+    pub fn spec(&self) -> &PodSpec {
+        self.spec
+    }
+
+    /// A regular container by name, else an init container.
+    pub fn find_slot(&self, name: &str) -> Option<Slot> {
+        self.spec
+            .containers
+            .iter()
+            .position(|c| c.name == name)
+            .map(Slot::Main)
+            .or_else(|| {
+                self.spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .position(|c| c.name == name)
+                    .map(Slot::Init)
+            })
+    }
+
+    pub fn container(&self, slot: Slot) -> Option<&Container> {
+        match slot {
+            Slot::Main(i) => self.spec.containers.get(i),
+            Slot::Init(i) => self.spec.init_containers.as_ref().and_then(|c| c.get(i)),
+        }
+    }
+
+    fn container_mut(&mut self, slot: Slot) -> Option<&mut Container> {
+        slot_mut(self.spec, slot)
+    }
+
+    /// Whether any container or init container already has this name.
+    pub fn has_container(&self, name: &str) -> bool {
+        self.find_slot(name).is_some()
+    }
+
+    pub fn has_volume(&self, name: &str) -> bool {
+        self.spec.volumes.iter().flatten().any(|v| v.name == name)
+    }
+
+    pub fn push_init_container(&mut self, c: Container) -> Result<(), ApplyError> {
+        push_opt(
+            &mut self.ops,
+            &mut self.spec.init_containers,
+            &["spec", "initContainers"],
+            "init container",
+            c,
+        )
+    }
+
+    /// Inserts an init container at `at` (≤ len), before an init container it serves.
+    pub fn insert_init_container(&mut self, at: usize, c: Container) -> Result<(), ApplyError> {
+        let v = to_value("init container", &c)?;
+        match self.spec.init_containers.as_mut() {
+            Some(list) if at < list.len() => {
+                self.ops
+                    .push(add(ptr(&["spec", "initContainers", &at.to_string()]), v));
+                list.insert(at, c);
+                Ok(())
+            }
+            _ => self.push_init_container(c),
+        }
+    }
+
+    /// Appends a container and returns its slot.
+    pub fn push_container(&mut self, c: Container) -> Result<Slot, ApplyError> {
+        let v = to_value("container", &c)?;
+        self.ops.push(add(ptr(&["spec", "containers", "-"]), v));
+        self.spec.containers.push(c);
+        Ok(Slot::Main(self.spec.containers.len() - 1))
+    }
+
+    /// Sets the security context of the init container named `name`, if any.
+    pub fn set_init_security_context(
+        &mut self,
+        name: &str,
+        sc: k8s_openapi::api::core::v1::SecurityContext,
+    ) -> Result<(), ApplyError> {
+        let Some(Slot::Init(i)) = self.find_slot(name) else {
+            return Ok(());
+        };
+        let v = to_value("security context", &sc)?;
+        if let Some(c) = slot_mut(self.spec, Slot::Init(i)) {
+            c.security_context = Some(sc);
+            self.ops.push(add(
+                ptr(&["spec", "initContainers", &i.to_string(), "securityContext"]),
+                v,
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn push_volume(&mut self, v: Volume) -> Result<(), ApplyError> {
+        push_opt(
+            &mut self.ops,
+            &mut self.spec.volumes,
+            &["spec", "volumes"],
+            "volume",
+            v,
+        )
+    }
+
+    pub fn push_mount(&mut self, slot: Slot, m: VolumeMount) -> Result<(), ApplyError> {
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
+            return Ok(());
+        };
+        push_opt(
+            &mut self.ops,
+            &mut c.volume_mounts,
+            &["spec", list, &idx, "volumeMounts"],
+            "volume mount",
+            m,
+        )
+    }
+
+    /// Removes the mount at `at` (the web servers drop the app's own config mount).
+    pub fn remove_mount(&mut self, slot: Slot, at: usize) {
+        let (list, idx) = slot.path();
+        if let Some(mounts) = slot_mut(self.spec, slot).and_then(|c| c.volume_mounts.as_mut())
+            && at < mounts.len()
+        {
+            mounts.remove(at);
+            self.ops.push(PatchOperation::Remove(RemoveOperation {
+                path: ptr(&["spec", list, &idx, "volumeMounts", &at.to_string()]),
+            }));
+        }
+    }
+
+    pub fn env(&self, slot: Slot) -> &[EnvVar] {
+        self.container(slot)
+            .and_then(|c| c.env.as_deref())
+            .unwrap_or_default()
+    }
+
+    pub fn find_env(&self, slot: Slot, name: &str) -> Option<usize> {
+        self.env(slot).iter().position(|e| e.name == name)
+    }
+
+    pub fn push_env(&mut self, slot: Slot, var: EnvVar) -> Result<(), ApplyError> {
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
+            return Ok(());
+        };
+        push_opt(
+            &mut self.ops,
+            &mut c.env,
+            &["spec", list, &idx, "env"],
+            "env var",
+            var,
+        )
+    }
+
+    fn env_path(slot: Slot, at: usize) -> PointerBuf {
+        let (list, idx) = slot.path();
+        ptr(&["spec", list, &idx, "env", &at.to_string()])
+    }
+
+    /// Inserts at `at` (≤ len), shifting later entries.
+    pub fn insert_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
+        let v = to_value("env var", &var)?;
+        let path = Self::env_path(slot, at);
+        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
+            && at <= env.len()
+        {
+            env.insert(at, var);
+            self.ops.push(add(path, v));
+        }
+        Ok(())
+    }
+
+    /// Puts `var` first, before every variable the container defines.
+    pub fn prepend_env(&mut self, slot: Slot, var: EnvVar) -> Result<(), ApplyError> {
+        if self.env(slot).is_empty() {
+            return self.push_env(slot, var);
+        }
+        self.insert_env(slot, 0, var)
+    }
+
+    pub fn replace_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
+        let value = to_value("env var", &var)?;
+        let path = Self::env_path(slot, at);
+        if let Some(entry) = self
+            .container_mut(slot)
+            .and_then(|c| c.env.as_mut())
+            .and_then(|e| e.get_mut(at))
+        {
+            *entry = var;
+            self.ops
+                .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+        }
+        Ok(())
+    }
+
+    pub fn remove_env(&mut self, slot: Slot, at: usize) {
+        let path = Self::env_path(slot, at);
+        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
+            && at < env.len()
+        {
+            env.remove(at);
+            self.ops
+                .push(PatchOperation::Remove(RemoveOperation { path }));
+        }
+    }
+
+    pub fn annotations(&self) -> Option<&BTreeMap<String, String>> {
+        self.meta.annotations.as_ref()
+    }
+
+    /// Sets a probe the container does not have (`add` on an absent member).
+    pub fn set_probe(
+        &mut self,
+        slot: Slot,
+        kind: ProbeKind,
+        probe: k8s_openapi::api::core::v1::Probe,
+    ) -> Result<(), ApplyError> {
+        let v = to_value("probe", &probe)?;
+        let (list, idx) = slot.path();
+        let Some(c) = slot_mut(self.spec, slot) else {
+            return Ok(());
+        };
+        kind.set(c, probe);
+        self.ops
+            .push(add(ptr(&["spec", list, &idx, kind.field()]), v));
+        Ok(())
+    }
+
+    pub fn set_label(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
+        match &mut self.meta.labels {
+            Some(map) => {
+                self.ops.push(add(
+                    ptr(&["metadata", "labels", key]),
+                    Value::String(value.clone()),
+                ));
+                map.insert(key.to_string(), value);
+            }
+            None => {
+                let map = BTreeMap::from([(key.to_string(), value)]);
+                self.ops
+                    .push(add(ptr(&["metadata", "labels"]), to_value("labels", &map)?));
+                self.meta.labels = Some(map);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_annotation(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
+        match &mut self.meta.annotations {
+            Some(map) => {
+                // `add` on an existing member replaces it, so this cannot fail.
+                self.ops.push(add(
+                    ptr(&["metadata", "annotations", key]),
+                    Value::String(value.clone()),
+                ));
+                map.insert(key.to_string(), value);
+            }
+            None => {
+                let mut map = std::collections::BTreeMap::new();
+                map.insert(key.to_string(), value);
+                self.ops.push(add(
+                    ptr(&["metadata", "annotations"]),
+                    to_value("annotations", &map)?,
+                ));
+                self.meta.annotations = Some(map);
+            }
+        }
+        Ok(())
+    }
+
+    /// Go's eBPF agent must see the app's processes.
+    pub fn set_share_process_namespace(&mut self) {
+        if self.spec.share_process_namespace != Some(true) {
+            self.ops.push(add(
+                ptr(&["spec", "shareProcessNamespace"]),
+                Value::Bool(true),
+            ));
+            self.spec.share_process_namespace = Some(true);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The `/mutate` endpoint: the adapter between the wire protocol and the
+//! injection core. It reads the pod from the review, runs
+//! [`crate::inject::outcome::run_owned`], and is the one place an outcome
+//! becomes metrics, log lines and Events.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::admission::{Decoded, Mutate, Verdict};
+use crate::config::Config;
+use crate::events::{EventReason, EventRequest, Events};
+use crate::inject::cluster_view::ClusterView;
+use crate::inject::context::Context;
+use crate::inject::outcome::{Outcome, run_owned, unreadable};
+use crate::inject::plan::{Failure, Feature, SkipReason};
+use crate::metrics::Metrics;
+
+/// The one place injection metrics are counted.
+pub fn record(outcome: &Outcome, metrics: &Metrics) {
+    if let Some(s) = &outcome.skip {
+        metrics.skip(s.reason.as_str());
+    }
+    if let Some(a) = &outcome.applied {
+        for i in &a.injected {
+            let f = Feature::Instrumentation(i.language);
+            metrics.injection(f.as_str(), f.language());
+        }
+        for f in a.features_done() {
+            metrics.injection(f.as_str(), f.language());
+        }
+        for Failure { reason, .. } in &a.failures {
+            metrics.skip(reason.as_str());
+        }
+    }
+}
+
+/// The Event this outcome calls for (SPEC §6), from the same skip and
+/// failures as its warnings and metrics: a skip other than the normal
+/// states of most pods, or a feature that failed.
+pub fn event(outcome: &Outcome) -> Option<(EventReason, String)> {
+    if let Some(s) = &outcome.skip
+        && !matches!(
+            s.reason,
+            SkipReason::NotSelected | SkipReason::ExcludedNamespace | SkipReason::AlreadyInjected
+        )
+    {
+        return Some((EventReason::InjectionSkipped, s.message.clone()));
+    }
+    let failures: Vec<&str> = outcome
+        .applied
+        .iter()
+        .flat_map(|a| a.failures.iter())
+        .map(|f| f.message.as_str())
+        .collect();
+    (!failures.is_empty()).then(|| (EventReason::InjectionFailed, failures.join("; ")))
+}
+
+/// The `/mutate` implementation.
+pub struct Injector {
+    pub config: Arc<ArcSwap<Config>>,
+    pub view: Arc<dyn ClusterView>,
+    pub metrics: Arc<Metrics>,
+    /// The API server's `(major, minor)` read at start; see [`Context::server_version`].
+    pub server_version: Option<(u32, u32)>,
+    /// Where skipped and failed injections are reported, when the cluster is on.
+    pub events: Option<Arc<Events>>,
+}
+
+/// The pod's controlling owner, which its Events are about: the pod itself
+/// has no name yet.
+fn controller_owner(
+    pod: &Pod,
+    namespace: &str,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))?;
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(owner.api_version.clone()),
+        kind: Some(owner.kind.clone()),
+        name: Some(owner.name.clone()),
+        namespace: Some(namespace.to_string()),
+        uid: Some(owner.uid.clone()),
+        ..Default::default()
+    })
+}
+
+/// Queues the outcome's Event, if it calls for one.
+fn report(
+    events: &Events,
+    outcome: &Outcome,
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
+    namespace: &str,
+) {
+    let Some((reason, note)) = event(outcome) else {
+        return;
+    };
+    events.offer(EventRequest {
+        namespace: namespace.to_string(),
+        regarding,
+        reason,
+        note,
+    });
+}
+
+impl Mutate for Injector {
+    fn mutate(&self, review: &Decoded<'_>) -> Verdict {
+        let r = &review.request;
+        if !r.is_pod_create() {
+            return Verdict::default();
+        }
+        let config = self.config.load();
+        let namespace = r.namespace.as_deref().unwrap_or_default();
+        let raw = r.object.map(|o| o.get()).unwrap_or("null");
+        let parsed = crate::inject::sent_pod::parse(raw).map(|p| (p.pod, p.has_metadata));
+        let (outcome, has_metadata) = match parsed {
+            Ok((pod, has_metadata)) => {
+                let ctx = Context {
+                    namespace,
+                    config: &config,
+                    view: self.view.as_ref(),
+                    owner_hint: None,
+                    server_version: self.server_version,
+                };
+                let owner = controller_owner(&pod, namespace);
+                let outcome = run_owned(pod, &ctx);
+                if let (Some(events), Some(owner)) = (&self.events, owner)
+                    && !r.dry_run
+                {
+                    report(events, &outcome, owner, namespace);
+                }
+                (outcome, has_metadata)
+            }
+            Err(e) => (
+                unreadable(
+                    format!("request.object is not a Pod: {e}"),
+                    config.failure_mode,
+                ),
+                true,
+            ),
+        };
+        record(&outcome, &self.metrics);
+        if let Some(s) = &outcome.skip
+            && s.reason.is_failure()
+        {
+            tracing::warn!(uid = %r.uid, namespace, reason = s.reason.as_str(), detail = %s.message, "injection skipped");
+        }
+        if let Some(a) = &outcome.applied {
+            for f in &a.failures {
+                tracing::warn!(uid = %r.uid, namespace, feature = %f.feature, reason = f.reason.as_str(), detail = %f.message, "injection failed");
+            }
+        }
+        let Outcome {
+            applied,
+            warnings,
+            denials,
+            ..
+        } = outcome;
+        let patch = applied.map(|a| {
+            let mut patch = a.patch;
+            if !has_metadata {
+                patch.0.insert(
+                    0,
+                    json_patch::PatchOperation::Add(json_patch::AddOperation {
+                        path: json_patch::jsonptr::PointerBuf::from_tokens(["metadata"]),
+                        value: serde_json::json!({}),
+                    }),
+                );
+            }
+            patch
+        });
+        Verdict {
+            patch,
+            warnings,
+            denials,
+            audit_annotations: Default::default(),
+        }
+    }
+}
