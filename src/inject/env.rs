@@ -10,7 +10,7 @@
 //!   its `$(VAR)`s use: Kubernetes only expands variables defined earlier.
 
 use crate::inject::editor::{ApplyError, Editor, Slot};
-use crate::inject::env_var::{ORIG_PREFIX, append_if_absent, field_ref, plain, set_if_absent};
+use crate::inject::env_var::{append_if_absent, field_ref, keep_original, plain, set_if_absent};
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::service_name;
 use crate::instrumentation::InstrumentationSpec;
@@ -314,24 +314,12 @@ fn merge_resource_attributes(
             ed.remove_env(ci, j);
             ed.push_env(ci, plain(name, value))
         }
-        Some(source) => {
-            // The user's keys come last: SDKs keep the last duplicate key, so
-            // they still win without us reading the Secret or ConfigMap.
-            let orig = format!("{ORIG_PREFIX}{name}");
-            if ed.find_env(ci, &orig).is_some() {
-                return Ok(());
-            }
-            ed.replace_env(
-                ci,
-                j,
-                EnvVar {
-                    name: orig.clone(),
-                    value: None,
-                    value_from: Some(source),
-                },
-            )?;
-            ed.push_env(ci, plain(name, format!("{},$({orig})", join(ours.clone()))))
-        }
+        // The user's keys come last: SDKs keep the last duplicate key, so
+        // they still win without us reading the Secret or ConfigMap.
+        Some(source) => match keep_original(ed, ci, j, name, source)? {
+            Some(orig) => ed.push_env(ci, plain(name, format!("{},{orig}", join(ours.clone())))),
+            None => Ok(()),
+        },
     }
 }
 

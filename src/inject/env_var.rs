@@ -76,27 +76,40 @@ pub fn compose_list(
     let existing = ed.env(ci)[j].clone();
     match existing.value_from {
         None => ed.replace_env(ci, j, plain(name, rule.compose(existing.value.as_deref()))),
-        Some(source) => {
-            let orig = format!("{ORIG_PREFIX}{name}");
-            if ed.find_env(ci, &orig).is_some() {
-                return Ok(());
-            }
-            ed.replace_env(
-                ci,
-                j,
-                EnvVar {
-                    name: orig.clone(),
-                    value: None,
-                    value_from: Some(source),
-                },
-            )?;
-            ed.insert_env(
-                ci,
-                j + 1,
-                plain(name, rule.compose(Some(&format!("$({orig})")))),
-            )
-        }
+        Some(source) => match keep_original(ed, ci, j, name, source)? {
+            Some(orig) => ed.insert_env(ci, j + 1, plain(name, rule.compose(Some(&orig)))),
+            None => Ok(()),
+        },
     }
+}
+
+/// The one rule for a user's variable that comes from a Secret, ConfigMap or
+/// field (`valueFrom`), which we cannot read: it moves, unchanged, to
+/// `OTEL_ADMISSION_ORIG_<name>` at the same index, and ours refers to it as
+/// `$(OTEL_ADMISSION_ORIG_<name>)`, which the kubelet expands. Returns that
+/// reference, or `None` when an earlier pass already did it (idempotent).
+pub fn keep_original(
+    ed: &mut Editor<'_>,
+    ci: Slot,
+    j: usize,
+    name: &str,
+    source: EnvVarSource,
+) -> Result<Option<String>, ApplyError> {
+    let orig = format!("{ORIG_PREFIX}{name}");
+    if ed.find_env(ci, &orig).is_some() {
+        return Ok(None);
+    }
+    let reference = format!("$({orig})");
+    ed.replace_env(
+        ci,
+        j,
+        EnvVar {
+            name: orig,
+            value: None,
+            value_from: Some(source),
+        },
+    )?;
+    Ok(Some(reference))
 }
 
 /// The operator's `appendIfNotSet`: each variable the container lacks, in order.
