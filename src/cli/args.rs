@@ -1,0 +1,271 @@
+//! The commands and flags (clap), and how `serve`'s flags, env and config
+//! file resolve into [`Settings`]: flag/env over the file over defaults.
+
+use crate::cli::ensure_dev_pair;
+use crate::config::ClusterMode;
+use crate::config::ServerConfig;
+use crate::server::{Settings, defaults};
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(Box<ServeArgs>),
+    /// Write a development CA and serving certificate; print the caBundle.
+    Certs(CertsArgs),
+    /// Print the Instrumentation CRD this server reads, as YAML.
+    Crd,
+    /// Test, verify and evaluate Rego policies offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Inject instrumentation into the pod templates of a manifest, offline; YAML to stdout.
+    Inject(InjectArgs),
+    /// Explain, per workload and feature, what would be injected and why.
+    Explain(InjectArgs),
+    /// Instrument what already runs: list (and restart) stale workloads.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// List the Deployments, StatefulSets and DaemonSets whose running pods
+    /// carry stale instrumentation; exit 3 when one can be restarted.
+    Plan(RolloutPlanArgs),
+    /// Restart the stale workloads as `kubectl rollout restart` does, one per
+    /// namespace at a time, each waited for until available.
+    Apply(RolloutApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutApplyArgs {
+    #[command(flatten)]
+    pub plan: RolloutPlanArgs,
+    /// Restart at most this many workloads.
+    #[arg(long, env = "OTEL_ADMISSION_MAX")]
+    pub max: Option<usize>,
+    /// Print what would be restarted; change nothing.
+    #[arg(long, env = "OTEL_ADMISSION_DRY_RUN")]
+    pub dry_run: bool,
+    /// How long to wait for each workload to be available again.
+    #[arg(long, env = "OTEL_ADMISSION_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutPlanArgs {
+    /// The same config file as `serve` (rules, defaults, exclusions).
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only these namespaces; repeatable. All when absent.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "OTEL_ADMISSION_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// `table` or `json`.
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "OTEL_ADMISSION_OUTPUT",
+        default_value = "table"
+    )]
+    pub output: PlanOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run every `test_` rule in the directory's Rego (`opa test` conventions).
+    Test(PolicyTestArgs),
+    /// Run Gatekeeper Suite files (`gator verify` conventions).
+    Verify(PolicyVerifyArgs),
+    /// Print the violations of the policies for an object or AdmissionReview.
+    Eval(PolicyEvalArgs),
+    /// Print the directory's serving files as a ConfigMap, for the Deployment to mount.
+    Bundle(PolicyBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyBundleArgs {
+    /// Policy directory.
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+    /// Name of the ConfigMap.
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_NAME",
+        default_value = "otel-admission-policies"
+    )]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Directory (or single file) of Rego modules and `*_test.rego` tests.
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyVerifyArgs {
+    /// Suite files, or directories searched for them.
+    #[arg(default_value = "policies")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// YAML or JSON input, `-` for stdin: objects (multi-document) or AdmissionReviews.
+    #[arg(short = 'f', long, env = "OTEL_ADMISSION_FILE")]
+    pub file: PathBuf,
+    /// Policy directory.
+    #[arg(long, env = "OTEL_ADMISSION_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
+    #[arg(short = 'f', long = "filename", env = "OTEL_ADMISSION_FILENAME")]
+    pub filename: PathBuf,
+    /// YAML config file (SPEC §8): rules, defaults, exclusions.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespace object (YAML) whose labels and annotations the pods see.
+    #[arg(long, env = "OTEL_ADMISSION_NAMESPACE")]
+    pub namespace: Option<PathBuf>,
+    /// Instrumentation and OpenTelemetryCollector objects (YAML, multi-document); repeatable.
+    #[arg(long, env = "OTEL_ADMISSION_INSTRUMENTATION", value_delimiter = ',')]
+    pub instrumentation: Vec<PathBuf>,
+    /// Write the output here instead of stdout.
+    #[arg(short = 'o', long = "output", env = "OTEL_ADMISSION_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// YAML config file (SPEC §8); reloaded on change.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// TLS listener for /mutate and /validate [default: 127.0.0.1:8443].
+    #[arg(long, env = "OTEL_ADMISSION_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Plain-HTTP listener for /healthz, /readyz, /metrics [default: 127.0.0.1:8080].
+    #[arg(long, env = "OTEL_ADMISSION_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// PEM certificate chain; reloaded on change. Without it, a development pair is made under --dev-certs.
+    #[arg(long, env = "OTEL_ADMISSION_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "OTEL_ADMISSION_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Watch Namespaces and Instrumentations in the cluster [default: auto].
+    #[arg(long, env = "OTEL_ADMISSION_CLUSTER")]
+    pub cluster: Option<ClusterMode>,
+    /// Where the development pair is kept when no certificate is given.
+    #[arg(long, env = "OTEL_ADMISSION_DEV_CERTS", default_value = "certs/dev")]
+    pub dev_certs: PathBuf,
+    /// Largest request body accepted, in bytes [default: 6 MiB].
+    #[arg(long, env = "OTEL_ADMISSION_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Time a client has to send request headers [default: 10s].
+    #[arg(long, env = "OTEL_ADMISSION_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+    /// Deadline for answering one request; keep it under the webhook's timeoutSeconds [default: 4s].
+    #[arg(long, env = "OTEL_ADMISSION_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// After SIGTERM, keep accepting this long while endpoints drop us [default: 0s].
+    #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Option<Duration>,
+    /// Policy directory, hot-reloaded [default: policies.dir of the config, `policies`].
+    #[arg(long, env = "OTEL_ADMISSION_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// After that, how long in-flight requests get to finish [default: 25s].
+    #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long, env = "OTEL_ADMISSION_OUT")]
+    pub out: PathBuf,
+    /// DNS name or IP of the serving certificate; repeatable [default: the in-cluster Service names].
+    #[arg(long = "dns", env = "OTEL_ADMISSION_DNS", value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// Validity of the serving certificate in days.
+    #[arg(long, env = "OTEL_ADMISSION_DAYS", default_value_t = 365)]
+    pub days: i64,
+}
+
+impl ServeArgs {
+    /// Flag/env (already merged by clap) over the config file over defaults.
+    pub fn settings(&self, file: &ServerConfig) -> anyhow::Result<Settings> {
+        let parse = |s: &str| s.parse::<SocketAddr>();
+        let (tls_cert, tls_key) = match (
+            self.tls_cert.clone().or(file.tls_cert.clone()),
+            self.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => ensure_dev_pair(&self.dev_certs)?,
+            (Some(_), None) => {
+                anyhow::bail!("--tls-cert is set but --tls-key (or server.tlsKey) is not")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("--tls-key is set but --tls-cert (or server.tlsCert) is not")
+            }
+        };
+        let request_timeout = self
+            .request_timeout
+            .or(file.request_timeout)
+            .unwrap_or(defaults::REQUEST_TIMEOUT);
+        if request_timeout.is_zero() || request_timeout > Duration::from_secs(30) {
+            anyhow::bail!("--request-timeout must be between 1ms and 30s, got {request_timeout:?}");
+        }
+        let body_limit = self
+            .body_limit
+            .or(file.body_limit_bytes)
+            .unwrap_or(defaults::BODY_LIMIT);
+        if body_limit == 0 {
+            anyhow::bail!("--body-limit must be greater than zero");
+        }
+        Ok(Settings {
+            listen: match self.listen.or(file.listen) {
+                Some(a) => a,
+                None => parse(defaults::LISTEN)?,
+            },
+            admin_listen: match self.admin_listen.or(file.admin_listen) {
+                Some(a) => a,
+                None => parse(defaults::ADMIN_LISTEN)?,
+            },
+            tls_cert,
+            tls_key,
+            body_limit,
+            header_read_timeout: self
+                .header_read_timeout
+                .or(file.header_read_timeout)
+                .unwrap_or(defaults::HEADER_READ_TIMEOUT),
+            request_timeout,
+            shutdown_delay: self
+                .shutdown_delay
+                .or(file.shutdown_delay)
+                .unwrap_or(defaults::SHUTDOWN_DELAY),
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .unwrap_or(defaults::SHUTDOWN_GRACE),
+            reload_poll: defaults::RELOAD_POLL,
+        })
+    }
+}
