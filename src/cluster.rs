@@ -1,38 +1,40 @@
-//! Cluster awareness (SPEC §6): in-memory caches of Namespaces and
-//! Instrumentations, kept current by kube-rs watchers.
+//! Cluster awareness (SPEC §6): in-memory caches of Namespaces,
+//! Instrumentations and OpenTelemetryCollectors, kept current by kube-rs
+//! watchers.
 //!
-//! Admission reads only these caches, so it makes no API call. Each cache is
-//! an immutable map behind an [`ArcSwap`]: readers take a snapshot without a
-//! lock; the watcher task replaces the map on each change. A re-list builds a
-//! fresh map and swaps it in whole, so readers never see a half-listed cache.
-//! When the API server goes away the watchers retry with backoff and the last
-//! good maps keep serving.
+//! Admission reads only these caches, so it makes no API call. Each kind is
+//! an index (`index.rs`) that its watcher task updates in place, one object
+//! per event, and that readers look up under a read lock held for the
+//! lookup alone; a re-list is built aside and swapped in whole at
+//! `InitDone`, so readers never see a half-listed cache. Namespaced kinds
+//! are grouped by namespace, names in order, so "the namespace's only
+//! Instrumentation" is one hash lookup. When the API server goes away the
+//! watchers retry with backoff and the last good indexes keep serving.
 //!
-//! We keep only what admission needs: a namespace's labels and annotations,
-//! and each Instrumentation's parsed, validated spec. An Instrumentation that
-//! does not parse or validate is logged and left out, never fatal: a typed
-//! watcher would fail the whole list on one bad object, so the watch is
-//! untyped and each object is converted on its own.
+//! We keep only what admission needs (`watch.rs`): a namespace's labels and
+//! annotations, watched metadata-only, and each Instrumentation's parsed,
+//! validated spec and each collector's defaulted config. An object that does
+//! not parse or validate is logged and left out, never fatal.
 
-use std::collections::HashMap;
+mod index;
+mod watch;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
 use kube::runtime::WatchStreamExt as _;
-use kube::runtime::watcher::{self, Event};
-use tokio::sync::watch;
+use kube::runtime::watcher;
+use tokio::sync::watch as signal;
 
 use crate::config::ClusterMode;
 use crate::inject::cluster_view::{ClusterView, NamespaceMeta};
-use crate::instrumentation::{self, Instrumentation, InstrumentationSpec};
+use crate::instrumentation::{self, Instrumentation};
 use crate::metrics::Metrics;
 use crate::otelcol::{self, Collector};
 use crate::server::admin::Gate;
+use index::{ByName, ByNamespace, Store, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -42,81 +44,14 @@ pub enum ClusterError {
     Unreachable(String),
 }
 
-/// One watched kind, keyed `name` (namespaces) or `namespace/name`.
-#[derive(Debug)]
-struct Index<V> {
-    map: ArcSwap<HashMap<String, Arc<V>>>,
-    /// A re-list in progress; swapped in whole at `InitDone`.
-    pending: std::sync::Mutex<Option<HashMap<String, Arc<V>>>>,
-    ready: AtomicBool,
-}
-
 /// The caches admission reads.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Caches {
-    namespaces: Index<NamespaceMeta>,
-    instrumentations: Index<Instrumentation>,
+    namespaces: Arc<Store<ByName<NamespaceMeta>>>,
+    instrumentations: Arc<Store<ByNamespace<Instrumentation>>>,
     /// Every `OpenTelemetryCollector` (any mode, so a named non-sidecar one
     /// gets a precise warning), its config defaulted once here.
-    collectors: Index<Collector>,
-}
-
-// === impl Index ===
-
-impl<V> Default for Index<V> {
-    fn default() -> Self {
-        Self {
-            map: ArcSwap::from_pointee(HashMap::new()),
-            pending: std::sync::Mutex::new(None),
-            ready: AtomicBool::new(false),
-        }
-    }
-}
-
-impl<V> Index<V> {
-    fn get(&self, key: &str) -> Option<Arc<V>> {
-        self.map.load().get(key).cloned()
-    }
-
-    fn upsert(&self, key: String, value: V) {
-        let value = Arc::new(value);
-        self.map.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            m.insert(key.clone(), value.clone());
-            m
-        });
-    }
-
-    fn remove(&self, key: &str) {
-        self.map.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            m.remove(key);
-            m
-        });
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Arc<V>>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn pending_reset(&self) {
-        *self.pending() = Some(HashMap::new());
-    }
-
-    fn pending_insert(&self, key: String, value: V) {
-        self.pending()
-            .get_or_insert_with(HashMap::new)
-            .insert(key, Arc::new(value));
-    }
-
-    fn pending_commit(&self) {
-        let fresh = self.pending().take().unwrap_or_default();
-        self.map.store(Arc::new(fresh));
-    }
-
-    fn len(&self) -> usize {
-        self.map.load().len()
-    }
+    collectors: Arc<Store<ByNamespace<Collector>>>,
 }
 
 // === impl Caches ===
@@ -124,29 +59,25 @@ impl<V> Index<V> {
 impl Caches {
     /// Empty caches that are not ready; filled by [`Caches::start`].
     pub fn new() -> Self {
-        Self {
-            namespaces: Index::default(),
-            instrumentations: Index::default(),
-            collectors: Index::default(),
-        }
+        Self::default()
     }
 
     /// True once every kind has been listed at least once.
     pub fn is_ready(&self) -> bool {
-        self.namespaces.ready.load(Ordering::SeqCst)
-            && self.instrumentations.ready.load(Ordering::SeqCst)
-            && self.collectors.ready.load(Ordering::SeqCst)
+        self.namespaces.is_ready() && self.instrumentations.is_ready() && self.collectors.is_ready()
     }
 
-    /// Starts both watchers. `gate` turns ready after the first full list of both.
+    /// Starts the three watchers. `gate` turns ready after the first full
+    /// list of every kind.
     pub fn start(
         self: &Arc<Self>,
         client: kube::Client,
         metrics: Arc<Metrics>,
         gate: Gate,
-        stop: watch::Receiver<bool>,
+        stop: signal::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let ns_api: Api<Namespace> = Api::all(client.clone());
+        // Metadata-only: kube-rs asks for `PartialObjectMetadata`.
+        let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
         let ns_stream = watcher::watcher(ns_api, watcher::Config::default()).default_backoff();
         let inst_api: Api<DynamicObject> =
             Api::all_with(client.clone(), &instrumentation_resource());
@@ -156,217 +87,96 @@ impl Caches {
 
         let on_change = {
             let caches = self.clone();
-            let metrics = metrics.clone();
             move || {
-                metrics
-                    .cluster_objects
-                    .get_or_create(&crate::metrics::KindLabels { kind: "namespace" })
-                    .set(caches.namespaces.len() as i64);
-                metrics
-                    .cluster_objects
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: "instrumentation",
-                    })
-                    .set(caches.instrumentations.len() as i64);
-                metrics
-                    .cluster_objects
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: "opentelemetrycollector",
-                    })
-                    .set(caches.collectors.len() as i64);
+                for (kind, len) in [
+                    ("namespace", caches.namespaces.len()),
+                    ("instrumentation", caches.instrumentations.len()),
+                    ("opentelemetrycollector", caches.collectors.len()),
+                ] {
+                    metrics
+                        .cluster_objects
+                        .get_or_create(&crate::metrics::KindLabels { kind })
+                        .set(len as i64);
+                }
                 let ready = caches.is_ready();
                 metrics.cluster_ready.set(i64::from(ready));
                 gate.set(ready);
             }
         };
-        let caches = self.clone();
-        let ns_task = tokio::spawn(run(
+        let mut namespaces = Writer::new(self.namespaces.clone());
+        let ns_task = tokio::spawn(watch::run(
             "namespaces",
             ns_stream,
             stop.clone(),
             on_change.clone(),
-            move |ev| caches.apply_namespace(ev),
+            move |ev| {
+                if let Some(u) = watch::update(ev, watch::convert_namespace, watch::namespace_key) {
+                    namespaces.update(u);
+                }
+            },
         ));
-        let caches = self.clone();
-        let inst_task = tokio::spawn(run(
+        let mut instrumentations = Writer::new(self.instrumentations.clone());
+        let inst_task = tokio::spawn(watch::run(
             "instrumentations",
             inst_stream,
             stop.clone(),
             on_change.clone(),
-            move |ev| caches.apply_instrumentation(ev),
+            move |ev| {
+                if let Some(u) =
+                    watch::update(ev, watch::convert_instrumentation, watch::object_key)
+                {
+                    instrumentations.update(u);
+                }
+            },
         ));
-        let caches = self.clone();
-        let col_task = tokio::spawn(run(
+        let mut collectors = Writer::new(self.collectors.clone());
+        let col_task = tokio::spawn(watch::run(
             "opentelemetrycollectors",
             col_stream,
             stop,
             on_change,
-            move |ev| caches.apply_collector(ev),
+            move |ev| {
+                if let Some(u) = watch::update(ev, watch::convert_collector, watch::object_key) {
+                    collectors.update(u);
+                }
+            },
         ));
         vec![ns_task, inst_task, col_task]
-    }
-
-    fn apply_namespace(&self, ev: Event<Namespace>) {
-        apply(
-            &self.namespaces,
-            ev,
-            |ns: Namespace| {
-                let name = ns.metadata.name?;
-                Some((
-                    name,
-                    NamespaceMeta {
-                        labels: ns.metadata.labels.unwrap_or_default(),
-                        annotations: ns.metadata.annotations.unwrap_or_default(),
-                    },
-                ))
-            },
-            |ns| ns.metadata.name.clone(),
-        );
-    }
-
-    fn apply_instrumentation(&self, ev: Event<DynamicObject>) {
-        apply(&self.instrumentations, ev, convert_instrumentation, |o| {
-            Some(format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            ))
-        });
-    }
-}
-
-impl Caches {
-    fn apply_collector(&self, ev: Event<DynamicObject>) {
-        apply(&self.collectors, ev, convert_collector, |o| {
-            Some(format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            ))
-        });
     }
 }
 
 impl ClusterView for Caches {
-    /// Sidecar-mode collectors in `namespace`, sorted by name.
+    /// Sidecar-mode collectors in `namespace`, sorted by name; only that
+    /// namespace's collectors are visited.
     fn sidecar_collectors(&self, namespace: &str) -> Vec<Arc<Collector>> {
-        let map = self.collectors.map.load();
-        let mut out: Vec<Arc<Collector>> = map
-            .values()
-            .filter(|c| c.namespace == namespace && c.is_sidecar())
+        self.collectors
+            .read()
+            .in_namespace(namespace)
+            .filter(|c| c.is_sidecar())
             .cloned()
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+            .collect()
     }
 
     fn collector(&self, namespace: &str, name: &str) -> Option<Arc<Collector>> {
-        self.collectors.get(&format!("{namespace}/{name}"))
+        self.collectors.read().get(namespace, name).cloned()
     }
 
     fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
-        self.namespaces.get(name)
+        self.namespaces.read().get(name).cloned()
     }
 
     fn instrumentation(&self, namespace: &str, name: &str) -> Option<Arc<Instrumentation>> {
-        self.instrumentations.get(&format!("{namespace}/{name}"))
+        self.instrumentations.read().get(namespace, name).cloned()
     }
 
-    /// Instrumentations in `namespace`, sorted by name.
+    /// Instrumentations in `namespace`, sorted by name: one hash lookup,
+    /// then that namespace's own entries, so the `inject-*: "true"` case
+    /// (its only Instrumentation) is O(1) whatever the cluster holds.
     fn instrumentations_in(&self, namespace: &str) -> Vec<Arc<Instrumentation>> {
-        let map = self.instrumentations.map.load();
-        let mut out: Vec<Arc<Instrumentation>> = map
-            .values()
-            .filter(|i| i.metadata.namespace.as_deref() == Some(namespace))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let live = self.instrumentations.read();
+        let mut out = Vec::with_capacity(live.count_in(namespace));
+        out.extend(live.in_namespace(namespace).cloned());
         out
-    }
-}
-
-impl Default for Caches {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Applies one watcher event to an index. `convert` returns `None` for an
-/// object to leave out; `key_of` names an object even when it does not convert,
-/// so a now-invalid update or a delete removes the old entry.
-fn apply<K, V>(
-    index: &Index<V>,
-    ev: Event<K>,
-    convert: impl Fn(K) -> Option<(String, V)>,
-    key_of: impl Fn(&K) -> Option<String>,
-) {
-    match ev {
-        Event::Init => {
-            index.pending_reset();
-        }
-        Event::InitApply(obj) => {
-            if let Some((k, v)) = convert(obj) {
-                index.pending_insert(k, v);
-            }
-        }
-        Event::InitDone => {
-            index.pending_commit();
-            index.ready.store(true, Ordering::SeqCst);
-        }
-        Event::Apply(obj) => {
-            let key = key_of(&obj);
-            match convert(obj) {
-                Some((k, v)) => index.upsert(k, v),
-                None => {
-                    if let Some(k) = key {
-                        index.remove(&k);
-                    }
-                }
-            }
-        }
-        Event::Delete(obj) => {
-            if let Some(k) = key_of(&obj) {
-                index.remove(&k);
-            }
-        }
-    }
-}
-
-async fn run<K, S>(
-    what: &'static str,
-    stream: S,
-    mut stop: watch::Receiver<bool>,
-    on_change: impl Fn() + Send + 'static,
-    mut apply_event: impl FnMut(Event<K>) + Send + 'static,
-) where
-    S: futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send,
-    K: Send,
-{
-    let mut stream = std::pin::pin!(stream);
-    let mut healthy = true;
-    loop {
-        let next = tokio::select! {
-            n = stream.next() => n,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match next {
-            Some(Ok(ev)) => {
-                if !healthy {
-                    tracing::info!(what, "watch recovered");
-                    healthy = true;
-                }
-                apply_event(ev);
-                on_change();
-            }
-            Some(Err(e)) => {
-                // The backoff wrapper retries; the last good cache keeps serving.
-                if healthy {
-                    tracing::warn!(what, error = %e, "watch failed; retrying with backoff, serving from the last cache");
-                }
-                healthy = false;
-            }
-            None => return,
-        }
     }
 }
 
@@ -385,45 +195,6 @@ pub fn collector_resource() -> ApiResource {
         &GroupVersionKind::gvk(otelcol::GROUP, otelcol::VERSION, otelcol::KIND),
         otelcol::PLURAL,
     )
-}
-
-/// Reads one collector; one that does not parse is logged and left out.
-fn convert_collector(obj: DynamicObject) -> Option<(String, Collector)> {
-    let value = serde_json::to_value(&obj).ok()?;
-    match Collector::from_object(&value, "") {
-        Ok(c) => Some((c.key(), c)),
-        Err(e) => {
-            tracing::warn!(collector = %format!("{}/{}", obj.metadata.namespace.as_deref().unwrap_or_default(), obj.metadata.name.as_deref().unwrap_or_default()), error = %e, "invalid OpenTelemetryCollector ignored");
-            None
-        }
-    }
-}
-
-/// Parses and validates one Instrumentation; invalid ones are logged and left out.
-fn convert_instrumentation(obj: DynamicObject) -> Option<(String, Instrumentation)> {
-    let ns = obj.metadata.namespace.clone().unwrap_or_default();
-    let name = obj.metadata.name.clone().unwrap_or_default();
-    let spec_value = obj.data.get("spec").cloned().unwrap_or_default();
-    let spec: InstrumentationSpec = match serde_path_to_error::deserialize(&spec_value) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(instrumentation = %format!("{ns}/{name}"), field = %format!("spec.{}", e.path()), error = %e.inner(), "invalid Instrumentation ignored");
-            return None;
-        }
-    };
-    let problems = spec.validate();
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| format!("spec.{p}")).collect();
-        tracing::warn!(instrumentation = %format!("{ns}/{name}"), problems = %list.join("; "), "invalid Instrumentation ignored");
-        return None;
-    }
-    Some((
-        format!("{ns}/{name}"),
-        Instrumentation {
-            metadata: obj.metadata,
-            spec,
-        },
-    ))
 }
 
 /// Connects per `--cluster`. `Ok(None)` means: run from the config alone.
@@ -468,5 +239,122 @@ pub async fn connect(
         }
         Ok(Err(e)) => Err(ClusterError::Unreachable(e.to_string())),
         Err(_) => Err(ClusterError::Unreachable("no answer in 5s".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use kube::api::ObjectMeta;
+    use proptest::prelude::*;
+
+    use super::index::Update;
+    use super::*;
+
+    fn inst(ns: &str, name: &str) -> Instrumentation {
+        Instrumentation {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Default::default(),
+        }
+    }
+
+    fn key(ns: &str, name: &str) -> (String, String) {
+        (ns.into(), name.into())
+    }
+
+    #[test]
+    fn ready_only_once_every_kind_is_listed_and_through_a_relist() {
+        let caches = Caches::new();
+        let mut ns = Writer::new(caches.namespaces.clone());
+        let mut insts = Writer::new(caches.instrumentations.clone());
+        let mut cols = Writer::new(caches.collectors.clone());
+        assert!(!caches.is_ready());
+        ns.update(Update::Init);
+        ns.update(Update::InitApply("shop".into(), NamespaceMeta::default()));
+        ns.update(Update::InitDone);
+        insts.update(Update::Init);
+        insts.update(Update::InitDone);
+        assert!(!caches.is_ready(), "collectors not listed yet");
+        assert!(caches.namespace("shop").is_some(), "served already");
+        cols.update(Update::Init);
+        assert!(!caches.is_ready());
+        cols.update(Update::InitDone);
+        assert!(caches.is_ready());
+        ns.update(Update::Init);
+        assert!(caches.is_ready(), "a re-list keeps the last list");
+        assert!(caches.namespace("shop").is_some());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Apply(u8, u8),
+        Delete(u8, u8),
+        Relist(Vec<(u8, u8)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4u8, 0..6u8).prop_map(|(n, i)| Op::Apply(n, i)),
+            2 => (0..4u8, 0..6u8).prop_map(|(n, i)| Op::Delete(n, i)),
+            1 => prop::collection::vec((0..4u8, 0..6u8), 0..12).prop_map(Op::Relist),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of events and re-lists gives, for every namespace,
+        /// the answer the scan-and-sort over every Instrumentation gave:
+        /// the same objects, in the same (name) order, so `true` picks the
+        /// same only one and names the same ambiguous ones.
+        #[test]
+        fn the_namespace_index_answers_as_the_scan_did(ops in prop::collection::vec(op(), 0..40)) {
+            let caches = Caches::new();
+            let mut w = Writer::new(caches.instrumentations.clone());
+            let mut model: BTreeSet<(String, String)> = BTreeSet::new();
+            let name = |n: u8, i: u8| (format!("ns-{n}"), format!("i-{i}"));
+            for op in ops {
+                match op {
+                    Op::Apply(n, i) => {
+                        let (ns, nm) = name(n, i);
+                        w.update(Update::Apply(key(&ns, &nm), inst(&ns, &nm)));
+                        model.insert((ns, nm));
+                    }
+                    Op::Delete(n, i) => {
+                        let (ns, nm) = name(n, i);
+                        w.update(Update::Delete(key(&ns, &nm)));
+                        model.remove(&(ns, nm));
+                    }
+                    Op::Relist(list) => {
+                        w.update(Update::Init);
+                        model.clear();
+                        for (n, i) in list {
+                            let (ns, nm) = name(n, i);
+                            w.update(Update::InitApply(key(&ns, &nm), inst(&ns, &nm)));
+                            model.insert((ns, nm));
+                        }
+                        w.update(Update::InitDone);
+                    }
+                }
+                for n in 0..4u8 {
+                    let ns = format!("ns-{n}");
+                    // Today's answer: every Instrumentation, filtered, sorted by name.
+                    let mut scan: Vec<&(String, String)> =
+                        model.iter().filter(|(m, _)| *m == ns).collect();
+                    scan.sort_by(|a, b| a.1.cmp(&b.1));
+                    let scan: Vec<&str> = scan.iter().map(|(_, nm)| nm.as_str()).collect();
+                    let got: Vec<String> = caches
+                        .instrumentations_in(&ns)
+                        .iter()
+                        .map(|i| i.metadata.name.clone().unwrap_or_default())
+                        .collect();
+                    prop_assert_eq!(got, scan);
+                }
+                prop_assert_eq!(caches.instrumentations.len(), model.len());
+            }
+        }
     }
 }

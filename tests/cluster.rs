@@ -4,9 +4,12 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::apiserver::{FakeApiServer, INSTRUMENTATIONS, NAMESPACES, instrumentation, namespace};
+use common::apiserver::{
+    COLLECTORS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, collector, instrumentation, namespace,
+};
 use otel_admission::cluster::Caches;
 use otel_admission::inject::cluster_view::ClusterView as _;
 use otel_admission::metrics::Metrics;
@@ -241,4 +244,220 @@ async fn reading_the_cache_makes_no_api_calls() {
         assert_eq!(r.caches.instrumentations_in("shop").len(), 1);
     }
     assert_eq!(r.api.requests(), before);
+}
+
+/// Namespaces are listed and watched metadata-only (`PartialObjectMetadata`:
+/// no spec, no status on the wire); their labels and annotations still
+/// arrive, from the list and from the watch. The other kinds come whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_are_watched_metadata_only() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"team": "payments"},
+                "annotations": {"instrumentation.opentelemetry.io/inject-java": "true"}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+    );
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    r.api
+        .apply(NAMESPACES, namespace("web", json!({"team": "web"})));
+    assert!(
+        until(|| r
+            .caches
+            .namespace("web")
+            .is_some_and(|n| n.labels.get("team").is_some_and(|t| t == "web")))
+        .await
+    );
+    let shop = r.caches.namespace("shop").expect("cached");
+    assert_eq!(shop.labels["team"], "payments");
+    assert_eq!(
+        shop.annotations["instrumentation.opentelemetry.io/inject-java"],
+        "true"
+    );
+
+    let accepts = r.api.accepts(NAMESPACES);
+    assert!(
+        accepts
+            .iter()
+            .any(|a| a.contains("as=PartialObjectMetadataList;")),
+        "a metadata-only list: {accepts:?}"
+    );
+    assert!(
+        accepts
+            .iter()
+            .any(|a| a.contains("as=PartialObjectMetadata;")),
+        "a metadata-only watch: {accepts:?}"
+    );
+    assert!(
+        accepts
+            .iter()
+            .all(|a| a.contains("as=PartialObjectMetadata")),
+        "never the full object: {accepts:?}"
+    );
+    let accepts = r.api.accepts(INSTRUMENTATIONS);
+    assert!(
+        !accepts.is_empty() && accepts.iter().all(|a| !a.contains("PartialObjectMetadata")),
+        "Instrumentations need their spec: {accepts:?}"
+    );
+}
+
+/// Ready only after the first list of every kind: while the collectors'
+/// list fails, namespaces and Instrumentations are cached but the gate stays
+/// shut; it opens once the collectors are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_first_list_of_every_kind() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "default", json!({})),
+    );
+    api.set_unavailable(COLLECTORS, true);
+    let r = start(api).await;
+    assert!(
+        until(|| r.caches.namespace("shop").is_some()
+            && r.caches.instrumentation("shop", "default").is_some())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!r.caches.is_ready());
+    assert!(r.readiness.check().is_err());
+    let text = r.metrics.encode();
+    assert!(
+        text.contains("otel_admission_cluster_cache_ready 0"),
+        "{text}"
+    );
+
+    r.api.set_unavailable(COLLECTORS, false);
+    assert!(
+        common::eventually(Duration::from_secs(40), || {
+            let ok = r.readiness.check().is_ok();
+            async move { ok }
+        })
+        .await,
+        "{:?}",
+        r.readiness.check()
+    );
+    assert!(r.caches.is_ready());
+}
+
+/// When the watch's resourceVersion has been compacted away the watcher
+/// lists again; the new list replaces the cache whole: what was deleted
+/// unseen is gone, and a reader spinning through it always finds all 100
+/// Instrumentations of `bulk`, never part of a list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_drops_what_was_deleted_unseen_and_never_shows_half_a_list() {
+    let api = FakeApiServer::start().await;
+    for i in 0..100 {
+        api.apply(
+            INSTRUMENTATIONS,
+            instrumentation("bulk", &format!("i-{i:03}"), json!({})),
+        );
+    }
+    api.apply(INSTRUMENTATIONS, instrumentation("shop", "java", json!({})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation("shop", "python", json!({})),
+    );
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    assert_eq!(r.caches.instrumentations_in("shop").len(), 2);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let caches = r.caches.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let n = caches.instrumentations_in("bulk").len();
+                assert_eq!(n, 100, "part of a list");
+                reads += 1;
+                std::thread::yield_now();
+            }
+            reads
+        })
+    };
+
+    // The watch goes away; `python` is deleted and the history compacted,
+    // so only a fresh list can tell.
+    r.api.set_down(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.api.delete(INSTRUMENTATIONS, "shop", "python");
+    r.api.compact();
+    assert_eq!(
+        r.caches.instrumentations_in("shop").len(),
+        2,
+        "the last list keeps serving"
+    );
+    r.api.set_down(false);
+    let names = || {
+        r.caches
+            .instrumentations_in("shop")
+            .iter()
+            .map(|i| i.metadata.name.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(40), || {
+            let ok = names() == ["java"];
+            async move { ok }
+        })
+        .await,
+        "{:?}",
+        names()
+    );
+    stop.store(true, Ordering::SeqCst);
+    let reads = reader.join().expect("the reader never saw part of a list");
+    assert!(reads > 0);
+    assert!(r.caches.is_ready());
+    assert_eq!(r.caches.instrumentations_in("bulk").len(), 100);
+}
+
+/// A collector that does not parse is logged and left out of the list; the
+/// others are served, the cache is ready, and a collector later made
+/// invalid is dropped, not kept stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_collector_is_left_out_not_fatal() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        COLLECTORS,
+        collector(
+            "shop",
+            "bad",
+            json!({"mode": "sidecar", "ports": "not-a-list"}),
+        ),
+    );
+    api.apply(
+        COLLECTORS,
+        collector("shop", "good", json!({"mode": "sidecar"})),
+    );
+    api.apply(
+        COLLECTORS,
+        collector("shop", "gateway", json!({"mode": "deployment"})),
+    );
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    let sidecars = |c: &Caches| -> Vec<String> {
+        c.sidecar_collectors("shop")
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(sidecars(&r.caches), ["good"]);
+    assert!(r.caches.collector("shop", "bad").is_none());
+    assert!(r.caches.collector("shop", "gateway").is_some());
+    let text = r.metrics.encode();
+    assert!(
+        text.contains("otel_admission_cluster_cache_objects{kind=\"opentelemetrycollector\"} 2"),
+        "{text}"
+    );
+    r.api.apply(
+        COLLECTORS,
+        collector("shop", "good", json!({"mode": "sidecar", "ports": 7})),
+    );
+    assert!(until(|| r.caches.collector("shop", "good").is_none()).await);
+    assert!(sidecars(&r.caches).is_empty());
 }

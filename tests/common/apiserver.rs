@@ -1,15 +1,17 @@
 //! A local HTTP server that speaks the Kubernetes list/watch protocol for
 //! Namespaces, Instrumentations and OpenTelemetryCollectors, so kube-rs
-//! watchers run for real.
+//! watchers run for real. Like the API server it answers metadata-only
+//! (`PartialObjectMetadata`) when the Accept header asks for it, and a watch
+//! from a resourceVersion older than the kept history gets `410 Gone`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -38,6 +40,12 @@ struct Inner {
     rv: u64,
     objects: BTreeMap<(&'static str, String), Value>,
     log: Vec<Change>,
+    /// Changes up to here are forgotten ([`FakeApiServer::compact`]).
+    compacted: u64,
+    /// Resources whose list and watch answer 503.
+    unavailable: BTreeSet<&'static str>,
+    /// The Accept header of each list or watch, by resource.
+    accepts: Vec<(&'static str, String)>,
 }
 
 #[derive(Clone)]
@@ -97,8 +105,10 @@ impl FakeApiServer {
                 app.route(
                     path,
                     get(
-                        move |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
-                            list_or_watch(s, q, resource)
+                        move |s: State<FakeApiServer>,
+                              q: Query<BTreeMap<String, String>>,
+                              headers: HeaderMap| {
+                            list_or_watch(s, q, headers, resource)
                         },
                     ),
                 )
@@ -194,6 +204,42 @@ impl FakeApiServer {
     pub fn set_down(&self, down: bool) {
         self.down.send_replace(down);
     }
+
+    /// Makes one resource's list and watch answer 503 (or answer again).
+    pub fn set_unavailable(&self, resource: &'static str, unavailable: bool) {
+        let mut inner = self.inner.lock().expect("lock");
+        if unavailable {
+            inner.unavailable.insert(resource);
+        } else {
+            inner.unavailable.remove(resource);
+        }
+    }
+
+    /// Forgets the change history, as etcd compaction does: a watch from an
+    /// older resourceVersion is answered `410 Gone`, and the client must
+    /// list again to learn what changed (deletions included).
+    pub fn compact(&self) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.compacted = inner.rv;
+        inner.log.clear();
+    }
+
+    /// The Accept headers of the lists and watches of `resource` so far.
+    pub fn accepts(&self, resource: &'static str) -> Vec<String> {
+        let inner = self.inner.lock().expect("lock");
+        inner
+            .accepts
+            .iter()
+            .filter(|(r, _)| *r == resource)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+}
+
+/// What the API server sends for `as=PartialObjectMetadata`: the metadata alone.
+fn metadata_only(object: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": object["metadata"].clone()})
 }
 
 /// A namespace's pods, metadata only, as a `PartialObjectMetadataList` (what
@@ -460,10 +506,25 @@ async fn version() -> Response {
 async fn list_or_watch(
     State(s): State<FakeApiServer>,
     Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
     resource: &'static str,
 ) -> Response {
     if *s.down.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // `as=PartialObjectMetadata` for a watch, `as=PartialObjectMetadataList` for a list.
+    let meta_only = accept.contains("as=PartialObjectMetadata");
+    {
+        let mut inner = s.inner.lock().expect("lock");
+        inner.accepts.push((resource, accept));
+        if inner.unavailable.contains(resource) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
+        }
     }
     if q.get("watch").map(String::as_str) == Some("true")
         || q.get("watch").map(String::as_str) == Some("1")
@@ -473,23 +534,37 @@ async fn list_or_watch(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let mut rx = s.events.subscribe();
-        let backlog: Vec<Change> = {
+        let (backlog, gone): (Vec<Change>, bool) = {
             let inner = s.inner.lock().expect("lock");
-            inner
+            let backlog = inner
                 .log
                 .iter()
                 .filter(|c| c.rv > since && c.resource == resource)
                 .cloned()
-                .collect()
+                .collect();
+            (backlog, since < inner.compacted)
         };
+        if gone {
+            // What the API server streams for a compacted resourceVersion.
+            let mut body = serde_json::to_vec(&json!({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: {since}"),
+                "reason": "Expired", "code": 410}}))
+            .expect("json");
+            body.push(b'\n');
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("response");
+        }
         let mut down = s.down.subscribe();
         let last = backlog.last().map_or(since, |c| c.rv);
-        let stream = async_stream(backlog, move |tx| async move {
+        let stream = async_stream(backlog, meta_only, move |tx| async move {
             loop {
                 tokio::select! {
                     ev = rx.recv() => match ev {
                         Ok(c) if c.resource == resource && c.rv > last => {
-                            if tx.send(line(&c)).await.is_err() { return; }
+                            if tx.send(line(&c, meta_only)).await.is_err() { return; }
                         }
                         Ok(_) => {}
                         Err(_) => return,
@@ -508,9 +583,16 @@ async fn list_or_watch(
         .objects
         .iter()
         .filter(|((r, _), _)| *r == resource)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| {
+            if meta_only {
+                metadata_only(v)
+            } else {
+                v.clone()
+            }
+        })
         .collect();
     let (api_version, kind) = match resource {
+        _ if meta_only => ("meta.k8s.io/v1", "PartialObjectMetadataList"),
         NAMESPACES => ("v1", "NamespaceList"),
         DEPLOYMENTS => ("apps/v1", "DeploymentList"),
         STATEFULSETS => ("apps/v1", "StatefulSetList"),
@@ -526,14 +608,19 @@ async fn list_or_watch(
     .into_response()
 }
 
-fn line(c: &Change) -> bytes::Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": c.kind, "object": c.object})).expect("json");
+fn line(c: &Change, meta_only: bool) -> bytes::Bytes {
+    let object = if meta_only {
+        metadata_only(&c.object)
+    } else {
+        c.object.clone()
+    };
+    let mut v = serde_json::to_vec(&json!({"type": c.kind, "object": object})).expect("json");
     v.push(b'\n');
     v.into()
 }
 
 /// A streaming body: the backlog first, then whatever `f` sends.
-fn async_stream<F, Fut>(backlog: Vec<Change>, f: F) -> Body
+fn async_stream<F, Fut>(backlog: Vec<Change>, meta_only: bool, f: F) -> Body
 where
     F: FnOnce(tokio::sync::mpsc::Sender<bytes::Bytes>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -542,7 +629,7 @@ where
     let live = f(tx.clone());
     tokio::spawn(async move {
         for c in &backlog {
-            if tx.send(line(c)).await.is_err() {
+            if tx.send(line(c, meta_only)).await.is_err() {
                 return;
             }
         }
