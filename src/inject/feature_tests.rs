@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rstest::rstest;
 use serde_json::{Value, json};
 
 use crate::config::{CollectorConfigSource, Config, NativeSidecar, Rule, RuleInject};
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 
 const NS: &str = "shop";
 const SC: &str = "sidecar.opentelemetry.io/inject";
+const PR: &str = "otel-admission.io/probes";
 const PY: &str = "instrumentation.opentelemetry.io/inject-python";
 const EXCL: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
 
@@ -450,19 +452,43 @@ fn endpoint_is_rewritten_per_language_protocol() {
     }
 }
 
+/// What a row of [`sidecar_precedence_rows`] expects.
+enum Want {
+    /// Sidecar injected with this status config.
+    Injected(&'static str),
+    /// Not injected; the pod is skipped with this reason.
+    PodSkip(SkipReason),
+    /// Not injected; the sidecar feature failed with this reason.
+    Failed(SkipReason),
+    /// Not injected; declined by `false` while something else is injected.
+    Declined,
+}
+
 /// Opt-in precedence rows 14–16 and 19 for the sidecar annotation.
-#[test]
-fn sidecar_precedence_rows() {
-    enum Want {
-        /// Sidecar injected with this status config.
-        Injected(&'static str),
-        /// Not injected; the pod is skipped with this reason.
-        PodSkip(SkipReason),
-        /// Not injected; the sidecar feature failed with this reason.
-        Failed(SkipReason),
-        /// Not injected; declined by `false` while something else is injected.
-        Declined,
-    }
+#[rstest]
+#[case::pod_true(0, json!({SC: "true"}), vec![], json!([app()]), Want::Injected("builtin"))]
+#[case::namespace_true(1, json!({}), vec![(SC, "true")], json!([app()]), Want::Injected("builtin"))]
+#[case::pod_names_a_collector(2, json!({SC: "otel/mine"}), vec![], json!([app()]), Want::Injected("collector/otel/mine"))]
+#[case::not_in_the_pod_s_namespace_not(3, // Not in the pod's namespace: not found.
+            json!({SC: "shop/mine"}), vec![], json!([app()]), Want::Failed(SkipReason::InvalidAnnotation))]
+#[case::pod_true_namespace_name_the_namespace_refines(4, json!({SC: "true"}), vec![(SC, "otel/ns-col")], json!([app()]), Want::Injected("collector/otel/ns-col"))]
+#[case::pod_name_wins_over_namespace_true(5, json!({SC: "otel/pod-col"}), vec![(SC, "true")], json!([app()]), Want::Injected("collector/otel/pod-col"))]
+#[case::pod_false_wins_over_namespace_true(6, json!({SC: "false"}), vec![(SC, "true")], json!([app()]), Want::PodSkip(SkipReason::OptedOut))]
+#[case::pod_true_wins_over_namespace_false(7, json!({SC: "true"}), vec![(SC, "false")], json!([app()]), Want::Injected("builtin"))]
+#[case::pod_false_declines_while_python_injects(8, json!({SC: "false", PY: "true"}), vec![], json!([app()]), Want::Declined)]
+#[case::unknown_collector_namespace(9, json!({SC: "other/mine"}), vec![], json!([app()]), Want::Failed(SkipReason::InvalidAnnotation))]
+#[case::invalid_name(10, json!({SC: "Not_A_Name"}), vec![], json!([app()]), Want::Failed(SkipReason::InvalidAnnotation))]
+#[case::existing_otc_container(11, json!({SC: "true"}), vec![], json!([app(), {"name": "otc-container", "image": "mine"}]), Want::Failed(SkipReason::AlreadyInjected))]
+#[case::row_19_a_rule_when_the_namespace(12, json!({}), vec![("otel-admission.io/inject", "enabled")], json!([app()]), Want::Injected("builtin"))]
+#[case::nothing_set(13, json!({}), vec![], json!([app()]), Want::PodSkip(SkipReason::NotSelected))]
+#[case::the_rule_does_not_override_the_pod(14, json!({SC: "false"}), vec![("otel-admission.io/inject", "enabled")], json!([app()]), Want::PodSkip(SkipReason::OptedOut))]
+fn sidecar_precedence_rows(
+    #[case] i: usize,
+    #[case] ann: Value,
+    #[case] labels: Vec<(&str, &str)>,
+    #[case] containers: Value,
+    #[case] want: Want,
+) {
     let rule = Rule {
         name: "all-sidecars".into(),
         namespace_selector: None,
@@ -474,105 +500,6 @@ fn sidecar_precedence_rows() {
         instrumentation: None,
     };
     // (pod annotations, namespace labels, pod containers, want)
-    let rows: Vec<(Value, Vec<(&str, &str)>, Value, Want)> = vec![
-        (
-            json!({SC: "true"}),
-            vec![],
-            json!([app()]),
-            Want::Injected("builtin"),
-        ),
-        (
-            json!({}),
-            vec![(SC, "true")],
-            json!([app()]),
-            Want::Injected("builtin"),
-        ),
-        (
-            json!({SC: "otel/mine"}),
-            vec![],
-            json!([app()]),
-            Want::Injected("collector/otel/mine"),
-        ),
-        (
-            // Not in the pod's namespace: not found.
-            json!({SC: "shop/mine"}),
-            vec![],
-            json!([app()]),
-            Want::Failed(SkipReason::InvalidAnnotation),
-        ),
-        // Pod true, namespace name: the namespace refines.
-        (
-            json!({SC: "true"}),
-            vec![(SC, "otel/ns-col")],
-            json!([app()]),
-            Want::Injected("collector/otel/ns-col"),
-        ),
-        // Pod name wins over namespace true.
-        (
-            json!({SC: "otel/pod-col"}),
-            vec![(SC, "true")],
-            json!([app()]),
-            Want::Injected("collector/otel/pod-col"),
-        ),
-        // Pod false wins over namespace true.
-        (
-            json!({SC: "false"}),
-            vec![(SC, "true")],
-            json!([app()]),
-            Want::PodSkip(SkipReason::OptedOut),
-        ),
-        // Pod true wins over namespace false.
-        (
-            json!({SC: "true"}),
-            vec![(SC, "false")],
-            json!([app()]),
-            Want::Injected("builtin"),
-        ),
-        (
-            json!({SC: "false", PY: "true"}),
-            vec![],
-            json!([app()]),
-            Want::Declined,
-        ),
-        (
-            json!({SC: "other/mine"}),
-            vec![],
-            json!([app()]),
-            Want::Failed(SkipReason::InvalidAnnotation),
-        ),
-        (
-            json!({SC: "Not_A_Name"}),
-            vec![],
-            json!([app()]),
-            Want::Failed(SkipReason::InvalidAnnotation),
-        ),
-        (
-            json!({SC: "true"}),
-            vec![],
-            json!([app(), {"name": "otc-container", "image": "mine"}]),
-            Want::Failed(SkipReason::AlreadyInjected),
-        ),
-        // Row 19: a rule, when the namespace opts in.
-        (
-            json!({}),
-            vec![("otel-admission.io/inject", "enabled")],
-            json!([app()]),
-            Want::Injected("builtin"),
-        ),
-        (
-            json!({}),
-            vec![],
-            json!([app()]),
-            Want::PodSkip(SkipReason::NotSelected),
-        ),
-        // The rule does not override the pod's false.
-        (
-            json!({SC: "false"}),
-            vec![("otel-admission.io/inject", "enabled")],
-            json!([app()]),
-            Want::PodSkip(SkipReason::OptedOut),
-        ),
-    ];
     let mut config = template_config();
     config.rules.push(rule);
     // `<ns>/<name>` names a sidecar-mode collector, here in a central
@@ -584,59 +511,57 @@ fn sidecar_precedence_rows() {
         )
         .expect("collector")
     };
-    for (i, (ann, labels, containers, want)) in rows.into_iter().enumerate() {
-        let mut view = StaticView::new().with_namespace(NS, ns_meta(&labels));
-        for name in ["mine", "ns-col", "pod-col"] {
-            view = view.with_collector(collector(name));
+    let mut view = StaticView::new().with_namespace(NS, ns_meta(&labels));
+    for name in ["mine", "ns-col", "pod-col"] {
+        view = view.with_collector(collector(name));
+    }
+    let p = pod_with(ann.clone(), containers.clone());
+    let o = run_with(&p, &config, &view, None);
+    let doc = patched(&p, &o);
+    let sidecars = doc["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .chain(doc["spec"]["containers"].as_array())
+        .flatten()
+        .filter(|c| c["name"] == "otc-container")
+        .count();
+    let had = usize::from(containers.to_string().contains("otc-container"));
+    match want {
+        Want::Injected(cfg) => {
+            let a = o
+                .applied
+                .as_ref()
+                .unwrap_or_else(|| panic!("row {i}: {:?}", o.skip));
+            assert_eq!(
+                a.sidecar.as_ref().map(|s| s.config.as_str()),
+                Some(cfg),
+                "row {i}"
+            );
+            assert_eq!(sidecars, 1, "row {i}");
         }
-        let p = pod_with(ann.clone(), containers.clone());
-        let o = run_with(&p, &config, &view, None);
-        let doc = patched(&p, &o);
-        let sidecars = doc["spec"]["initContainers"]
-            .as_array()
-            .into_iter()
-            .chain(doc["spec"]["containers"].as_array())
-            .flatten()
-            .filter(|c| c["name"] == "otc-container")
-            .count();
-        let had = usize::from(containers.to_string().contains("otc-container"));
-        match want {
-            Want::Injected(cfg) => {
-                let a = o
-                    .applied
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("row {i}: {:?}", o.skip));
-                assert_eq!(
-                    a.sidecar.as_ref().map(|s| s.config.as_str()),
-                    Some(cfg),
-                    "row {i}"
-                );
-                assert_eq!(sidecars, 1, "row {i}");
-            }
-            Want::PodSkip(r) => {
-                assert_eq!(o.skip.as_ref().map(|s| s.reason), Some(r), "row {i}");
-                assert_eq!(sidecars, had, "row {i}");
-            }
-            Want::Failed(r) => {
-                let a = o.applied.as_ref().expect("applied");
-                assert!(a.sidecar.is_none(), "row {i}");
-                assert!(
-                    a.failures
-                        .iter()
-                        .any(|f| f.feature == Feature::Sidecar && f.reason == r),
-                    "row {i}: {:?}",
-                    a.failures
-                );
-                // Nothing the user wrote is removed; no second sidecar.
-                assert_eq!(sidecars, had, "row {i}");
-                assert!(o.warnings.iter().any(|w| w.contains("sidecar")), "row {i}");
-            }
-            Want::Declined => {
-                let a = o.applied.as_ref().expect("applied");
-                assert!(a.sidecar.is_none(), "row {i}");
-                assert_eq!(sidecars, 0, "row {i}");
-                assert!(!a.injected.is_empty(), "row {i}");
-            }
+        Want::PodSkip(r) => {
+            assert_eq!(o.skip.as_ref().map(|s| s.reason), Some(r), "row {i}");
+            assert_eq!(sidecars, had, "row {i}");
+        }
+        Want::Failed(r) => {
+            let a = o.applied.as_ref().expect("applied");
+            assert!(a.sidecar.is_none(), "row {i}");
+            assert!(
+                a.failures
+                    .iter()
+                    .any(|f| f.feature == Feature::Sidecar && f.reason == r),
+                "row {i}: {:?}",
+                a.failures
+            );
+            // Nothing the user wrote is removed; no second sidecar.
+            assert_eq!(sidecars, had, "row {i}");
+            assert!(o.warnings.iter().any(|w| w.contains("sidecar")), "row {i}");
+        }
+        Want::Declined => {
+            let a = o.applied.as_ref().expect("applied");
+            assert!(a.sidecar.is_none(), "row {i}");
+            assert_eq!(sidecars, 0, "row {i}");
+            assert!(!a.injected.is_empty(), "row {i}");
         }
     }
 }
@@ -1157,9 +1082,20 @@ fn server_versions_parse_with_provider_suffixes() {
 
 /// Probes and annotations follow the same pod/namespace precedence as the
 /// languages, then the rule.
-#[test]
-fn probes_and_annotations_switch_precedence() {
-    const PR: &str = "otel-admission.io/probes";
+#[rstest]
+#[case::pod_true(0, json!({PR: "true"}), vec![], true)]
+#[case::namespace_true(1, json!({}), vec![(PR, "true")], true)]
+#[case::pod_false_wins_over_namespace_true(2, json!({PR: "false"}), vec![(PR, "true")], false)]
+#[case::pod_true_wins_over_namespace_false(3, json!({PR: "true"}), vec![(PR, "false")], true)]
+#[case::rule_in_an_enabled_namespace(4, json!({}), vec![("otel-admission.io/inject", "enabled")], true)]
+#[case::pod_false_wins_over_the_rule(5, json!({PR: "false"}), vec![("otel-admission.io/inject", "enabled")], false)]
+#[case::nothing_set(6, json!({}), vec![], false)]
+fn probes_and_annotations_switch_precedence(
+    #[case] i: usize,
+    #[case] ann: Value,
+    #[case] labels: Vec<(&str, &str)>,
+    #[case] want: bool,
+) {
     let containers = json!([{"name": "app", "image": "x", "ports": health_port()}]);
     let rule = Rule {
         name: "probes-everywhere".into(),
@@ -1172,34 +1108,15 @@ fn probes_and_annotations_switch_precedence() {
         instrumentation: None,
     };
     // (pod annotations, namespace labels, probes added?)
-    let rows: Vec<(Value, Vec<(&str, &str)>, bool)> = vec![
-        (json!({PR: "true"}), vec![], true),
-        (json!({}), vec![(PR, "true")], true),
-        (json!({PR: "false"}), vec![(PR, "true")], false),
-        (json!({PR: "true"}), vec![(PR, "false")], true),
-        (
-            json!({}),
-            vec![("otel-admission.io/inject", "enabled")],
-            true,
-        ),
-        (
-            json!({PR: "false"}),
-            vec![("otel-admission.io/inject", "enabled")],
-            false,
-        ),
-        (json!({}), vec![], false),
-    ];
     let mut config = template_config();
     config.rules.push(rule);
-    for (i, (ann, labels, want)) in rows.into_iter().enumerate() {
-        let view = StaticView::new().with_namespace(NS, ns_meta(&labels));
-        let p = pod_with(ann, containers.clone());
-        let o = run_with(&p, &config, &view, None);
-        let doc = patched(&p, &o);
-        assert_eq!(
-            doc["spec"]["containers"][0].get("livenessProbe").is_some(),
-            want,
-            "row {i}"
-        );
-    }
+    let view = StaticView::new().with_namespace(NS, ns_meta(&labels));
+    let p = pod_with(ann, containers.clone());
+    let o = run_with(&p, &config, &view, None);
+    let doc = patched(&p, &o);
+    assert_eq!(
+        doc["spec"]["containers"][0].get("livenessProbe").is_some(),
+        want,
+        "row {i}"
+    );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use rstest::rstest;
 use serde_json::{Value, json};
 
 use crate::admission::{self, Mutate};
@@ -426,221 +427,53 @@ fn target_security_context_is_inherited() {
 
 // === precedence ===
 
-/// Rows of the table in `decide`'s doc comment: (row, pod annotations, pod
-/// labels, namespace labels, namespace annotations, expected).
-#[test]
-fn precedence_table() {
-    #[derive(Debug)]
-    enum Want {
-        Skip(SkipReason),
-        /// Python injected with this Instrumentation label.
-        Python(&'static str),
-    }
+/// What a row of [`precedence_table`] expects.
+#[derive(Debug)]
+enum Want {
+    Skip(SkipReason),
+    /// Python injected with this Instrumentation label.
+    Python(&'static str),
+}
+
+/// The rows of the table in `decide`'s doc comment, one named case each, so
+/// a failing row does not hide the others: (row, namespace, pod annotations,
+/// pod labels, namespace labels, namespace annotations, expected).
+#[rstest]
+#[case::row01_python_shop_a(1, NS, json!({PY: "true"}), json!({}), vec![], vec![], Want::Python("shop/a"))]
+#[case::row01_excluded_namespace(1, "kube-system", json!({PY: "true"}), json!({}), vec![], vec![], Want::Skip(SkipReason::ExcludedNamespace))]
+#[case::row01_excluded_namespace_2(1, "otel-system", json!({PY: "true"}), json!({}), vec![], vec![], Want::Skip(SkipReason::ExcludedNamespace))]
+#[case::row02_opted_out(2, NS, json!({PY: "true", "otel-admission.io/inject": "false"}), json!({}), vec![], vec![], Want::Skip(SkipReason::OptedOut))]
+#[case::row02_opted_out_2(2, NS, json!({PY: "true"}), json!({"otel-admission.io/inject": "false"}), vec![], vec![], Want::Skip(SkipReason::OptedOut))]
+#[case::row03_opted_out(3, NS, json!({PY: "true", "kubernetes.io/config.mirror": "x"}), json!({}), vec![], vec![], Want::Skip(SkipReason::OptedOut))]
+#[case::row04_opted_out(4, NS, json!({PY: "true"}), json!({}), vec![("otel-admission.io/inject", "disabled")], vec![], Want::Skip(SkipReason::OptedOut))]
+#[case::row05_already_injected(5, NS, json!({PY: "true", "otel-admission.io/status": "{}"}), json!({}), vec![], vec![], Want::Skip(SkipReason::AlreadyInjected))]
+#[case::row06_not_selected(6, NS, json!({}), json!({}), vec![], vec![], Want::Skip(SkipReason::NotSelected))]
+#[case::row06_python_shop_a(6, NS, json!({}), json!({"team": "payments"}), vec![("otel-admission.io/inject", "enabled")], vec![], Want::Python("shop/a"))]
+#[case::row06_not_selected_2(6, NS, json!({}), json!({"team": "search"}), vec![("otel-admission.io/inject", "enabled")], vec![], Want::Skip(SkipReason::NotSelected))]
+#[case::row07_python_shop_a(7, NS, json!({}), json!({}), vec![(PY, "true")], vec![], Want::Python("shop/a"))]
+#[case::row07_python_other_b(7, NS, json!({}), json!({}), vec![], vec![(PY, "other/b")], Want::Python("other/b"))]
+#[case::row07_python_other_b_2(7, NS, json!({}), json!({}), vec![(PY, "other/b")], vec![(PY, "missing")], Want::Python("other/b"))]
+#[case::row08_opted_out(8, NS, json!({PY: "false"}), json!({}), vec![(PY, "true")], vec![], Want::Skip(SkipReason::OptedOut))]
+#[case::row09_python_other_b(9, NS, json!({PY: "other/b"}), json!({}), vec![(PY, "a")], vec![], Want::Python("other/b"))]
+#[case::row09_python_other_b_2(9, NS, json!({PY: "true"}), json!({PY: "other/b"}), vec![], vec![], Want::Python("other/b"))]
+#[case::row10_python_shop_a(10, NS, json!({PY: "TRUE"}), json!({}), vec![], vec![], Want::Python("shop/a"))]
+#[case::row11_python_shop_a(11, NS, json!({PY: "true"}), json!({}), vec![(PY, "false")], vec![], Want::Python("shop/a"))]
+#[case::row12_python_shop_a(12, NS, json!({PY: "true"}), json!({}), vec![(PY, "true")], vec![], Want::Python("shop/a"))]
+#[case::row13_python_other_b(13, NS, json!({PY: "true"}), json!({}), vec![(PY, "other/b")], vec![], Want::Python("other/b"))]
+fn precedence_table(
+    #[case] row: u32,
+    #[case] ns: &str,
+    #[case] ann: Value,
+    #[case] labels: Value,
+    #[case] ns_labels: Vec<(&str, &str)>,
+    #[case] ns_ann: Vec<(&str, &str)>,
+    #[case] want: Want,
+) {
     let view_base = || {
         StaticView::new()
             .with_instrumentation(inst(NS, "a", json!({})), NS)
             .with_instrumentation(inst("other", "b", json!({})), NS)
     };
-    let none = json!({});
-    let rows: Vec<(
-        u32,
-        &str,
-        Value,
-        Value,
-        Vec<(&str, &str)>,
-        Vec<(&str, &str)>,
-        Want,
-    )> = vec![
-        (
-            1,
-            NS,
-            json!({PY: "true"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            1,
-            "kube-system",
-            json!({PY: "true"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::ExcludedNamespace),
-        ),
-        (
-            1,
-            "otel-system",
-            json!({PY: "true"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::ExcludedNamespace),
-        ),
-        (
-            2,
-            NS,
-            json!({PY: "true", "otel-admission.io/inject": "false"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::OptedOut),
-        ),
-        (
-            2,
-            NS,
-            json!({PY: "true"}),
-            json!({"otel-admission.io/inject": "false"}),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::OptedOut),
-        ),
-        (
-            3,
-            NS,
-            json!({PY: "true", "kubernetes.io/config.mirror": "x"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::OptedOut),
-        ),
-        (
-            4,
-            NS,
-            json!({PY: "true"}),
-            none.clone(),
-            vec![("otel-admission.io/inject", "disabled")],
-            vec![],
-            Want::Skip(SkipReason::OptedOut),
-        ),
-        (
-            5,
-            NS,
-            json!({PY: "true", "otel-admission.io/status": "{}"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::AlreadyInjected),
-        ),
-        (
-            6,
-            NS,
-            none.clone(),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Skip(SkipReason::NotSelected),
-        ),
-        (
-            6,
-            NS,
-            none.clone(),
-            json!({"team": "payments"}),
-            vec![("otel-admission.io/inject", "enabled")],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            6,
-            NS,
-            none.clone(),
-            json!({"team": "search"}),
-            vec![("otel-admission.io/inject", "enabled")],
-            vec![],
-            Want::Skip(SkipReason::NotSelected),
-        ),
-        (
-            7,
-            NS,
-            none.clone(),
-            none.clone(),
-            vec![(PY, "true")],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            7,
-            NS,
-            none.clone(),
-            none.clone(),
-            vec![],
-            vec![(PY, "other/b")],
-            Want::Python("other/b"),
-        ),
-        (
-            7,
-            NS,
-            none.clone(),
-            none.clone(),
-            vec![(PY, "other/b")],
-            vec![(PY, "missing")],
-            Want::Python("other/b"),
-        ),
-        (
-            8,
-            NS,
-            json!({PY: "false"}),
-            none.clone(),
-            vec![(PY, "true")],
-            vec![],
-            Want::Skip(SkipReason::OptedOut),
-        ),
-        (
-            9,
-            NS,
-            json!({PY: "other/b"}),
-            none.clone(),
-            vec![(PY, "a")],
-            vec![],
-            Want::Python("other/b"),
-        ),
-        (
-            9,
-            NS,
-            json!({PY: "true"}),
-            json!({PY: "other/b"}),
-            vec![],
-            vec![],
-            Want::Python("other/b"),
-        ),
-        (
-            10,
-            NS,
-            json!({PY: "TRUE"}),
-            none.clone(),
-            vec![],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            11,
-            NS,
-            json!({PY: "true"}),
-            none.clone(),
-            vec![(PY, "false")],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            12,
-            NS,
-            json!({PY: "true"}),
-            none.clone(),
-            vec![(PY, "true")],
-            vec![],
-            Want::Python("shop/a"),
-        ),
-        (
-            13,
-            NS,
-            json!({PY: "true"}),
-            none.clone(),
-            vec![(PY, "other/b")],
-            vec![],
-            Want::Python("other/b"),
-        ),
-    ];
     let mut config = Config::default();
     config.server.namespace = Some("otel-system".into());
     config.rules = vec![Rule {
@@ -655,30 +488,28 @@ fn precedence_table() {
         },
         instrumentation: None,
     }];
-    for (row, ns, ann, labels, ns_labels, ns_ann, want) in rows {
-        let view = view_base().with_namespace(ns, ns_meta(&ns_labels, &ns_ann));
-        let p = pod(simple(ann.clone(), labels.clone()));
-        let ctx = Context {
-            namespace: ns,
-            config: &config,
-            view: &view,
-            owner_hint: None,
-            server_version: None,
-        };
-        let d = decide(&p, &ctx);
-        match (&want, &d) {
-            (Want::Skip(r), Decision::Skip(s)) => assert_eq!(s.reason, *r, "row {row}: {s:?}"),
-            (Want::Python(label), Decision::Inject(plan)) => {
-                assert_eq!(plan.languages.len(), 1, "row {row}: {plan:?}");
-                assert_eq!(plan.languages[0].language, Language::Python, "row {row}");
-                assert_eq!(
-                    plan.languages[0].instrumentation.label, *label,
-                    "row {row}: {}",
-                    plan.languages[0].decided_by
-                );
-            }
-            _ => panic!("row {row}: wanted {want:?}, got {d:?} ({ann}, {labels})"),
+    let view = view_base().with_namespace(ns, ns_meta(&ns_labels, &ns_ann));
+    let p = pod(simple(ann.clone(), labels.clone()));
+    let ctx = Context {
+        namespace: ns,
+        config: &config,
+        view: &view,
+        owner_hint: None,
+        server_version: None,
+    };
+    let d = decide(&p, &ctx);
+    match (&want, &d) {
+        (Want::Skip(r), Decision::Skip(s)) => assert_eq!(s.reason, *r, "row {row}: {s:?}"),
+        (Want::Python(label), Decision::Inject(plan)) => {
+            assert_eq!(plan.languages.len(), 1, "row {row}: {plan:?}");
+            assert_eq!(plan.languages[0].language, Language::Python, "row {row}");
+            assert_eq!(
+                plan.languages[0].instrumentation.label, *label,
+                "row {row}: {}",
+                plan.languages[0].decided_by
+            );
         }
+        _ => panic!("row {row}: wanted {want:?}, got {d:?} ({ann}, {labels})"),
     }
 }
 
@@ -842,100 +673,61 @@ fn second_mutation_gives_no_patch() {
 
 // === env rules ===
 
-#[test]
-fn env_rules_table() {
-    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
-        // The user's value is kept.
-        (
-            "python",
-            json!([{"name": "OTEL_SERVICE_NAME", "value": "mine"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x:4318"}]),
-            vec![
+#[rstest]
+#[case::the_user_s_value_is_kept("python", json!([{"name": "OTEL_SERVICE_NAME", "value": "mine"}, {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x:4318"}]), vec![
                 "OTEL_SERVICE_NAME=mine",
                 "OTEL_EXPORTER_OTLP_ENDPOINT=http://x:4318",
-            ],
-        ),
-        // A plain list value gets ours appended, in place.
-        (
-            "java",
-            json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"}]),
-            vec![
+            ])]
+#[case::a_plain_list_value_gets_ours_appended("java", json!([{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx1g"}]), vec![
                 "JAVA_TOOL_OPTIONS=-Xmx1g -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar",
-            ],
-        ),
-        (
-            "nodejs",
-            json!([{"name": "NODE_OPTIONS", "value": "--max-old-space-size=512"}]),
-            vec![
+            ])]
+#[case::nodejs_options_appended("nodejs", json!([{"name": "NODE_OPTIONS", "value": "--max-old-space-size=512"}]), vec![
                 "NODE_OPTIONS=--max-old-space-size=512 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js",
-            ],
-        ),
-        (
-            "python",
-            json!([{"name": "PYTHONPATH", "value": "/app"}]),
-            vec![
+            ])]
+#[case::pythonpath_wrapped("python", json!([{"name": "PYTHONPATH", "value": "/app"}]), vec![
                 "PYTHONPATH=/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/app:/otel-auto-instrumentation-python",
-            ],
-        ),
-        (
-            "dotnet",
-            json!([{"name": "DOTNET_STARTUP_HOOKS", "value": "/my/hook.dll"}]),
-            vec![
+            ])]
+#[case::dotnet_hooks_appended("dotnet", json!([{"name": "DOTNET_STARTUP_HOOKS", "value": "/my/hook.dll"}]), vec![
                 "DOTNET_STARTUP_HOOKS=/my/hook.dll:/otel-auto-instrumentation-dotnet/net/OpenTelemetry.AutoInstrumentation.StartupHook.dll",
-            ],
-        ),
-        // valueFrom: kept under a new name, defined right before, and composed.
-        (
-            "java",
-            json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "jvm", "key": "opts"}}}, {"name": "X", "value": "1"}]),
-            vec![
+            ])]
+#[case::valuefrom_kept_under_a_new_name_defined("java", json!([{"name": "JAVA_TOOL_OPTIONS", "valueFrom": {"configMapKeyRef": {"name": "jvm", "key": "opts"}}}, {"name": "X", "value": "1"}]), vec![
                 "OTEL_ADMISSION_ORIG_JAVA_TOOL_OPTIONS<-valueFrom",
                 "JAVA_TOOL_OPTIONS=$(OTEL_ADMISSION_ORIG_JAVA_TOOL_OPTIONS) -javaagent:/otel-auto-instrumentation-java-app/javaagent.jar",
                 "X=1",
-            ],
-        ),
-        (
-            "python",
-            json!([{"name": "PYTHONPATH", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
-            vec![
+            ])]
+#[case::pythonpath_value_from_kept("python", json!([{"name": "PYTHONPATH", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]), vec![
                 "OTEL_ADMISSION_ORIG_PYTHONPATH<-valueFrom",
                 "PYTHONPATH=/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:$(OTEL_ADMISSION_ORIG_PYTHONPATH):/otel-auto-instrumentation-python",
-            ],
-        ),
-        // Resource attributes merge, user keys win, and move after what they reference.
-        (
-            "sdk",
-            json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.version=9,team=x"}, {"name": "Y", "value": "2"}]),
-            vec!["Y=2"],
-        ),
-    ];
-    for (lang, env, want) in cases {
-        let p = json!({
-            "metadata": {"annotations": {format!("instrumentation.opentelemetry.io/inject-{lang}"): "true"}},
-            "spec": {"containers": [{"name": "app", "image": "a:1.2.3", "env": env}]}
-        });
-        let o = outcome(&p, &Config::default(), &StaticView::new());
-        let doc = patched(&p, &o);
-        let app = container(&doc, "app");
-        let lines = env_lines(app);
-        assert_refs_defined_before(app);
-        // `want` appears as a contiguous run, in order.
-        let at = lines
-            .iter()
-            .position(|l| l == want[0])
-            .unwrap_or_else(|| panic!("{lang}: {} not in {lines:?}", want[0]));
-        assert_eq!(&lines[at..at + want.len()], want.as_slice(), "{lang}");
-        for w in &want {
-            let name = w.split(['=', '<']).next().unwrap_or_default();
-            assert_eq!(
-                lines
-                    .iter()
-                    .filter(|l| l.split(['=', '<']).next() == Some(name))
-                    .count(),
-                1,
-                "{lang}: {name} defined once in {lines:?}"
-            );
-        }
+            ])]
+#[case::resource_attributes_merge_user_keys_win_and("sdk", json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.version=9,team=x"}, {"name": "Y", "value": "2"}]), vec!["Y=2"])]
+fn env_rules_table(#[case] lang: &str, #[case] env: Value, #[case] want: Vec<&str>) {
+    let p = json!({
+        "metadata": {"annotations": {format!("instrumentation.opentelemetry.io/inject-{lang}"): "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1.2.3", "env": env}]}
+    });
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    let app = container(&doc, "app");
+    let lines = env_lines(app);
+    assert_refs_defined_before(app);
+    // `want` appears as a contiguous run, in order.
+    let at = lines
+        .iter()
+        .position(|l| l == want[0])
+        .unwrap_or_else(|| panic!("{lang}: {} not in {lines:?}", want[0]));
+    assert_eq!(&lines[at..at + want.len()], want.as_slice(), "{lang}");
+    for w in &want {
+        let name = w.split(['=', '<']).next().unwrap_or_default();
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.split(['=', '<']).next() == Some(name))
+                .count(),
+            1,
+            "{lang}: {name} defined once in {lines:?}"
+        );
     }
+
     // The merged OTEL_RESOURCE_ATTRIBUTES keeps the user's keys and is last.
     let p = json!({
         "metadata": {"annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true"}},
