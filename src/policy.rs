@@ -7,7 +7,7 @@
 //!   {review, parameters}`, `violation[{"msg": ...}]`.
 //!
 //! Code map, each module depending only on those above it:
-//! - [`compat`]: the Rego scanner, and the rewrites and the
+//! - [`compat`]: the Rego scanner and tokenizer, and the rewrites and the
 //!   `sprintf` that make regorus answer as OPA does.
 //! - [`native`], [`gatekeeper`]: the two forms, parsed and compiled.
 //! - [`files`]: finding and reading policy files (the kubelet's `..data`

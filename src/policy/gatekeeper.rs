@@ -3,15 +3,16 @@
 //! Like Gatekeeper, each template's Rego is isolated: its package is renamed
 //! to `gatekeeper.templates.<kind>` and its libs (`package lib...`, used as
 //! `data.lib...`) to `gatekeeper.libs.<kind>.lib...`, so two templates may
-//! ship different libs under the same name.
+//! ship different libs under the same name. The renaming works on the tokens
+//! of `compat::tokens`, so a string or comment is never rewritten.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value as Json;
 
+use super::compat::{self, Token, TokenKind};
 use super::{PolicyError, rego_message};
 use crate::inject::selector;
 
@@ -103,13 +104,6 @@ pub fn is_constraint(doc: &Json) -> bool {
     str_at(doc, "/apiVersion").is_some_and(|a| a.starts_with(CONSTRAINT_API_GROUP))
 }
 
-static PACKAGE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?m)^(\s*)package\s+([A-Za-z0-9_.\[\]\x22]+)")
-        .unwrap_or_else(|_| unreachable!())
-});
-static DATA_LIB: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"\bdata\.lib\b").unwrap_or_else(|_| unreachable!()));
-
 /// Parses a ConstraintTemplate document.
 pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, PolicyError> {
     let name = str_at(doc, "/metadata/name")
@@ -166,25 +160,9 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
     let rego = rego.ok_or_else(|| doc_err(path, idx, &format!("{field}.rego"), "missing"))?;
     let lower = kind.to_ascii_lowercase();
     let package = format!("gatekeeper.templates.{lower}");
-    let lib_root = format!("data.gatekeeper.libs.{lower}.lib");
-    let rewrite = |src: &str, entry: bool| -> String {
-        let src = DATA_LIB.replace_all(src, lib_root.as_str());
-        PACKAGE
-            .replace(&src, |c: &regex::Captures<'_>| {
-                let indent = &c[1];
-                if entry {
-                    format!("{indent}package {package}")
-                } else {
-                    let orig = &c[2];
-                    let rest = orig.strip_prefix("lib").unwrap_or(orig);
-                    format!("{indent}package gatekeeper.libs.{lower}.lib{rest}")
-                }
-            })
-            .into_owned()
-    };
     let mut modules = vec![(
         format!("{}#{name}", path.display()),
-        rewrite(rego, true),
+        isolate(rego, &lower, Some(&package)),
         v0,
     )];
     if let Some(libs) = libs {
@@ -202,7 +180,7 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
             })?;
             modules.push((
                 format!("{}#{name}.libs[{li}]", path.display()),
-                rewrite(src, false),
+                isolate(src, &lower, None),
                 v0,
             ));
         }
@@ -216,12 +194,86 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
     })
 }
 
+/// Renames one module of the template of kind `lower` (lowercase) for
+/// isolation: its `package` (to `entry`, the template's package, or for a
+/// lib from `lib...` to `gatekeeper.libs.<lower>.lib...`) and each root
+/// `data.lib` reference, imports included, to
+/// `data.gatekeeper.libs.<lower>.lib`. It works on [`compat::tokens`], so
+/// nothing inside a string or a comment changes, and `input.data.lib` (a
+/// field, not `data`) stays.
+fn isolate(src: &str, lower: &str, entry: Option<&str>) -> String {
+    let toks = compat::tokens(src);
+    let is_word = |t: &Token, w: &str| t.kind == TokenKind::Word && &src[t.start..t.end] == w;
+    let is_dot = |t: &Token| t.kind == TokenKind::Punct(b'.');
+    // A name right after a `.` is a field, not the root of a reference.
+    let is_root = |i: usize| i == 0 || !(is_dot(&toks[i - 1]) && toks[i - 1].touches(&toks[i]));
+    let in_path = |t: &Token| {
+        matches!(
+            t.kind,
+            TokenKind::Word | TokenKind::Str | TokenKind::Punct(b'.' | b'[' | b']')
+        )
+    };
+    // `(start, end, replacement)`, in source order, not overlapping.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    // The package: the first `package` keyword, a space, and a path.
+    for (i, t) in toks.iter().enumerate() {
+        if !(is_word(t, "package") && t.depth == 0 && is_root(i)) {
+            continue;
+        }
+        let Some(first) = toks.get(i + 1).filter(|p| p.start > t.end && in_path(p)) else {
+            continue;
+        };
+        let mut last = first;
+        for next in &toks[i + 2..] {
+            if !(last.touches(next) && in_path(next)) {
+                break;
+            }
+            last = next;
+        }
+        let renamed = match entry {
+            Some(package) => package.to_string(),
+            None => {
+                let orig = &src[first.start..last.end];
+                let rest = orig.strip_prefix("lib").unwrap_or(orig);
+                format!("gatekeeper.libs.{lower}.lib{rest}")
+            }
+        };
+        edits.push((t.start, last.end, format!("package {renamed}")));
+        break;
+    }
+    let package = edits.first().map(|e| e.0..e.1);
+    let lib_root = format!("data.gatekeeper.libs.{lower}.lib");
+    for (i, w) in toks.windows(3).enumerate() {
+        let [data, dot, lib] = w else { continue };
+        if package.as_ref().is_none_or(|p| !p.contains(&data.start))
+            && is_word(data, "data")
+            && is_root(i)
+            && is_dot(dot)
+            && data.touches(dot)
+            && dot.touches(lib)
+            && is_word(lib, "lib")
+        {
+            edits.push((data.start, lib.end, lib_root.clone()));
+        }
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut done = 0;
+    for (start, end, with) in edits {
+        out.push_str(&src[done..start]);
+        out.push_str(&with);
+        done = end;
+    }
+    out.push_str(&src[done..]);
+    out
+}
+
 impl Template {
     /// Compiles the template's modules into `engine`.
     pub fn add_to(&self, engine: &mut regorus::Engine) -> Result<(), PolicyError> {
         for (label, src, v0) in &self.modules {
             engine.set_rego_v0(*v0);
-            let r = engine.add_policy(label.clone(), super::compat::preprocess(src, *v0));
+            let r = engine.add_policy(label.clone(), compat::preprocess(src, *v0));
             engine.set_rego_v0(false);
             r.map_err(|e| PolicyError::Rego {
                 path: self.path.clone(),
@@ -561,5 +613,49 @@ mod tests {
             .eval_rule("data.gatekeeper.templates.k8sx.violation".into())
             .expect("eval");
         assert_eq!(super::super::native::messages(&v), vec!["hi".to_string()]);
+    }
+
+    fn template(target: Json) -> Json {
+        json!({"apiVersion": "templates.gatekeeper.sh/v1", "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8sx"},
+            "spec": {"crd": {"spec": {"names": {"kind": "K8sX"}}}, "targets": [target]}})
+    }
+
+    /// `package` and `data.lib` in strings and comments are text, not Rego:
+    /// only the package declaration and the `data.lib` references change.
+    #[test]
+    fn renaming_skips_strings_and_comments() {
+        let entry = "# package foo, import data.lib.x\npackage k8sx\nimport data.lib.util\n\
+            said := \"package foo; import data.lib.x\"\n\
+            raw := `\npackage foo\nimport data.lib.y`\n\
+            field := input.data.lib\n\
+            violation[{\"msg\": m}] { m := concat(\" \", [data.lib.util.msg, said]) }\n";
+        assert_eq!(
+            isolate(entry, "k8sx", Some("gatekeeper.templates.k8sx")),
+            "# package foo, import data.lib.x\npackage gatekeeper.templates.k8sx\n\
+            import data.gatekeeper.libs.k8sx.lib.util\n\
+            said := \"package foo; import data.lib.x\"\n\
+            raw := `\npackage foo\nimport data.lib.y`\n\
+            field := input.data.lib\n\
+            violation[{\"msg\": m}] { m := concat(\" \", [data.gatekeeper.libs.k8sx.lib.util.msg, said]) }\n"
+        );
+        let lib = "# import data.lib.x\npackage lib.util\nmsg := \"import data.lib.x\"\n";
+        assert_eq!(
+            isolate(lib, "k8sx", None),
+            "# import data.lib.x\npackage gatekeeper.libs.k8sx.lib.util\nmsg := \"import data.lib.x\"\n"
+        );
+        let doc = template(json!({"target": "admission.k8s.gatekeeper.sh",
+            "rego": entry, "libs": [lib]}));
+        let t = parse_template(&doc, Path::new("t.yaml"), 0).expect("template");
+        let mut e = regorus::Engine::new();
+        t.add_to(&mut e).expect("compiles");
+        e.set_input(regorus::Value::new_object());
+        let v = e
+            .eval_rule("data.gatekeeper.templates.k8sx.violation".into())
+            .expect("eval");
+        assert_eq!(
+            super::super::native::messages(&v),
+            vec!["import data.lib.x package foo; import data.lib.x".to_string()]
+        );
     }
 }
