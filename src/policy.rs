@@ -6,10 +6,20 @@
 //! - [`gatekeeper`]: ConstraintTemplates and Constraints, `input =
 //!   {review, parameters}`, `violation[{"msg": ...}]`.
 //!
-//! [`engine`] compiles a directory once into a [`engine::PolicySet`] and
-//! evaluates every policy per request on a clone of the compiled engine;
-//! [`engine::Policies`] is the hot-reloadable [`crate::admission::Validate`]
-//! implementation. [`testing`] is `policy test`, [`suite`] is `policy verify`.
+//! Code map, each module depending only on those above it:
+//! - [`compat`]: the Rego scanner and tokenizer, and the rewrites and the
+//!   `sprintf` that make regorus answer as OPA does.
+//! - [`native`], [`gatekeeper`]: the two forms, parsed and compiled.
+//! - [`files`]: finding and reading policy files (the kubelet's `..data`
+//!   snapshot, change fingerprints, ConfigMap bundles).
+//! - [`set`]: a directory compiled once into a [`PolicySet`], and every
+//!   policy evaluated per request on a clone of the compiled engine.
+//! - [`serving`]: [`Policies`], the hot-reloadable
+//!   [`crate::admission::Validate`] implementation (reload, metrics, the
+//!   admission answer).
+//! - [`testing`] is `policy test`, [`suite`] is `policy verify`.
+//!
+//! [`engine`] keeps the paths of the module the last three were split from.
 //!
 //! ## Differences from OPA, and what we do about them
 //!
@@ -26,15 +36,28 @@
 //!   v0 (OPA's `--v0-compatible`); Gatekeeper Rego follows `source.version`.
 
 pub mod compat;
-pub mod engine;
+pub mod files;
 pub mod gatekeeper;
 pub mod native;
+pub mod serving;
+pub mod set;
 pub mod suite;
 pub mod testing;
 
 use std::path::PathBuf;
 
-pub use engine::{Outcome, Policies, PolicySet, Violation};
+pub use serving::Policies;
+pub use set::{Outcome, PolicySet, Violation};
+
+/// The paths of the former `policy::engine` module, now [`files`], [`set`]
+/// and [`serving`], kept so that callers written against them still compile.
+pub mod engine {
+    pub use super::files::{
+        bundle_entries, dirs_under, files_under, parse_documents, read_documents,
+    };
+    pub use super::serving::{NamespaceLookup, Policies};
+    pub use super::set::{Outcome, PolicySet, Violation, new_engine, review_value};
+}
 
 /// Why a policy directory, file or document cannot be used. Every variant
 /// names the file.

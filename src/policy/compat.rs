@@ -8,20 +8,29 @@
 //!   of `head`; regorus rejects it for set rules ("else cannot be used with
 //!   set rules") and reads it as `else` for others. We repeat the head before
 //!   each extra body, on the same line so error positions do not move.
-//! - [`go_sprintf`]: OPA's `sprintf` is Go's `fmt.Sprintf` and never fails
+//! - [`go_sprintf_str`]: OPA's `sprintf` is Go's `fmt.Sprintf` and never fails
 //!   (`%!s(MISSING)`, `%!d(string=x)`, `%!(EXTRA ...)`); regorus' raises, which
 //!   non-strict mode turns into undefined, so a `deny` with a sloppy message
 //!   would silently not fire. We register a Go-compatible `sprintf` extension,
 //!   which regorus resolves before its builtin.
 //!
 //! The source rewrites are lexical: they skip strings, raw strings and
-//! comments, and touch nothing when the pattern is absent.
+//! comments, and touch nothing when the pattern is absent. `tokens` gives
+//! the same scan as tokens, for other rewrites (Gatekeeper's package
+//! renaming in [`super::gatekeeper`]).
 
 use std::borrow::Cow;
 
 /// Lexical scan of Rego source: calls `f(index, byte, depth_stack)` for each
 /// byte outside strings and comments.
 fn scan(src: &str, mut f: impl FnMut(usize, u8, &[u8])) {
+    lex(src, |_, i, c, stack| f(i, c, stack));
+}
+
+/// [`scan`], also telling where a string starts: calls `f(start, index,
+/// byte, depth_stack)`, where `start == index` except for a string, which is
+/// reported once with its opening quote's index as `start`.
+fn lex(src: &str, mut f: impl FnMut(usize, usize, u8, &[u8])) {
     let b = src.as_bytes();
     let mut stack: Vec<u8> = Vec::new();
     let mut i = 0;
@@ -34,6 +43,7 @@ fn scan(src: &str, mut f: impl FnMut(usize, u8, &[u8])) {
                 continue;
             }
             q @ (b'"' | b'`') => {
+                let start = i;
                 i += 1;
                 while i < b.len() && b[i] != q && !(q == b'"' && b[i] == b'\n') {
                     if q == b'"' && b[i] == b'\\' {
@@ -43,13 +53,13 @@ fn scan(src: &str, mut f: impl FnMut(usize, u8, &[u8])) {
                 }
                 // Reported once, at the closing quote: a string is a term.
                 if i < b.len() {
-                    f(i, q, &stack);
+                    f(start, i, q, &stack);
                 }
                 i += 1;
                 continue;
             }
             c => {
-                f(i, c, &stack);
+                f(i, i, c, &stack);
                 match c {
                     b'{' | b'[' | b'(' => stack.push(c),
                     b'}' | b']' | b')' => {
@@ -61,6 +71,66 @@ fn scan(src: &str, mut f: impl FnMut(usize, u8, &[u8])) {
         }
         i += 1;
     }
+}
+
+/// What a [`Token`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// A run of ASCII letters, digits and `_`: a name, keyword or number.
+    Word,
+    /// A string or raw string, quotes included.
+    Str,
+    /// Any other byte: `.`, `[`, `{`, `:=`'s two bytes one by one, ...
+    Punct(u8),
+}
+
+/// One token of Rego source, as [`scan`] sees it: comments and whitespace
+/// are not tokens, and nothing inside a string or a comment is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub kind: TokenKind,
+    /// Byte range in the source.
+    pub start: usize,
+    pub end: usize,
+    /// Open brackets around it (`{`, `[`, `(`); 0 at the top level.
+    pub depth: usize,
+}
+
+impl Token {
+    /// Whether `next` starts right where this one ends.
+    pub fn touches(&self, next: &Token) -> bool {
+        self.end == next.start
+    }
+}
+
+/// The tokens of Rego source, in order.
+pub(crate) fn tokens(src: &str) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::new();
+    lex(src, |start, i, c, stack| {
+        let depth = stack.len();
+        let kind = match c {
+            b'"' | b'`' => TokenKind::Str,
+            c if c.is_ascii_whitespace() => return,
+            c if c.is_ascii_alphanumeric() || c == b'_' => {
+                if let Some(last) = out.last_mut()
+                    && last.kind == TokenKind::Word
+                    && last.end == i
+                {
+                    last.end = i + 1;
+                    return;
+                }
+                TokenKind::Word
+            }
+            c => TokenKind::Punct(c),
+        };
+        out.push(Token {
+            kind,
+            start,
+            end: i + 1,
+            depth,
+        });
+    });
+    out
 }
 
 fn insert_all(src: &str, mut inserts: Vec<(usize, String)>) -> Cow<'_, str> {
@@ -502,6 +572,36 @@ pub fn install(engine: &mut regorus::Engine) {
 mod tests {
     use super::*;
     use regorus::Value as V;
+
+    #[test]
+    fn tokens_skip_strings_and_comments() {
+        let src = "package a.b # package c\nx := \"import data.lib\" + `p\nq`[0]\n";
+        let words: Vec<(TokenKind, &str, usize)> = tokens(src)
+            .iter()
+            .map(|t| (t.kind, &src[t.start..t.end], t.depth))
+            .collect();
+        use TokenKind::{Punct, Str, Word};
+        assert_eq!(
+            words,
+            [
+                (Word, "package", 0),
+                (Word, "a", 0),
+                (Punct(b'.'), ".", 0),
+                (Word, "b", 0),
+                (Word, "x", 0),
+                (Punct(b':'), ":", 0),
+                (Punct(b'='), "=", 0),
+                (Str, "\"import data.lib\"", 0),
+                (Punct(b'+'), "+", 0),
+                (Str, "`p\nq`", 0),
+                (Punct(b'['), "[", 0),
+                (Word, "0", 1),
+                (Punct(b']'), "]", 1),
+            ]
+        );
+        let t = tokens("a.b c");
+        assert!(t[0].touches(&t[1]) && !t[2].touches(&t[3]));
+    }
 
     #[test]
     fn paren_lines_get_a_separator() {

@@ -3,15 +3,22 @@
 //! Like Gatekeeper, each template's Rego is isolated: its package is renamed
 //! to `gatekeeper.templates.<kind>` and its libs (`package lib...`, used as
 //! `data.lib...`) to `gatekeeper.libs.<kind>.lib...`, so two templates may
-//! ship different libs under the same name.
+//! ship different libs under the same name. The renaming works on the tokens
+//! of `compat::tokens`, so a string or comment is never rewritten.
+//!
+//! Documents are read by `serde` into the few fields used: a required field
+//! that is absent is "missing", and a field of the wrong type is an error
+//! naming its path (``t.yaml: document 0: spec.targets[0].rego: invalid type:
+//! integer `1`, expected a string``).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
+use super::compat::{self, Token, TokenKind};
 use super::{PolicyError, rego_message};
 use crate::selector;
 
@@ -103,41 +110,201 @@ pub fn is_constraint(doc: &Json) -> bool {
     str_at(doc, "/apiVersion").is_some_and(|a| a.starts_with(CONSTRAINT_API_GROUP))
 }
 
-static PACKAGE: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?m)^(\s*)package\s+([A-Za-z0-9_.\[\]\x22]+)")
-        .unwrap_or_else(|_| unreachable!())
-});
-static DATA_LIB: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"\bdata\.lib\b").unwrap_or_else(|_| unreachable!()));
+// === The documents as serde reads them ===
+//
+// Only the fields read are declared; the others are ignored. A field that is
+// absent or null is `None`, reported as missing where it is required; a field
+// of the wrong type is an error that names its path (`from_json`).
+
+/// Deserializes `v`, whose path in the document is `under` (empty for the
+/// document itself); an error names the field path, as `config.rs` does.
+fn from_json<'de, T: Deserialize<'de>>(
+    v: &'de Json,
+    path: &Path,
+    idx: usize,
+    under: &str,
+) -> Result<T, PolicyError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let at = e.path().to_string();
+        let field = match (under, at.as_str()) {
+            ("", ".") => "(document)".to_string(),
+            ("", _) => at,
+            (_, ".") => under.to_string(),
+            (_, _) if at.starts_with('[') => format!("{under}{at}"),
+            (_, _) => format!("{under}.{at}"),
+        };
+        doc_err(path, idx, &field, e.into_inner().to_string())
+    })
+}
+
+/// A field that may be absent but not null: `None` when absent (with
+/// `#[serde(default)]`), `Some(None)` when null.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct Metadata {
+    name: Option<String>,
+}
+
+/// A ConstraintTemplate.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct TemplateDoc {
+    metadata: Option<Metadata>,
+    spec: Option<TemplateSpec>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(expecting = "an object")]
+struct TemplateSpec {
+    crd: Option<Crd>,
+    targets: Option<Vec<Target>>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct Crd {
+    spec: Option<CrdSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct CrdSpec {
+    names: Option<CrdNames>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct CrdNames {
+    kind: Option<String>,
+}
+
+/// `spec.targets[]`: the legacy `rego` + `libs`, or `code[]` by engine.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct Target {
+    target: Option<String>,
+    rego: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    libs: Option<Option<Vec<String>>>,
+    code: Option<Vec<Code>>,
+}
+
+/// `code[]`: the source's shape is the engine's, so only a `Rego` source is
+/// read, as [`RegoSource`].
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct Code {
+    engine: Option<String>,
+    source: Option<Json>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(expecting = "an object")]
+struct RegoSource {
+    rego: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    libs: Option<Option<Vec<String>>>,
+    version: Option<String>,
+}
+
+/// A Constraint.
+#[derive(Deserialize)]
+#[serde(expecting = "an object")]
+struct ConstraintDoc {
+    kind: Option<String>,
+    metadata: Option<Metadata>,
+    spec: Option<ConstraintSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an object")]
+struct ConstraintSpec {
+    enforcement_action: Option<String>,
+    #[serde(rename = "match")]
+    matcher: Option<MatchSpec>,
+    /// Absent is `{}`; null stays null.
+    #[serde(default = "empty_object")]
+    parameters: Json,
+}
+
+impl Default for ConstraintSpec {
+    fn default() -> Self {
+        Self {
+            enforcement_action: None,
+            matcher: None,
+            parameters: empty_object(),
+        }
+    }
+}
+
+fn empty_object() -> Json {
+    Json::Object(Default::default())
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an object")]
+struct MatchSpec {
+    /// A null entry is an empty one: every kind.
+    kinds: Option<Vec<Option<KindsSpec>>>,
+    namespaces: Option<Vec<String>>,
+    excluded_namespaces: Option<Vec<String>>,
+    label_selector: Option<LabelSelector>,
+    namespace_selector: Option<LabelSelector>,
+    scope: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an object")]
+struct KindsSpec {
+    api_groups: Option<Vec<String>>,
+    kinds: Option<Vec<String>>,
+}
+
+// === Parsing ===
 
 /// Parses a ConstraintTemplate document.
 pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, PolicyError> {
-    let name = str_at(doc, "/metadata/name")
-        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?
-        .to_string();
-    let kind = str_at(doc, "/spec/crd/spec/names/kind")
-        .ok_or_else(|| doc_err(path, idx, "spec.crd.spec.names.kind", "missing"))?
-        .to_string();
-    let targets = doc
-        .pointer("/spec/targets")
-        .and_then(Json::as_array)
+    let d: TemplateDoc = from_json(doc, path, idx, "")?;
+    let name = d
+        .metadata
+        .and_then(|m| m.name)
+        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?;
+    let spec = d.spec.unwrap_or_default();
+    let kind = spec
+        .crd
+        .and_then(|c| c.spec)
+        .and_then(|s| s.names)
+        .and_then(|n| n.kind)
+        .ok_or_else(|| doc_err(path, idx, "spec.crd.spec.names.kind", "missing"))?;
+    let targets = spec
+        .targets
         .ok_or_else(|| doc_err(path, idx, "spec.targets", "missing or not a list"))?;
     let (ti, target) = targets
-        .iter()
+        .into_iter()
         .enumerate()
-        .find(|(_, t)| str_at(t, "/target").is_none_or(|s| s == TARGET))
+        .find(|(_, t)| t.target.as_deref().is_none_or(|s| s == TARGET))
         .ok_or_else(|| doc_err(path, idx, "spec.targets", format!("no target {TARGET}")))?;
     // `code[]` with engine Rego wins over the legacy `rego` + `libs`.
-    let code = target.get("code").and_then(Json::as_array).and_then(|c| {
-        c.iter()
-            .enumerate()
-            .find(|(_, c)| str_at(c, "/engine") == Some("Rego"))
-    });
+    let code = target
+        .code
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .find(|(_, c)| c.engine.as_deref() == Some("Rego"));
     let (rego, libs, v0, field) = match code {
         Some((ci, c)) => {
             let field = format!("spec.targets[{ti}].code[{ci}].source");
-            let version = str_at(c, "/source/version").unwrap_or("v0");
-            let v0 = match version {
+            let source: RegoSource = match &c.source {
+                Some(s) => from_json(s, path, idx, &field)?,
+                None => RegoSource::default(),
+            };
+            let v0 = match source.version.as_deref().unwrap_or("v0") {
                 "v0" => true,
                 "v1" => false,
                 other => {
@@ -149,16 +316,11 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
                     ));
                 }
             };
-            (
-                str_at(c, "/source/rego"),
-                c.pointer("/source/libs"),
-                v0,
-                field,
-            )
+            (source.rego, source.libs, v0, field)
         }
         None => (
-            str_at(target, "/rego"),
-            target.get("libs"),
+            target.rego,
+            target.libs,
             true,
             format!("spec.targets[{ti}]"),
         ),
@@ -166,45 +328,29 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
     let rego = rego.ok_or_else(|| doc_err(path, idx, &format!("{field}.rego"), "missing"))?;
     let lower = kind.to_ascii_lowercase();
     let package = format!("gatekeeper.templates.{lower}");
-    let lib_root = format!("data.gatekeeper.libs.{lower}.lib");
-    let rewrite = |src: &str, entry: bool| -> String {
-        let src = DATA_LIB.replace_all(src, lib_root.as_str());
-        PACKAGE
-            .replace(&src, |c: &regex::Captures<'_>| {
-                let indent = &c[1];
-                if entry {
-                    format!("{indent}package {package}")
-                } else {
-                    let orig = &c[2];
-                    let rest = orig.strip_prefix("lib").unwrap_or(orig);
-                    format!("{indent}package gatekeeper.libs.{lower}.lib{rest}")
-                }
-            })
-            .into_owned()
-    };
     let mut modules = vec![(
         format!("{}#{name}", path.display()),
-        rewrite(rego, true),
+        isolate(&rego, &lower, Some(&package)),
         v0,
     )];
-    if let Some(libs) = libs {
-        let libs = libs
-            .as_array()
-            .ok_or_else(|| doc_err(path, idx, &format!("{field}.libs"), "must be a list"))?;
-        for (li, lib) in libs.iter().enumerate() {
-            let src = lib.as_str().ok_or_else(|| {
-                doc_err(
-                    path,
-                    idx,
-                    &format!("{field}.libs[{li}]"),
-                    "must be a string",
-                )
-            })?;
-            modules.push((
-                format!("{}#{name}.libs[{li}]", path.display()),
-                rewrite(src, false),
-                v0,
+    match libs {
+        None => {}
+        Some(None) => {
+            return Err(doc_err(
+                path,
+                idx,
+                &format!("{field}.libs"),
+                "must be a list",
             ));
+        }
+        Some(Some(libs)) => {
+            for (li, src) in libs.iter().enumerate() {
+                modules.push((
+                    format!("{}#{name}.libs[{li}]", path.display()),
+                    isolate(src, &lower, None),
+                    v0,
+                ));
+            }
         }
     }
     Ok(Template {
@@ -216,12 +362,86 @@ pub fn parse_template(doc: &Json, path: &Path, idx: usize) -> Result<Template, P
     })
 }
 
+/// Renames one module of the template of kind `lower` (lowercase) for
+/// isolation: its `package` (to `entry`, the template's package, or for a
+/// lib from `lib...` to `gatekeeper.libs.<lower>.lib...`) and each root
+/// `data.lib` reference, imports included, to
+/// `data.gatekeeper.libs.<lower>.lib`. It works on [`compat::tokens`], so
+/// nothing inside a string or a comment changes, and `input.data.lib` (a
+/// field, not `data`) stays.
+fn isolate(src: &str, lower: &str, entry: Option<&str>) -> String {
+    let toks = compat::tokens(src);
+    let is_word = |t: &Token, w: &str| t.kind == TokenKind::Word && &src[t.start..t.end] == w;
+    let is_dot = |t: &Token| t.kind == TokenKind::Punct(b'.');
+    // A name right after a `.` is a field, not the root of a reference.
+    let is_root = |i: usize| i == 0 || !(is_dot(&toks[i - 1]) && toks[i - 1].touches(&toks[i]));
+    let in_path = |t: &Token| {
+        matches!(
+            t.kind,
+            TokenKind::Word | TokenKind::Str | TokenKind::Punct(b'.' | b'[' | b']')
+        )
+    };
+    // `(start, end, replacement)`, in source order, not overlapping.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    // The package: the first `package` keyword, a space, and a path.
+    for (i, t) in toks.iter().enumerate() {
+        if !(is_word(t, "package") && t.depth == 0 && is_root(i)) {
+            continue;
+        }
+        let Some(first) = toks.get(i + 1).filter(|p| p.start > t.end && in_path(p)) else {
+            continue;
+        };
+        let mut last = first;
+        for next in &toks[i + 2..] {
+            if !(last.touches(next) && in_path(next)) {
+                break;
+            }
+            last = next;
+        }
+        let renamed = match entry {
+            Some(package) => package.to_string(),
+            None => {
+                let orig = &src[first.start..last.end];
+                let rest = orig.strip_prefix("lib").unwrap_or(orig);
+                format!("gatekeeper.libs.{lower}.lib{rest}")
+            }
+        };
+        edits.push((t.start, last.end, format!("package {renamed}")));
+        break;
+    }
+    let package = edits.first().map(|e| e.0..e.1);
+    let lib_root = format!("data.gatekeeper.libs.{lower}.lib");
+    for (i, w) in toks.windows(3).enumerate() {
+        let [data, dot, lib] = w else { continue };
+        if package.as_ref().is_none_or(|p| !p.contains(&data.start))
+            && is_word(data, "data")
+            && is_root(i)
+            && is_dot(dot)
+            && data.touches(dot)
+            && dot.touches(lib)
+            && is_word(lib, "lib")
+        {
+            edits.push((data.start, lib.end, lib_root.clone()));
+        }
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut done = 0;
+    for (start, end, with) in edits {
+        out.push_str(&src[done..start]);
+        out.push_str(&with);
+        done = end;
+    }
+    out.push_str(&src[done..]);
+    out
+}
+
 impl Template {
     /// Compiles the template's modules into `engine`.
     pub fn add_to(&self, engine: &mut regorus::Engine) -> Result<(), PolicyError> {
         for (label, src, v0) in &self.modules {
             engine.set_rego_v0(*v0);
-            let r = engine.add_policy(label.clone(), super::compat::preprocess(src, *v0));
+            let r = engine.add_policy(label.clone(), compat::preprocess(src, *v0));
             engine.set_rego_v0(false);
             r.map_err(|e| PolicyError::Rego {
                 path: self.path.clone(),
@@ -232,39 +452,17 @@ impl Template {
     }
 }
 
-fn strings(
-    v: Option<&Json>,
-    path: &Path,
-    idx: usize,
-    field: &str,
-) -> Result<Vec<String>, PolicyError> {
-    match v {
-        None | Some(Json::Null) => Ok(Vec::new()),
-        Some(Json::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                s.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| doc_err(path, idx, &format!("{field}[{i}]"), "must be a string"))
-            })
-            .collect(),
-        Some(_) => Err(doc_err(path, idx, field, "must be a list of strings")),
-    }
-}
-
-fn label_selector(
-    v: Option<&Json>,
+/// A label selector that [`selector::problems`] accepts, as `field`.
+fn checked_selector(
+    sel: Option<LabelSelector>,
     path: &Path,
     idx: usize,
     field: &str,
 ) -> Result<Option<LabelSelector>, PolicyError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let sel: LabelSelector =
-        serde_json::from_value(v.clone()).map_err(|e| doc_err(path, idx, field, e.to_string()))?;
-    if let Some(p) = selector::problems(&sel).into_iter().next() {
+    if let Some(p) = sel
+        .as_ref()
+        .and_then(|s| selector::problems(s).into_iter().next())
+    {
         return Err(doc_err(
             path,
             idx,
@@ -272,18 +470,21 @@ fn label_selector(
             "invalid selector",
         ));
     }
-    Ok(Some(sel))
+    Ok(sel)
 }
 
 /// Parses a Constraint document.
 pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constraint, PolicyError> {
-    let name = str_at(doc, "/metadata/name")
-        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?
-        .to_string();
-    let kind = str_at(doc, "/kind")
-        .ok_or_else(|| doc_err(path, idx, "kind", "missing"))?
-        .to_string();
-    let action = match str_at(doc, "/spec/enforcementAction").unwrap_or("deny") {
+    let d: ConstraintDoc = from_json(doc, path, idx, "")?;
+    let name = d
+        .metadata
+        .and_then(|m| m.name)
+        .ok_or_else(|| doc_err(path, idx, "metadata.name", "missing"))?;
+    let kind = d
+        .kind
+        .ok_or_else(|| doc_err(path, idx, "kind", "missing"))?;
+    let spec = d.spec.unwrap_or_default();
+    let action = match spec.enforcement_action.as_deref().unwrap_or("deny") {
         "deny" => Action::Deny,
         "warn" => Action::Warn,
         "dryrun" => Action::Dryrun,
@@ -296,25 +497,20 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
             ));
         }
     };
-    let m = doc.pointer("/spec/match");
-    let get = |k: &str| m.and_then(|m| m.get(k));
-    let mut kinds = Vec::new();
-    if let Some(ks) = get("kinds").filter(|v| !v.is_null()) {
-        let ks = ks
-            .as_array()
-            .ok_or_else(|| doc_err(path, idx, "spec.match.kinds", "must be a list"))?;
-        for (i, k) in ks.iter().enumerate() {
-            let f = format!("spec.match.kinds[{i}]");
-            kinds.push((
-                strings(k.get("apiGroups"), path, idx, &format!("{f}.apiGroups"))?,
-                strings(k.get("kinds"), path, idx, &format!("{f}.kinds"))?,
-            ));
-        }
-    }
-    let scope = get("scope")
-        .and_then(Json::as_str)
-        .unwrap_or("*")
-        .to_string();
+    let m = spec.matcher.unwrap_or_default();
+    let kinds = m
+        .kinds
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let k = k.unwrap_or_default();
+            (
+                k.api_groups.unwrap_or_default(),
+                k.kinds.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let scope = m.scope.unwrap_or_else(|| "*".to_string());
     if !matches!(scope.as_str(), "*" | "Cluster" | "Namespaced") {
         return Err(doc_err(
             path,
@@ -323,14 +519,7 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
             format!("must be *, Cluster or Namespaced, got {scope:?}"),
         ));
     }
-    let namespaces = match get("namespaces").filter(|v| !v.is_null()) {
-        Some(v) => Some(strings(Some(v), path, idx, "spec.match.namespaces")?),
-        None => None,
-    };
-    let parameters = doc
-        .pointer("/spec/parameters")
-        .cloned()
-        .unwrap_or_else(|| Json::Object(Default::default()));
+    let parameters = spec.parameters;
     let parameters_value = serde::Deserialize::deserialize(&parameters)
         .map_err(|e: serde_json::Error| doc_err(path, idx, "spec.parameters", e.to_string()))?;
     Ok(Constraint {
@@ -341,21 +530,16 @@ pub fn parse_constraint(doc: &Json, path: &Path, idx: usize) -> Result<Constrain
         parameters_value,
         matcher: Match {
             kinds,
-            namespaces,
-            excluded_namespaces: strings(
-                get("excludedNamespaces"),
-                path,
-                idx,
-                "spec.match.excludedNamespaces",
-            )?,
-            label_selector: label_selector(
-                get("labelSelector"),
+            namespaces: m.namespaces,
+            excluded_namespaces: m.excluded_namespaces.unwrap_or_default(),
+            label_selector: checked_selector(
+                m.label_selector,
                 path,
                 idx,
                 "spec.match.labelSelector",
             )?,
-            namespace_selector: label_selector(
-                get("namespaceSelector"),
+            namespace_selector: checked_selector(
+                m.namespace_selector,
                 path,
                 idx,
                 "spec.match.namespaceSelector",
@@ -561,5 +745,156 @@ mod tests {
             .eval_rule("data.gatekeeper.templates.k8sx.violation".into())
             .expect("eval");
         assert_eq!(super::super::native::messages(&v), vec!["hi".to_string()]);
+    }
+
+    fn template(target: Json) -> Json {
+        json!({"apiVersion": "templates.gatekeeper.sh/v1", "kind": "ConstraintTemplate",
+            "metadata": {"name": "k8sx"},
+            "spec": {"crd": {"spec": {"names": {"kind": "K8sX"}}}, "targets": [target]}})
+    }
+
+    fn template_err(target: Json) -> String {
+        parse_template(&template(target), Path::new("t.yaml"), 0)
+            .expect_err("bad template")
+            .to_string()
+    }
+
+    fn constraint_err(spec: Json) -> String {
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {"name": "c"}, "spec": spec});
+        parse_constraint(&doc, Path::new("c.yaml"), 1)
+            .expect_err("bad constraint")
+            .to_string()
+    }
+
+    /// `package` and `data.lib` in strings and comments are text, not Rego:
+    /// only the package declaration and the `data.lib` references change.
+    #[test]
+    fn renaming_skips_strings_and_comments() {
+        let entry = "# package foo, import data.lib.x\npackage k8sx\nimport data.lib.util\n\
+            said := \"package foo; import data.lib.x\"\n\
+            raw := `\npackage foo\nimport data.lib.y`\n\
+            field := input.data.lib\n\
+            violation[{\"msg\": m}] { m := concat(\" \", [data.lib.util.msg, said]) }\n";
+        assert_eq!(
+            isolate(entry, "k8sx", Some("gatekeeper.templates.k8sx")),
+            "# package foo, import data.lib.x\npackage gatekeeper.templates.k8sx\n\
+            import data.gatekeeper.libs.k8sx.lib.util\n\
+            said := \"package foo; import data.lib.x\"\n\
+            raw := `\npackage foo\nimport data.lib.y`\n\
+            field := input.data.lib\n\
+            violation[{\"msg\": m}] { m := concat(\" \", [data.gatekeeper.libs.k8sx.lib.util.msg, said]) }\n"
+        );
+        let lib = "# import data.lib.x\npackage lib.util\nmsg := \"import data.lib.x\"\n";
+        assert_eq!(
+            isolate(lib, "k8sx", None),
+            "# import data.lib.x\npackage gatekeeper.libs.k8sx.lib.util\nmsg := \"import data.lib.x\"\n"
+        );
+        let doc = template(json!({"target": "admission.k8s.gatekeeper.sh",
+            "rego": entry, "libs": [lib]}));
+        let t = parse_template(&doc, Path::new("t.yaml"), 0).expect("template");
+        let mut e = regorus::Engine::new();
+        t.add_to(&mut e).expect("compiles");
+        e.set_input(regorus::Value::new_object());
+        let v = e
+            .eval_rule("data.gatekeeper.templates.k8sx.violation".into())
+            .expect("eval");
+        assert_eq!(
+            super::super::native::messages(&v),
+            vec!["import data.lib.x package foo; import data.lib.x".to_string()]
+        );
+    }
+
+    /// A template field of the wrong type is an error naming its path; an
+    /// absent required field is still "missing".
+    #[test]
+    fn template_errors_name_the_field_path() {
+        let err = template_err(json!({"target": "admission.k8s.gatekeeper.sh", "rego": 5}));
+        assert_eq!(
+            err,
+            "t.yaml: document 0: spec.targets[0].rego: invalid type: integer `5`, expected a string"
+        );
+        let err = template_err(json!({"code": [{"engine": "K8sNativeValidation",
+            "source": {"validations": []}}, {"engine": "Rego",
+            "source": {"rego": "package x", "libs": ["package lib.a", 7]}}]}));
+        assert_eq!(
+            err,
+            "t.yaml: document 0: spec.targets[0].code[1].source.libs[1]: invalid type: integer `7`, expected a string"
+        );
+        let err = template_err(json!({"code": [{"engine": "Rego", "source": "package x"}]}));
+        assert_eq!(
+            err,
+            "t.yaml: document 0: spec.targets[0].code[0].source: invalid type: string \"package x\", expected an object"
+        );
+        let err = template_err(json!({"libs": ["package lib.a"]}));
+        assert_eq!(err, "t.yaml: document 0: spec.targets[0].rego: missing");
+        let err = template_err(json!({"rego": "package x", "libs": null}));
+        assert_eq!(
+            err,
+            "t.yaml: document 0: spec.targets[0].libs: must be a list"
+        );
+        let mut doc = template(json!({"rego": "package x"}));
+        doc["spec"]["targets"] = json!("all");
+        let err = parse_template(&doc, Path::new("t.yaml"), 0).expect_err("targets");
+        assert_eq!(
+            err.to_string(),
+            "t.yaml: document 0: spec.targets: invalid type: string \"all\", expected a sequence"
+        );
+    }
+
+    /// A constraint field of the wrong type is an error naming its path.
+    #[test]
+    fn constraint_errors_name_the_field_path() {
+        assert_eq!(
+            constraint_err(json!({"match": "everything"})),
+            "c.yaml: document 1: spec.match: invalid type: string \"everything\", expected an object"
+        );
+        assert_eq!(
+            constraint_err(json!({"match": {"kinds": [{"kinds": "Pod"}]}})),
+            "c.yaml: document 1: spec.match.kinds[0].kinds: invalid type: string \"Pod\", expected a sequence"
+        );
+        assert_eq!(
+            constraint_err(json!({"match": {"excludedNamespaces": ["a", 1]}})),
+            "c.yaml: document 1: spec.match.excludedNamespaces[1]: invalid type: integer `1`, expected a string"
+        );
+        let err = constraint_err(json!({"match": {"labelSelector": {"matchLabels": {"app": 1}}}}));
+        assert!(
+            err.starts_with("c.yaml: document 1: spec.match.labelSelector.matchLabels.app: "),
+            "{err}"
+        );
+        assert_eq!(
+            constraint_err(json!({"enforcementAction": 1})),
+            "c.yaml: document 1: spec.enforcementAction: invalid type: integer `1`, expected a string"
+        );
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {}, "spec": {}});
+        let err = parse_constraint(&doc, Path::new("c.yaml"), 0).expect_err("no name");
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: document 0: metadata.name: missing"
+        );
+    }
+
+    /// What is absent or null reads as before: defaults, and null
+    /// parameters stay null.
+    #[test]
+    fn absent_and_null_fields_are_defaults() {
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {"name": "c"}, "spec": {"parameters": null, "enforcementAction": null,
+            "match": {"kinds": [null, {"apiGroups": null, "kinds": ["Pod"]}], "scope": null,
+            "namespaces": null, "labelSelector": null}}});
+        let c = parse_constraint(&doc, Path::new("c.yaml"), 0).expect("constraint");
+        assert_eq!(c.action, Action::Deny);
+        assert_eq!(c.parameters, Json::Null);
+        assert_eq!(
+            c.matcher.kinds,
+            vec![(vec![], vec![]), (vec![], vec!["Pod".to_string()])]
+        );
+        assert_eq!(c.matcher.scope, "*");
+        assert!(c.matcher.namespaces.is_none() && c.matcher.label_selector.is_none());
+        let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
+            "metadata": {"name": "c"}});
+        let c = parse_constraint(&doc, Path::new("c.yaml"), 0).expect("constraint");
+        assert_eq!(c.parameters, json!({}));
     }
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use super::PolicyError;
-use super::engine::{PolicySet, files_under, is_yaml, parse_documents, read_documents};
+use super::files::{files_under, is_yaml, parse_documents, read_documents};
 use super::gatekeeper;
+use super::set::PolicySet;
 
 pub const SUITE_API_VERSION: &str = "test.gatekeeper.sh/v1alpha1";
 

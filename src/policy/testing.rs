@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use super::PolicyError;
-use super::engine::{files_under, is_rego, is_test_rego, new_engine};
+use super::files::{files_under, is_rego, is_test_rego};
 use super::native;
+use super::set::new_engine;
 
 /// The outcome of one test rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
