@@ -19,8 +19,6 @@
 //!   admission answer).
 //! - [`testing`] is `policy test`, [`suite`] is `policy verify`.
 //!
-//! [`engine`] keeps the paths of the module the last three were split from.
-//!
 //! ## Differences from OPA, and what we do about them
 //!
 //! Pinned by `tests/opa_differences.rs`; also described in `docs/POLICIES.md`.
@@ -48,16 +46,6 @@ use std::path::PathBuf;
 
 pub use serving::Policies;
 pub use set::{Outcome, PolicySet, Violation};
-
-/// The paths of the former `policy::engine` module, now [`files`], [`set`]
-/// and [`serving`], kept so that callers written against them still compile.
-pub mod engine {
-    pub use super::files::{
-        bundle_entries, dirs_under, files_under, parse_documents, read_documents,
-    };
-    pub use super::serving::{NamespaceLookup, Policies};
-    pub use super::set::{Outcome, PolicySet, Violation, new_engine, review_value};
-}
 
 /// Why a policy directory, file or document cannot be used. Every variant
 /// names the file.

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use otel_admission::policy::engine::new_engine;
 use otel_admission::policy::native;
+use otel_admission::policy::set::new_engine;
 use serde_json::{Value as Json, json};
 
 /// Loads `src` the way `serve` does and evaluates `rule` against `input`.

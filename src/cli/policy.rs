@@ -47,7 +47,7 @@ pub(crate) fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 /// The ConfigMap `manifests/base/policies.yaml` is generated with.
 pub fn policy_bundle(a: &PolicyBundleArgs) -> anyhow::Result<String> {
-    let entries = policy::engine::bundle_entries(&a.dir)?;
+    let entries = policy::files::bundle_entries(&a.dir)?;
     if entries.is_empty() {
         anyhow::bail!("{}: no policies to bundle", a.dir.display());
     }
@@ -85,7 +85,7 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
             a.file.clone(),
         )
     };
-    let docs = policy::engine::parse_documents(&text, &name)?;
+    let docs = policy::files::parse_documents(&text, &name)?;
     let mut denied = false;
     let mut errors = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
