@@ -15,6 +15,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::language::Language;
+
 pub const API_VERSION: &str = "opentelemetry.io/v1alpha1";
 pub const KIND: &str = "Instrumentation";
 
@@ -61,17 +63,17 @@ pub struct InstrumentationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub java: Option<Java>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodejs: Option<Language>,
+    pub nodejs: Option<LanguageSpec>,
     /// Operator 0.162+: the PHP extension (annotation `otel-php-api-version`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub php: Option<Language>,
+    pub php: Option<LanguageSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub python: Option<Language>,
+    pub python: Option<LanguageSpec>,
     /// Operator 0.162+: Ruby's auto-instrumentation on `RUBYOPT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ruby: Option<Language>,
+    pub ruby: Option<LanguageSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dotnet: Option<Language>,
+    pub dotnet: Option<LanguageSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<Go>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +201,35 @@ pub struct Resource {
     pub add_k8s_uid_attributes: bool,
 }
 
+impl InstrumentationSpec {
+    /// The block of `lang` (`spec.<lang>`), in its common shape; `None` for
+    /// the SDK, which has none, and for a language the spec leaves out.
+    pub fn language(&self, lang: Language) -> Option<&LanguageSpec> {
+        match lang {
+            Language::Java => self.java.as_ref().map(|l| &l.common),
+            Language::Nodejs => self.nodejs.as_ref(),
+            Language::Php => self.php.as_ref(),
+            Language::Python => self.python.as_ref(),
+            Language::Ruby => self.ruby.as_ref(),
+            Language::Dotnet => self.dotnet.as_ref(),
+            Language::Go => self.go.as_ref().map(|l| &l.common),
+            Language::ApacheHttpd => self.apache_httpd.as_ref().map(|l| &l.common),
+            Language::Nginx => self.nginx.as_ref().map(|l| &l.common),
+            Language::Sdk => None,
+        }
+    }
+}
+
+impl Java {
+    /// The init containers' requests and limits: `resources`, the operator's
+    /// name for Java, else the common `resourceRequirements`.
+    pub fn resources(&self) -> Option<&ResourceRequirements> {
+        self.resources
+            .as_ref()
+            .or(self.common.resource_requirements.as_ref())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Defaults {
@@ -206,10 +237,15 @@ pub struct Defaults {
     pub use_labels_for_resource_attributes: bool,
 }
 
-/// Node.js, Python and .NET share this shape in the operator's schema.
+// What every language's block has in the operator's schema. Node.js,
+// Python, .NET, PHP and Ruby are exactly this; Java, Go, Apache HTTPD and
+// nginx add their own fields beside it (`#[serde(flatten)]`), so each field
+// is declared, defaulted and validated once. (A `//` comment: a doc comment
+// would become the description of every language in the CRD.)
+/// The image, volume, env and resources of a language's auto-instrumentation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Language {
+pub struct LanguageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,15 +261,10 @@ pub struct Language {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Java {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_claim_template: Option<PersistentVolumeClaimTemplate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_limit_size: Option<Quantity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-    /// Named `resources` for Java only, as in the operator.
+    #[serde(flatten)]
+    pub common: LanguageSpec,
+    /// Named `resources` for Java only, as in the operator; the common
+    /// `resourceRequirements` is read when it is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -249,16 +280,8 @@ pub struct JavaExtension {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Go {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_claim_template: Option<PersistentVolumeClaimTemplate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_limit_size: Option<Quantity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_requirements: Option<ResourceRequirements>,
+    #[serde(flatten)]
+    pub common: LanguageSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
 }
@@ -266,41 +289,25 @@ pub struct Go {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApacheHttpd {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_claim_template: Option<PersistentVolumeClaimTemplate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_limit_size: Option<Quantity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
+    #[serde(flatten)]
+    pub common: LanguageSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attrs: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_requirements: Option<ResourceRequirements>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Nginx {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_claim_template: Option<PersistentVolumeClaimTemplate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_limit_size: Option<Quantity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<EnvVar>,
+    #[serde(flatten)]
+    pub common: LanguageSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attrs: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_requirements: Option<ResourceRequirements>,
 }
 
 /// A semantic problem in a spec that parsed; the path is relative to `spec`.
@@ -334,64 +341,15 @@ impl InstrumentationSpec {
                 }),
             }
         }
-        let vct_and_size = [
-            (
-                "java",
-                self.java
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "nodejs",
-                self.nodejs
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "php",
-                self.php
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "python",
-                self.python
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "ruby",
-                self.ruby
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "dotnet",
-                self.dotnet
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "go",
-                self.go
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "apacheHttpd",
-                self.apache_httpd
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-            (
-                "nginx",
-                self.nginx
-                    .as_ref()
-                    .map(|l| (&l.volume_claim_template, &l.volume_limit_size)),
-            ),
-        ];
+        let vct_and_size = Language::ALL.into_iter().filter_map(|l| {
+            let block = self.language(l)?;
+            Some((
+                l.spec_field(),
+                (&block.volume_claim_template, &block.volume_limit_size),
+            ))
+        });
         for (lang, pair) in vct_and_size {
-            if let Some((Some(_), Some(_))) = pair {
+            if let (Some(_), Some(_)) = pair {
                 out.push(SpecProblem {
                     path: format!("{lang}.volumeClaimTemplate"),
                     reason: "volumeClaimTemplate and volumeLimitSize cannot both be set".into(),
@@ -417,6 +375,53 @@ impl InstrumentationSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One common block for every language, flattened beside each one's own
+    /// fields: `language()` finds it, and Java's `resources` wins over the
+    /// common `resourceRequirements`, which it falls back to.
+    #[test]
+    fn every_language_block_has_the_common_shape() {
+        let spec: InstrumentationSpec = serde_json::from_value(serde_json::json!({
+            "java": {"image": "j", "resourceRequirements": {"limits": {"cpu": "1"}}, "extensions": [{"image": "e", "dir": "/d"}]},
+            "nodejs": {"image": "n"},
+            "go": {"image": "g", "securityContext": {"privileged": true}},
+            "apacheHttpd": {"image": "a", "version": "2.2"},
+            "nginx": {"image": "x", "configFile": "/etc/nginx/nginx.conf"},
+        }))
+        .expect("spec");
+        for (lang, image) in [
+            (Language::Java, Some("j")),
+            (Language::Nodejs, Some("n")),
+            (Language::Go, Some("g")),
+            (Language::ApacheHttpd, Some("a")),
+            (Language::Nginx, Some("x")),
+            (Language::Python, None),
+            (Language::Sdk, None),
+        ] {
+            assert_eq!(
+                spec.language(lang).and_then(|l| l.image.as_deref()),
+                image,
+                "{lang}"
+            );
+        }
+        let java = spec.java.as_ref().expect("java");
+        assert_eq!(java.extensions.len(), 1);
+        let cpu = |r: Option<&ResourceRequirements>| {
+            r.and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.get("cpu"))
+                .map(|q| q.0.clone())
+        };
+        assert_eq!(cpu(java.resources()), Some("1".into()));
+        let own: Java = serde_json::from_value(serde_json::json!({
+            "resources": {"limits": {"cpu": "2"}}, "resourceRequirements": {"limits": {"cpu": "1"}}
+        }))
+        .expect("java");
+        assert_eq!(cpu(own.resources()), Some("2".into()));
+        // Serialized back, the common fields sit beside the language's own.
+        let back = serde_json::to_value(&spec).expect("json");
+        assert_eq!(back["go"]["image"], "g");
+        assert_eq!(back["go"]["securityContext"]["privileged"], true);
+    }
 
     #[test]
     fn operator_example_round_trips() {

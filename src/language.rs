@@ -55,6 +55,15 @@ impl Language {
         Self::Sdk,
     ];
 
+    /// The field of the Instrumentation's spec (`spec.apacheHttpd`), for
+    /// error paths.
+    pub fn spec_field(self) -> &'static str {
+        match self {
+            Self::ApacheHttpd => "apacheHttpd",
+            other => other.key(),
+        }
+    }
+
     /// The key in annotation names and metric labels.
     pub fn key(self) -> &'static str {
         match self {

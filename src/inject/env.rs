@@ -54,19 +54,9 @@ pub fn speaks_grpc(env: &[EnvVar], lang: Language) -> bool {
 
 /// The `spec.<lang>.env` of the Instrumentation.
 pub fn language_env(spec: &InstrumentationSpec, lang: Language) -> &[EnvVar] {
-    match lang {
-        Language::Java => spec.java.as_ref().map(|l| l.env.as_slice()),
-        Language::Nodejs => spec.nodejs.as_ref().map(|l| l.env.as_slice()),
-        Language::Php => spec.php.as_ref().map(|l| l.env.as_slice()),
-        Language::Python => spec.python.as_ref().map(|l| l.env.as_slice()),
-        Language::Ruby => spec.ruby.as_ref().map(|l| l.env.as_slice()),
-        Language::Dotnet => spec.dotnet.as_ref().map(|l| l.env.as_slice()),
-        Language::Go => spec.go.as_ref().map(|l| l.env.as_slice()),
-        Language::ApacheHttpd => spec.apache_httpd.as_ref().map(|l| l.env.as_slice()),
-        Language::Nginx => spec.nginx.as_ref().map(|l| l.env.as_slice()),
-        Language::Sdk => None,
-    }
-    .unwrap_or_default()
+    spec.language(lang)
+        .map(|l| l.env.as_slice())
+        .unwrap_or_default()
 }
 
 /// The downward-API IP variables, in the operator's order (`OTEL_POD_IP`,

@@ -177,7 +177,7 @@ pub(crate) fn plan_language(
                 .or_else(|| {
                     spec.go
                         .iter()
-                        .flat_map(|g| g.env.iter())
+                        .flat_map(|g| g.common.env.iter())
                         .chain(spec.env.iter())
                         .find(|e| e.name == "OTEL_GO_AUTO_TARGET_EXE")
                         .and_then(|e| e.value.clone())

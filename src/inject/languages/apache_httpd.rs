@@ -117,7 +117,7 @@ pub fn inject(
         &plan.namespace,
         a.map(|a| a.attrs.as_slice()).unwrap_or_default(),
     );
-    let size = a.and_then(|a| a.volume_limit_size.as_ref());
+    let size = a.and_then(|a| a.common.volume_limit_size.as_ref());
     let w = WebServer {
         attach_name: ATTACH_CONTAINER,
         conf_volume: Volume {
@@ -131,7 +131,7 @@ pub fn inject(
         agent_volume: agent_volume(
             AGENT_VOLUME,
             size,
-            a.and_then(|a| a.volume_claim_template.as_ref()),
+            a.and_then(|a| a.common.volume_claim_template.as_ref()),
         ),
         clone_command: vec![
             "cp".into(),
@@ -143,14 +143,14 @@ pub fn inject(
         attach_args: vec![ATTACH_SCRIPT.into(), "--".into(), conf_dir.clone()],
         conf_dir,
         image: a
-            .and_then(|a| a.image.clone())
+            .and_then(|a| a.common.image.clone())
             .unwrap_or_else(|| DEFAULT_IMAGE.into()),
         attach_env: vec![
             plain("OTEL_APACHE_AGENT_CONF", conf),
             field_ref("APACHE_SERVICE_INSTANCE_ID", "metadata.name"),
         ],
         resources: resources(
-            a.and_then(|a| a.resource_requirements.as_ref()),
+            a.and_then(|a| a.common.resource_requirements.as_ref()),
             ("500m", "256Mi"),
             ("1m", "128Mi"),
         ),

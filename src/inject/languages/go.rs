@@ -77,12 +77,12 @@ pub fn inject(
     let ci = ed.push_container(Container {
         name: SIDECAR.into(),
         image: Some(
-            g.and_then(|g| g.image.clone())
+            g.and_then(|g| g.common.image.clone())
                 .unwrap_or_else(|| DEFAULT_IMAGE.into()),
         ),
         image_pull_policy: spec.image_pull_policy.clone(),
         resources: Some(resources(
-            g.and_then(|g| g.resource_requirements.as_ref()),
+            g.and_then(|g| g.common.resource_requirements.as_ref()),
             ("500m", "256Mi"),
             ("50m", "64Mi"),
         )),

@@ -38,7 +38,7 @@ pub fn inject(
     let spec = &lp.instrumentation.instrumentation.spec;
     let java = spec.java.as_ref();
     let res = resources(
-        java.and_then(|j| j.resources.as_ref()),
+        java.and_then(|j| j.resources()),
         ("500m", "256Mi"),
         ("50m", "64Mi"),
     );
@@ -66,7 +66,7 @@ pub fn inject(
         init_name: INIT_CONTAINER,
         volume: VOLUME,
         image: java
-            .and_then(|j| j.image.clone())
+            .and_then(|j| j.common.image.clone())
             .unwrap_or_else(|| DEFAULT_IMAGE.into()),
         command: [
             "cp",
@@ -78,8 +78,8 @@ pub fn inject(
         args: None,
         init_mount: INIT_MOUNT,
         resources: res,
-        size: java.and_then(|j| j.volume_limit_size.as_ref()),
-        claim: java.and_then(|j| j.volume_claim_template.as_ref()),
+        size: java.and_then(|j| j.common.volume_limit_size.as_ref()),
+        claim: java.and_then(|j| j.common.volume_claim_template.as_ref()),
         extra_inits: extensions,
     };
     inject_agent(

@@ -176,7 +176,7 @@ impl<'a> Agent<'a> {
     /// Python, .NET, Ruby, PHP): an init container named like its volume that runs
     /// `cp -r <source> <mount>`, limits 500m/256Mi, the given requests.
     pub fn copied(
-        spec: Option<&'a crate::instrumentation::Language>,
+        spec: Option<&'a crate::instrumentation::LanguageSpec>,
         name: &'a str,
         mount: &'a str,
         default_image: &str,

@@ -126,14 +126,14 @@ pub fn inject(
         attach_args: vec![ATTACH_SCRIPT.into(), "--".into(), conf_name],
         conf_dir,
         image: n
-            .and_then(|n| n.image.clone())
+            .and_then(|n| n.common.image.clone())
             .unwrap_or_else(|| DEFAULT_IMAGE.into()),
         attach_env: vec![
             plain("OTEL_NGINX_AGENT_CONF", conf),
             field_ref("OTEL_NGINX_SERVICE_INSTANCE_ID", "metadata.name"),
         ],
         resources: resources(
-            n.and_then(|n| n.resource_requirements.as_ref()),
+            n.and_then(|n| n.common.resource_requirements.as_ref()),
             ("500m", "256Mi"),
             ("1m", "128Mi"),
         ),
