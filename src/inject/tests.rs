@@ -1632,3 +1632,32 @@ fn the_fingerprint_follows_what_decided_not_which_pod() {
     let o = outcome(&plain, &Config::default(), &StaticView::new());
     assert!(o.patch().is_none());
 }
+
+/// A container that runs its own .NET agent (`OTEL_DOTNET_AUTO_HOME` set)
+/// is left alone for .NET, with a warning naming the variable; the data-driven
+/// agents keep that rule.
+#[test]
+fn dotnet_is_refused_where_the_container_runs_its_own_agent() {
+    let mut p = simple(
+        json!({"instrumentation.opentelemetry.io/inject-dotnet": "true"}),
+        json!({}),
+    );
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "OTEL_DOTNET_AUTO_HOME", "value": "/mine"}]);
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    assert!(
+        doc["spec"]["initContainers"]
+            .as_array()
+            .is_none_or(|v| v.is_empty()),
+        "{doc}"
+    );
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("dotnet: container")
+                && w.contains("already sets OTEL_DOTNET_AUTO_HOME")),
+        "{:?}",
+        o.warnings
+    );
+}

@@ -1,6 +1,10 @@
 //! One file per language: the operator's init container, volume, mounts and
-//! variables for that language (reference §2). This module holds what they
-//! share: resources, security contexts, volumes and the agent layout.
+//! variables for that language (reference §2). Node.js, Python, .NET, Ruby
+//! and PHP are data (a [`CopiedAgent`] each) applied by [`inject_copied`];
+//! Java (extensions, a per-container path), Go (an eBPF sidecar), Apache
+//! HTTPD and nginx (config rewriting) are code over the same
+//! [`inject_agent`]. This module holds what they share: volumes, mounts, the
+//! clash check and the agent layout.
 
 pub mod apache_httpd;
 pub mod dotnet;
@@ -14,9 +18,11 @@ pub mod ruby;
 pub mod sdk;
 use crate::inject::editor::{ApplyError, Editor, Slot};
 use crate::inject::env;
-use crate::inject::plan::{LanguagePlan, Plan};
+use crate::inject::env_var::{self, ListRule};
+use crate::inject::plan::{LanguagePlan, Libc, Plan};
 use crate::inject::resources::resources;
 use crate::inject::security::init_security_context;
+use crate::instrumentation::LanguageSpec;
 use crate::language::Language;
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EphemeralVolumeSource, PersistentVolumeClaimTemplate,
@@ -31,6 +37,140 @@ pub const DEFAULT_VOLUME_SIZE: &str = "200Mi";
 /// cannot be injected (a name clash), with a one-fact message.
 pub type LangResult = Result<Result<(), String>, ApplyError>;
 
+/// A value that depends on the libc build a pod gets (Python's and .NET's
+/// musl builds).
+#[derive(Clone, Copy, Debug)]
+pub enum ByLibc {
+    Same(&'static str),
+    Builds {
+        glibc: &'static str,
+        musl: &'static str,
+    },
+}
+
+impl ByLibc {
+    pub fn get(self, libc: Libc) -> &'static str {
+        match (self, libc) {
+            (Self::Same(v), _) => v,
+            (Self::Builds { glibc, .. }, Libc::Glibc) => glibc,
+            (Self::Builds { musl, .. }, Libc::Musl) => musl,
+        }
+    }
+}
+
+/// One env step of an agent, in each target container.
+#[derive(Clone, Copy, Debug)]
+pub enum EnvStep {
+    /// Set unless the container already defines it.
+    Set(&'static str, ByLibc),
+    /// Compose a list-like variable with the user's value.
+    Compose(&'static str, ListRule<'static>),
+}
+
+/// An agent in the operator's common shape, as data: an init container named
+/// like its volume copies `source` into it (`cp -r`), every target mounts it
+/// at `mount`, and the env steps run in order. Node.js, Python, .NET, Ruby and
+/// PHP are each one value of this type, applied by [`inject_copied`].
+#[derive(Clone, Copy, Debug)]
+pub struct CopiedAgent {
+    pub language: Language,
+    pub default_image: &'static str,
+    /// The init container's and the volume's name.
+    pub name: &'static str,
+    pub mount: &'static str,
+    pub source: ByLibc,
+    /// The init container's requests; the limits are the operator's 500m/256Mi.
+    pub requests: (&'static str, &'static str),
+    /// A variable that means the container runs its own agent (.NET's
+    /// `OTEL_DOTNET_AUTO_HOME`): the language is refused for the pod.
+    pub own_agent_var: Option<&'static str>,
+    /// Before the mount and the common block (the operator's order for
+    /// `PYTHONPATH` and `RUBYOPT`).
+    pub early: &'static [EnvStep],
+    /// After the common block.
+    pub vars: &'static [EnvStep],
+}
+
+impl CopiedAgent {
+    /// The init container, from the Instrumentation's block of the language.
+    pub fn agent<'a>(&'a self, spec: Option<&'a LanguageSpec>, libc: Libc) -> Agent<'a> {
+        Agent::copied(
+            spec,
+            self.name,
+            self.mount,
+            self.default_image,
+            self.source.get(libc),
+            self.requests,
+        )
+    }
+
+    fn run(steps: &[EnvStep], ed: &mut Editor<'_>, ci: Slot, libc: Libc) -> Result<(), ApplyError> {
+        for step in steps {
+            match *step {
+                EnvStep::Set(name, value) => {
+                    env_var::set_if_absent(ed, ci, env_var::plain(name, value.get(libc)))?
+                }
+                EnvStep::Compose(name, rule) => env_var::compose_list(ed, ci, name, rule)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies a [`CopiedAgent`], with `agent` as its init container (PHP gives
+/// one running its script).
+pub fn inject_copied(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+    data: &CopiedAgent,
+    agent: Agent<'_>,
+) -> LangResult {
+    if let Some(var) = data.own_agent_var {
+        for slot in target_slots(ed, lp) {
+            if ed.find_env(slot, var).is_some() {
+                let name = ed.container(slot).map(|c| c.name.as_str()).unwrap_or("");
+                return Ok(Err(format!(
+                    "{}: container {name} already sets {var}",
+                    data.language
+                )));
+            }
+        }
+    }
+    let libc = lp.libc;
+    inject_agent(
+        ed,
+        pod,
+        plan,
+        lp,
+        warnings,
+        agent,
+        &|_| data.mount.into(),
+        &|ed, ci| CopiedAgent::run(data.early, ed, ci, libc),
+        &|ed, ci, _| CopiedAgent::run(data.vars, ed, ci, libc),
+    )
+}
+
+/// [`inject_copied`] with the agent's own init container.
+fn copied(
+    ed: &mut Editor<'_>,
+    pod: &Pod,
+    plan: &Plan,
+    lp: &LanguagePlan,
+    warnings: &mut Vec<String>,
+    data: &CopiedAgent,
+) -> LangResult {
+    let spec = lp
+        .instrumentation
+        .instrumentation
+        .spec
+        .language(data.language);
+    let agent = data.agent(spec, lp.libc);
+    inject_copied(ed, pod, plan, lp, warnings, data, agent)
+}
+
 /// Injects one language.
 pub fn inject(
     ed: &mut Editor<'_>,
@@ -41,11 +181,11 @@ pub fn inject(
 ) -> LangResult {
     match lp.language {
         Language::Java => java::inject(ed, pod, plan, lp, warnings),
-        Language::Nodejs => nodejs::inject(ed, pod, plan, lp, warnings),
+        Language::Nodejs => copied(ed, pod, plan, lp, warnings, &nodejs::AGENT),
         Language::Php => php::inject(ed, pod, plan, lp, warnings),
-        Language::Python => python::inject(ed, pod, plan, lp, warnings),
-        Language::Ruby => ruby::inject(ed, pod, plan, lp, warnings),
-        Language::Dotnet => dotnet::inject(ed, pod, plan, lp, warnings),
+        Language::Python => copied(ed, pod, plan, lp, warnings, &python::AGENT),
+        Language::Ruby => copied(ed, pod, plan, lp, warnings, &ruby::AGENT),
+        Language::Dotnet => copied(ed, pod, plan, lp, warnings, &dotnet::AGENT),
         Language::Go => go::inject(ed, pod, plan, lp, warnings),
         Language::ApacheHttpd => apache_httpd::inject(ed, pod, plan, lp, warnings),
         Language::Nginx => nginx::inject(ed, pod, plan, lp, warnings),
@@ -176,7 +316,7 @@ impl<'a> Agent<'a> {
     /// Python, .NET, Ruby, PHP): an init container named like its volume that runs
     /// `cp -r <source> <mount>`, limits 500m/256Mi, the given requests.
     pub fn copied(
-        spec: Option<&'a crate::instrumentation::LanguageSpec>,
+        spec: Option<&'a LanguageSpec>,
         name: &'a str,
         mount: &'a str,
         default_image: &str,

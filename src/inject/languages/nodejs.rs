@@ -1,11 +1,8 @@
 //! Node.js: `--require` of the auto-instrumentation through `NODE_OPTIONS` (operator `nodejs.go`).
 
-use k8s_openapi::api::core::v1::Pod;
-
-use super::{Agent, LangResult, inject_agent};
-use crate::inject::editor::Editor;
-use crate::inject::env_var::{ListRule, plain};
-use crate::inject::plan::{LanguagePlan, Plan};
+use super::{ByLibc, CopiedAgent, EnvStep};
+use crate::inject::env_var::ListRule;
+use crate::language::Language;
 
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-nodejs:0.78.0";
@@ -15,39 +12,18 @@ pub const MOUNT: &str = "/otel-auto-instrumentation-nodejs";
 pub const NODE_OPTIONS_FLAG: &str =
     " --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js";
 
-pub fn inject(
-    ed: &mut Editor<'_>,
-    pod: &Pod,
-    plan: &Plan,
-    lp: &LanguagePlan,
-    warnings: &mut Vec<String>,
-) -> LangResult {
-    let l = lp.instrumentation.instrumentation.spec.nodejs.as_ref();
-    let agent = Agent::copied(
-        l,
-        INIT_CONTAINER,
-        MOUNT,
-        DEFAULT_IMAGE,
-        "/autoinstrumentation/.",
-        ("50m", "128Mi"),
-    );
-    inject_agent(
-        ed,
-        pod,
-        plan,
-        lp,
-        warnings,
-        agent,
-        &|_| MOUNT.into(),
-        &|_, _| Ok(()),
-        &|ed, ci, _| {
-            crate::inject::env_var::compose_list(
-                ed,
-                ci,
-                "NODE_OPTIONS",
-                ListRule::Suffix(NODE_OPTIONS_FLAG),
-            )?;
-            crate::inject::env_var::set_if_absent(ed, ci, plain("OTEL_METRICS_EXPORTER", "otlp"))
-        },
-    )
-}
+/// The agent, as data ([`super::inject_copied`] applies it).
+pub const AGENT: CopiedAgent = CopiedAgent {
+    language: Language::Nodejs,
+    default_image: DEFAULT_IMAGE,
+    name: INIT_CONTAINER,
+    mount: MOUNT,
+    source: ByLibc::Same("/autoinstrumentation/."),
+    requests: ("50m", "128Mi"),
+    own_agent_var: None,
+    early: &[],
+    vars: &[
+        EnvStep::Compose("NODE_OPTIONS", ListRule::Suffix(NODE_OPTIONS_FLAG)),
+        EnvStep::Set("OTEL_METRICS_EXPORTER", ByLibc::Same("otlp")),
+    ],
+};

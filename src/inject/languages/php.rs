@@ -7,10 +7,10 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Agent, LangResult, inject_agent};
+use super::{ByLibc, CopiedAgent, EnvStep, LangResult, inject_copied};
 use crate::inject::editor::Editor;
-use crate::inject::env_var::plain;
 use crate::inject::plan::{LanguagePlan, Plan};
+use crate::language::Language;
 
 /// Overridable with `spec.php.image` (the operator names no registry image yet).
 pub const DEFAULT_IMAGE: &str =
@@ -28,6 +28,23 @@ cp -rf "$1/$4/$3/$5"/* "$2"/
 cp -rf "$1/opentelemetry.ini" "$2"/
 "#;
 
+/// The agent, as data; its init container runs [`SCRIPT`] instead of `cp`.
+pub const AGENT: CopiedAgent = CopiedAgent {
+    language: Language::Php,
+    default_image: DEFAULT_IMAGE,
+    name: INIT_CONTAINER,
+    mount: MOUNT,
+    source: ByLibc::Same(SOURCE),
+    requests: ("50m", "64Mi"),
+    own_agent_var: None,
+    early: &[],
+    // Set only where absent: a user's scan directory is theirs.
+    vars: &[
+        EnvStep::Set("PHP_INI_SCAN_DIR", ByLibc::Same(INI_SCAN_DIR)),
+        EnvStep::Set("OTEL_PHP_AUTOLOAD_ENABLED", ByLibc::Same("true")),
+    ],
+};
+
 pub fn inject(
     ed: &mut Editor<'_>,
     pod: &Pod,
@@ -38,15 +55,12 @@ pub fn inject(
     let Some(build) = lp.php.as_ref() else {
         return Ok(Err("php: no extension build selected".into()));
     };
-    let l = lp.instrumentation.instrumentation.spec.php.as_ref();
-    let mut agent = Agent::copied(
-        l,
-        INIT_CONTAINER,
-        MOUNT,
-        DEFAULT_IMAGE,
-        SOURCE,
-        ("50m", "64Mi"),
-    );
+    let spec = lp
+        .instrumentation
+        .instrumentation
+        .spec
+        .language(Language::Php);
+    let mut agent = AGENT.agent(spec, lp.libc);
     agent.command = vec!["/bin/sh".into(), "-c".into()];
     agent.args = Some(vec![
         SCRIPT.into(),
@@ -57,23 +71,5 @@ pub fn inject(
         build.api_version.clone(),
         build.thread_safety.into(),
     ]);
-    inject_agent(
-        ed,
-        pod,
-        plan,
-        lp,
-        warnings,
-        agent,
-        &|_| MOUNT.into(),
-        &|_, _| Ok(()),
-        &|ed, ci, _| {
-            // Set only where absent: a user's scan directory is theirs.
-            crate::inject::env_var::set_if_absent(ed, ci, plain("PHP_INI_SCAN_DIR", INI_SCAN_DIR))?;
-            crate::inject::env_var::set_if_absent(
-                ed,
-                ci,
-                plain("OTEL_PHP_AUTOLOAD_ENABLED", "true"),
-            )
-        },
-    )
+    inject_copied(ed, pod, plan, lp, warnings, &AGENT, agent)
 }

@@ -1,12 +1,9 @@
 //! Ruby (operator 0.162+): the auto-instrumentation required through
 //! `RUBYOPT`, composed with the user's value like the other list variables.
 
-use k8s_openapi::api::core::v1::Pod;
-
-use super::{Agent, LangResult, inject_agent};
-use crate::inject::editor::Editor;
+use super::{ByLibc, CopiedAgent, EnvStep};
 use crate::inject::env_var::ListRule;
-use crate::inject::plan::{LanguagePlan, Plan};
+use crate::language::Language;
 
 /// Overridable with `spec.ruby.image`.
 pub const DEFAULT_IMAGE: &str =
@@ -17,33 +14,15 @@ pub const MOUNT: &str = "/otel-auto-instrumentation-ruby";
 /// Appended to `RUBYOPT`, with the operator's leading space.
 pub const RUBYOPT_FLAG: &str = " -r /otel-auto-instrumentation-ruby/src/autoinstrumentation";
 
-pub fn inject(
-    ed: &mut Editor<'_>,
-    pod: &Pod,
-    plan: &Plan,
-    lp: &LanguagePlan,
-    warnings: &mut Vec<String>,
-) -> LangResult {
-    let l = lp.instrumentation.instrumentation.spec.ruby.as_ref();
-    let agent = Agent::copied(
-        l,
-        INIT_CONTAINER,
-        MOUNT,
-        DEFAULT_IMAGE,
-        "/autoinstrumentation/.",
-        ("50m", "64Mi"),
-    );
-    inject_agent(
-        ed,
-        pod,
-        plan,
-        lp,
-        warnings,
-        agent,
-        &|_| MOUNT.into(),
-        &|ed, ci| {
-            crate::inject::env_var::compose_list(ed, ci, "RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG))
-        },
-        &|_, _, _| Ok(()),
-    )
-}
+/// The agent, as data ([`super::inject_copied`] applies it).
+pub const AGENT: CopiedAgent = CopiedAgent {
+    language: Language::Ruby,
+    default_image: DEFAULT_IMAGE,
+    name: INIT_CONTAINER,
+    mount: MOUNT,
+    source: ByLibc::Same("/autoinstrumentation/."),
+    requests: ("50m", "64Mi"),
+    own_agent_var: None,
+    early: &[EnvStep::Compose("RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG))],
+    vars: &[],
+};
