@@ -469,8 +469,8 @@ enum Want {
 #[case::pod_true(0, json!({SC: "true"}), vec![], json!([app()]), Want::Injected("builtin"))]
 #[case::namespace_true(1, json!({}), vec![(SC, "true")], json!([app()]), Want::Injected("builtin"))]
 #[case::pod_names_a_collector(2, json!({SC: "otel/mine"}), vec![], json!([app()]), Want::Injected("collector/otel/mine"))]
-#[case::not_in_the_pod_s_namespace_not(3, // Not in the pod's namespace: not found.
-            json!({SC: "shop/mine"}), vec![], json!([app()]), Want::Failed(SkipReason::InvalidAnnotation))]
+// Not in the pod's namespace: not found.
+#[case::collector_in_the_pod_namespace_not_found(3, json!({SC: "shop/mine"}), vec![], json!([app()]), Want::Failed(SkipReason::InvalidAnnotation))]
 #[case::pod_true_namespace_name_the_namespace_refines(4, json!({SC: "true"}), vec![(SC, "otel/ns-col")], json!([app()]), Want::Injected("collector/otel/ns-col"))]
 #[case::pod_name_wins_over_namespace_true(5, json!({SC: "otel/pod-col"}), vec![(SC, "true")], json!([app()]), Want::Injected("collector/otel/pod-col"))]
 #[case::pod_false_wins_over_namespace_true(6, json!({SC: "false"}), vec![(SC, "true")], json!([app()]), Want::PodSkip(SkipReason::OptedOut))]

@@ -548,93 +548,60 @@ fn labels_win_over_annotations_and_rules_with_namespace_selectors() {
 
 // === skip reasons and warnings ===
 
-#[test]
-fn failures_are_reasons_with_warnings() {
+#[rstest]
+#[case::two_instrumentations_are_ambiguous(json!({PY: "true"}), SkipReason::AmbiguousInstrumentation, "2 Instrumentations (a, b)")]
+#[case::instrumentation_shop_nope_not_found(json!({PY: "nope"}), SkipReason::NoInstrumentation, "Instrumentation shop/nope not found")]
+#[case::container_names_with_a_semicolon(json!({PY: "a", "instrumentation.opentelemetry.io/container-names": "app;rm"}), SkipReason::InvalidAnnotation, "must match ^[a-zA-Z0-9-,]+$")]
+#[case::a_container_the_pod_does_not_have(json!({PY: "a", "instrumentation.opentelemetry.io/python-container-names": "ghost"}), SkipReason::InvalidAnnotation, "\"ghost\", which the pod does not have")]
+#[case::go_in_an_init_container(json!({"instrumentation.opentelemetry.io/inject-go": "a",
+                "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/bin/x",
+                "instrumentation.opentelemetry.io/container-names": "migrate"}), SkipReason::InvalidAnnotation, "names init container \"migrate\"; go cannot instrument init containers")]
+#[case::python_platform_alpine(json!({PY: "a", "instrumentation.opentelemetry.io/otel-python-platform": "alpine"}), SkipReason::InvalidAnnotation, "not glibc or musl")]
+#[case::go_without_target_exe(json!({"instrumentation.opentelemetry.io/inject-go": "a"}), SkipReason::InvalidAnnotation, "otel-go-auto-target-exe is required")]
+fn failures_are_reasons_with_warnings(
+    #[case] ann: Value,
+    #[case] reason: SkipReason,
+    #[case] needle: &str,
+) {
     let two = StaticView::new()
         .with_instrumentation(inst(NS, "a", json!({})), NS)
         .with_instrumentation(inst(NS, "b", json!({})), NS);
-    let cases: Vec<(Value, &StaticView, SkipReason, &str)> = vec![
-        (
-            json!({PY: "true"}),
-            &two,
-            SkipReason::AmbiguousInstrumentation,
-            "2 Instrumentations (a, b)",
-        ),
-        (
-            json!({PY: "nope"}),
-            &two,
-            SkipReason::NoInstrumentation,
-            "Instrumentation shop/nope not found",
-        ),
-        (
-            json!({PY: "a", "instrumentation.opentelemetry.io/container-names": "app;rm"}),
-            &two,
-            SkipReason::InvalidAnnotation,
-            "must match ^[a-zA-Z0-9-,]+$",
-        ),
-        (
-            json!({PY: "a", "instrumentation.opentelemetry.io/python-container-names": "ghost"}),
-            &two,
-            SkipReason::InvalidAnnotation,
-            "\"ghost\", which the pod does not have",
-        ),
-        (
-            json!({"instrumentation.opentelemetry.io/inject-go": "a",
-                "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/bin/x",
-                "instrumentation.opentelemetry.io/container-names": "migrate"}),
-            &two,
-            SkipReason::InvalidAnnotation,
-            "names init container \"migrate\"; go cannot instrument init containers",
-        ),
-        (
-            json!({PY: "a", "instrumentation.opentelemetry.io/otel-python-platform": "alpine"}),
-            &two,
-            SkipReason::InvalidAnnotation,
-            "not glibc or musl",
-        ),
-        (
-            json!({"instrumentation.opentelemetry.io/inject-go": "a"}),
-            &two,
-            SkipReason::InvalidAnnotation,
-            "otel-go-auto-target-exe is required",
-        ),
-    ];
-    for (ann, view, reason, needle) in cases {
-        let mut p = simple(ann.clone(), json!({}));
-        p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
-        let o = outcome(&p, &Config::default(), view);
-        let a = o.applied.as_ref().expect("status is still written");
-        assert_eq!(a.failures.len(), 1, "{ann}");
-        assert_eq!(a.failures[0].reason, reason, "{ann}");
-        assert!(
-            o.warnings.iter().any(|w| w.contains(needle)),
-            "{ann}: {needle:?} not in {:?}",
-            o.warnings
-        );
-        let doc = patched(&p, &o);
-        let status: Value = serde_json::from_str(
-            doc["metadata"]["annotations"]["otel-admission.io/status"]
-                .as_str()
-                .expect("status"),
-        )
-        .expect("json");
-        assert!(
-            status["failures"]
-                .as_object()
-                .is_some_and(|f| f.values().any(|v| v == reason.as_str())),
-            "{status}"
-        );
-        assert_eq!(
-            doc["spec"]["initContainers"].as_array().map(Vec::len),
-            Some(1),
-            "{ann}: nothing injected"
-        );
 
-        let mut deny = Config::default();
-        deny.failure_mode = FailureMode::Deny;
-        let o = outcome(&p, &deny, view);
-        assert_eq!(o.denials.len(), 1, "{ann}: deny mode denies");
-    }
+    let view = &two;
+    let mut p = simple(ann.clone(), json!({}));
+    p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
+    let o = outcome(&p, &Config::default(), view);
+    let a = o.applied.as_ref().expect("status is still written");
+    assert_eq!(a.failures.len(), 1, "{ann}");
+    assert_eq!(a.failures[0].reason, reason, "{ann}");
+    assert!(
+        o.warnings.iter().any(|w| w.contains(needle)),
+        "{ann}: {needle:?} not in {:?}",
+        o.warnings
+    );
+    let doc = patched(&p, &o);
+    let status: Value = serde_json::from_str(
+        doc["metadata"]["annotations"]["otel-admission.io/status"]
+            .as_str()
+            .expect("status"),
+    )
+    .expect("json");
+    assert!(
+        status["failures"]
+            .as_object()
+            .is_some_and(|f| f.values().any(|v| v == reason.as_str())),
+        "{status}"
+    );
+    assert_eq!(
+        doc["spec"]["initContainers"].as_array().map(Vec::len),
+        Some(1),
+        "{ann}: nothing injected"
+    );
+
+    let mut deny = Config::default();
+    deny.failure_mode = FailureMode::Deny;
+    let o = outcome(&p, &deny, view);
+    assert_eq!(o.denials.len(), 1, "{ann}: deny mode denies");
 }
 
 #[test]
@@ -747,76 +714,48 @@ fn env_rules_table(#[case] lang: &str, #[case] env: Value, #[case] want: Vec<&st
 
 // === service name ===
 
-#[test]
-fn service_name_per_owner_kind() {
-    let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true}]);
-    let cases: Vec<(Value, &str, Vec<&str>)> = vec![
-        (
-            json!({"ownerReferences": owner("ReplicaSet", "checkout-7d9f8c6b5"), "labels": {"pod-template-hash": "7d9f8c6b5"}}),
-            "checkout",
-            vec![
+/// A controlling owner reference, for [`service_name_per_owner_kind`].
+fn owner(kind: &str, name: &str) -> Value {
+    json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true}])
+}
+
+#[rstest]
+#[case::replicaset_of_a_deployment(json!({"ownerReferences": owner("ReplicaSet", "checkout-7d9f8c6b5"), "labels": {"pod-template-hash": "7d9f8c6b5"}}), "checkout", vec![
                 "k8s.deployment.name=checkout",
                 "k8s.replicaset.name=checkout-7d9f8c6b5",
-            ],
-        ),
-        (
-            json!({"ownerReferences": owner("ReplicaSet", "bare-rs")}),
-            "bare-rs",
-            vec!["k8s.replicaset.name=bare-rs"],
-        ),
-        (
-            json!({"ownerReferences": owner("StatefulSet", "db")}),
-            "db",
-            vec!["k8s.statefulset.name=db"],
-        ),
-        (
-            json!({"ownerReferences": owner("DaemonSet", "agent")}),
-            "agent",
-            vec!["k8s.daemonset.name=agent"],
-        ),
-        (
-            json!({"ownerReferences": owner("Job", "nightly-29000000")}),
-            "nightly",
-            vec!["k8s.cronjob.name=nightly", "k8s.job.name=nightly-29000000"],
-        ),
-        (
-            json!({"ownerReferences": owner("Job", "migrate")}),
-            "migrate",
-            vec!["k8s.job.name=migrate"],
-        ),
-        (json!({"generateName": "worker-"}), "worker", vec![]),
-        (json!({}), "app", vec![]),
-        (
-            // The label counts only with `useLabelsForResourceAttributes`.
-            json!({"labels": {"app.kubernetes.io/name": "label-name"}, "ownerReferences": owner("StatefulSet", "db")}),
-            "db",
-            vec![],
-        ),
-        (
-            json!({"annotations": {"resource.opentelemetry.io/service.name": "ann-name"}, "labels": {"app.kubernetes.io/name": "label-name"}}),
-            "ann-name",
-            vec![],
-        ),
-    ];
-    for (mut meta, want, attrs) in cases {
-        let ann = meta.get("annotations").cloned().unwrap_or(json!({}));
-        let mut ann = ann;
-        ann["instrumentation.opentelemetry.io/inject-sdk"] = json!("true");
-        meta["annotations"] = ann;
-        let p = json!({"metadata": meta, "spec": {"containers": [{"name": "app", "image": "a"}]}});
-        let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
-        let lines = env_lines(container(&doc, "app"));
-        assert!(
-            lines.contains(&format!("OTEL_SERVICE_NAME={want}")),
-            "{want}: {lines:?}"
-        );
-        let ra = lines
-            .iter()
-            .find(|l| l.starts_with("OTEL_RESOURCE_ATTRIBUTES="))
-            .expect("attrs");
-        for a in attrs {
-            assert!(ra.contains(a), "{a} not in {ra}");
-        }
+            ])]
+#[case::bare_replicaset(json!({"ownerReferences": owner("ReplicaSet", "bare-rs")}), "bare-rs", vec!["k8s.replicaset.name=bare-rs"])]
+#[case::statefulset(json!({"ownerReferences": owner("StatefulSet", "db")}), "db", vec!["k8s.statefulset.name=db"])]
+#[case::daemonset(json!({"ownerReferences": owner("DaemonSet", "agent")}), "agent", vec!["k8s.daemonset.name=agent"])]
+#[case::job_of_a_cronjob(json!({"ownerReferences": owner("Job", "nightly-29000000")}), "nightly", vec!["k8s.cronjob.name=nightly", "k8s.job.name=nightly-29000000"])]
+#[case::bare_job(json!({"ownerReferences": owner("Job", "migrate")}), "migrate", vec!["k8s.job.name=migrate"])]
+#[case::generate_name(json!({"generateName": "worker-"}), "worker", vec![])]
+#[case::no_owner_no_name(json!({}), "app", vec![])]
+// The label counts only with `useLabelsForResourceAttributes`.
+#[case::label_ignored_without_use_labels(json!({"labels": {"app.kubernetes.io/name": "label-name"}, "ownerReferences": owner("StatefulSet", "db")}), "db", vec![])]
+#[case::annotation_wins_over_label(json!({"annotations": {"resource.opentelemetry.io/service.name": "ann-name"}, "labels": {"app.kubernetes.io/name": "label-name"}}), "ann-name", vec![])]
+fn service_name_per_owner_kind(
+    #[case] mut meta: Value,
+    #[case] want: &str,
+    #[case] attrs: Vec<&str>,
+) {
+    let ann = meta.get("annotations").cloned().unwrap_or(json!({}));
+    let mut ann = ann;
+    ann["instrumentation.opentelemetry.io/inject-sdk"] = json!("true");
+    meta["annotations"] = ann;
+    let p = json!({"metadata": meta, "spec": {"containers": [{"name": "app", "image": "a"}]}});
+    let doc = patched(&p, &outcome(&p, &Config::default(), &StaticView::new()));
+    let lines = env_lines(container(&doc, "app"));
+    assert!(
+        lines.contains(&format!("OTEL_SERVICE_NAME={want}")),
+        "{want}: {lines:?}"
+    );
+    let ra = lines
+        .iter()
+        .find(|l| l.starts_with("OTEL_RESOURCE_ATTRIBUTES="))
+        .expect("attrs");
+    for a in attrs {
+        assert!(ra.contains(a), "{a} not in {ra}");
     }
 }
 
