@@ -685,29 +685,29 @@ mod tests {
         )
     }
 
-    #[test]
-    fn match_table() {
-        let none = |_: &str| None;
-        let team = |n: &str| (n == "pay").then(|| BTreeMap::from([("team".into(), "pay".into())]));
+    /// Gatekeeper's `match` on a Pod in namespace `pay` labelled `app: a`;
+    /// `known` says whether the namespace's labels (`team: pay`) are in the
+    /// cache.
+    #[rstest::rstest]
+    #[case::empty_match_matches(json!({}), false, true)]
+    #[case::other_kind(json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}}), false, false)]
+    #[case::any_group_pod(json!({"match": {"kinds": [{"apiGroups": ["*"], "kinds": ["Pod"]}]}}), false, true)]
+    #[case::namespace_glob(json!({"match": {"namespaces": ["p*"]}}), false, true)]
+    #[case::excluded_namespace_glob(json!({"match": {"excludedNamespaces": ["*ay"]}}), false, false)]
+    #[case::label_selector_mismatch(json!({"match": {"labelSelector": {"matchLabels": {"app": "b"}}}}), false, false)]
+    #[case::namespace_selector_known(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}), true, true)]
+    #[case::namespace_selector_unknown_namespace(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}), false, false)]
+    #[case::cluster_scope_only(json!({"match": {"scope": "Cluster"}}), false, false)]
+    fn match_table(#[case] spec: serde_json::Value, #[case] known: bool, #[case] want: bool) {
+        let labels = |n: &str| {
+            (known && n == "pay").then(|| BTreeMap::from([("team".into(), "pay".into())]))
+        };
         let pod = review("pay", json!({"app": "a"}));
-        assert!(constraint(json!({})).matcher.matches(&pod, &none));
-        let c =
-            constraint(json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Deployment"]}]}}));
-        assert!(!c.matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"kinds": [{"apiGroups": ["*"], "kinds": ["Pod"]}]}}));
-        assert!(c.matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"namespaces": ["p*"]}}));
-        assert!(c.matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"excludedNamespaces": ["*ay"]}}));
-        assert!(!c.matcher.matches(&pod, &none));
-        let c = constraint(json!({"match": {"labelSelector": {"matchLabels": {"app": "b"}}}}));
-        assert!(!c.matcher.matches(&pod, &none));
-        let c =
-            constraint(json!({"match": {"namespaceSelector": {"matchLabels": {"team": "pay"}}}}));
-        assert!(c.matcher.matches(&pod, &team));
-        assert!(!c.matcher.matches(&pod, &none), "unknown namespace");
-        let c = constraint(json!({"match": {"scope": "Cluster"}}));
-        assert!(!c.matcher.matches(&pod, &none));
+        assert_eq!(constraint(spec).matcher.matches(&pod, &labels), want);
+    }
+
+    #[test]
+    fn a_bad_enforcement_action_names_its_field() {
         let doc = json!({"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sX",
             "metadata": {"name": "c"}, "spec": {"enforcementAction": "block"}});
         let err = parse_constraint(&doc, Path::new("c.yaml"), 2).expect_err("bad action");
