@@ -446,6 +446,75 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
     drop(second);
 }
 
+/// The API server gone for a minute under the controller: the replica keeps
+/// running (no crash, no exit), restarts nothing while it cannot see the
+/// cluster, and once the API server is back it resumes: the workload that
+/// went stale during the outage is restarted exactly once, and the Lease is
+/// held again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_rides_out_a_minute_without_the_api_server() {
+    use common::apiserver::LEASES;
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(NAMESPACES, namespace("otel-admission", json!({})));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let config = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let mut replica = Replica::start(bin, &kubeconfig, config);
+    let holder = || {
+        api.objects(LEASES)
+            .first()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let t0 = std::time::Instant::now();
+    while holder().is_none() && t0.elapsed().as_secs() < 15 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(holder().is_some(), "the replica took the Lease");
+    let generation = |name: &str| {
+        api.objects(DEPLOYMENTS)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .and_then(|d| d["metadata"]["generation"].as_i64())
+            .unwrap_or(0)
+    };
+    api.set_down(true);
+    // A workload goes stale while the API server is away.
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "late", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("shop", "late-1", "late", None));
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(
+            replica.child.try_wait().expect("wait").is_none(),
+            "the replica exited during the outage"
+        );
+    }
+    assert_eq!(generation("late"), 2, "nothing restarted while it was away");
+    api.set_down(false);
+    let t1 = std::time::Instant::now();
+    while generation("late") < 3 && t1.elapsed().as_secs() < 30 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        generation("late"),
+        3,
+        "restarted once the API server was back ({:?})",
+        t1.elapsed()
+    );
+    assert!(holder().is_some(), "the Lease is held again");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(generation("late"), 3, "not restarted twice");
+    assert!(replica.child.try_wait().expect("wait").is_none());
+    replica.terminate();
+}
+
 /// The bad cases of `rollout apply`: a PATCH refused with 409 or failing
 /// with 500 is reported as failed (exit 1), changing nothing; a workload
 /// deleted while it restarts is reported, not waited for.

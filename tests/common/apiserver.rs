@@ -200,7 +200,8 @@ impl FakeApiServer {
         }
     }
 
-    /// Takes the API server away (503s, open watches end) or brings it back.
+    /// Takes the API server away (503 on every route, open watches end) or
+    /// brings it back.
     pub fn set_down(&self, down: bool) {
         self.down.send_replace(down);
     }
@@ -491,6 +492,10 @@ async fn count(
     next: axum::middleware::Next,
 ) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
+    // Down means down for every route: Leases, patches and pod reads too.
+    if *s.down.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
     next.run(req).await
 }
 
