@@ -306,6 +306,15 @@ struct Replica {
 
 impl Replica {
     fn start(bin: &str, kubeconfig: &std::path::Path, config: &str) -> Self {
+        Self::start_with_admin(bin, kubeconfig, config, "127.0.0.1:0")
+    }
+
+    fn start_with_admin(
+        bin: &str,
+        kubeconfig: &std::path::Path,
+        config: &str,
+        admin: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).expect("config");
@@ -317,7 +326,7 @@ impl Replica {
                 "--listen",
                 "127.0.0.1:0",
                 "--admin-listen",
-                "127.0.0.1:0",
+                admin,
                 "--config",
             ])
             .arg(&path)
@@ -512,6 +521,91 @@ async fn the_controller_rides_out_a_minute_without_the_api_server() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(generation("late"), 3, "not restarted twice");
     assert!(replica.child.try_wait().expect("wait").is_none());
+    replica.terminate();
+}
+
+/// The controller's memory at scale (issue 14: at most 128 MiB): one
+/// replica in `mode: report` against 5,000 Deployments in 50 namespaces and
+/// 20,000 pods, all stale. Once a whole round is counted (the
+/// `rollout_workloads` gauge reads 5,000 stale), the replica's peak RSS
+/// (`VmHWM`) is within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "KNOWN FAILURE (issue 14 open): peak RSS 132-138 MiB against the 128 MiB bound (idle 55 MiB; one round adds ~80 MiB, not yet profiled; paging the lists did not change it). Run with --ignored"]
+async fn the_controller_at_5000_workloads_stays_within_128_mib() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("otel-admission", json!({})));
+    for n in 0..50 {
+        let ns = format!("team-{n}");
+        api.apply(
+            NAMESPACES,
+            namespace(&ns, json!({"otel-admission.io/inject": "enabled"})),
+        );
+        for d in 0..100 {
+            let name = format!("svc-{d}");
+            api.apply(
+                DEPLOYMENTS,
+                deployment(&ns, &name, json!({}), json!({}), true),
+            );
+            for p in 0..4 {
+                api.apply(PODS, pod(&ns, &format!("{name}-{p}"), &name, None));
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let config = "rules:\n  - name: all-python\n    inject: {languages: [python]}\nrollout: {enabled: true, mode: report, leaseDuration: 2s}\n";
+    let admin = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let mut replica = Replica::start_with_admin(bin, &kubeconfig, config, &admin.to_string());
+    let client = reqwest::Client::new();
+    let stale = async || -> Option<f64> {
+        let text = client
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("otel_admission_rollout_workloads{state=\"stale\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let t0 = std::time::Instant::now();
+    let mut seen = None;
+    while t0.elapsed().as_secs() < 120 {
+        seen = stale().await;
+        if seen == Some(5000.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, Some(5000.0), "a whole round counted within 120 s");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", replica.child.id())).expect("status");
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (hwm, rss) = (kib("VmHWM:"), kib("VmRSS:"));
+    eprintln!(
+        "controller at 5,000 Deployments / 20,000 pods: round counted after {:?}; peak RSS {} MiB, RSS {} MiB",
+        t0.elapsed(),
+        hwm / 1024,
+        rss / 1024
+    );
+    assert!(hwm > 0, "read VmHWM");
+    assert!(
+        hwm <= 128 * 1024,
+        "peak RSS {} MiB over 128 MiB",
+        hwm / 1024
+    );
     replica.terminate();
 }
 

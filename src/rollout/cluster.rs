@@ -46,7 +46,39 @@ fn opted_out(labels: Option<&BTreeMap<String, String>>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("false"))
 }
 
-/// Lists the three kinds, in `namespaces` or everywhere.
+/// Objects per list request: lists are read a page at a time (as kube's
+/// watcher pages), so the largest list is never in memory whole.
+const PAGE: u32 = 500;
+
+/// Calls `f` with every object of `api`'s list, a page at a time.
+async fn each<K, F>(api: &Api<K>, what: &'static str, mut f: F) -> Result<(), PlanError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: FnMut(K),
+{
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let list = api.list(&lp).await.map_err(list_err(what))?;
+        let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+        list.items.into_iter().for_each(&mut f);
+        match next {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Whether a workload's rollout is still going on, from its status.
+fn rolling(
+    generation: Option<i64>,
+    observed: Option<i64>,
+    updated: i32,
+    available: i32,
+    replicas: i32,
+) -> bool {
+    (generation != observed || updated < replicas || available < replicas) && replicas > 0
+}
+
 async fn workloads(
     client: &kube::Client,
     namespaces: &[String],
@@ -58,88 +90,99 @@ async fn workloads(
     };
     let mut out = Vec::new();
     for ns in scopes {
-        let lp = ListParams::default();
-        let deploys: Api<Deployment> = match ns {
-            Some(n) => Api::namespaced(client.clone(), n),
-            None => Api::all(client.clone()),
-        };
-        for d in deploys.list(&lp).await.map_err(list_err("deployments"))? {
-            let (Some(spec), Some(name)) = (d.spec.as_ref(), d.metadata.name.clone()) else {
-                continue;
+        let deploys: Api<Deployment> = scoped(client, ns);
+        each(&deploys, "deployments", |d| {
+            let (Some(spec), Some(name)) = (d.spec, d.metadata.name) else {
+                return;
             };
-            let status = d.status.clone().unwrap_or_default();
+            let status = d.status.unwrap_or_default();
             let replicas = spec.replicas.unwrap_or(1);
-            let rolling = d.metadata.generation != status.observed_generation
-                || status.updated_replicas.unwrap_or(0) < replicas
-                || status.available_replicas.unwrap_or(0) < replicas;
             out.push((
                 Workload {
                     kind: Kind::Deployment,
-                    namespace: d.metadata.namespace.clone().unwrap_or_default(),
+                    namespace: d.metadata.namespace.unwrap_or_default(),
                     name,
-                    template: spec.template.clone(),
                     opted_out: opted_out(d.metadata.labels.as_ref()),
                     paused: spec.paused == Some(true),
                     scaled_to_zero: replicas == 0,
-                    rolling: rolling && replicas > 0,
+                    rolling: rolling(
+                        d.metadata.generation,
+                        status.observed_generation,
+                        status.updated_replicas.unwrap_or(0),
+                        status.available_replicas.unwrap_or(0),
+                        replicas,
+                    ),
+                    template: spec.template,
                 },
-                spec.selector.clone(),
+                spec.selector,
             ));
-        }
-        let sets: Api<StatefulSet> = match ns {
-            Some(n) => Api::namespaced(client.clone(), n),
-            None => Api::all(client.clone()),
-        };
-        for s in sets.list(&lp).await.map_err(list_err("statefulsets"))? {
-            let (Some(spec), Some(name)) = (s.spec.as_ref(), s.metadata.name.clone()) else {
-                continue;
+        })
+        .await?;
+        let sets: Api<StatefulSet> = scoped(client, ns);
+        each(&sets, "statefulsets", |s| {
+            let (Some(spec), Some(name)) = (s.spec, s.metadata.name) else {
+                return;
             };
-            let status = s.status.clone().unwrap_or_default();
+            let status = s.status.unwrap_or_default();
             let replicas = spec.replicas.unwrap_or(1);
-            let rolling = s.metadata.generation != status.observed_generation
-                || status.updated_replicas.unwrap_or(0) < replicas
-                || status.available_replicas.unwrap_or(0) < replicas;
             out.push((
                 Workload {
                     kind: Kind::StatefulSet,
-                    namespace: s.metadata.namespace.clone().unwrap_or_default(),
+                    namespace: s.metadata.namespace.unwrap_or_default(),
                     name,
-                    template: spec.template.clone(),
                     opted_out: opted_out(s.metadata.labels.as_ref()),
                     paused: false,
                     scaled_to_zero: replicas == 0,
-                    rolling: rolling && replicas > 0,
+                    rolling: rolling(
+                        s.metadata.generation,
+                        status.observed_generation,
+                        status.updated_replicas.unwrap_or(0),
+                        status.available_replicas.unwrap_or(0),
+                        replicas,
+                    ),
+                    template: spec.template,
                 },
-                spec.selector.clone(),
+                spec.selector,
             ));
-        }
-        let daemons: Api<DaemonSet> = match ns {
-            Some(n) => Api::namespaced(client.clone(), n),
-            None => Api::all(client.clone()),
-        };
-        for d in daemons.list(&lp).await.map_err(list_err("daemonsets"))? {
-            let (Some(spec), Some(name)) = (d.spec.as_ref(), d.metadata.name.clone()) else {
-                continue;
+        })
+        .await?;
+        let daemons: Api<DaemonSet> = scoped(client, ns);
+        each(&daemons, "daemonsets", |d| {
+            let (Some(spec), Some(name)) = (d.spec, d.metadata.name) else {
+                return;
             };
-            let status = d.status.clone().unwrap_or_default();
+            let status = d.status.unwrap_or_default();
             let rolling = d.metadata.generation != status.observed_generation
                 || status.updated_number_scheduled.unwrap_or(0) < status.desired_number_scheduled;
             out.push((
                 Workload {
                     kind: Kind::DaemonSet,
-                    namespace: d.metadata.namespace.clone().unwrap_or_default(),
+                    namespace: d.metadata.namespace.unwrap_or_default(),
                     name,
-                    template: spec.template.clone(),
                     opted_out: opted_out(d.metadata.labels.as_ref()),
                     paused: false,
                     scaled_to_zero: false,
                     rolling,
+                    template: spec.template,
                 },
-                spec.selector.clone(),
+                spec.selector,
             ));
-        }
+        })
+        .await?;
     }
     Ok(out)
+}
+
+/// `Api::namespaced` for `Some(ns)`, `Api::all` for `None`.
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// The plan: every workload in `namespaces` (all when empty), assessed.
@@ -187,17 +230,22 @@ pub async fn plan_with(
     scopes.dedup();
     for ns in scopes {
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let list = api
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(list_err("pods"))?;
-        pods.insert(
-            ns,
-            list.items
-                .into_iter()
-                .map(|p| p.metadata.labels.unwrap_or_default())
-                .collect(),
-        );
+        let mut labels = Vec::new();
+        let mut lp = ListParams::default().limit(PAGE);
+        loop {
+            let list = api.list_metadata(&lp).await.map_err(list_err("pods"))?;
+            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+            labels.extend(
+                list.items
+                    .into_iter()
+                    .map(|p| p.metadata.labels.unwrap_or_default()),
+            );
+            match next {
+                Some(token) => lp = lp.continue_token(&token),
+                None => break,
+            }
+        }
+        pods.insert(ns, labels);
     }
     let out = super::assess_all(&found, &pods, config, view);
     Ok(out)

@@ -248,6 +248,7 @@ fn metadata_only(object: &Value) -> Value {
 async fn pods_metadata(
     State(s): State<FakeApiServer>,
     axum::extract::Path(ns): axum::extract::Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let inner = s.inner.lock().expect("lock");
     let items: Vec<Value> = inner
@@ -259,12 +260,13 @@ async fn pods_metadata(
                 "metadata": v["metadata"].clone()})
         })
         .collect();
-    axum::Json(json!({
-        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-        "metadata": {"resourceVersion": inner.rv.to_string()},
-        "items": items
-    }))
-    .into_response()
+    list_body(
+        "meta.k8s.io/v1",
+        "PartialObjectMetadataList",
+        inner.rv,
+        items,
+        &q,
+    )
 }
 
 async fn get_lease(
@@ -348,6 +350,7 @@ fn workload_resource(r: &str) -> Option<&'static str> {
 async fn list_workloads(
     State(s): State<FakeApiServer>,
     axum::extract::Path((ns, resource)): axum::extract::Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let Some(r) = workload_resource(&resource) else {
         return (StatusCode::NOT_FOUND, "no such resource").into_response();
@@ -359,12 +362,7 @@ async fn list_workloads(
         .filter(|((x, k), _)| *x == r && k.starts_with(&format!("{ns}/")))
         .map(|(_, v)| v.clone())
         .collect();
-    axum::Json(json!({
-        "apiVersion": "apps/v1", "kind": "List",
-        "metadata": {"resourceVersion": inner.rv.to_string()},
-        "items": items
-    }))
-    .into_response()
+    list_body("apps/v1", "List", inner.rv, items, &q)
 }
 
 async fn get_workload(
@@ -605,11 +603,38 @@ async fn list_or_watch(
         COLLECTORS => ("opentelemetry.io/v1beta1", "OpenTelemetryCollectorList"),
         _ => ("opentelemetry.io/v1alpha1", "InstrumentationList"),
     };
-    axum::Json(json!({
-        "apiVersion": api_version, "kind": kind,
-        "metadata": {"resourceVersion": inner.rv.to_string()},
-        "items": items
-    }))
+    list_body(api_version, kind, inner.rv, items, &q)
+}
+
+/// A list body, paginated as the API server does when the client sends
+/// `limit`: a page of items and, when more remain, `metadata.continue` (here
+/// the offset of the next page).
+fn list_body(
+    api_version: &str,
+    kind: &str,
+    rv: u64,
+    items: Vec<Value>,
+    q: &BTreeMap<String, String>,
+) -> Response {
+    let limit: Option<usize> = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0);
+    let from: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    let page: Vec<Value> = match limit {
+        Some(limit) => {
+            if from + limit < items.len() {
+                metadata["continue"] = json!((from + limit).to_string());
+                metadata["remainingItemCount"] = json!(items.len() - from - limit);
+            }
+            items.into_iter().skip(from).take(limit).collect()
+        }
+        None => items,
+    };
+    axum::Json(
+        json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "items": page}),
+    )
     .into_response()
 }
 
