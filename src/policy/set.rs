@@ -168,7 +168,15 @@ impl PolicySet {
                 if !is_test_rego(path) {
                     let m = native::add_module(&mut set.engine, path, &text)?;
                     if native::is_enforced(&m.package) && (m.deny || m.warn) {
-                        set.native.push(m);
+                        // A package split across files (OPA allows it) is one
+                        // policy: evaluated and counted once, its rules merged.
+                        match set.native.iter_mut().find(|o| o.package == m.package) {
+                            Some(o) => {
+                                o.deny |= m.deny;
+                                o.warn |= m.warn;
+                            }
+                            None => set.native.push(m),
+                        }
                     }
                 }
                 continue;
@@ -537,6 +545,44 @@ mod tests {
             out.errors
         );
     }
+    /// A package split across two files is one policy, as in OPA: each
+    /// message appears once, and the policy is listed (and so counted) once.
+    #[test]
+    fn a_package_split_across_files_is_evaluated_once() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            d.path().join("a.rego"),
+            "package kubernetes.admission.split\nimport rego.v1\ndeny contains \"from a\" if input.request\n",
+        )
+        .expect("w");
+        std::fs::write(
+            d.path().join("b.rego"),
+            "package kubernetes.admission.split\nimport rego.v1\ndeny contains \"from b\" if input.request\nwarn contains \"warned in b\" if input.request\n",
+        )
+        .expect("w");
+        let set = PolicySet::load_dir(d.path(), Duration::from_secs(5)).expect("compiles");
+        assert_eq!(
+            set.policy_names(),
+            vec!["kubernetes.admission.split".to_string()]
+        );
+        let out = set.evaluate(&review(serde_json::json!({})), &|_: &str| None);
+        let mut messages: Vec<(&str, Action)> = out
+            .violations
+            .iter()
+            .map(|v| (v.message.as_str(), v.action))
+            .collect();
+        messages.sort_by_key(|(m, _)| *m);
+        assert_eq!(
+            messages,
+            vec![
+                ("from a", Action::Deny),
+                ("from b", Action::Deny),
+                ("warned in b", Action::Warn)
+            ],
+            "{out:?}"
+        );
+    }
+
     /// A review that is not JSON fails every policy rather than one.
     #[test]
     fn an_unreadable_review_is_an_error_of_every_policy() {
