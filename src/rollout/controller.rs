@@ -51,10 +51,21 @@ impl Controller {
             let cfg = self.config.load_full();
             let tick = (cfg.rollout.lease_duration / 3).max(Duration::from_millis(200));
             if cfg.rollout.enabled {
-                let leader = match self.elector.try_hold().await {
-                    Ok(l) => l,
-                    Err(e) => {
+                // No request may stall the loop: a renewal slower than the
+                // Lease itself is a lost Lease (the round's own requests are
+                // bounded by `cluster::REQUEST_TIMEOUT`).
+                let hold =
+                    tokio::time::timeout(cfg.rollout.lease_duration, self.elector.try_hold()).await;
+                let leader = match hold {
+                    Ok(Ok(l)) => l,
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "rollout Lease unavailable; not leading");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "rollout Lease not renewed within its duration; not leading"
+                        );
                         false
                     }
                 };
