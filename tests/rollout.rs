@@ -356,13 +356,33 @@ impl Drop for Replica {
     }
 }
 
+/// The controller tests' config: Python by rule in opted-in namespaces,
+/// restarts at 120/m, a 2 s Lease.
+const CONTROLLER_CONFIG: &str = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
+
+/// A Deployment's `metadata.generation` in the fake API server (each restart
+/// bumps it once), 0 when it is gone.
+fn generation(api: &FakeApiServer, name: &str) -> i64 {
+    api.objects(DEPLOYMENTS)
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .and_then(|d| d["metadata"]["generation"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Who holds the rollout Lease, if anyone.
+fn lease_holder(api: &FakeApiServer) -> Option<String> {
+    api.objects(common::apiserver::LEASES)
+        .first()
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
 /// Two `serve` replicas with the controller on: exactly one holds the Lease
 /// and restarts each stale workload once, at the configured pace; on SIGTERM
 /// the leader hands the Lease over at once, and the new leader restarts
 /// nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
-    use common::apiserver::LEASES;
     let api = FakeApiServer::start().await;
     api.apply(
         NAMESPACES,
@@ -378,17 +398,11 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = kubeconfig_for(&api, dir.path());
-    let config = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
+    let config = CONTROLLER_CONFIG;
     let bin = env!("CARGO_BIN_EXE_otel-admission");
     let mut first = Replica::start(bin, &kubeconfig, config);
     let mut second = Replica::start(bin, &kubeconfig, config);
-    let generation = |name: &str| {
-        api.objects(DEPLOYMENTS)
-            .into_iter()
-            .find(|d| d["metadata"]["name"] == name)
-            .and_then(|d| d["metadata"]["generation"].as_i64())
-            .unwrap_or(0)
-    };
+    let generation = |name: &str| generation(&api, name);
     // Each restart bumps the generation once (from 2).
     let t0 = std::time::Instant::now();
     while ["a", "b", "c"].iter().any(|n| generation(n) < 3) && t0.elapsed().as_secs() < 20 {
@@ -400,11 +414,7 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
     }
     // 120/m is one every 500 ms: three restarts take at least a second.
     assert!(took.as_millis() >= 900, "paced: three restarts in {took:?}");
-    let holder = || {
-        api.objects(LEASES)
-            .first()
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
-    };
+    let holder = || lease_holder(&api);
     let leader = holder().expect("a leader");
     // The restarted pods come back instrumented: what a cluster would do.
     let plan_config = dir.path().join("plan.yaml");
@@ -462,7 +472,6 @@ async fn one_leader_restarts_each_stale_workload_once_and_hands_over() {
 /// held again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_rides_out_a_minute_without_the_api_server() {
-    use common::apiserver::LEASES;
     let api = FakeApiServer::start().await;
     api.apply(
         NAMESPACES,
@@ -471,26 +480,16 @@ async fn the_controller_rides_out_a_minute_without_the_api_server() {
     api.apply(NAMESPACES, namespace("otel-admission", json!({})));
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = kubeconfig_for(&api, dir.path());
-    let config = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
+    let config = CONTROLLER_CONFIG;
     let bin = env!("CARGO_BIN_EXE_otel-admission");
     let mut replica = Replica::start(bin, &kubeconfig, config);
-    let holder = || {
-        api.objects(LEASES)
-            .first()
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
-    };
+    let holder = || lease_holder(&api);
     let t0 = std::time::Instant::now();
     while holder().is_none() && t0.elapsed().as_secs() < 15 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(holder().is_some(), "the replica took the Lease");
-    let generation = |name: &str| {
-        api.objects(DEPLOYMENTS)
-            .into_iter()
-            .find(|d| d["metadata"]["name"] == name)
-            .and_then(|d| d["metadata"]["generation"].as_i64())
-            .unwrap_or(0)
-    };
+    let generation = |name: &str| generation(&api, name);
     api.set_down(true);
     // A workload goes stale while the API server is away.
     api.apply(

@@ -86,7 +86,8 @@ where
     }
 }
 
-/// Whether a workload's rollout is still going on, from its status.
+/// Whether a Deployment's or StatefulSet's rollout is still going on, from
+/// its status (their status fields share names).
 fn rolling(
     generation: Option<i64>,
     observed: Option<i64>,
@@ -95,6 +96,30 @@ fn rolling(
     replicas: i32,
 ) -> bool {
     (generation != observed || updated < replicas || available < replicas) && replicas > 0
+}
+
+/// One workload of the plan, moved out of its listed object.
+fn workload(
+    kind: Kind,
+    meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    template: k8s_openapi::api::core::v1::PodTemplateSpec,
+    selector: LabelSelector,
+    (paused, scaled_to_zero, rolling): (bool, bool, bool),
+) -> Option<(Workload, LabelSelector)> {
+    let opted_out = opted_out(meta.labels.as_ref());
+    Some((
+        Workload {
+            kind,
+            namespace: meta.namespace.unwrap_or_default(),
+            name: meta.name?,
+            template,
+            opted_out,
+            paused,
+            scaled_to_zero,
+            rolling,
+        },
+        selector,
+    ))
 }
 
 async fn workloads(
@@ -108,82 +133,60 @@ async fn workloads(
     };
     let mut out = Vec::new();
     for ns in scopes {
-        let deploys: Api<Deployment> = scoped(client, ns);
-        each(&deploys, "deployments", |d| {
-            let (Some(spec), Some(name)) = (d.spec, d.metadata.name) else {
-                return;
-            };
-            let status = d.status.unwrap_or_default();
+        each(&scoped::<Deployment>(client, ns), "deployments", |d| {
+            let Some(spec) = d.spec else { return };
+            let st = d.status.unwrap_or_default();
             let replicas = spec.replicas.unwrap_or(1);
-            out.push((
-                Workload {
-                    kind: Kind::Deployment,
-                    namespace: d.metadata.namespace.unwrap_or_default(),
-                    name,
-                    opted_out: opted_out(d.metadata.labels.as_ref()),
-                    paused: spec.paused == Some(true),
-                    scaled_to_zero: replicas == 0,
-                    rolling: rolling(
-                        d.metadata.generation,
-                        status.observed_generation,
-                        status.updated_replicas.unwrap_or(0),
-                        status.available_replicas.unwrap_or(0),
-                        replicas,
-                    ),
-                    template: spec.template,
-                },
+            let rolling = rolling(
+                d.metadata.generation,
+                st.observed_generation,
+                st.updated_replicas.unwrap_or(0),
+                st.available_replicas.unwrap_or(0),
+                replicas,
+            );
+            let flags = (spec.paused == Some(true), replicas == 0, rolling);
+            out.extend(workload(
+                Kind::Deployment,
+                d.metadata,
+                spec.template,
                 spec.selector,
+                flags,
             ));
         })
         .await?;
-        let sets: Api<StatefulSet> = scoped(client, ns);
-        each(&sets, "statefulsets", |s| {
-            let (Some(spec), Some(name)) = (s.spec, s.metadata.name) else {
-                return;
-            };
-            let status = s.status.unwrap_or_default();
+        each(&scoped::<StatefulSet>(client, ns), "statefulsets", |s| {
+            let Some(spec) = s.spec else { return };
+            let st = s.status.unwrap_or_default();
             let replicas = spec.replicas.unwrap_or(1);
-            out.push((
-                Workload {
-                    kind: Kind::StatefulSet,
-                    namespace: s.metadata.namespace.unwrap_or_default(),
-                    name,
-                    opted_out: opted_out(s.metadata.labels.as_ref()),
-                    paused: false,
-                    scaled_to_zero: replicas == 0,
-                    rolling: rolling(
-                        s.metadata.generation,
-                        status.observed_generation,
-                        status.updated_replicas.unwrap_or(0),
-                        status.available_replicas.unwrap_or(0),
-                        replicas,
-                    ),
-                    template: spec.template,
-                },
+            let rolling = rolling(
+                s.metadata.generation,
+                st.observed_generation,
+                st.updated_replicas.unwrap_or(0),
+                st.available_replicas.unwrap_or(0),
+                replicas,
+            );
+            let flags = (false, replicas == 0, rolling);
+            out.extend(workload(
+                Kind::StatefulSet,
+                s.metadata,
+                spec.template,
                 spec.selector,
+                flags,
             ));
         })
         .await?;
-        let daemons: Api<DaemonSet> = scoped(client, ns);
-        each(&daemons, "daemonsets", |d| {
-            let (Some(spec), Some(name)) = (d.spec, d.metadata.name) else {
-                return;
-            };
-            let status = d.status.unwrap_or_default();
-            let rolling = d.metadata.generation != status.observed_generation
-                || status.updated_number_scheduled.unwrap_or(0) < status.desired_number_scheduled;
-            out.push((
-                Workload {
-                    kind: Kind::DaemonSet,
-                    namespace: d.metadata.namespace.unwrap_or_default(),
-                    name,
-                    opted_out: opted_out(d.metadata.labels.as_ref()),
-                    paused: false,
-                    scaled_to_zero: false,
-                    rolling,
-                    template: spec.template,
-                },
+        each(&scoped::<DaemonSet>(client, ns), "daemonsets", |d| {
+            let Some(spec) = d.spec else { return };
+            let st = d.status.unwrap_or_default();
+            let rolling = d.metadata.generation != st.observed_generation
+                || st.updated_number_scheduled.unwrap_or(0) < st.desired_number_scheduled;
+            let flags = (false, false, rolling);
+            out.extend(workload(
+                Kind::DaemonSet,
+                d.metadata,
+                spec.template,
                 spec.selector,
+                flags,
             ));
         })
         .await?;
