@@ -4,6 +4,15 @@
 //! The pure part of `rollout plan` and of every controller round; the
 //! cluster reads before it are one list per kind and one pod list per
 //! namespace. Figures in docs/PERFORMANCE.md.
+//!
+//! `rollout/cluster`: the whole `rollout plan` as a user runs it, through
+//! kube-rs against the tests' fake list/watch API server holding the same
+//! 5,000 Deployments and 20,000 pods: the caches' sync, the paged lists and
+//! the assessment.
+
+#[allow(dead_code)]
+#[path = "../tests/common/apiserver.rs"]
+mod apiserver;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -74,6 +83,57 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("plan 5000 workloads 20000 pods", |b| {
         b.iter(|| black_box(assess_all(&found, &pods, &config, &view)))
+    });
+    g.finish();
+
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        panic!("runtime")
+    };
+    let api = rt.block_on(async {
+        use apiserver::{DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, deployment, namespace, pod};
+        let api = FakeApiServer::start().await;
+        for n in 0..50 {
+            let ns = format!("ns-{n:02}");
+            api.apply(
+                NAMESPACES,
+                namespace(&ns, json!({"otel-admission.io/inject": "enabled"})),
+            );
+            for w in 0..100 {
+                let name = format!("app-{w:03}");
+                api.apply(
+                    DEPLOYMENTS,
+                    deployment(&ns, &name, json!({}), json!({}), true),
+                );
+                for p in 0..4 {
+                    api.apply(PODS, pod(&ns, &format!("{name}-{p}"), &name, None));
+                }
+            }
+        }
+        api
+    });
+    let mut g = c.benchmark_group("rollout/cluster");
+    g.sample_size(10);
+    g.bench_function("rollout plan, 5000 workloads 20000 pods", |b| {
+        b.iter(|| {
+            // The client needs the runtime (its tower buffer spawns a task).
+            let plan = rt.block_on(async {
+                otel_admission::rollout::cluster::plan(
+                    api.client(),
+                    &[],
+                    &config,
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+            });
+            match plan {
+                Ok(p) => assert_eq!(p.len(), 5000),
+                Err(e) => panic!("plan: {e}"),
+            }
+        })
     });
     g.finish();
 }

@@ -122,17 +122,23 @@ fn workload(
     ))
 }
 
-async fn workloads(
-    client: &kube::Client,
-    namespaces: &[String],
-) -> Result<Vec<(Workload, LabelSelector)>, PlanError> {
-    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+/// The list scopes for `namespaces`: the whole cluster when empty.
+fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
+    if namespaces.is_empty() {
         vec![None]
     } else {
         namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
-    let mut out = Vec::new();
-    for ns in scopes {
+    }
+}
+
+/// Calls `out` with each workload in `namespaces` as its page arrives, so
+/// only one page of workload objects is ever in memory.
+async fn workloads(
+    client: &kube::Client,
+    namespaces: &[String],
+    mut out: impl FnMut(Option<(Workload, LabelSelector)>),
+) -> Result<(), PlanError> {
+    for ns in scopes(namespaces) {
         each(&scoped::<Deployment>(client, ns), "deployments", |d| {
             let Some(spec) = d.spec else { return };
             let st = d.status.unwrap_or_default();
@@ -145,7 +151,7 @@ async fn workloads(
                 replicas,
             );
             let flags = (spec.paused == Some(true), replicas == 0, rolling);
-            out.extend(workload(
+            out(workload(
                 Kind::Deployment,
                 d.metadata,
                 spec.template,
@@ -166,7 +172,7 @@ async fn workloads(
                 replicas,
             );
             let flags = (false, replicas == 0, rolling);
-            out.extend(workload(
+            out(workload(
                 Kind::StatefulSet,
                 s.metadata,
                 spec.template,
@@ -181,7 +187,7 @@ async fn workloads(
             let rolling = d.metadata.generation != st.observed_generation
                 || st.updated_number_scheduled.unwrap_or(0) < st.desired_number_scheduled;
             let flags = (false, false, rolling);
-            out.extend(workload(
+            out(workload(
                 Kind::DaemonSet,
                 d.metadata,
                 spec.template,
@@ -191,7 +197,7 @@ async fn workloads(
         })
         .await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `Api::namespaced` for `Some(ns)`, `Api::all` for `None`.
@@ -237,41 +243,54 @@ pub async fn plan(
 }
 
 /// The plan against a view that is already synced (the server's caches).
+/// Pods' labels are read first (metadata only); then each page of workloads
+/// is assessed as it arrives and dropped, so a round holds the pods' labels
+/// and one page of workloads, not every workload's template at once.
 pub async fn plan_with(
     client: &kube::Client,
     namespaces: &[String],
     config: &Config,
     view: &dyn crate::inject::cluster_view::ClusterView,
 ) -> Result<Vec<Assessment>, PlanError> {
-    let found = workloads(client, namespaces).await?;
-    // Pods, metadata only, once per namespace.
-    let mut pods: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
-    let mut scopes: Vec<String> = found.iter().map(|(w, _)| w.namespace.clone()).collect();
-    scopes.sort();
-    scopes.dedup();
-    for ns in scopes {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let mut labels = Vec::new();
+    let pods = pod_labels(client, namespaces).await?;
+    let mut out = Vec::new();
+    workloads(client, namespaces, |found| {
+        if let Some((w, sel)) = found {
+            out.push(super::assess_selected(&w, &sel, &pods, config, view));
+        }
+    })
+    .await?;
+    super::sort(&mut out);
+    Ok(out)
+}
+
+/// Every pod's labels in `namespaces`, by namespace, a page at a time.
+async fn pod_labels(
+    client: &kube::Client,
+    namespaces: &[String],
+) -> Result<super::PodLabels, PlanError> {
+    let mut pods = super::PodLabels::new();
+    for ns in scopes(namespaces) {
+        let api: Api<Pod> = scoped(client, ns);
         let mut lp = ListParams::default().limit(PAGE);
         loop {
             let list = bounded(api.list_metadata(&lp))
                 .await
                 .map_err(list_err("pods"))?;
             let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
-            labels.extend(
-                list.items
-                    .into_iter()
-                    .map(|p| p.metadata.labels.unwrap_or_default()),
-            );
+            for p in list.items {
+                let ns = p.metadata.namespace.unwrap_or_default();
+                pods.entry(ns)
+                    .or_default()
+                    .push(p.metadata.labels.unwrap_or_default());
+            }
             match next {
                 Some(token) => lp = lp.continue_token(&token),
                 None => break,
             }
         }
-        pods.insert(ns, labels);
     }
-    let out = super::assess_all(&found, &pods, config, view);
-    Ok(out)
+    Ok(pods)
 }
 
 /// The annotation `kubectl rollout restart` sets on the pod template.

@@ -224,21 +224,35 @@ pub fn assess_all(
 ) -> Vec<Assessment> {
     let mut out: Vec<Assessment> = found
         .iter()
-        .map(|(w, sel)| {
-            let fingerprints: Vec<Option<String>> = pods
-                .get(&w.namespace)
-                .into_iter()
-                .flatten()
-                .filter(|labels| crate::selector::matches(sel, labels))
-                .map(|labels| labels.get(INJECTED_LABEL).cloned())
-                .collect();
-            assess(w, &fingerprints, config, view)
-        })
+        .map(|(w, sel)| assess_selected(w, sel, pods, config, view))
         .collect();
-    out.sort_by(|a, b| {
+    sort(&mut out);
+    out
+}
+
+/// One workload assessed against the pods of its namespace that `sel` matches.
+pub fn assess_selected(
+    w: &Workload,
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    pods: &PodLabels,
+    config: &Config,
+    view: &dyn ClusterView,
+) -> Assessment {
+    let fingerprints: Vec<Option<String>> = pods
+        .get(&w.namespace)
+        .into_iter()
+        .flatten()
+        .filter(|labels| crate::selector::matches(sel, labels))
+        .map(|labels| labels.get(INJECTED_LABEL).cloned())
+        .collect();
+    assess(w, &fingerprints, config, view)
+}
+
+/// The plan's order: namespace, kind, name.
+pub fn sort(all: &mut [Assessment]) {
+    all.sort_by(|a, b| {
         (&a.namespace, a.kind.as_str(), &a.name).cmp(&(&b.namespace, b.kind.as_str(), &b.name))
     });
-    out
 }
 
 /// The plan as a table, one stale workload a line.

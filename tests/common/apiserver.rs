@@ -116,6 +116,14 @@ impl FakeApiServer {
             .route("/version", get(version))
             .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
             .route(
+                "/api/v1/pods",
+                get(
+                    |s: State<FakeApiServer>, q: Query<BTreeMap<String, String>>| {
+                        pods_metadata_in(s, None, q)
+                    },
+                ),
+            )
+            .route(
                 "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
                 get(get_workload).patch(patch_workload),
             )
@@ -246,15 +254,25 @@ fn metadata_only(object: &Value) -> Value {
 /// A namespace's pods, metadata only, as a `PartialObjectMetadataList` (what
 /// kube-rs' `list_metadata` asks for).
 async fn pods_metadata(
-    State(s): State<FakeApiServer>,
+    s: State<FakeApiServer>,
     axum::extract::Path(ns): axum::extract::Path<String>,
+    q: Query<BTreeMap<String, String>>,
+) -> Response {
+    pods_metadata_in(s, Some(ns), q).await
+}
+
+/// Pods as `PartialObjectMetadataList`, in one namespace or all.
+async fn pods_metadata_in(
+    State(s): State<FakeApiServer>,
+    ns: Option<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let inner = s.inner.lock().expect("lock");
+    let prefix = ns.map(|n| format!("{n}/")).unwrap_or_default();
     let items: Vec<Value> = inner
         .objects
         .iter()
-        .filter(|((r, k), _)| *r == PODS && k.starts_with(&format!("{ns}/")))
+        .filter(|((r, k), _)| *r == PODS && k.starts_with(&prefix))
         .map(|(_, v)| {
             json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                 "metadata": v["metadata"].clone()})
@@ -670,6 +688,29 @@ where
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });
     Body::from_stream(stream)
+}
+
+/// A Deployment of 2 replicas selecting `app: name`; `ready` says whether
+/// its rollout is done (all replicas updated).
+pub fn deployment(ns: &str, name: &str, annotations: Value, labels: Value, ready: bool) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "generation": 2, "labels": labels},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}},
+        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": if ready { 2 } else { 1 },
+            "availableReplicas": 2}
+    })
+}
+
+/// A pod of `app`, metadata only, carrying `fingerprint` as its injected label.
+pub fn pod(ns: &str, name: &str, app: &str, fingerprint: Option<&str>) -> Value {
+    let mut labels = json!({"app": app});
+    if let Some(f) = fingerprint {
+        labels["otel-admission.io/injected"] = json!(f);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels}})
 }
 
 pub fn namespace(name: &str, labels: Value) -> Value {
