@@ -5,7 +5,8 @@
 //! parent's `pub use` re-export counts as an edge to the child that defines
 //! the item.
 //!
-//! `cargo test --test architecture -- --nocapture` prints the graph.
+//! `cargo test --test architecture -- --nocapture` prints the graph;
+//! `ARCHITECTURE_SRC=<dir>` points it at another tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -270,7 +271,11 @@ struct Crate {
 }
 
 fn load() -> Crate {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // `ARCHITECTURE_SRC=<dir>` checks another tree (an older checkout's
+    // `src`, for the before-and-after graph in issue 13's note).
+    let root = std::env::var_os("ARCHITECTURE_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     let mut code = BTreeMap::new();

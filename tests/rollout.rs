@@ -670,3 +670,66 @@ async fn apply_reports_failed_patches_and_deleted_workloads() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("deleted while restarting"), "{log}");
 }
+
+/// The controller keeps a plan for a few ticks, so each workload is read
+/// again before its restart: one that started rolling, was opted out or was
+/// deleted since the plan is left alone, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_changed_since_the_plan_is_read_again_before_its_restart() {
+    use otel_admission::rollout::cluster::{plan, recheck};
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "web", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("shop", "web-0", "web", None));
+    let config = otel_admission::config::Config::from_yaml(
+        "rules:\n  - name: all-python\n    inject: {languages: [python]}\n",
+        "test",
+    )
+    .expect("config");
+    let client = api.client();
+    let planned = plan(
+        client.clone(),
+        &["shop".to_string()],
+        &config,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("plan");
+    let web = planned.iter().find(|a| a.name == "web").expect("web");
+    assert!(web.stale && web.not_restartable.is_none(), "{web:?}");
+    assert_eq!(recheck(&client, web).await.expect("read"), None);
+
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "web", json!({}), json!({}), false),
+    );
+    assert_eq!(
+        recheck(&client, web).await.expect("read").as_deref(),
+        Some("a rollout is in progress")
+    );
+    api.apply(
+        DEPLOYMENTS,
+        deployment(
+            "shop",
+            "web",
+            json!({}),
+            json!({"otel-admission.io/rollout": "false"}),
+            true,
+        ),
+    );
+    assert_eq!(
+        recheck(&client, web).await.expect("read").as_deref(),
+        Some("labelled otel-admission.io/rollout=false")
+    );
+    api.delete(DEPLOYMENTS, "shop", "web");
+    assert_eq!(
+        recheck(&client, web).await.expect("read").as_deref(),
+        Some("deleted")
+    );
+}

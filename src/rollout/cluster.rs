@@ -131,6 +131,63 @@ fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
     }
 }
 
+fn from_deployment(d: Deployment) -> Option<(Workload, LabelSelector)> {
+    let spec = d.spec?;
+    let st = d.status.unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let rolling = rolling(
+        d.metadata.generation,
+        st.observed_generation,
+        st.updated_replicas.unwrap_or(0),
+        st.available_replicas.unwrap_or(0),
+        replicas,
+    );
+    let flags = (spec.paused == Some(true), replicas == 0, rolling);
+    workload(
+        Kind::Deployment,
+        d.metadata,
+        spec.template,
+        spec.selector,
+        flags,
+    )
+}
+
+fn from_stateful_set(s: StatefulSet) -> Option<(Workload, LabelSelector)> {
+    let spec = s.spec?;
+    let st = s.status.unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let rolling = rolling(
+        s.metadata.generation,
+        st.observed_generation,
+        st.updated_replicas.unwrap_or(0),
+        st.available_replicas.unwrap_or(0),
+        replicas,
+    );
+    let flags = (false, replicas == 0, rolling);
+    workload(
+        Kind::StatefulSet,
+        s.metadata,
+        spec.template,
+        spec.selector,
+        flags,
+    )
+}
+
+fn from_daemon_set(d: DaemonSet) -> Option<(Workload, LabelSelector)> {
+    let spec = d.spec?;
+    let st = d.status.unwrap_or_default();
+    let rolling = d.metadata.generation != st.observed_generation
+        || st.updated_number_scheduled.unwrap_or(0) < st.desired_number_scheduled;
+    let flags = (false, false, rolling);
+    workload(
+        Kind::DaemonSet,
+        d.metadata,
+        spec.template,
+        spec.selector,
+        flags,
+    )
+}
+
 /// Calls `out` with each workload in `namespaces` as its page arrives, so
 /// only one page of workload objects is ever in memory.
 async fn workloads(
@@ -140,64 +197,47 @@ async fn workloads(
 ) -> Result<(), PlanError> {
     for ns in scopes(namespaces) {
         each(&scoped::<Deployment>(client, ns), "deployments", |d| {
-            let Some(spec) = d.spec else { return };
-            let st = d.status.unwrap_or_default();
-            let replicas = spec.replicas.unwrap_or(1);
-            let rolling = rolling(
-                d.metadata.generation,
-                st.observed_generation,
-                st.updated_replicas.unwrap_or(0),
-                st.available_replicas.unwrap_or(0),
-                replicas,
-            );
-            let flags = (spec.paused == Some(true), replicas == 0, rolling);
-            out(workload(
-                Kind::Deployment,
-                d.metadata,
-                spec.template,
-                spec.selector,
-                flags,
-            ));
+            out(from_deployment(d))
         })
         .await?;
         each(&scoped::<StatefulSet>(client, ns), "statefulsets", |s| {
-            let Some(spec) = s.spec else { return };
-            let st = s.status.unwrap_or_default();
-            let replicas = spec.replicas.unwrap_or(1);
-            let rolling = rolling(
-                s.metadata.generation,
-                st.observed_generation,
-                st.updated_replicas.unwrap_or(0),
-                st.available_replicas.unwrap_or(0),
-                replicas,
-            );
-            let flags = (false, replicas == 0, rolling);
-            out(workload(
-                Kind::StatefulSet,
-                s.metadata,
-                spec.template,
-                spec.selector,
-                flags,
-            ));
+            out(from_stateful_set(s))
         })
         .await?;
         each(&scoped::<DaemonSet>(client, ns), "daemonsets", |d| {
-            let Some(spec) = d.spec else { return };
-            let st = d.status.unwrap_or_default();
-            let rolling = d.metadata.generation != st.observed_generation
-                || st.updated_number_scheduled.unwrap_or(0) < st.desired_number_scheduled;
-            let flags = (false, false, rolling);
-            out(workload(
-                Kind::DaemonSet,
-                d.metadata,
-                spec.template,
-                spec.selector,
-                flags,
-            ));
+            out(from_daemon_set(d))
         })
         .await?;
     }
     Ok(())
+}
+
+/// The workload of `a` read again: why it must not be restarted now
+/// (rolling, paused, scaled to zero, opted out, deleted), or `None`.
+pub async fn recheck(client: &kube::Client, a: &Assessment) -> Result<Option<String>, kube::Error> {
+    let got = match a.kind {
+        Kind::Deployment => {
+            bounded(Api::<Deployment>::namespaced(client.clone(), &a.namespace).get(&a.name))
+                .await
+                .map(from_deployment)
+        }
+        Kind::StatefulSet => {
+            bounded(Api::<StatefulSet>::namespaced(client.clone(), &a.namespace).get(&a.name))
+                .await
+                .map(from_stateful_set)
+        }
+        Kind::DaemonSet => {
+            bounded(Api::<DaemonSet>::namespaced(client.clone(), &a.namespace).get(&a.name))
+                .await
+                .map(from_daemon_set)
+        }
+    };
+    match got {
+        Ok(Some((w, _))) => Ok(super::not_restartable(&w)),
+        Ok(None) => Ok(Some("it has no spec".into())),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Some("deleted".into())),
+        Err(e) => Err(e),
+    }
 }
 
 /// `Api::namespaced` for `Some(ns)`, `Api::all` for `None`.

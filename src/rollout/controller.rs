@@ -3,7 +3,7 @@
 //! most `maxConcurrent` per namespace, never a workload it restarted that
 //! has not yet turned up to date; `mode: report` only counts and reports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::cluster::{patch_restart, plan_with};
+use super::cluster::{patch_restart, plan_with, recheck};
 use super::lease::Elector;
 use super::{Assessment, ROLLOUT_KEY};
 use crate::config::{Config, RolloutMode};
@@ -36,6 +36,35 @@ fn key(a: &Assessment) -> String {
     format!("{}/{}/{}", a.kind.as_str(), a.namespace, a.name)
 }
 
+/// When a round may act. The Lease, renewed as the round starts, lasts three
+/// ticks: a round waits for restart slots up to the next tick (so restarts
+/// keep `rateLimit`'s spacing, not the tick's), and restarts nothing after
+/// two ticks (a slow plan must not act on a Lease about to expire).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    wait_until: Instant,
+    restart_until: Instant,
+}
+
+/// A plan kept between rounds: re-listing every workload each tick would
+/// cost the API server (and the pace: a plan's seconds are slots lost).
+/// It is re-made every two Lease durations, or when the config changes;
+/// each workload is read again before its restart.
+struct Planned {
+    at: Instant,
+    config: Arc<Config>,
+    plan: Vec<Assessment>,
+}
+
+/// What the loop carries from round to round.
+struct State {
+    planned: Option<Planned>,
+    /// Restarted, not yet seen up to date.
+    restarted: HashMap<String, Instant>,
+    /// The earliest the next restart may begin.
+    next_slot: Instant,
+}
+
 /// What one round did, for tests and logs.
 #[derive(Debug, Default)]
 struct Round {
@@ -45,9 +74,13 @@ struct Round {
 impl Controller {
     /// Runs until `stop`; gives the Lease up on the way out.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut next_slot = Instant::now();
-        let mut restarted: HashMap<String, Instant> = HashMap::new();
+        let mut state = State {
+            planned: None,
+            restarted: HashMap::new(),
+            next_slot: Instant::now(),
+        };
         loop {
+            let started = Instant::now();
             let cfg = self.config.load_full();
             let tick = (cfg.rollout.lease_duration / 3).max(Duration::from_millis(200));
             if cfg.rollout.enabled {
@@ -71,18 +104,27 @@ impl Controller {
                 };
                 self.metrics.rollout_leader.set(i64::from(leader));
                 if leader {
-                    let r = self.round(&cfg, &mut next_slot, &mut restarted).await;
+                    let window = Window {
+                        wait_until: started + tick,
+                        restart_until: started + 2 * tick,
+                    };
+                    let r = self.round(&cfg, &mut state, window, &mut stop).await;
                     if r.restarted > 0 {
                         tracing::info!(restarted = r.restarted, "rollout round");
                     }
+                } else {
+                    // A new term starts from a new plan.
+                    state.planned = None;
                 }
             } else {
+                state.planned = None;
                 self.metrics.rollout_leader.set(0);
             }
-            let stopping = tokio::select! {
-                _ = tokio::time::sleep(tick) => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
+            let stopping = *stop.borrow()
+                || tokio::select! {
+                    _ = tokio::time::sleep_until(started + tick) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
             if stopping {
                 self.elector.release().await;
                 self.metrics.rollout_leader.set(0);
@@ -103,24 +145,122 @@ impl Controller {
 
     async fn round(
         &self,
-        cfg: &Config,
-        next_slot: &mut Instant,
-        restarted: &mut HashMap<String, Instant>,
+        cfg: &Arc<Config>,
+        state: &mut State,
+        window: Window,
+        stop: &mut watch::Receiver<bool>,
     ) -> Round {
         let mut round = Round::default();
-        let plan = match plan_with(&self.client, &[], cfg, self.view.as_ref()).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "rollout plan failed; retrying next round");
-                return round;
-            }
+        let replan_every = cfg.rollout.lease_duration * 2;
+        let fresh = state
+            .planned
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(&p.config, cfg) && p.at.elapsed() < replan_every);
+        if !fresh {
+            let plan = match plan_with(&self.client, &[], cfg, self.view.as_ref()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollout plan failed; retrying next round");
+                    return round;
+                }
+            };
+            let plan: Vec<Assessment> =
+                plan.into_iter().filter(|a| self.selected(cfg, a)).collect();
+            // Forget restarts that took effect (or were given up on).
+            let stale: HashSet<String> = plan.iter().filter(|a| a.stale).map(key).collect();
+            let now = Instant::now();
+            state
+                .restarted
+                .retain(|k, at| now.duration_since(*at) < RETRY_AFTER && stale.contains(k));
+            state.planned = Some(Planned {
+                at: Instant::now(),
+                config: Arc::clone(cfg),
+                plan,
+            });
+        }
+        let State {
+            planned,
+            restarted,
+            next_slot,
+        } = state;
+        let Some(planned) = planned.as_ref() else {
+            return round;
         };
-        let plan: Vec<Assessment> = plan.into_iter().filter(|a| self.selected(cfg, a)).collect();
-        // Forget restarts that took effect (or were given up on).
-        let now = Instant::now();
-        restarted.retain(|k, at| {
-            now.duration_since(*at) < RETRY_AFTER && plan.iter().any(|a| key(a) == *k && a.stale)
-        });
+        let plan = &planned.plan;
+        let spacing = cfg.rollout.spacing().unwrap_or(Duration::from_secs(12));
+        let mut in_progress: BTreeMap<&str, u32> = BTreeMap::new();
+        for a in plan
+            .iter()
+            .filter(|a| a.stale && restarted.contains_key(&key(a)))
+        {
+            *in_progress.entry(a.namespace.as_str()).or_default() += 1;
+        }
+        let candidates: Vec<&Assessment> = plan
+            .iter()
+            .filter(|a| a.stale && a.not_restartable.is_none() && !restarted.contains_key(&key(a)))
+            .collect();
+        for a in candidates {
+            let busy = in_progress.get(a.namespace.as_str()).copied().unwrap_or(0);
+            if busy >= cfg.rollout.max_concurrent {
+                continue;
+            }
+            let cause = a.cause.map_or("changed", |c| c.as_str());
+            if cfg.rollout.mode == RolloutMode::Report {
+                self.event(
+                    a,
+                    format!("would restart ({ROLLOUT_KEY} mode report): {}", a.reason),
+                );
+                continue;
+            }
+            if Instant::now() < *next_slot {
+                // The next slot falls before the next tick: wait for it here.
+                if *next_slot > window.wait_until {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(*next_slot) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+            if Instant::now() >= window.restart_until {
+                break;
+            }
+            // The plan may be a few ticks old: the workload is read again,
+            // and left alone if it is now rolling, paused, scaled to zero,
+            // opted out or gone.
+            match recheck(&self.client, a).await {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    tracing::debug!(workload = %key(a), why, "not restarted: changed since the plan");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %key(a), error = %e, "cannot read the workload; retrying next round");
+                    continue;
+                }
+            }
+            // Slots are spaced from when each restart began, so a PATCH's
+            // latency does not slow the pace.
+            let slot = Instant::now();
+            let at = k8s_openapi::jiff::Timestamp::now().to_string();
+            match patch_restart(&self.client, a, &at).await {
+                Ok(()) => {
+                    restarted.insert(key(a), Instant::now());
+                    *in_progress.entry(a.namespace.as_str()).or_default() += 1;
+                    *next_slot = slot + spacing;
+                    round.restarted += 1;
+                    self.metrics
+                        .rollout_restarts
+                        .get_or_create(&ReasonLabels { reason: cause })
+                        .inc();
+                    tracing::info!(workload = %key(a), reason = %a.reason, "restarted for instrumentation");
+                    self.event(a, format!("restarted: {}", a.reason));
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %key(a), error = %e, "restart failed; retrying next round")
+                }
+            }
+        }
         let restarting = |a: &Assessment| a.stale && restarted.contains_key(&key(a));
         let counts = [
             ("up_to_date", plan.iter().filter(|a| !a.stale).count()),
@@ -135,50 +275,6 @@ impl Controller {
                 .rollout_workloads
                 .get_or_create(&StateLabels { state })
                 .set(n as i64);
-        }
-        let spacing = cfg.rollout.spacing().unwrap_or(Duration::from_secs(12));
-        let mut in_progress: BTreeMap<&str, u32> = BTreeMap::new();
-        for a in plan.iter().filter(|a| restarting(a)) {
-            *in_progress.entry(a.namespace.as_str()).or_default() += 1;
-        }
-        let candidates: Vec<&Assessment> = plan
-            .iter()
-            .filter(|a| a.stale && a.not_restartable.is_none() && !restarted.contains_key(&key(a)))
-            .collect();
-        for a in candidates {
-            if Instant::now() < *next_slot {
-                break;
-            }
-            let busy = in_progress.get(a.namespace.as_str()).copied().unwrap_or(0);
-            if busy >= cfg.rollout.max_concurrent {
-                continue;
-            }
-            let cause = a.cause.map_or("changed", |c| c.as_str());
-            if cfg.rollout.mode == RolloutMode::Report {
-                self.event(
-                    a,
-                    format!("would restart ({ROLLOUT_KEY} mode report): {}", a.reason),
-                );
-                continue;
-            }
-            let at = k8s_openapi::jiff::Timestamp::now().to_string();
-            match patch_restart(&self.client, a, &at).await {
-                Ok(()) => {
-                    restarted.insert(key(a), Instant::now());
-                    *in_progress.entry(a.namespace.as_str()).or_default() += 1;
-                    *next_slot = Instant::now().max(*next_slot) + spacing;
-                    round.restarted += 1;
-                    self.metrics
-                        .rollout_restarts
-                        .get_or_create(&ReasonLabels { reason: cause })
-                        .inc();
-                    tracing::info!(workload = %key(a), reason = %a.reason, "restarted for instrumentation");
-                    self.event(a, format!("restarted: {}", a.reason));
-                }
-                Err(e) => {
-                    tracing::warn!(workload = %key(a), error = %e, "restart failed; retrying next round")
-                }
-            }
         }
         round
     }

@@ -158,6 +158,21 @@ fn wanted(w: &Workload, config: &Config, view: &dyn ClusterView) -> (String, Str
     (fingerprint, why)
 }
 
+/// Why a workload must not be restarted, if it must not.
+pub fn not_restartable(w: &Workload) -> Option<String> {
+    if w.opted_out {
+        Some(format!("labelled {ROLLOUT_KEY}=false"))
+    } else if w.paused {
+        Some("paused".into())
+    } else if w.scaled_to_zero {
+        Some("scaled to zero".into())
+    } else if w.rolling {
+        Some("a rollout is in progress".into())
+    } else {
+        None
+    }
+}
+
 /// Assesses one workload against the fingerprints its pods carry.
 pub fn assess(
     w: &Workload,
@@ -183,17 +198,7 @@ pub fn assess(
         Some(Cause::NoLongerSelected) => format!("instrumented, but no longer selected: {why}"),
         Some(Cause::Changed) => format!("what decided the injection changed; now {why}"),
     };
-    let not_restartable = if w.opted_out {
-        Some(format!("labelled {ROLLOUT_KEY}=false"))
-    } else if w.paused {
-        Some("paused".into())
-    } else if w.scaled_to_zero {
-        Some("scaled to zero".into())
-    } else if w.rolling {
-        Some("a rollout is in progress".into())
-    } else {
-        None
-    };
+    let not_restartable = not_restartable(w);
     Assessment {
         kind: w.kind,
         namespace: w.namespace.clone(),

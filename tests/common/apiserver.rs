@@ -46,6 +46,8 @@ struct Inner {
     unavailable: BTreeSet<&'static str>,
     /// The Accept header of each list or watch, by resource.
     accepts: Vec<(&'static str, String)>,
+    /// When each workload PATCH that succeeded arrived, and on what.
+    patches: Vec<(std::time::Instant, String)>,
 }
 
 #[derive(Clone)]
@@ -269,14 +271,11 @@ async fn pods_metadata_in(
 ) -> Response {
     let inner = s.inner.lock().expect("lock");
     let prefix = ns.map(|n| format!("{n}/")).unwrap_or_default();
-    let items: Vec<Value> = inner
+    let items: Vec<&Value> = inner
         .objects
         .iter()
         .filter(|((r, k), _)| *r == PODS && k.starts_with(&prefix))
-        .map(|(_, v)| {
-            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                "metadata": v["metadata"].clone()})
-        })
+        .map(|(_, v)| v)
         .collect();
     list_body(
         "meta.k8s.io/v1",
@@ -284,6 +283,10 @@ async fn pods_metadata_in(
         inner.rv,
         items,
         &q,
+        |v| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": v["metadata"].clone()})
+        },
     )
 }
 
@@ -374,13 +377,13 @@ async fn list_workloads(
         return (StatusCode::NOT_FOUND, "no such resource").into_response();
     };
     let inner = s.inner.lock().expect("lock");
-    let items: Vec<Value> = inner
+    let items: Vec<&Value> = inner
         .objects
         .iter()
         .filter(|((x, k), _)| *x == r && k.starts_with(&format!("{ns}/")))
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v)
         .collect();
-    list_body("apps/v1", "List", inner.rv, items, &q)
+    list_body("apps/v1", "List", inner.rv, items, &q, Value::clone)
 }
 
 async fn get_workload(
@@ -440,6 +443,11 @@ async fn patch_workload(
         }
         obj
     };
+    s.inner
+        .lock()
+        .expect("lock")
+        .patches
+        .push((std::time::Instant::now(), format!("{resource}/{ns}/{name}")));
     s.apply(r, updated.clone());
     axum::Json(updated).into_response()
 }
@@ -491,6 +499,11 @@ async fn patch_event(
 
 impl FakeApiServer {
     /// Every stored object of `resource`.
+    /// The workload PATCHes that succeeded, in order of arrival.
+    pub fn patches(&self) -> Vec<(std::time::Instant, String)> {
+        self.inner.lock().expect("lock").patches.clone()
+    }
+
     pub fn objects(&self, resource: &'static str) -> Vec<Value> {
         let inner = self.inner.lock().expect("lock");
         inner
@@ -600,17 +613,11 @@ async fn list_or_watch(
             .expect("response");
     }
     let inner = s.inner.lock().expect("lock");
-    let items: Vec<Value> = inner
+    let items: Vec<&Value> = inner
         .objects
         .iter()
         .filter(|((r, _), _)| *r == resource)
-        .map(|(_, v)| {
-            if meta_only {
-                metadata_only(v)
-            } else {
-                v.clone()
-            }
-        })
+        .map(|(_, v)| v)
         .collect();
     let (api_version, kind) = match resource {
         _ if meta_only => ("meta.k8s.io/v1", "PartialObjectMetadataList"),
@@ -621,18 +628,26 @@ async fn list_or_watch(
         COLLECTORS => ("opentelemetry.io/v1beta1", "OpenTelemetryCollectorList"),
         _ => ("opentelemetry.io/v1alpha1", "InstrumentationList"),
     };
-    list_body(api_version, kind, inner.rv, items, &q)
+    list_body(api_version, kind, inner.rv, items, &q, |v| {
+        if meta_only {
+            metadata_only(v)
+        } else {
+            v.clone()
+        }
+    })
 }
 
 /// A list body, paginated as the API server does when the client sends
 /// `limit`: a page of items and, when more remain, `metadata.continue` (here
-/// the offset of the next page).
+/// the offset of the next page). Only the page's items are copied (`f`), so
+/// paging through a large list costs what the API server's does.
 fn list_body(
     api_version: &str,
     kind: &str,
     rv: u64,
-    items: Vec<Value>,
+    items: Vec<&Value>,
     q: &BTreeMap<String, String>,
+    f: impl Fn(&Value) -> Value,
 ) -> Response {
     let limit: Option<usize> = q
         .get("limit")
@@ -646,9 +661,9 @@ fn list_body(
                 metadata["continue"] = json!((from + limit).to_string());
                 metadata["remainingItemCount"] = json!(items.len() - from - limit);
             }
-            items.into_iter().skip(from).take(limit).collect()
+            items.into_iter().skip(from).take(limit).map(f).collect()
         }
-        None => items,
+        None => items.into_iter().map(f).collect(),
     };
     axum::Json(
         json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "items": page}),
