@@ -22,6 +22,7 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "128Mi"),
     own_agent_var: Some("OTEL_DOTNET_AUTO_HOME"),
+    mount_per_container: false,
     early: &[],
     vars: &[
         EnvStep::Set("CORECLR_ENABLE_PROFILING", ByLibc::Same("1")),

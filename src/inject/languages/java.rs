@@ -2,10 +2,11 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::{Agent, LangResult, inject_agent, mount, resources};
+use super::{ByLibc, CopiedAgent, LangResult, inject_copied, mount, resources};
 use crate::inject::editor::Editor;
 use crate::inject::env_var::ListRule;
 use crate::inject::plan::{LanguagePlan, Plan};
+use crate::language::Language;
 
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-java:2.30.0";
@@ -15,7 +16,7 @@ pub const INIT_MOUNT: &str = "/otel-auto-instrumentation-java";
 
 /// Each app container mounts the agent at its own path, as the operator does.
 pub fn app_mount(container: &str) -> String {
-    format!("{INIT_MOUNT}-{container}")
+    AGENT.app_mount(container)
 }
 
 /// The flags appended to `JAVA_TOOL_OPTIONS`, with the operator's leading space.
@@ -28,6 +29,21 @@ pub fn agent_flag(container: &str, extensions: bool) -> String {
     flag
 }
 
+/// The agent, as data; its init container copies the one jar (the
+/// operator's command), and the extensions' init containers follow it.
+pub const AGENT: CopiedAgent = CopiedAgent {
+    language: Language::Java,
+    default_image: DEFAULT_IMAGE,
+    name: INIT_CONTAINER,
+    mount: INIT_MOUNT,
+    source: ByLibc::Same("/javaagent.jar"),
+    requests: ("50m", "64Mi"),
+    own_agent_var: None,
+    mount_per_container: true,
+    early: &[],
+    vars: &[],
+};
+
 pub fn inject(
     ed: &mut Editor<'_>,
     pod: &Pod,
@@ -37,12 +53,21 @@ pub fn inject(
 ) -> LangResult {
     let spec = &lp.instrumentation.instrumentation.spec;
     let java = spec.java.as_ref();
-    let res = resources(
+    let mut agent = AGENT.agent(spec.language(Language::Java), lp.libc);
+    // The operator's name for Java's requests and limits comes first.
+    agent.resources = resources(
         java.and_then(|j| j.resources()),
         ("500m", "256Mi"),
-        ("50m", "64Mi"),
+        AGENT.requests,
     );
-    let extensions: Vec<Container> = java
+    agent.command = [
+        "cp",
+        "/javaagent.jar",
+        "/otel-auto-instrumentation-java/javaagent.jar",
+    ]
+    .map(String::from)
+    .to_vec();
+    agent.extra_inits = java
         .map(|j| j.extensions.as_slice())
         .unwrap_or_default()
         .iter()
@@ -56,41 +81,20 @@ pub fn inject(
                 format!("{}/.", ext.dir),
                 format!("{INIT_MOUNT}/extensions"),
             ]),
-            resources: Some(res.clone()),
+            resources: Some(agent.resources.clone()),
             volume_mounts: Some(vec![mount(VOLUME, INIT_MOUNT)]),
             ..Default::default()
         })
         .collect();
-    let has_extensions = !extensions.is_empty();
-    let agent = Agent {
-        init_name: INIT_CONTAINER,
-        volume: VOLUME,
-        image: java
-            .and_then(|j| j.common.image.clone())
-            .unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        command: [
-            "cp",
-            "/javaagent.jar",
-            "/otel-auto-instrumentation-java/javaagent.jar",
-        ]
-        .map(String::from)
-        .to_vec(),
-        args: None,
-        init_mount: INIT_MOUNT,
-        resources: res,
-        size: java.and_then(|j| j.common.volume_limit_size.as_ref()),
-        claim: java.and_then(|j| j.common.volume_claim_template.as_ref()),
-        extra_inits: extensions,
-    };
-    inject_agent(
+    let has_extensions = !agent.extra_inits.is_empty();
+    inject_copied(
         ed,
         pod,
         plan,
         lp,
         warnings,
+        &AGENT,
         agent,
-        &app_mount,
-        &|_, _| Ok(()),
         &|ed, ci, name| {
             let flag = agent_flag(name, has_extensions);
             crate::inject::env_var::compose_list(

@@ -1,9 +1,10 @@
 //! One file per language: the operator's init container, volume, mounts and
-//! variables for that language (reference §2). Node.js, Python, .NET, Ruby
-//! and PHP are data (a [`CopiedAgent`] each) applied by [`inject_copied`];
-//! Java (extensions, a per-container path), Go (an eBPF sidecar), Apache
-//! HTTPD and nginx (config rewriting) are code over the same
-//! [`inject_agent`]. This module holds what they share: volumes, mounts, the
+//! variables for that language (reference §2). Java, Node.js, Python, .NET,
+//! Ruby and PHP are data (a [`CopiedAgent`] each) applied by
+//! [`inject_copied`], PHP and Java with an init container of their own (a
+//! script; a file copy and the extensions) and Java with one env step of its
+//! own; Go (an eBPF sidecar), Apache HTTPD and nginx (config rewriting) are
+//! code over the same [`inject_agent`]. This module holds what they share: volumes, mounts, the
 //! clash check and the agent layout.
 
 pub mod apache_httpd;
@@ -84,6 +85,9 @@ pub struct CopiedAgent {
     /// A variable that means the container runs its own agent (.NET's
     /// `OTEL_DOTNET_AUTO_HOME`): the language is refused for the pod.
     pub own_agent_var: Option<&'static str>,
+    /// Each target mounts the agent at `<mount>-<container>` (Java, as the
+    /// operator does), not at `mount`.
+    pub mount_per_container: bool,
     /// Before the mount and the common block (the operator's order for
     /// `PYTHONPATH` and `RUBYOPT`).
     pub early: &'static [EnvStep],
@@ -92,6 +96,15 @@ pub struct CopiedAgent {
 }
 
 impl CopiedAgent {
+    /// Where a target container mounts the agent.
+    pub fn app_mount(&self, container: &str) -> String {
+        if self.mount_per_container {
+            format!("{}-{container}", self.mount)
+        } else {
+            self.mount.into()
+        }
+    }
+
     /// The init container, from the Instrumentation's block of the language.
     pub fn agent<'a>(&'a self, spec: Option<&'a LanguageSpec>, libc: Libc) -> Agent<'a> {
         Agent::copied(
@@ -117,8 +130,19 @@ impl CopiedAgent {
     }
 }
 
+/// A language's own step after its [`CopiedAgent::vars`], in each target
+/// (given its name): Java's `JAVA_TOOL_OPTIONS` flag names the target's path.
+pub type TargetStep<'a> = &'a dyn Fn(&mut Editor<'_>, Slot, &str) -> Result<(), ApplyError>;
+
+/// No step of a language's own.
+pub fn no_step(_: &mut Editor<'_>, _: Slot, _: &str) -> Result<(), ApplyError> {
+    Ok(())
+}
+
 /// Applies a [`CopiedAgent`], with `agent` as its init container (PHP gives
-/// one running its script).
+/// one running its script, Java one copying a file and its extensions) and
+/// `then` after the agent's own variables.
+#[allow(clippy::too_many_arguments)]
 pub fn inject_copied(
     ed: &mut Editor<'_>,
     pod: &Pod,
@@ -127,6 +151,7 @@ pub fn inject_copied(
     warnings: &mut Vec<String>,
     data: &CopiedAgent,
     agent: Agent<'_>,
+    then: TargetStep<'_>,
 ) -> LangResult {
     if let Some(var) = data.own_agent_var {
         for slot in target_slots(ed, lp) {
@@ -147,9 +172,12 @@ pub fn inject_copied(
         lp,
         warnings,
         agent,
-        &|_| data.mount.into(),
+        &|c| data.app_mount(c),
         &|ed, ci| CopiedAgent::run(data.early, ed, ci, libc),
-        &|ed, ci, _| CopiedAgent::run(data.vars, ed, ci, libc),
+        &|ed, ci, name| {
+            CopiedAgent::run(data.vars, ed, ci, libc)?;
+            then(ed, ci, name)
+        },
     )
 }
 
@@ -168,7 +196,7 @@ fn copied(
         .spec
         .language(data.language);
     let agent = data.agent(spec, lp.libc);
-    inject_copied(ed, pod, plan, lp, warnings, data, agent)
+    inject_copied(ed, pod, plan, lp, warnings, data, agent, &no_step)
 }
 
 /// Injects one language.

@@ -21,6 +21,7 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "128Mi"),
     own_agent_var: None,
+    mount_per_container: false,
     early: &[],
     vars: &[
         EnvStep::Compose("NODE_OPTIONS", ListRule::Suffix(NODE_OPTIONS_FLAG)),

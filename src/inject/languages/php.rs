@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ByLibc, CopiedAgent, EnvStep, LangResult, inject_copied};
+use super::{ByLibc, CopiedAgent, EnvStep, LangResult, inject_copied, no_step};
 use crate::inject::editor::Editor;
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::language::Language;
@@ -37,6 +37,7 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     source: ByLibc::Same(SOURCE),
     requests: ("50m", "64Mi"),
     own_agent_var: None,
+    mount_per_container: false,
     early: &[],
     // Set only where absent: a user's scan directory is theirs.
     vars: &[
@@ -71,5 +72,5 @@ pub fn inject(
         build.api_version.clone(),
         build.thread_safety.into(),
     ]);
-    inject_copied(ed, pod, plan, lp, warnings, &AGENT, agent)
+    inject_copied(ed, pod, plan, lp, warnings, &AGENT, agent, &no_step)
 }

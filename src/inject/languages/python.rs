@@ -26,6 +26,7 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     },
     requests: ("50m", "64Mi"),
     own_agent_var: None,
+    mount_per_container: false,
     early: &[EnvStep::Compose(
         "PYTHONPATH",
         ListRule::Wrap(PYTHONPATH_PREFIX, PYTHONPATH_SUFFIX),

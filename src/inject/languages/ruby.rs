@@ -23,6 +23,7 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "64Mi"),
     own_agent_var: None,
+    mount_per_container: false,
     early: &[EnvStep::Compose("RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG))],
     vars: &[],
 };
