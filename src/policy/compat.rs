@@ -14,12 +14,18 @@
 //!   would silently not fire. We register a Go-compatible `sprintf` extension,
 //!   which regorus resolves before its builtin.
 //!
+//! - [`hoist_not_operands`]: OPA moves a `not`'s dynamic operands out of
+//!   it, so `not f(input.missing)` is undefined, not true (`not_operands`).
+//!
 //! The source rewrites are lexical: they skip strings, raw strings and
 //! comments, and touch nothing when the pattern is absent. `tokens` gives
 //! the same scan as tokens, for other rewrites (Gatekeeper's package
 //! renaming in [`super::gatekeeper`]).
 
 use std::borrow::Cow;
+
+mod not_operands;
+pub use not_operands::hoist_not_operands;
 
 /// Lexical scan of Rego source: calls `f(index, byte, depth_stack)` for each
 /// byte outside strings and comments.
@@ -232,11 +238,8 @@ pub fn split_multi_body(src: &str) -> Cow<'_, str> {
 /// Rewrites applied to every module before regorus parses it.
 pub fn preprocess(src: &str, v0: bool) -> String {
     let s = separate_paren_lines(src);
-    if v0 {
-        split_multi_body(&s).into_owned()
-    } else {
-        s.into_owned()
-    }
+    let s = if v0 { split_multi_body(&s) } else { s };
+    hoist_not_operands(&s).into_owned()
 }
 
 // === sprintf ===
@@ -269,7 +272,7 @@ impl GoArg {
 
     fn type_name(&self) -> &'static str {
         match self {
-            GoArg::Int(_) => "int",
+            GoArg::Int(_) => "int64", // OPA 1.x passes integers as int64
             GoArg::Big(_) => "*big.Int",
             GoArg::Float(_) => "float64",
             GoArg::Str(_) => "string",
@@ -386,7 +389,12 @@ fn format_one(verb: char, spec: &Spec, a: &GoArg) -> String {
         },
         ('q', GoArg::Str(s)) => serde_json::to_string(s).unwrap_or_else(|_| s.clone()),
         ('d', GoArg::Int(i)) => signed(i.to_string()),
-        ('d', GoArg::Big(s)) => signed(s.clone()),
+        // `*big.Int` formats itself: `s` and `v` as `d`; an unknown verb
+        // is `%!f(big.Int=...)`, without the pointer's star.
+        ('d' | 's', GoArg::Big(s)) => signed(s.clone()),
+        (_, GoArg::Big(s)) if !matches!(verb, 'b' | 'o' | 'O' | 'x' | 'X') => {
+            return format!("%!{verb}(big.Int={s})");
+        }
         ('x', GoArg::Int(i)) => format!("{}{:x}", if *i < 0 { "-" } else { "" }, i.unsigned_abs()),
         ('X', GoArg::Int(i)) => format!("{}{:X}", if *i < 0 { "-" } else { "" }, i.unsigned_abs()),
         ('o', GoArg::Int(i)) => format!("{}{:o}", if *i < 0 { "-" } else { "" }, i.unsigned_abs()),
@@ -649,7 +657,10 @@ mod tests {
             "app needs %!s(MISSING)"
         );
         assert_eq!(s("%d", vec![V::from("x")]), "%!d(string=x)");
-        assert_eq!(s("%s", vec![V::from("a"), V::from(1)]), "a%!(EXTRA int=1)");
+        assert_eq!(
+            s("%s", vec![V::from("a"), V::from(1)]),
+            "a%!(EXTRA int64=1)"
+        );
         assert_eq!(
             s(
                 "%v|%d|%5.2f|%-4s|%03d|%%",
@@ -691,7 +702,7 @@ mod tests {
         // the format is not read (the argument is then EXTRA).
         assert_eq!(
             s("a %100000000d b %s", vec![V::from(1)]),
-            "a %!(NOVERB)%!(EXTRA int=1)"
+            "a %!(NOVERB)%!(EXTRA int64=1)"
         );
         assert_eq!(
             s("%99999999999999999999999999s", vec![V::from("x")]),
@@ -729,6 +740,6 @@ mod tests {
         assert_eq!(s("%.*f", vec![V::from(2), V::from(1.5)]), "1.50");
         assert_eq!(s("%*d", vec![]), "%!(BADWIDTH)%!d(MISSING)");
         // A `.` with nothing after it is not a precision.
-        assert_eq!(s("%.", vec![V::from(1)]), "%!.(int=1)");
+        assert_eq!(s("%.", vec![V::from(1)]), "%!.(int64=1)");
     }
 }
