@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::inventory::Inventory;
 use crate::cluster::{Caches, ClusterError};
 use crate::config::{ClusterMode, Config};
 use crate::events::{EventReason, EventSettings, Events};
@@ -100,6 +101,29 @@ pub struct App {
     rollout: Option<JoinHandle<()>>,
 }
 
+/// How long inventory changes are gathered before `data.inventory` is
+/// rebuilt: a burst of watch events costs one rebuild.
+const INVENTORY_SETTLE: Duration = Duration::from_millis(100);
+
+/// Rebuilds `data.inventory` for the policies on every inventory change.
+async fn feed_inventory(
+    inventory: Arc<Inventory>,
+    policies: Arc<Policies>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = inventory.subscribe();
+    policies.set_inventory(inventory.value());
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::time::sleep(INVENTORY_SETTLE).await;
+        changes.borrow_and_update();
+        policies.set_inventory(inventory.value());
+    }
+}
+
 impl App {
     /// Connects to the cluster (per `opts.cluster`), starts the caches,
     /// Events, the policy reloader and the rollout loop, and builds the two
@@ -124,7 +148,7 @@ impl App {
             caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
             // Events only with the cluster on (SPEC §6).
             let (sender, _task) =
-                Events::start(client.clone(), opts.events, metrics.clone(), stop_rx);
+                Events::start(client.clone(), opts.events, metrics.clone(), stop_rx.clone());
             events = Some(sender);
             cluster = Some((client, caches));
         }
@@ -145,6 +169,28 @@ impl App {
             }));
         }
         let policies = Arc::new(policies);
+        let sync = config.load().policies.sync.clone();
+        match cluster.as_ref() {
+            Some((client, _)) if !sync.is_empty() => {
+                let inventory = Inventory::new(&sync);
+                inventory.start(
+                    client.clone(),
+                    metrics.clone(),
+                    readiness.gate("inventory"),
+                    stop_rx.clone(),
+                );
+                tokio::spawn(feed_inventory(
+                    inventory,
+                    Arc::clone(&policies),
+                    stop_rx.clone(),
+                ));
+            }
+            _ => {
+                for policy in policies.current().reads_inventory() {
+                    tracing::warn!(policy = %policy, "reads data.inventory, which is empty: policies.sync lists no kinds (or the cluster is off), so referential checks allow everything");
+                }
+            }
+        }
         policies_gate.set(true);
         let (stop_reload, _) = watch::channel(false);
         let reloader = policies.spawn_reload(opts.policy_reload_poll, stop_reload.subscribe());

@@ -17,6 +17,7 @@
 //! not parse or validate is logged and left out, never fatal.
 
 mod index;
+pub mod inventory;
 mod watch;
 
 use std::sync::Arc;

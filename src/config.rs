@@ -159,6 +159,37 @@ pub struct PoliciesConfig {
     pub dir: PathBuf,
     #[serde(with = "humantime_serde")]
     pub eval_timeout: Duration,
+    /// Kinds mirrored into `data.inventory` (SPEC §7), as Gatekeeper's
+    /// `Config` `spec.sync.syncOnly` lists them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncKind>,
+}
+
+/// One kind of `policies.sync`: `group` is empty for the core group.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncKind {
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl SyncKind {
+    /// `networking.k8s.io/v1`, or `v1` for the core group: the inventory's key.
+    pub fn group_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+impl std::fmt::Display for SyncKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.group_version(), self.kind)
+    }
 }
 
 /// The rollout controller in `serve` (SPEC §6a); off by default.
@@ -460,6 +491,19 @@ impl Config {
             );
         }
         out.extend(rollout_problems);
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, k) in self.policies.sync.iter().enumerate() {
+            let at = format!("policies.sync[{i}]");
+            if k.version.trim().is_empty() {
+                out.push(format!("{at}.version: must not be empty"));
+            }
+            if k.kind.trim().is_empty() {
+                out.push(format!("{at}.kind: must not be empty"));
+            }
+            if !seen.insert(k) {
+                out.push(format!("{at}: {k} is listed twice"));
+            }
+        }
         out
     }
 }
@@ -498,6 +542,7 @@ impl Default for PoliciesConfig {
         Self {
             dir: PathBuf::from("policies"),
             eval_timeout: Duration::from_millis(500),
+            sync: Vec::new(),
         }
     }
 }
@@ -728,5 +773,39 @@ policies: { dir: policies, evalTimeout: 500ms }
             let err = Config::from_yaml(yaml, "t").expect_err(yaml).to_string();
             assert!(err.contains(field), "{yaml}: {err}");
         }
+    }
+
+    /// `policies.sync` (SPEC §8): the kinds of `data.inventory`, each named
+    /// by its group (empty for core), version and kind; a bad entry names
+    /// its index and field.
+    #[rstest::rstest]
+    #[case::missing_kind("policies: {sync: [{group: apps, version: v1}]}", "policies.sync[0]")]
+    #[case::empty_version(
+        "policies: {sync: [{version: '', kind: Service}]}",
+        "policies.sync[0].version: must not be empty"
+    )]
+    #[case::unknown_field(
+        "policies: {sync: [{version: v1, kind: Service, plural: services}]}",
+        "policies.sync[0]"
+    )]
+    #[case::twice(
+        "policies: {sync: [{version: v1, kind: Service}, {version: v1, kind: Service}]}",
+        "policies.sync[1]: v1/Service is listed twice"
+    )]
+    fn bad_sync_entries_name_their_field(#[case] yaml: &str, #[case] want: &str) {
+        let err = Config::from_yaml(yaml, "t").expect_err(yaml).to_string();
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
+
+    #[test]
+    fn sync_kinds_name_their_group_version() {
+        let c = Config::from_yaml(
+            "policies: {sync: [{group: networking.k8s.io, version: v1, kind: Ingress}, {version: v1, kind: Namespace}]}",
+            "t",
+        )
+        .expect("valid");
+        let gvs: Vec<String> = c.policies.sync.iter().map(SyncKind::group_version).collect();
+        assert_eq!(gvs, ["networking.k8s.io/v1", "v1"]);
+        assert_eq!(c.policies.sync[0].to_string(), "networking.k8s.io/v1/Ingress");
     }
 }

@@ -65,6 +65,19 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// A `policies.sync` kind, as `group/version/Kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InventoryLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InventoryErrorLabels {
+    pub kind: String,
+    /// `not_served` (discovery failed) or `decode` (an object left out).
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InjectionLabels {
     pub feature: &'static str,
@@ -96,6 +109,8 @@ pub struct Metrics {
     registry: Registry,
     pub cluster_ready: Gauge,
     pub cluster_objects: Family<KindLabels, Gauge>,
+    pub inventory_objects: Family<InventoryLabels, Gauge>,
+    pub inventory_errors: Family<InventoryErrorLabels, Counter>,
     pub injections: Family<InjectionLabels, Counter>,
     pub skips: Family<SkipLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
@@ -227,6 +242,18 @@ impl Metrics {
             "Objects held in the cluster caches, by kind",
             cluster_objects.clone(),
         );
+        let inventory_objects = Family::<InventoryLabels, Gauge>::default();
+        registry.register(
+            "inventory_objects",
+            "Objects in data.inventory, by policies.sync kind",
+            inventory_objects.clone(),
+        );
+        let inventory_errors = Family::<InventoryErrorLabels, Counter>::default();
+        registry.register(
+            "inventory_errors",
+            "policies.sync problems: a kind the API server does not serve, an object left out",
+            inventory_errors.clone(),
+        );
         let policy_evaluations = Family::<PolicyLabels, Counter>::default();
         registry.register(
             "policy_evaluations",
@@ -277,6 +304,8 @@ impl Metrics {
             registry,
             cluster_ready,
             cluster_objects,
+            inventory_objects,
+            inventory_errors,
             policy_evaluations,
             policy_evaluation_duration,
             policy_reload_errors,

@@ -529,3 +529,133 @@ async fn a_skipped_injection_is_one_event_per_owner_and_reason() {
         "{text}"
     );
 }
+
+/// A referential template, written for this test after Gatekeeper's
+/// `k8suniqueingresshost`: an Ingress host already used by another Ingress
+/// (in any namespace) is denied. It reads `data.inventory`.
+const UNIQUE_HOST: &str = r#"
+apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: uniqueingresshost}
+spec:
+  crd: {spec: {names: {kind: UniqueIngressHost}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package uniqueingresshost
+        same(other, review) {
+          other.metadata.namespace == review.object.metadata.namespace
+          other.metadata.name == review.object.metadata.name
+        }
+        violation[{"msg": msg}] {
+          host := input.review.object.spec.rules[_].host
+          other := data.inventory.namespace[_][gv]["Ingress"][_]
+          startswith(gv, "networking.k8s.io/")
+          other.spec.rules[_].host == host
+          not same(other, input.review)
+          msg := sprintf("host %v is already used by Ingress %v/%v", [host, other.metadata.namespace, other.metadata.name])
+        }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: UniqueIngressHost
+metadata: {name: unique-ingress-host}
+spec:
+  match: {kinds: [{apiGroups: [networking.k8s.io], kinds: [Ingress]}]}
+"#;
+
+fn ingress_review(uid: &str, obj: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "operation": "CREATE",
+            "namespace": obj["metadata"]["namespace"],
+            "name": obj["metadata"]["name"],
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
+            "userInfo": {"username": "alice"},
+            "object": obj}})
+}
+
+/// Referential data in `serve` (issue 15): with `policies.sync` listing
+/// Ingresses, the composition root watches them into `data.inventory`; a
+/// second Ingress with a host already in use is denied, another host is
+/// allowed, and once the first Ingress is deleted the host is free again.
+/// A synced kind the API server does not serve is logged and counted, and
+/// does not hold readiness back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referential_template_reads_the_synced_inventory() {
+    use common::apiserver::{INGRESSES, ingress};
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(NAMESPACES, namespace("blog", json!({})));
+    api.apply(INGRESSES, ingress("blog", "first", "www.example.com"));
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("unique-host.yaml"), UNIQUE_HOST).expect("write");
+    let config = Config::from_yaml(
+        "policies:\n  sync:\n    - {group: networking.k8s.io, version: v1, kind: Ingress}\n    - {group: widgets.example.com, version: v1, kind: Widget}\n",
+        "test",
+    )
+    .expect("config");
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
+        api.client(),
+        None,
+    ));
+    opts.policies_dir = Some(dir.path().to_path_buf());
+    let app = otel_admission::app::App::from_config(config, opts)
+        .await
+        .expect("app");
+    let server = common::start(Options {
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    let readiness = app.readiness.clone();
+    until(|| readiness.check().is_ok()).await;
+
+    let verdict = |uid: &'static str, obj: Value| {
+        let server = &server;
+        async move {
+            let (status, body) = server.post("/validate", &ingress_review(uid, obj)).await;
+            assert_eq!(status, 200);
+            body["response"].clone()
+        }
+    };
+    let mut denied = Value::Null;
+    for _ in 0..50 {
+        denied = verdict("d", ingress("shop", "second", "www.example.com")).await;
+        if denied["allowed"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let msg = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("[unique-ingress-host] host www.example.com is already used by Ingress blog/first"),
+        "{msg}"
+    );
+    let other = verdict("o", ingress("shop", "second", "shop.example.com")).await;
+    assert_eq!(other["allowed"], true, "another host: {other}");
+    let itself = verdict("s", ingress("blog", "first", "www.example.com")).await;
+    assert_eq!(itself["allowed"], true, "the Ingress itself: {itself}");
+
+    api.delete(INGRESSES, "blog", "first");
+    let mut after = Value::Null;
+    for _ in 0..50 {
+        after = verdict("a", ingress("shop", "second", "www.example.com")).await;
+        if after["allowed"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after["allowed"], true, "the host is free again: {after}");
+
+    let text = app.metrics.encode();
+    assert!(
+        text.contains(r#"otel_admission_inventory_errors_total{kind="widgets.example.com/v1/Widget",reason="not_served"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"otel_admission_inventory_objects{kind="networking.k8s.io/v1/Ingress"} 0"#),
+        "{text}"
+    );
+}

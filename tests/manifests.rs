@@ -695,3 +695,32 @@ fn the_rollout_overlay_adds_only_the_rollout_verbs() {
         "the overlay adds its four RBAC objects"
     );
 }
+
+/// The inventory overlay grants only reads of the synced kinds (issue 15);
+/// the base grants none of them.
+#[test]
+fn the_inventory_overlay_adds_only_reads_of_synced_kinds() {
+    let objs = kustomize("manifests/overlays/inventory");
+    let role = one(&objs, "ClusterRole", "otel-admission-inventory");
+    for rule in role["rules"].as_array().expect("rules") {
+        assert_eq!(
+            rule["verbs"],
+            serde_json::json!(["get", "list", "watch"]),
+            "{rule}"
+        );
+    }
+    assert_eq!(
+        role["rules"][0]["resources"],
+        serde_json::json!(["ingresses"])
+    );
+    let binding = one(&objs, "ClusterRoleBinding", "otel-admission-inventory");
+    assert_eq!(binding["subjects"][0]["name"], "otel-admission");
+    let base = kustomize("manifests/base");
+    assert!(
+        !serde_json::to_string(&base)
+            .expect("json")
+            .contains("ingresses"),
+        "the base reads no synced kind"
+    );
+    assert_eq!(objs.len(), base.len() + 2);
+}

@@ -141,6 +141,15 @@ impl<V> ByNamespace<V> {
             .flat_map(BTreeMap::values)
     }
 
+    /// Every object with its namespace and name, namespaces in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Arc<V>)> {
+        self.namespaces.iter().flat_map(|(ns, names)| {
+            names
+                .iter()
+                .map(move |(name, v)| (ns.as_str(), name.as_str(), v))
+        })
+    }
+
     /// How many objects `namespace` holds, without visiting them.
     pub fn count_in(&self, namespace: &str) -> usize {
         self.namespaces.get(namespace).map_or(0, BTreeMap::len)

@@ -59,7 +59,12 @@ pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> 
 
 /// The hot-reloadable policy engine behind `/validate`.
 pub struct Policies {
+    /// What `/validate` evaluates: the loaded set with the inventory.
     current: ArcSwap<PolicySet>,
+    /// The set as loaded from the directory, without the inventory.
+    loaded: ArcSwap<PolicySet>,
+    /// The last `data.inventory`, applied again after each reload.
+    inventory: Mutex<Option<regorus::Value>>,
     dir: PathBuf,
     eval_timeout: Duration,
     failure_mode: FailureMode,
@@ -97,7 +102,9 @@ impl Policies {
         tracing::info!(dir = %dir.display(), policies = ?set.policy_names(), "policies compiled");
         Ok(Self {
             last_tried: Mutex::new(set.fingerprint() ^ (eval_timeout.as_nanos() as u64)),
+            loaded: ArcSwap::from_pointee(set.clone()),
             current: ArcSwap::from_pointee(set),
+            inventory: Mutex::new(None),
             dir: dir.to_path_buf(),
             eval_timeout,
             failure_mode,
@@ -175,13 +182,44 @@ impl Policies {
         match loaded {
             Ok(set) => {
                 tracing::info!(dir = %self.dir.display(), policies = ?set.policy_names(), "policies reloaded");
-                self.current.store(Arc::new(set));
+                self.loaded.store(Arc::new(set));
+                self.apply_inventory();
                 Ok(true)
             }
             Err(e) => {
                 self.metrics.policy_reload_errors.inc();
                 tracing::error!(error = %e, "policy reload rejected; keeping the previous policies");
                 Err(e)
+            }
+        }
+    }
+
+    /// Sets `data.inventory` for every policy (from the cluster's synced
+    /// kinds); kept across reloads. On a failure (a policy file's own data
+    /// conflicting with it) the previous set keeps serving, logged and
+    /// counted as a reload error.
+    pub fn set_inventory(&self, inventory: regorus::Value) {
+        *self.inventory.lock().unwrap_or_else(|p| p.into_inner()) = Some(inventory);
+        self.apply_inventory();
+    }
+
+    /// `current` = the loaded set with the last inventory, if any.
+    fn apply_inventory(&self) {
+        let loaded = self.loaded.load_full();
+        let inventory = self
+            .inventory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(inventory) = inventory else {
+            self.current.store(loaded);
+            return;
+        };
+        match loaded.with_inventory(&inventory) {
+            Ok(set) => self.current.store(Arc::new(set)),
+            Err(e) => {
+                self.metrics.policy_reload_errors.inc();
+                tracing::error!(error = %e, "data.inventory not applied; the previous policies keep serving");
             }
         }
     }

@@ -61,6 +61,9 @@ pub struct PolicySet {
     eval_timeout: Duration,
     /// Files it was built from, for reload change detection.
     fingerprint: u64,
+    /// The policies (packages, template kinds) whose Rego reads
+    /// `data.inventory`, to say so when nothing is synced.
+    reads_inventory: Vec<String>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -71,6 +74,17 @@ impl std::fmt::Debug for PolicySet {
             .field("constraints", &self.constraints.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether Rego source reads `data.inventory` (a token scan: strings and
+/// comments do not count).
+fn reads_inventory(src: &str) -> bool {
+    let toks = super::compat::tokens(src);
+    toks.windows(3).any(|w| {
+        &src[w[0].start..w[0].end] == "data"
+            && &src[w[1].start..w[1].end] == "."
+            && &src[w[2].start..w[2].end] == "inventory"
+    })
 }
 
 /// A regorus engine with OPA's builtin behaviour: non-strict errors and
@@ -144,6 +158,7 @@ impl PolicySet {
             constraints: Vec::new(),
             eval_timeout,
             fingerprint: 0,
+            reads_inventory: Vec::new(),
         }
     }
 
@@ -167,6 +182,9 @@ impl PolicySet {
             if is_rego(path) {
                 if !is_test_rego(path) {
                     let m = native::add_module(&mut set.engine, path, &text)?;
+                    if reads_inventory(&text) && !set.reads_inventory.contains(&m.package) {
+                        set.reads_inventory.push(m.package.clone());
+                    }
                     if native::is_enforced(&m.package) && (m.deny || m.warn) {
                         // A package split across files (OPA allows it) is one
                         // policy: evaluated and counted once, its rules merged.
@@ -183,7 +201,11 @@ impl PolicySet {
             }
             for (i, doc) in parse_documents(&text, path)?.iter().enumerate() {
                 if gatekeeper::is_template(doc) {
-                    set.add_template(gatekeeper::parse_template(doc, path, i)?, i)?;
+                    let t = gatekeeper::parse_template(doc, path, i)?;
+                    if t.modules.iter().any(|(_, rego, _)| reads_inventory(rego)) {
+                        set.reads_inventory.push(t.kind.clone());
+                    }
+                    set.add_template(t, i)?;
                 } else if gatekeeper::is_constraint(doc) {
                     constraints.push((gatekeeper::parse_constraint(doc, path, i)?, i));
                 }
@@ -245,6 +267,24 @@ impl PolicySet {
             .map_err(|e| super::rego_message(&e))
     }
 
+    /// This set with `data.inventory` (Gatekeeper's referential data) in its
+    /// engine, prepared again, so per-request clones share the document.
+    pub fn with_inventory(&self, inventory: &regorus::Value) -> Result<Self, String> {
+        let mut set = self.clone();
+        let mut data = regorus::Value::new_object();
+        if let Ok(map) = data.as_object_mut() {
+            map.insert(key("inventory"), inventory.clone());
+        }
+        set.engine
+            .add_data(data)
+            .map_err(|e| super::rego_message(&e))?;
+        set.engine.set_input(regorus::Value::new_object());
+        set.engine
+            .eval_query("true".into(), false)
+            .map_err(|e| super::rego_message(&e))?;
+        Ok(set)
+    }
+
     /// Prepares the engine (analysis, scheduling, imports) once, so that
     /// per-request clones start prepared and whole-program errors fail the
     /// load rather than a request.
@@ -257,6 +297,12 @@ impl PolicySet {
                 path: dir.to_path_buf(),
                 message: super::rego_message(&e),
             })
+    }
+
+    /// The policies (native packages, template kinds) that read
+    /// `data.inventory`.
+    pub fn reads_inventory(&self) -> &[String] {
+        &self.reads_inventory
     }
 
     /// The names of the enforced policies: native packages, then constraints.

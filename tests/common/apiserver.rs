@@ -26,6 +26,7 @@ pub const STATEFULSETS: &str = "statefulsets";
 pub const DAEMONSETS: &str = "daemonsets";
 pub const PODS: &str = "pods";
 pub const LEASES: &str = "leases";
+pub const INGRESSES: &str = "ingresses";
 
 #[derive(Clone)]
 struct Change {
@@ -98,6 +99,7 @@ impl FakeApiServer {
                 COLLECTORS,
             ),
             ("/apis/apps/v1/deployments", DEPLOYMENTS),
+            ("/apis/networking.k8s.io/v1/ingresses", INGRESSES),
             ("/apis/apps/v1/statefulsets", STATEFULSETS),
             ("/apis/apps/v1/daemonsets", DAEMONSETS),
         ];
@@ -116,6 +118,7 @@ impl FakeApiServer {
                 )
             })
             .route("/version", get(version))
+            .route("/apis/{group}/{version}", get(discovery))
             .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
             .route(
                 "/api/v1/pods",
@@ -255,6 +258,36 @@ fn metadata_only(object: &Value) -> Value {
 
 /// A namespace's pods, metadata only, as a `PartialObjectMetadataList` (what
 /// kube-rs' `list_metadata` asks for).
+/// Discovery of one group version (what `kube::discovery::pinned_kind`
+/// reads): the kinds this server serves there; 404 for any other group.
+async fn discovery(
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let resources = match (group.as_str(), version.as_str()) {
+        ("networking.k8s.io", "v1") => json!([
+            {"name": "ingresses", "singularName": "ingress", "namespaced": true, "kind": "Ingress",
+             "verbs": ["get", "list", "watch"]},
+        ]),
+        ("apps", "v1") => json!([
+            {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": ["get", "list", "watch", "patch"]},
+            {"name": "statefulsets", "singularName": "statefulset", "namespaced": true, "kind": "StatefulSet", "verbs": ["get", "list", "watch", "patch"]},
+            {"name": "daemonsets", "singularName": "daemonset", "namespaced": true, "kind": "DaemonSet", "verbs": ["get", "list", "watch", "patch"]},
+        ]),
+        _ => return not_found(&format!("{group}/{version}")),
+    };
+    axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1",
+        "groupVersion": format!("{group}/{version}"), "resources": resources}))
+    .into_response()
+}
+
+/// An Ingress of `host` in `ns`.
+pub fn ingress(ns: &str, name: &str, host: &str) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}})
+}
+
 async fn pods_metadata(
     s: State<FakeApiServer>,
     axum::extract::Path(ns): axum::extract::Path<String>,
@@ -626,6 +659,7 @@ async fn list_or_watch(
         STATEFULSETS => ("apps/v1", "StatefulSetList"),
         DAEMONSETS => ("apps/v1", "DaemonSetList"),
         COLLECTORS => ("opentelemetry.io/v1beta1", "OpenTelemetryCollectorList"),
+        INGRESSES => ("networking.k8s.io/v1", "IngressList"),
         _ => ("opentelemetry.io/v1alpha1", "InstrumentationList"),
     };
     list_body(api_version, kind, inner.rv, items, &q, |v| {

@@ -1,0 +1,327 @@
+//! `data.inventory` (SPEC §7): the kinds `policies.sync` lists, mirrored
+//! by kube-rs watchers and laid out as Gatekeeper lays them out:
+//! `namespace[<ns>][<groupversion>][<kind>][<name>]` for namespaced kinds,
+//! `cluster[<groupversion>][<kind>][<name>]` for cluster-scoped ones.
+//!
+//! Each kind is found by discovery (its plural and scope), then watched
+//! whole (policies read any field) into a per-namespace index of the same
+//! kubert-style [`Store`] the other caches use, as regorus values, so that
+//! building the document shares every object instead of copying it.
+//! `metadata.managedFields` is dropped: no policy reads it, and it is often
+//! the largest part of an object.
+//!
+//! A kind the API server does not serve (discovery fails) is logged and
+//! counted (`inventory_errors_total{kind,reason="not_served"}`), counts as
+//! synced-and-empty for readiness, and is looked up again every
+//! [`RETRY_DISCOVERY`]; the other kinds serve meanwhile. An object that does
+//! not convert is logged, counted (`reason="decode"`) and left out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher;
+use tokio::sync::watch as signal;
+
+use super::index::{ByNamespace, Store, Writer};
+use super::watch;
+use crate::config::SyncKind;
+use crate::metrics::{InventoryErrorLabels, InventoryLabels, Metrics};
+use crate::server::admin::Gate;
+
+/// How often a kind the API server did not serve is looked up again.
+pub const RETRY_DISCOVERY: Duration = Duration::from_secs(30);
+
+/// One synced kind.
+#[derive(Debug)]
+struct Synced {
+    kind: SyncKind,
+    /// Filled once discovery found it; cluster-scoped objects sit under "".
+    store: Arc<Store<ByNamespace<regorus::Value>>>,
+    namespaced: AtomicBool,
+    /// Discovery failed: synced, empty, until it is found.
+    not_served: AtomicBool,
+}
+
+impl Synced {
+    fn ready(&self) -> bool {
+        self.not_served.load(Ordering::SeqCst) || self.store.is_ready()
+    }
+}
+
+/// The mirrored kinds, and a version that moves on every change.
+#[derive(Debug)]
+pub struct Inventory {
+    kinds: Vec<Arc<Synced>>,
+    version: signal::Sender<u64>,
+}
+
+fn key(v: &str) -> regorus::Value {
+    regorus::Value::from(v)
+}
+
+/// Inserts `value` at `path` in nested regorus objects, creating them.
+fn insert(root: &mut regorus::Value, path: &[&str], value: regorus::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = root;
+    for p in parents {
+        let Ok(map) = at.as_object_mut() else { return };
+        let k = key(p);
+        if map.get(&k).is_none() {
+            map.insert(k.clone(), regorus::Value::new_object());
+        }
+        let Some(next) = map.get_mut(&k) else { return };
+        at = next;
+    }
+    if let Ok(map) = at.as_object_mut() {
+        map.insert(key(last), value);
+    }
+}
+
+/// One object as policies read it, without `metadata.managedFields`.
+fn convert(obj: DynamicObject) -> Result<((String, String), regorus::Value), String> {
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut json = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
+    if let Some(meta) = json.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("managedFields");
+    }
+    let value: regorus::Value = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    Ok(((ns, name), value))
+}
+
+impl Inventory {
+    /// An inventory of `kinds`, empty and not ready until started.
+    pub fn new(kinds: &[SyncKind]) -> Arc<Self> {
+        let (version, _) = signal::channel(0);
+        Arc::new(Self {
+            kinds: kinds
+                .iter()
+                .map(|k| {
+                    Arc::new(Synced {
+                        kind: k.clone(),
+                        store: Arc::default(),
+                        namespaced: AtomicBool::new(true),
+                        not_served: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
+            version,
+        })
+    }
+
+    /// True once every kind is listed (or known not to be served).
+    pub fn is_ready(&self) -> bool {
+        self.kinds.iter().all(|k| k.ready())
+    }
+
+    /// Moves on every change; `data.inventory` is rebuilt from it.
+    pub fn subscribe(&self) -> signal::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Objects held, over all kinds.
+    pub fn len(&self) -> usize {
+        self.kinds.iter().map(|k| k.store.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `data.inventory` now. Objects are shared with the index, not copied.
+    pub fn value(&self) -> regorus::Value {
+        let mut root = regorus::Value::new_object();
+        insert(&mut root, &["cluster"], regorus::Value::new_object());
+        insert(&mut root, &["namespace"], regorus::Value::new_object());
+        for k in &self.kinds {
+            let gv = k.kind.group_version();
+            let namespaced = k.namespaced.load(Ordering::SeqCst);
+            let index = k.store.read();
+            for (ns, name, obj) in index.iter() {
+                let value = obj.as_ref().clone();
+                if namespaced {
+                    insert(
+                        &mut root,
+                        &["namespace", ns, &gv, &k.kind.kind, name],
+                        value,
+                    );
+                } else {
+                    insert(&mut root, &["cluster", &gv, &k.kind.kind, name], value);
+                }
+            }
+        }
+        root
+    }
+
+    /// Starts one watcher per kind. `gate` turns ready once every kind is
+    /// listed or known not to be served.
+    pub fn start(
+        self: &Arc<Self>,
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        gate: Gate,
+        stop: signal::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        gate.set(self.is_ready());
+        self.kinds
+            .iter()
+            .map(|k| {
+                let (me, k, client, metrics, gate, stop) = (
+                    self.clone(),
+                    k.clone(),
+                    client.clone(),
+                    metrics.clone(),
+                    gate.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move { me.sync(k, client, metrics, gate, stop).await })
+            })
+            .collect()
+    }
+
+    /// Discovery, then the watch of one kind, until `stop`.
+    async fn sync(
+        self: Arc<Self>,
+        k: Arc<Synced>,
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        gate: Gate,
+        mut stop: signal::Receiver<bool>,
+    ) {
+        let label = InventoryLabels {
+            kind: k.kind.to_string(),
+        };
+        let gvk = GroupVersionKind::gvk(&k.kind.group, &k.kind.version, &k.kind.kind);
+        let resource = loop {
+            match kube::discovery::pinned_kind(&client, &gvk).await {
+                Ok((resource, caps)) => {
+                    k.namespaced.store(
+                        caps.scope == kube::discovery::Scope::Namespaced,
+                        Ordering::SeqCst,
+                    );
+                    k.not_served.store(false, Ordering::SeqCst);
+                    break resource;
+                }
+                Err(e) => {
+                    if !k.not_served.swap(true, Ordering::SeqCst) {
+                        tracing::error!(kind = %k.kind, error = %e, "policies.sync: the API server does not serve this kind; data.inventory holds none of it (looked up again every 30 s)");
+                    }
+                    metrics
+                        .inventory_errors
+                        .get_or_create(&InventoryErrorLabels {
+                            kind: label.kind.clone(),
+                            reason: "not_served",
+                        })
+                        .inc();
+                    gate.set(self.is_ready());
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_DISCOVERY) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        };
+        gate.set(self.is_ready());
+        let api: Api<DynamicObject> = Api::all_with(client, &resource);
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let mut writer = Writer::new(k.store.clone());
+        let on_change = {
+            let (me, k, metrics, label) = (self.clone(), k.clone(), metrics.clone(), label.clone());
+            move || {
+                metrics
+                    .inventory_objects
+                    .get_or_create(&label)
+                    .set(k.store.len() as i64);
+                me.version.send_modify(|v| *v += 1);
+                gate.set(me.is_ready());
+            }
+        };
+        let what = k.kind.to_string();
+        let errors = metrics
+            .inventory_errors
+            .get_or_create(&InventoryErrorLabels {
+                kind: label.kind.clone(),
+                reason: "decode",
+            })
+            .clone();
+        watch::run("inventory", stream, stop, on_change, move |ev| {
+            let convert = |obj: DynamicObject| match convert(obj) {
+                Ok(kv) => Some(kv),
+                Err(e) => {
+                    tracing::warn!(kind = %what, error = %e, "synced object left out of data.inventory");
+                    errors.inc();
+                    None
+                }
+            };
+            if let Some(u) = watch::update(ev, convert, watch::object_key) {
+                writer.update(u);
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gatekeeper's layout: namespaced kinds under `namespace`, the others
+    /// under `cluster`, each by group/version, kind and name.
+    #[test]
+    fn the_document_is_laid_out_as_gatekeeper_does() {
+        let inv = Inventory::new(&[
+            SyncKind {
+                group: "networking.k8s.io".into(),
+                version: "v1".into(),
+                kind: "Ingress".into(),
+            },
+            SyncKind {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Namespace".into(),
+            },
+        ]);
+        inv.kinds[1].namespaced.store(false, Ordering::SeqCst);
+        let mut w0 = Writer::new(inv.kinds[0].store.clone());
+        w0.update(super::super::index::Update::Apply(
+            ("shop".into(), "web".into()),
+            regorus::Value::from("ingress"),
+        ));
+        let mut w1 = Writer::new(inv.kinds[1].store.clone());
+        w1.update(super::super::index::Update::Apply(
+            (String::new(), "shop".into()),
+            regorus::Value::from("namespace"),
+        ));
+        let v: serde_json::Value =
+            serde_json::to_value(inv.value()).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "namespace": {"shop": {"networking.k8s.io/v1": {"Ingress": {"web": "ingress"}}}},
+                "cluster": {"v1": {"Namespace": {"shop": "namespace"}}}
+            })
+        );
+        assert_eq!(inv.len(), 2);
+    }
+
+    #[test]
+    fn managed_fields_are_dropped() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "a", "namespace": "n", "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"selector": {"app": "a"}}
+        }))
+        .expect("object");
+        let ((ns, name), v) = convert(obj).expect("converts");
+        assert_eq!((ns.as_str(), name.as_str()), ("n", "a"));
+        let json = serde_json::to_value(v).expect("json");
+        assert!(json["metadata"].get("managedFields").is_none());
+        assert_eq!(json["spec"]["selector"]["app"], "a");
+    }
+}
