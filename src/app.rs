@@ -147,8 +147,12 @@ impl App {
             let gate = readiness.gate("cluster");
             caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
             // Events only with the cluster on (SPEC §6).
-            let (sender, _task) =
-                Events::start(client.clone(), opts.events, metrics.clone(), stop_rx.clone());
+            let (sender, _task) = Events::start(
+                client.clone(),
+                opts.events,
+                metrics.clone(),
+                stop_rx.clone(),
+            );
             events = Some(sender);
             cluster = Some((client, caches));
         }

@@ -804,8 +804,16 @@ policies: { dir: policies, evalTimeout: 500ms }
             "t",
         )
         .expect("valid");
-        let gvs: Vec<String> = c.policies.sync.iter().map(SyncKind::group_version).collect();
+        let gvs: Vec<String> = c
+            .policies
+            .sync
+            .iter()
+            .map(SyncKind::group_version)
+            .collect();
         assert_eq!(gvs, ["networking.k8s.io/v1", "v1"]);
-        assert_eq!(c.policies.sync[0].to_string(), "networking.k8s.io/v1/Ingress");
+        assert_eq!(
+            c.policies.sync[0].to_string(),
+            "networking.k8s.io/v1/Ingress"
+        );
     }
 }

@@ -630,7 +630,9 @@ async fn a_referential_template_reads_the_synced_inventory() {
     assert_eq!(denied["allowed"], false, "{denied}");
     let msg = denied["status"]["message"].as_str().unwrap_or_default();
     assert!(
-        msg.contains("[unique-ingress-host] host www.example.com is already used by Ingress blog/first"),
+        msg.contains(
+            "[unique-ingress-host] host www.example.com is already used by Ingress blog/first"
+        ),
         "{msg}"
     );
     let other = verdict("o", ingress("shop", "second", "shop.example.com")).await;
@@ -658,4 +660,112 @@ async fn a_referential_template_reads_the_synced_inventory() {
         text.contains(r#"otel_admission_inventory_objects{kind="networking.k8s.io/v1/Ingress"} 0"#),
         "{text}"
     );
+}
+
+/// What `data.inventory` costs (issue 15: memory bounded by what is synced):
+/// 10,000 Ingresses in 100 namespaces, the same server with and without
+/// `policies.sync`, each measured once ready (and, with sync, once the
+/// policies hold the inventory). Prints the cost per object, and holds it
+/// to at most 64 MiB for the 10,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
+    use common::apiserver::{INGRESSES, ingress};
+    use common::replica::{Replica, kubeconfig_for, memory_kib};
+    let api = FakeApiServer::start().await;
+    for n in 0..100 {
+        let ns = format!("team-{n}");
+        api.apply(NAMESPACES, namespace(&ns, json!({})));
+        for i in 0..100 {
+            api.apply(
+                INGRESSES,
+                ingress(
+                    &ns,
+                    &format!("web-{i}"),
+                    &format!("web-{i}.team-{n}.example.com"),
+                ),
+            );
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("dir");
+    std::fs::write(policies.join("unique-host.yaml"), UNIQUE_HOST).expect("write");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let client = reqwest::Client::new();
+    let metric = async |admin: &str, name: &str| -> Option<f64> {
+        let text = client
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let ready = async |admin: &str| -> bool {
+        for _ in 0..240 {
+            let ok = client
+                .get(format!("http://{admin}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    };
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let base = format!("policies: {{dir: {}}}\n", policies.display());
+
+    let admin = free();
+    let mut alone = Replica::start_with_admin(bin, &kubeconfig, &base, &admin);
+    assert!(ready(&admin).await, "ready without sync");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (without, _) = memory_kib(alone.child.id());
+    alone.terminate();
+
+    let synced = format!(
+        "policies: {{dir: {}, sync: [{{group: networking.k8s.io, version: v1, kind: Ingress}}]}}\n",
+        policies.display()
+    );
+    let admin = free();
+    let mut replica = Replica::start_with_admin(bin, &kubeconfig, &synced, &admin);
+    assert!(ready(&admin).await, "ready with sync");
+    let gauge = r#"otel_admission_inventory_objects{kind="networking.k8s.io/v1/Ingress"}"#;
+    let mut held = None;
+    for _ in 0..120 {
+        held = metric(&admin, gauge).await;
+        if held == Some(10_000.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(held, Some(10_000.0), "all synced");
+    // The settle time and the policies' rebuild.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (with, rss) = memory_kib(replica.child.id());
+    let extra = with.saturating_sub(without);
+    eprintln!(
+        "10,000 Ingresses synced: peak RSS {} MiB without sync, {} MiB with (RSS now {} MiB): {} MiB more, {:.1} KiB per object",
+        without / 1024,
+        with / 1024,
+        rss / 1024,
+        extra / 1024,
+        extra as f64 / 10_000.0
+    );
+    assert!(
+        extra <= 64 * 1024,
+        "10,000 synced Ingresses cost {} MiB (at most 64)",
+        extra / 1024
+    );
+    replica.terminate();
 }

@@ -10,21 +10,8 @@ use std::process::{Command, Output};
 use common::apiserver::{
     DAEMONSETS, DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, deployment, namespace, pod,
 };
+use common::replica::{Replica, kubeconfig_for, memory_kib};
 use serde_json::{Value, json};
-
-/// A kubeconfig pointing at the fake API server.
-fn kubeconfig_for(api: &FakeApiServer, dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: {}}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user: {{}}\n",
-            api.url
-        ),
-    )
-    .expect("kubeconfig");
-    path
-}
 
 /// Runs `otel-admission rollout <args>` against `kubeconfig` off the async
 /// runtime (the fake API server shares it), in the kubeconfig's directory.
@@ -281,63 +268,6 @@ async fn apply_restarts_the_stale_ones_as_kubectl_does() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not available in time"));
 }
 
-struct Replica {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn start(bin: &str, kubeconfig: &std::path::Path, config: &str) -> Self {
-        Self::start_with_admin(bin, kubeconfig, config, "127.0.0.1:0")
-    }
-
-    fn start_with_admin(
-        bin: &str,
-        kubeconfig: &std::path::Path,
-        config: &str,
-        admin: &str,
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).expect("config");
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--cluster",
-                "on",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                admin,
-                "--config",
-            ])
-            .arg(&path)
-            .current_dir(dir.path())
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAMESPACE", "otel-admission")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        Self { child, _dir: dir }
-    }
-
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The controller tests' config: Python by rule in opted-in namespaces,
 /// restarts at 120/m, a 2 s Lease.
 const CONTROLLER_CONFIG: &str = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 2s}\n";
@@ -503,19 +433,6 @@ async fn the_controller_rides_out_a_minute_without_the_api_server() {
     assert_eq!(generation("late"), 3, "not restarted twice");
     assert!(replica.child.try_wait().expect("wait").is_none());
     replica.terminate();
-}
-
-/// Peak and current RSS of a child process, in KiB, from `/proc`.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib = |field: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (kib("VmHWM:"), kib("VmRSS:"))
 }
 
 /// The controller's memory at scale (issue 14: at most 128 MiB more than

@@ -298,8 +298,7 @@ mod tests {
             (String::new(), "shop".into()),
             regorus::Value::from("namespace"),
         ));
-        let v: serde_json::Value =
-            serde_json::to_value(inv.value()).expect("json");
+        let v: serde_json::Value = serde_json::to_value(inv.value()).expect("json");
         assert_eq!(
             v,
             serde_json::json!({

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod replica;
 
 use std::path::PathBuf;
 use std::sync::Arc;
