@@ -101,6 +101,47 @@ pub struct App {
     rollout: Option<JoinHandle<()>>,
 }
 
+/// The cluster caches as injection reads them, or an empty view.
+fn view_of(caches: &Option<Arc<Caches>>) -> Arc<dyn ClusterView> {
+    match caches {
+        Some(c) => c.clone(),
+        None => Arc::new(StaticView::new()),
+    }
+}
+
+/// An expanded Pod (policy expansion) through `/mutate`'s decide and apply,
+/// with its workload as the owner; the pod as it was when it does not
+/// parse or nothing is injected.
+pub fn inject_expanded(
+    pod: serde_json::Value,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    config: &Config,
+    view: &dyn ClusterView,
+    server_version: Option<(u32, u32)>,
+) -> serde_json::Value {
+    let Ok(typed) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone()) else {
+        return pod;
+    };
+    let owner = crate::inject::plan::Owner {
+        kind: kind.into(),
+        name: name.into(),
+        via: None,
+    };
+    let ctx = crate::inject::context::Context {
+        namespace,
+        config,
+        view,
+        owner_hint: Some(&owner),
+        server_version,
+    };
+    match crate::inject::outcome::run_owned(typed, &ctx).applied {
+        Some(applied) => serde_json::to_value(&applied.pod).unwrap_or(pod),
+        None => pod,
+    }
+}
+
 /// How long inventory changes are gathered before `data.inventory` is
 /// rebuilt: a burst of watch events costs one rebuild.
 const INVENTORY_SETTLE: Duration = Duration::from_millis(100);
@@ -172,6 +213,21 @@ impl App {
                 caches.namespace(ns).map(|m| m.labels.clone())
             }));
         }
+        // An expanded Pod is judged with what `/mutate` will add to it.
+        {
+            let (config, view) = (Arc::clone(&config), view_of(&caches));
+            policies = policies.with_injection(Arc::new(move |pod, ns, kind, name| {
+                inject_expanded(
+                    pod,
+                    ns,
+                    kind,
+                    name,
+                    &config.load(),
+                    view.as_ref(),
+                    server_version,
+                )
+            }));
+        }
         let policies = Arc::new(policies);
         let sync = config.load().policies.sync.clone();
         match cluster.as_ref() {
@@ -225,10 +281,7 @@ impl App {
             tokio::spawn(controller.run(stop_rollout_rx))
         });
 
-        let view: Arc<dyn ClusterView> = match &caches {
-            Some(c) => c.clone(),
-            None => Arc::new(StaticView::new()),
-        };
+        let view = view_of(&caches);
         let injector = Arc::new(Injector {
             config: Arc::clone(&config),
             view,

@@ -9,7 +9,9 @@
 //! Code map, each module depending only on those above it:
 //! - [`compat`]: the Rego scanner and tokenizer, and the rewrites and the
 //!   `sprintf` that make regorus answer as OPA does.
-//! - [`native`], [`gatekeeper`]: the two forms, parsed and compiled.
+//! - [`native`], [`gatekeeper`]: the two forms, parsed and compiled;
+//!   [`expansion`]: Gatekeeper's ExpansionTemplates, a workload judged as the
+//!   (injected) pod it will create.
 //! - [`files`]: finding and reading policy files (the kubelet's `..data`
 //!   snapshot, change fingerprints, ConfigMap bundles).
 //! - [`set`]: a directory compiled once into a [`PolicySet`], and every
@@ -34,6 +36,7 @@
 //!   v0 (OPA's `--v0-compatible`); Gatekeeper Rego follows `source.version`.
 
 pub mod compat;
+pub mod expansion;
 pub mod files;
 pub mod gatekeeper;
 pub mod native;

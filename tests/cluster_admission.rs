@@ -769,3 +769,114 @@ async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
     );
     replica.terminate();
 }
+
+fn deployment_review(uid: &str, deployment: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "operation": "CREATE",
+            "namespace": deployment["metadata"]["namespace"],
+            "name": deployment["metadata"]["name"],
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "userInfo": {"username": "alice"},
+            "object": deployment}})
+}
+
+/// A Deployment that passes the shipped pack as written, asking for Python.
+fn checkout(probes: bool) -> Value {
+    let mut app = json!({"name": "app", "image": "registry.example/checkout:1.4.2",
+        "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}});
+    if probes {
+        let probe = json!({"httpGet": {"path": "/healthz", "port": 8080}});
+        app["readinessProbe"] = probe.clone();
+        app["livenessProbe"] = probe;
+    }
+    let labels =
+        json!({"app.kubernetes.io/name": "checkout", "app.kubernetes.io/version": "1.4.2"});
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "checkout", "namespace": "shop", "labels": labels},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "checkout"}},
+            "template": {"metadata": {"labels": labels,
+                    "annotations": {"instrumentation.opentelemetry.io/inject-python": "true"}},
+                "spec": {"containers": [app]}}}})
+}
+
+/// Workloads judged as the pods they will be (issue 15): with the shipped
+/// pack (its ExpansionTemplates included) and the namespace's
+/// Instrumentation in the cache, a Deployment that passes as written is
+/// denied for what injection will add: the pod's OTLP endpoint (from the
+/// Instrumentation, not approved), and probes on an instrumented pod. The
+/// same Deployment passes once the Instrumentation points at an approved
+/// collector and the pod has probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://rogue.example:4318"}}),
+        ),
+    );
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
+        api.client(),
+        None,
+    ));
+    opts.policies_dir = Some(std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies"
+    )));
+    let app = otel_admission::app::App::from_config(Config::default(), opts)
+        .await
+        .expect("app");
+    let server = common::start(Options {
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    let readiness = app.readiness.clone();
+    until(|| readiness.check().is_ok()).await;
+    let verdict = |uid: &'static str, d: Value| {
+        let server = &server;
+        async move {
+            let (status, body) = server.post("/validate", &deployment_review(uid, d)).await;
+            assert_eq!(status, 200);
+            body["response"].clone()
+        }
+    };
+
+    let r = verdict("a", checkout(false)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("[approved-otlp-endpoint] in the Pod that Deployment/checkout creates:")
+            && msg.contains("rogue.example"),
+        "the endpoint injection will set: {msg}"
+    );
+    assert!(
+        msg.contains("[kubernetes.admission.probes] in the Pod that Deployment/checkout creates: container \"app\" is instrumented but has no readinessProbe"),
+        "probes on the pod once instrumented: {msg}"
+    );
+
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://otel-collector.monitoring:4318"}}),
+        ),
+    );
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        last = verdict("b", checkout(true)).await;
+        if last["allowed"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["allowed"], true, "satisfied: {last}");
+}

@@ -419,6 +419,60 @@ fn policy_eval_prints_violations_for_objects_and_reviews() {
     assert!(err.contains("no violations"), "{err}");
 }
 
+/// `policy eval` judges a Deployment as the pod it creates, injected with
+/// `--config`'s injection (issue 15), as `/validate` does.
+#[test]
+fn policy_eval_judges_a_deployment_as_its_injected_pod() {
+    let d = tempfile::tempdir().expect("tmp");
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: checkout, namespace: shop, labels: {app.kubernetes.io/name: checkout, app.kubernetes.io/version: '1'}}\nspec:\n  selector: {matchLabels: {app.kubernetes.io/name: checkout}}\n  template:\n    metadata:\n      labels: {app.kubernetes.io/name: checkout, app.kubernetes.io/version: '1'}\n      annotations: {instrumentation.opentelemetry.io/inject-python: 'true'}\n    spec:\n      containers:\n      - name: app\n        image: registry.example/checkout:1.0.0\n        resources: {limits: {cpu: 500m, memory: 256Mi}}\n        readinessProbe: {httpGet: {path: /healthz, port: 8080}}\n        livenessProbe: {httpGet: {path: /healthz, port: 8080}}\n        securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}\n";
+    std::fs::write(d.path().join("deploy.yaml"), deployment).expect("w");
+    std::fs::write(
+        d.path().join("rogue.yaml"),
+        "defaults: {exporter: {endpoint: 'http://rogue.example:4318'}}\n",
+    )
+    .expect("w");
+    std::fs::write(
+        d.path().join("approved.yaml"),
+        "defaults: {exporter: {endpoint: 'http://otel-collector.monitoring:4318'}}\n",
+    )
+    .expect("w");
+    let policies = repo().join("policies");
+    let p = policies.to_str().expect("utf8");
+    let (code, out, err) = run(
+        &[
+            "policy",
+            "eval",
+            "-f",
+            "deploy.yaml",
+            "--policies",
+            p,
+            "--config",
+            "rogue.yaml",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("deny [approved-otlp-endpoint] in the Pod that Deployment/checkout creates:")
+            && out.contains("rogue.example"),
+        "{out}"
+    );
+    let (code, out, err) = run(
+        &[
+            "policy",
+            "eval",
+            "-f",
+            "deploy.yaml",
+            "--policies",
+            p,
+            "--config",
+            "approved.yaml",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 #[test]
 fn serve_refuses_a_policy_directory_that_does_not_compile() {
     let d = tempfile::tempdir().expect("tmp");

@@ -132,6 +132,10 @@ pub struct PolicyEvalArgs {
     /// Policy directory.
     #[arg(long, env = "OTEL_ADMISSION_POLICIES", default_value = "policies")]
     pub policies: PathBuf,
+    /// YAML config file (SPEC §8): the injection an expanded Pod gets
+    /// before it is judged (ExpansionTemplates).
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -86,6 +86,15 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
         )
     };
     let docs = policy::files::parse_documents(&text, &name)?;
+    // An expanded Pod gets `inject`'s injection (the config, no cluster).
+    let config = match &a.config {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::default(),
+    };
+    let view = crate::inject::cluster_view::StaticView::new();
+    let inject = move |pod, ns: &str, kind: &str, name: &str| {
+        crate::app::inject_expanded(pod, ns, kind, name, &config, &view, None)
+    };
     let mut denied = false;
     let mut errors = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
@@ -100,7 +109,7 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|v| v.as_str())
                 .unwrap_or("<generated>")
         );
-        let outcome = set.evaluate(&review, &|_: &str| None);
+        let outcome = set.evaluate_json_expanded(&review, &|_: &str| None, Some(&inject));
         for v in &outcome.violations {
             denied |= v.action == policy::gatekeeper::Action::Deny;
             println!(

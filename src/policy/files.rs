@@ -140,9 +140,11 @@ pub fn bundle_entries(
         let keep = if is_rego(&path) {
             !is_test_rego(&path)
         } else if is_yaml(&path) {
-            read_documents(&path)?
-                .iter()
-                .any(|d| gatekeeper::is_template(d) || gatekeeper::is_constraint(d))
+            read_documents(&path)?.iter().any(|d| {
+                gatekeeper::is_template(d)
+                    || gatekeeper::is_constraint(d)
+                    || super::expansion::is_expansion(d)
+            })
         } else {
             false
         };

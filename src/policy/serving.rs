@@ -72,6 +72,8 @@ pub struct Policies {
     config: Option<Arc<ArcSwap<crate::config::Config>>>,
     metrics: Arc<Metrics>,
     ns_labels: Option<NamespaceLookup>,
+    /// The injection an expanded Pod gets before it is judged.
+    injection: Option<Arc<super::expansion::Injection>>,
     /// Fingerprint of the last content tried, good or bad, so a broken file is
     /// reported once per change rather than once per poll.
     last_tried: Mutex<u64>,
@@ -111,12 +113,20 @@ impl Policies {
             config: None,
             metrics,
             ns_labels: None,
+            injection: None,
         })
     }
 
     /// Sets where namespace labels come from (the cluster's namespace cache).
     pub fn with_namespace_labels(mut self, f: NamespaceLookup) -> Self {
         self.ns_labels = Some(f);
+        self
+    }
+
+    /// Sets the injection an expanded Pod gets (`/mutate`'s, from the
+    /// composition root) before the policies judge it.
+    pub fn with_injection(mut self, f: Arc<super::expansion::Injection>) -> Self {
+        self.injection = Some(f);
         self
     }
 
@@ -264,7 +274,18 @@ impl Validate for Policies {
             Some(f) => f.as_ref(),
             None => &none,
         };
-        let outcome = set.evaluate_value(&input, labels);
+        let k = &review.request.kind;
+        let expands = set
+            .expansions()
+            .iter()
+            .any(|e| e.applies_to(&k.group, &k.version, &k.kind));
+        let outcome =
+            match expands.then(|| serde_json::from_slice::<serde_json::Value>(review.body)) {
+                Some(Ok(json)) => {
+                    set.evaluate_expanded(&json, &input, labels, self.injection.as_deref())
+                }
+                _ => set.evaluate_value(&input, labels),
+            };
         drop(input);
         self.metrics
             .policy_evaluation_duration

@@ -64,6 +64,8 @@ pub struct PolicySet {
     /// The policies (packages, template kinds) whose Rego reads
     /// `data.inventory`, to say so when nothing is synced.
     reads_inventory: Vec<String>,
+    /// ExpansionTemplates: workloads judged as the pods they create.
+    expansions: Vec<super::expansion::Expansion>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -159,6 +161,7 @@ impl PolicySet {
             eval_timeout,
             fingerprint: 0,
             reads_inventory: Vec::new(),
+            expansions: Vec::new(),
         }
     }
 
@@ -206,6 +209,8 @@ impl PolicySet {
                         set.reads_inventory.push(t.kind.clone());
                     }
                     set.add_template(t, i)?;
+                } else if super::expansion::is_expansion(doc) {
+                    set.expansions.push(super::expansion::parse(doc, path, i)?);
                 } else if gatekeeper::is_constraint(doc) {
                     constraints.push((gatekeeper::parse_constraint(doc, path, i)?, i));
                 }
@@ -297,6 +302,66 @@ impl PolicySet {
                 path: dir.to_path_buf(),
                 message: super::rego_message(&e),
             })
+    }
+
+    pub fn expansions(&self) -> &[super::expansion::Expansion] {
+        &self.expansions
+    }
+
+    /// [`Self::evaluate_value`], then, for each ExpansionTemplate that
+    /// applies, the same on the resource it generates (injected first, when
+    /// a Pod, by `inject`), its findings naming the pod: `in the Pod that
+    /// Deployment/checkout creates: ...`, with the template's
+    /// `enforcementAction` when it sets one.
+    pub fn evaluate_expanded(
+        &self,
+        review_json: &Json,
+        review: &regorus::Value,
+        ns_labels: NamespaceLabels<'_>,
+        inject: Option<&super::expansion::Injection>,
+    ) -> Outcome {
+        let mut out = self.evaluate_value(review, ns_labels);
+        for e in &self.expansions {
+            let Some(x) = e.expand(review_json, inject) else {
+                continue;
+            };
+            let found = self.evaluate(&x.review, ns_labels);
+            let kind = e.generated.kind.as_str();
+            for mut v in found.violations {
+                // What the workload as written already shows is said once.
+                if out
+                    .violations
+                    .iter()
+                    .any(|o| o.policy == v.policy && o.message == v.message)
+                {
+                    continue;
+                }
+                v.message = format!("in the {kind} that {} creates: {}", x.parent, v.message);
+                if let Some(a) = e.action {
+                    v.action = a;
+                }
+                out.violations.push(v);
+            }
+            for (p, err) in found.errors {
+                out.errors
+                    .push((p, format!("in the {kind} that {} creates: {err}", x.parent)));
+            }
+            out.elapsed += found.elapsed;
+        }
+        out
+    }
+
+    /// [`Self::evaluate_expanded`] on a review given as JSON (`policy eval`).
+    pub fn evaluate_json_expanded(
+        &self,
+        review: &Json,
+        ns_labels: NamespaceLabels<'_>,
+        inject: Option<&super::expansion::Injection>,
+    ) -> Outcome {
+        match to_value(review) {
+            Ok(v) => self.evaluate_expanded(review, &v, ns_labels, inject),
+            Err(e) => self.input_error(&e),
+        }
     }
 
     /// The policies (native packages, template kinds) that read
