@@ -229,7 +229,21 @@ impl App {
             }));
         }
         let policies = Arc::new(policies);
-        let sync = config.load().policies.sync.clone();
+        let mut sync = config.load().policies.sync.clone();
+        if let Some((client, _)) = cluster.as_ref() {
+            // A Gatekeeper `Config` in the server's namespace adds its kinds.
+            let ns = config
+                .load()
+                .server
+                .namespace
+                .clone()
+                .unwrap_or_else(|| opts.namespace.clone());
+            for k in crate::cluster::inventory::gatekeeper_sync_only(client, &ns).await {
+                if !sync.contains(&k) {
+                    sync.push(k);
+                }
+            }
+        }
         match cluster.as_ref() {
             Some((client, _)) if !sync.is_empty() => {
                 let inventory = Inventory::new(&sync);

@@ -880,3 +880,50 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
     }
     assert_eq!(last["allowed"], true, "satisfied: {last}");
 }
+
+/// The sync list may also come from a Gatekeeper `Config` in the server's
+/// namespace (`spec.sync.syncOnly`), as Gatekeeper users already have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gatekeeper_config_resource_lists_the_synced_kinds() {
+    use common::apiserver::{GATEKEEPER_CONFIGS, INGRESSES, ingress};
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(INGRESSES, ingress("blog", "first", "www.example.com"));
+    api.apply(
+        GATEKEEPER_CONFIGS,
+        json!({"apiVersion": "config.gatekeeper.sh/v1alpha1", "kind": "Config",
+            "metadata": {"name": "config", "namespace": "otel-admission"},
+            "spec": {"sync": {"syncOnly": [{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}]}}}),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("unique-host.yaml"), UNIQUE_HOST).expect("write");
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
+        api.client(),
+        None,
+    ));
+    opts.policies_dir = Some(dir.path().to_path_buf());
+    opts.namespace = "otel-admission".into();
+    let app = otel_admission::app::App::from_config(Config::default(), opts)
+        .await
+        .expect("app");
+    let server = common::start(Options {
+        validator: app.policies.clone(),
+        ..Default::default()
+    })
+    .await;
+    let mut r = Value::Null;
+    for _ in 0..50 {
+        let (_, body) = server
+            .post(
+                "/validate",
+                &ingress_review("d", ingress("shop", "second", "www.example.com")),
+            )
+            .await;
+        r = body["response"].clone();
+        if r["allowed"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(r["allowed"], false, "synced from the Config: {r}");
+}

@@ -722,5 +722,12 @@ fn the_inventory_overlay_adds_only_reads_of_synced_kinds() {
             .contains("ingresses"),
         "the base reads no synced kind"
     );
-    assert_eq!(objs.len(), base.len() + 2);
+    let config = one(&objs, "Role", "otel-admission-gatekeeper-config");
+    assert_eq!(config["metadata"]["namespace"], "otel-admission");
+    assert_eq!(
+        config["rules"],
+        serde_json::json!([{"apiGroups": ["config.gatekeeper.sh"], "resources": ["configs"],
+            "resourceNames": ["config"], "verbs": ["get"]}])
+    );
+    assert_eq!(objs.len(), base.len() + 4);
 }

@@ -32,6 +32,43 @@ use crate::config::SyncKind;
 use crate::metrics::{InventoryErrorLabels, InventoryLabels, Metrics};
 use crate::server::admin::Gate;
 
+/// The kinds a Gatekeeper `Config` (`config.gatekeeper.sh/v1alpha1`, named
+/// `config`) in `namespace` lists in `spec.sync.syncOnly`, read once at
+/// start-up; none when there is no such resource (or no such CRD). An entry
+/// without a version or kind is logged and skipped.
+pub async fn gatekeeper_sync_only(client: &kube::Client, namespace: &str) -> Vec<SyncKind> {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("config.gatekeeper.sh", "v1alpha1", "Config"),
+        "configs",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let obj = match api.get_opt("config").await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::debug!(error = %e, "no Gatekeeper Config to read spec.sync.syncOnly from");
+            return Vec::new();
+        }
+    };
+    let entries = obj.data["spec"]["sync"]["syncOnly"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match serde_json::from_value::<SyncKind>(e.clone()) {
+            Ok(k) if !k.version.is_empty() && !k.kind.is_empty() => out.push(k),
+            Ok(_) => {
+                tracing::error!(field = %format!("Config {namespace}/config: spec.sync.syncOnly[{i}]"), "needs a version and a kind; skipped")
+            }
+            Err(err) => {
+                tracing::error!(field = %format!("Config {namespace}/config: spec.sync.syncOnly[{i}]"), error = %err, "skipped")
+            }
+        }
+    }
+    out
+}
+
 /// How often a kind the API server did not serve is looked up again.
 pub const RETRY_DISCOVERY: Duration = Duration::from_secs(30);
 

@@ -27,6 +27,8 @@ pub const DAEMONSETS: &str = "daemonsets";
 pub const PODS: &str = "pods";
 pub const LEASES: &str = "leases";
 pub const INGRESSES: &str = "ingresses";
+/// Gatekeeper's `Config` (`config.gatekeeper.sh/v1alpha1`), read with GET.
+pub const GATEKEEPER_CONFIGS: &str = "configs";
 
 #[derive(Clone)]
 struct Change {
@@ -119,6 +121,10 @@ impl FakeApiServer {
             })
             .route("/version", get(version))
             .route("/apis/{group}/{version}", get(discovery))
+            .route(
+                "/apis/config.gatekeeper.sh/v1alpha1/namespaces/{ns}/configs/{name}",
+                get(get_gatekeeper_config),
+            )
             .route("/api/v1/namespaces/{ns}/pods", get(pods_metadata))
             .route(
                 "/api/v1/pods",
@@ -321,6 +327,20 @@ async fn pods_metadata_in(
                 "metadata": v["metadata"].clone()})
         },
     )
+}
+
+async fn get_gatekeeper_config(
+    State(s): State<FakeApiServer>,
+    axum::extract::Path((ns, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let inner = s.inner.lock().expect("lock");
+    match inner
+        .objects
+        .get(&(GATEKEEPER_CONFIGS, format!("{ns}/{name}")))
+    {
+        Some(o) => axum::Json(o.clone()).into_response(),
+        None => not_found(&name),
+    }
 }
 
 async fn get_lease(
