@@ -530,6 +530,57 @@ async fn a_skipped_injection_is_one_event_per_owner_and_reason() {
     );
 }
 
+/// The composition root `serve` uses, against `api`, with its validator
+/// behind the real server; returned once ready.
+async fn serve_policies(
+    api: &FakeApiServer,
+    config: Config,
+    policies: std::path::PathBuf,
+    namespace: Option<&str>,
+) -> (otel_admission::app::App, TestServer) {
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
+        api.client(),
+        None,
+    ));
+    opts.policies_dir = Some(policies);
+    if let Some(ns) = namespace {
+        opts.namespace = ns.into();
+    }
+    let app = otel_admission::app::App::from_config(config, opts)
+        .await
+        .expect("app");
+    let server = common::start(Options {
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    let readiness = app.readiness.clone();
+    until(|| readiness.check().is_ok()).await;
+    (app, server)
+}
+
+/// The `/validate` response to `review`.
+async fn validate(server: &TestServer, review: &Value) -> Value {
+    let (status, body) = server.post("/validate", review).await;
+    assert_eq!(status, 200);
+    body["response"].clone()
+}
+
+/// `/validate`'s response once `allowed` is `want` (the caches and the
+/// inventory follow the API server within a moment), or the last one.
+async fn until_allowed(server: &TestServer, review: &Value, want: bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        last = validate(server, review).await;
+        if last["allowed"] == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// A referential template, written for this test after Gatekeeper's
 /// `k8suniqueingresshost`: an Ingress host already used by another Ingress
 /// (in any namespace) is denied. It reads `data.inventory`.
@@ -594,39 +645,9 @@ async fn a_referential_template_reads_the_synced_inventory() {
         "test",
     )
     .expect("config");
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
-        api.client(),
-        None,
-    ));
-    opts.policies_dir = Some(dir.path().to_path_buf());
-    let app = otel_admission::app::App::from_config(config, opts)
-        .await
-        .expect("app");
-    let server = common::start(Options {
-        validator: app.policies.clone(),
-        metrics: Some(app.metrics.clone()),
-        ..Default::default()
-    })
-    .await;
-    let readiness = app.readiness.clone();
-    until(|| readiness.check().is_ok()).await;
-
-    let verdict = |uid: &'static str, obj: Value| {
-        let server = &server;
-        async move {
-            let (status, body) = server.post("/validate", &ingress_review(uid, obj)).await;
-            assert_eq!(status, 200);
-            body["response"].clone()
-        }
-    };
-    let mut denied = Value::Null;
-    for _ in 0..50 {
-        denied = verdict("d", ingress("shop", "second", "www.example.com")).await;
-        if denied["allowed"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (app, server) = serve_policies(&api, config, dir.path().to_path_buf(), None).await;
+    let second = ingress_review("d", ingress("shop", "second", "www.example.com"));
+    let denied = until_allowed(&server, &second, false).await;
     assert_eq!(denied["allowed"], false, "{denied}");
     let msg = denied["status"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -635,20 +656,21 @@ async fn a_referential_template_reads_the_synced_inventory() {
         ),
         "{msg}"
     );
-    let other = verdict("o", ingress("shop", "second", "shop.example.com")).await;
+    let other = validate(
+        &server,
+        &ingress_review("o", ingress("shop", "second", "shop.example.com")),
+    )
+    .await;
     assert_eq!(other["allowed"], true, "another host: {other}");
-    let itself = verdict("s", ingress("blog", "first", "www.example.com")).await;
+    let itself = validate(
+        &server,
+        &ingress_review("s", ingress("blog", "first", "www.example.com")),
+    )
+    .await;
     assert_eq!(itself["allowed"], true, "the Ingress itself: {itself}");
 
     api.delete(INGRESSES, "blog", "first");
-    let mut after = Value::Null;
-    for _ in 0..50 {
-        after = verdict("a", ingress("shop", "second", "www.example.com")).await;
-        if after["allowed"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let after = until_allowed(&server, &second, true).await;
     assert_eq!(after["allowed"], true, "the host is free again: {after}");
 
     let text = app.metrics.encode();
@@ -821,35 +843,9 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
             json!({"exporter": {"endpoint": "http://rogue.example:4318"}}),
         ),
     );
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
-        api.client(),
-        None,
-    ));
-    opts.policies_dir = Some(std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies"
-    )));
-    let app = otel_admission::app::App::from_config(Config::default(), opts)
-        .await
-        .expect("app");
-    let server = common::start(Options {
-        validator: app.policies.clone(),
-        metrics: Some(app.metrics.clone()),
-        ..Default::default()
-    })
-    .await;
-    let readiness = app.readiness.clone();
-    until(|| readiness.check().is_ok()).await;
-    let verdict = |uid: &'static str, d: Value| {
-        let server = &server;
-        async move {
-            let (status, body) = server.post("/validate", &deployment_review(uid, d)).await;
-            assert_eq!(status, 200);
-            body["response"].clone()
-        }
-    };
-
-    let r = verdict("a", checkout(false)).await;
+    let pack = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+    let (_app, server) = serve_policies(&api, Config::default(), pack, None).await;
+    let r = validate(&server, &deployment_review("a", checkout(false))).await;
     assert_eq!(r["allowed"], false, "{r}");
     let msg = r["status"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -870,14 +866,7 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
             json!({"exporter": {"endpoint": "http://otel-collector.monitoring:4318"}}),
         ),
     );
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        last = verdict("b", checkout(true)).await;
-        if last["allowed"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = until_allowed(&server, &deployment_review("b", checkout(true)), true).await;
     assert_eq!(last["allowed"], true, "satisfied: {last}");
 }
 
@@ -897,33 +886,14 @@ async fn a_gatekeeper_config_resource_lists_the_synced_kinds() {
     );
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("unique-host.yaml"), UNIQUE_HOST).expect("write");
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Client(
-        api.client(),
-        None,
-    ));
-    opts.policies_dir = Some(dir.path().to_path_buf());
-    opts.namespace = "otel-admission".into();
-    let app = otel_admission::app::App::from_config(Config::default(), opts)
-        .await
-        .expect("app");
-    let server = common::start(Options {
-        validator: app.policies.clone(),
-        ..Default::default()
-    })
+    let (_app, server) = serve_policies(
+        &api,
+        Config::default(),
+        dir.path().to_path_buf(),
+        Some("otel-admission"),
+    )
     .await;
-    let mut r = Value::Null;
-    for _ in 0..50 {
-        let (_, body) = server
-            .post(
-                "/validate",
-                &ingress_review("d", ingress("shop", "second", "www.example.com")),
-            )
-            .await;
-        r = body["response"].clone();
-        if r["allowed"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let second = ingress_review("d", ingress("shop", "second", "www.example.com"));
+    let r = until_allowed(&server, &second, false).await;
     assert_eq!(r["allowed"], false, "synced from the Config: {r}");
 }
