@@ -1,9 +1,14 @@
-//! The ceiling of the HTTP+TLS stack: a webhook that answers "allowed" and
-//! does no work, on the same rustls + hyper + axum stack as the real server.
-//! `docs/PERFORMANCE.md` reports our overhead as a ratio to it.
+//! The two baselines `docs/PERFORMANCE.md` reports our figures against, on
+//! the same rustls + hyper + axum stack and allocator as the real server:
+//!
+//! - `empty` (the default): answers "allowed" without reading the body, the
+//!   ceiling of the HTTP+TLS stack;
+//! - `naive`: the webhook every Rust tutorial writes (issue 16): axum's
+//!   `Json<serde_json::Value>` extractor parses the whole AdmissionReview,
+//!   and the answer is "allowed" with the request's uid, built with `json!`.
 //!
 //! ```sh
-//! cargo run --release --example baseline -- 127.0.0.1:9443 certs/dev/tls.crt certs/dev/tls.key
+//! cargo run --release --example baseline -- 127.0.0.1:9443 certs/dev/tls.crt certs/dev/tls.key [empty|naive]
 //! ```
 
 use std::sync::Arc;
@@ -25,6 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9443".into());
     let cert = args.next().unwrap_or_else(|| "certs/dev/tls.crt".into());
     let key = args.next().unwrap_or_else(|| "certs/dev/tls.key".into());
+    let naive = match args.next().as_deref() {
+        None | Some("empty") => false,
+        Some("naive") => true,
+        Some(other) => anyhow::bail!("mode {other:?}: empty or naive"),
+    };
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(&cert)?.collect::<Result<_, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&key)?;
@@ -42,12 +52,28 @@ async fn main() -> anyhow::Result<()> {
             r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"baseline","allowed":true}}"#,
         )
     };
-    let router = Router::new()
-        .route("/mutate", post(allowed))
-        .route("/validate", post(allowed));
+    let parsed = |axum::Json(review): axum::Json<serde_json::Value>| async move {
+        axum::Json(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": true},
+        }))
+    };
+    let router = if naive {
+        Router::new()
+            .route("/mutate", post(parsed))
+            .route("/validate", post(parsed))
+    } else {
+        Router::new()
+            .route("/mutate", post(allowed))
+            .route("/validate", post(allowed))
+    };
     let service = TowerToHyperService::new(router);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    eprintln!("baseline webhook on {addr}");
+    eprintln!(
+        "baseline webhook ({}) on {addr}",
+        if naive { "naive" } else { "empty" }
+    );
     loop {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
