@@ -184,6 +184,15 @@ impl Request<'_> {
 /// The `/mutate` dispatch point: the injection core implements it.
 pub trait Mutate: Send + Sync + 'static {
     fn mutate(&self, review: &Decoded<'_>) -> Verdict;
+
+    /// Whether the work is pure and bounded by the body's size (no I/O, no
+    /// waiting), so that a small body may be answered on the async worker
+    /// itself: handing a 50 µs job to the blocking pool costs more than the
+    /// job (issue 16). Unbounded implementations keep the pool, and with it
+    /// an answer at the deadline whatever the work does.
+    fn bounded(&self) -> bool {
+        false
+    }
 }
 
 /// The `/validate` dispatch point: the policy engine implements it.

@@ -109,6 +109,12 @@ fn report(
 }
 
 impl Mutate for Injector {
+    /// Decide and apply are pure and linear in the pod (no cluster call:
+    /// the caches are in memory).
+    fn bounded(&self) -> bool {
+        true
+    }
+
     fn mutate(&self, review: &Decoded<'_>) -> Verdict {
         let r = &review.request;
         if !r.is_pod_create() {

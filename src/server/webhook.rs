@@ -4,7 +4,9 @@
 //! - HTTP rules: content type, body limit (a too-large body is read and
 //!   discarded so the client sees the 413), decode errors as 400.
 //! - The work (decode, mutate or validate, encode) runs on the blocking pool,
-//!   never on the async workers, so the admin listener cannot be starved.
+//!   never on the async workers, so the admin listener cannot be starved;
+//!   except a small `/mutate` body for a bounded mutator ([`INLINE_BODY`]),
+//!   whose sub-millisecond work costs less than the hand-off.
 //!   A semaphore sized from the cores bounds it; a bounded queue waits for a
 //!   worker and anything beyond it is answered at once (`overloaded`).
 //! - The deadline is on the answer, not on the work: when it passes, the
@@ -36,6 +38,14 @@ use crate::metrics::{Endpoint, EndpointLabels, Metrics, RequestResult};
 /// How much of an over-limit body is read and discarded so that the client,
 /// which may write it all before reading, gets the 413 rather than a reset.
 const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The largest `/mutate` body answered on the async worker when the mutator
+/// is [`Mutate::bounded`]: its work is then well under a millisecond (a
+/// 1,000-variable pod is ~60 KB and ~0.5 ms), shorter than the hand-off to
+/// the blocking pool and back, which halved throughput (issue 16). Larger
+/// bodies, `/validate` (policies may be slow) and unbounded mutators use the
+/// pool, answered at the deadline.
+pub const INLINE_BODY: usize = 64 * 1024;
 
 /// Everything the admission routes need.
 #[derive(Clone)]
@@ -316,7 +326,9 @@ impl Webhook {
             let validator = self.validator.clone();
             move || work(endpoint, &bytes, &uid, mutator.as_ref(), validator.as_ref())
         };
-        let done = match self.run(job, deadline).await {
+        let inline =
+            endpoint == Endpoint::Mutate && bytes.len() <= INLINE_BODY && self.mutator.bounded();
+        let done = match self.run(job, deadline, inline).await {
             Ok(done) => done,
             Err(failure) => {
                 // Overloaded, or timed out before the job decoded it: read
@@ -334,9 +346,15 @@ impl Webhook {
         }
     }
 
-    /// Runs `job` on the blocking pool within the worker bound, answering by
-    /// `deadline` whatever the job does.
-    async fn run<F>(&self, job: F, deadline: tokio::time::Instant) -> Result<Done, Failure>
+    /// Runs `job` within the worker bound: on the blocking pool, answering by
+    /// `deadline` whatever the job does, or `inline` on this task (bounded
+    /// work, see [`INLINE_BODY`]), a panic caught either way.
+    async fn run<F>(
+        &self,
+        job: F,
+        deadline: tokio::time::Instant,
+        inline: bool,
+    ) -> Result<Done, Failure>
     where
         F: FnOnce() -> Done + Send + 'static,
     {
@@ -358,6 +376,14 @@ impl Webhook {
                 }
             }
         };
+        if inline {
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            drop(permit);
+            return done.map_err(|_| {
+                tracing::error!(what = "panic", "admission work failed");
+                Failure::Error
+            });
+        }
         // The permit lives as long as the work, so a job the deadline gave
         // up on still counts against the bound until it really finishes.
         let handle = tokio::task::spawn_blocking(move || {
@@ -545,6 +571,52 @@ mod tests {
             text.contains(r#"otel_admission_requests_total{endpoint="validate",result="error"} 1"#),
             "{text}"
         );
+    }
+
+    /// Bounded work: answered on the async worker (issue 16).
+    struct Bounded(bool);
+
+    impl Mutate for Bounded {
+        fn mutate(&self, _: &Decoded<'_>) -> Verdict {
+            assert!(!self.0, "boom");
+            Verdict::default()
+        }
+
+        fn bounded(&self) -> bool {
+            true
+        }
+    }
+
+    /// A small body for a bounded mutator runs inline: it is answered, and a
+    /// panic in it is still caught and answered per `failureMode`, counted
+    /// as an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_work_is_answered_and_its_panics_follow_failure_mode() {
+        let config = Config::from_yaml("failureMode: deny\n", "t").expect("config");
+        let webhook = |panics: bool| Webhook {
+            mutator: Arc::new(Bounded(panics)),
+            validator: Arc::new(Slow(Duration::ZERO, false)),
+            metrics: Arc::new(Metrics::new()),
+            config: Arc::new(ArcSwap::from_pointee(config.clone())),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(2),
+            workers: Arc::new(Workers::new(2, 8)),
+        };
+        let ok = webhook(false);
+        let v = response_json(ok.handle(Endpoint::Mutate, request()).await).await;
+        assert_eq!(v["response"]["allowed"], true, "{v}");
+        let boom = webhook(true);
+        let v = response_json(boom.handle(Endpoint::Mutate, request()).await).await;
+        assert_eq!(v["response"]["allowed"], false, "{v}");
+        assert_eq!(v["response"]["status"]["code"], 403);
+        let text = boom.metrics.encode();
+        assert!(
+            text.contains(r#"otel_admission_requests_total{endpoint="mutate",result="error"} 1"#),
+            "{text}"
+        );
+        // The runtime survived the panic: the next request is answered.
+        let v = response_json(ok.handle(Endpoint::Mutate, request()).await).await;
+        assert_eq!(v["response"]["allowed"], true, "{v}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
