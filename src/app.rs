@@ -121,7 +121,9 @@ pub fn inject_expanded(
     view: &dyn ClusterView,
     server_version: Option<(u32, u32)>,
 ) -> serde_json::Value {
-    let Ok(typed) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone()) else {
+    // Read from the JSON in place: the pod as it was is the fallback.
+    let Ok(typed) = <k8s_openapi::api::core::v1::Pod as serde::Deserialize>::deserialize(&pod)
+    else {
         return pod;
     };
     let owner = crate::inject::plan::Owner {

@@ -19,6 +19,7 @@ use otel_admission::cluster::Caches;
 use otel_admission::config::Config;
 use otel_admission::metrics::Metrics;
 use otel_admission::mutate::Injector;
+use otel_admission::policy::suite::review_for;
 use otel_admission::server::admin::Readiness;
 use serde_json::{Value, json};
 
@@ -614,17 +615,6 @@ spec:
   match: {kinds: [{apiGroups: [networking.k8s.io], kinds: [Ingress]}]}
 "#;
 
-fn ingress_review(uid: &str, obj: Value) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": uid, "operation": "CREATE",
-            "namespace": obj["metadata"]["namespace"],
-            "name": obj["metadata"]["name"],
-            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
-            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
-            "userInfo": {"username": "alice"},
-            "object": obj}})
-}
-
 /// Referential data in `serve` (issue 15): with `policies.sync` listing
 /// Ingresses, the composition root watches them into `data.inventory`; a
 /// second Ingress with a host already in use is denied, another host is
@@ -646,7 +636,7 @@ async fn a_referential_template_reads_the_synced_inventory() {
     )
     .expect("config");
     let (app, server) = serve_policies(&api, config, dir.path().to_path_buf(), None).await;
-    let second = ingress_review("d", ingress("shop", "second", "www.example.com"));
+    let second = review_for(&ingress("shop", "second", "www.example.com"));
     let denied = until_allowed(&server, &second, false).await;
     assert_eq!(denied["allowed"], false, "{denied}");
     let msg = denied["status"]["message"].as_str().unwrap_or_default();
@@ -658,13 +648,13 @@ async fn a_referential_template_reads_the_synced_inventory() {
     );
     let other = validate(
         &server,
-        &ingress_review("o", ingress("shop", "second", "shop.example.com")),
+        &review_for(&ingress("shop", "second", "shop.example.com")),
     )
     .await;
     assert_eq!(other["allowed"], true, "another host: {other}");
     let itself = validate(
         &server,
-        &ingress_review("s", ingress("blog", "first", "www.example.com")),
+        &review_for(&ingress("blog", "first", "www.example.com")),
     )
     .await;
     assert_eq!(itself["allowed"], true, "the Ingress itself: {itself}");
@@ -692,7 +682,9 @@ async fn a_referential_template_reads_the_synced_inventory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
     use common::apiserver::{INGRESSES, ingress};
-    use common::replica::{Replica, kubeconfig_for, memory_kib};
+    use common::replica::{
+        Replica, free_admin, kubeconfig_for, memory_kib, until_metric, wait_ready,
+    };
     let api = FakeApiServer::start().await;
     for n in 0..100 {
         let ns = format!("team-{n}");
@@ -714,43 +706,11 @@ async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
     std::fs::write(policies.join("unique-host.yaml"), UNIQUE_HOST).expect("write");
     let kubeconfig = kubeconfig_for(&api, dir.path());
     let bin = env!("CARGO_BIN_EXE_otel-admission");
-    let client = reqwest::Client::new();
-    let metric = async |admin: &str, name: &str| -> Option<f64> {
-        let text = client
-            .get(format!("http://{admin}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    };
-    let ready = async |admin: &str| -> bool {
-        for _ in 0..240 {
-            let ok = client
-                .get(format!("http://{admin}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        false
-    };
-    let free = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").to_string()
-    };
     let base = format!("policies: {{dir: {}}}\n", policies.display());
 
-    let admin = free();
+    let admin = free_admin();
     let mut alone = Replica::start_with_admin(bin, &kubeconfig, &base, &admin);
-    assert!(ready(&admin).await, "ready without sync");
+    assert!(wait_ready(&admin, 60).await, "ready without sync");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (without, _) = memory_kib(alone.child.id());
     alone.terminate();
@@ -759,18 +719,11 @@ async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
         "policies: {{dir: {}, sync: [{{group: networking.k8s.io, version: v1, kind: Ingress}}]}}\n",
         policies.display()
     );
-    let admin = free();
+    let admin = free_admin();
     let mut replica = Replica::start_with_admin(bin, &kubeconfig, &synced, &admin);
-    assert!(ready(&admin).await, "ready with sync");
+    assert!(wait_ready(&admin, 60).await, "ready with sync");
     let gauge = r#"otel_admission_inventory_objects{kind="networking.k8s.io/v1/Ingress"}"#;
-    let mut held = None;
-    for _ in 0..120 {
-        held = metric(&admin, gauge).await;
-        if held == Some(10_000.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let held = until_metric(&admin, gauge, 10_000.0, 30).await;
     assert_eq!(held, Some(10_000.0), "all synced");
     // The settle time and the policies' rebuild.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -790,17 +743,6 @@ async fn ten_thousand_synced_ingresses_cost_a_bounded_amount_of_memory() {
         extra / 1024
     );
     replica.terminate();
-}
-
-fn deployment_review(uid: &str, deployment: Value) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": uid, "operation": "CREATE",
-            "namespace": deployment["metadata"]["namespace"],
-            "name": deployment["metadata"]["name"],
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "userInfo": {"username": "alice"},
-            "object": deployment}})
 }
 
 /// A Deployment that passes the shipped pack as written, asking for Python.
@@ -845,7 +787,7 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
     );
     let pack = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
     let (_app, server) = serve_policies(&api, Config::default(), pack, None).await;
-    let r = validate(&server, &deployment_review("a", checkout(false))).await;
+    let r = validate(&server, &review_for(&checkout(false))).await;
     assert_eq!(r["allowed"], false, "{r}");
     let msg = r["status"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -866,7 +808,7 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
             json!({"exporter": {"endpoint": "http://otel-collector.monitoring:4318"}}),
         ),
     );
-    let last = until_allowed(&server, &deployment_review("b", checkout(true)), true).await;
+    let last = until_allowed(&server, &review_for(&checkout(true)), true).await;
     assert_eq!(last["allowed"], true, "satisfied: {last}");
 }
 
@@ -893,7 +835,7 @@ async fn a_gatekeeper_config_resource_lists_the_synced_kinds() {
         Some("otel-admission"),
     )
     .await;
-    let second = ingress_review("d", ingress("shop", "second", "www.example.com"));
+    let second = review_for(&ingress("shop", "second", "www.example.com"));
     let r = until_allowed(&server, &second, false).await;
     assert_eq!(r["allowed"], false, "synced from the Config: {r}");
 }

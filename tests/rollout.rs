@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use common::apiserver::{
     DAEMONSETS, DEPLOYMENTS, FakeApiServer, NAMESPACES, PODS, deployment, namespace, pod,
 };
-use common::replica::{Replica, kubeconfig_for, memory_kib};
+use common::replica::{Replica, free_admin, kubeconfig_for, memory_kib, until_metric, wait_ready};
 use serde_json::{Value, json};
 
 /// Runs `otel-admission rollout <args>` against `kubeconfig` off the async
@@ -465,50 +465,22 @@ async fn the_controller_at_5000_workloads_holds_at_most_128_mib_more_than_the_we
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = kubeconfig_for(&api, dir.path());
     let rules = "rules:\n  - name: all-python\n    inject: {languages: [python]}\n";
-    let free_admin = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
     let bin = env!("CARGO_BIN_EXE_otel-admission");
-    let client = reqwest::Client::new();
-    let get = async |url: String| -> Option<(u16, String)> {
-        let r = client.get(url).send().await.ok()?;
-        let code = r.status().as_u16();
-        Some((code, r.text().await.ok()?))
-    };
 
     // The webhook alone: rollout off, ready (the caches synced).
     let admin = free_admin();
-    let mut webhook = Replica::start_with_admin(bin, &kubeconfig, rules, &admin.to_string());
-    let t0 = std::time::Instant::now();
-    while t0.elapsed().as_secs() < 60 {
-        if get(format!("http://{admin}/readyz")).await.map(|r| r.0) == Some(200) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let mut webhook = Replica::start_with_admin(bin, &kubeconfig, rules, &admin);
+    wait_ready(&admin, 60).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (alone, _) = memory_kib(webhook.child.id());
     webhook.terminate();
 
     let config = format!("{rules}rollout: {{enabled: true, mode: report, leaseDuration: 2s}}\n");
     let admin = free_admin();
-    let mut replica = Replica::start_with_admin(bin, &kubeconfig, &config, &admin.to_string());
+    let mut replica = Replica::start_with_admin(bin, &kubeconfig, &config, &admin);
     let t0 = std::time::Instant::now();
-    let mut seen = None;
-    while t0.elapsed().as_secs() < 120 {
-        seen = get(format!("http://{admin}/metrics"))
-            .await
-            .and_then(|(_, text)| {
-                text.lines()
-                    .find(|l| l.starts_with("otel_admission_rollout_workloads{state=\"stale\"}"))
-                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            });
-        if seen == Some(5000.0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    let series = r#"otel_admission_rollout_workloads{state="stale"}"#;
+    let seen = until_metric(&admin, series, 5000.0, 120).await;
     assert_eq!(seen, Some(5000.0), "a whole round counted within 120 s");
     let (hwm, rss) = memory_kib(replica.child.id());
     eprintln!(

@@ -258,35 +258,37 @@ impl Validate for Policies {
         if set.is_empty() {
             return Verdict::default();
         }
-        // The body is parsed once, into the value every policy shares.
-        let input = match review_value(review.body) {
-            Ok(v) => v,
-            Err(e) => {
-                return Outcome {
-                    errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
-                    ..Default::default()
-                }
-                .verdict(self.failure_mode());
-            }
-        };
         let none = |_: &str| None;
         let labels: NamespaceLabels<'_> = match &self.ns_labels {
             Some(f) => f.as_ref(),
             None => &none,
+        };
+        let unreadable = |e: String| {
+            Outcome {
+                errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
+                ..Default::default()
+            }
+            .verdict(self.failure_mode())
         };
         let k = &review.request.kind;
         let expands = set
             .expansions()
             .iter()
             .any(|e| e.applies_to(&k.group, &k.version, &k.kind));
-        let outcome =
-            match expands.then(|| serde_json::from_slice::<serde_json::Value>(review.body)) {
-                Some(Ok(json)) => {
-                    set.evaluate_expanded(&json, &input, labels, self.injection.as_deref())
-                }
-                _ => set.evaluate_value(&input, labels),
-            };
-        drop(input);
+        // The body is parsed once: into the value every policy shares, or,
+        // for a workload to expand, into the JSON the expansion reads and
+        // that value is made from.
+        let outcome = if expands {
+            match serde_json::from_slice::<serde_json::Value>(review.body) {
+                Ok(json) => set.evaluate_json_expanded(&json, labels, self.injection.as_deref()),
+                Err(e) => return unreadable(e.to_string()),
+            }
+        } else {
+            match review_value(review.body) {
+                Ok(input) => set.evaluate_value(&input, labels),
+                Err(e) => return unreadable(e),
+            }
+        };
         self.metrics
             .policy_evaluation_duration
             .observe(outcome.elapsed.as_secs_f64());

@@ -68,15 +68,19 @@ async fn bounded<T>(
 /// watcher pages), so the largest list is never in memory whole.
 const PAGE: u32 = 500;
 
-/// Calls `f` with every object of `api`'s list, a page at a time.
-async fn each<K, F>(api: &Api<K>, what: &'static str, mut f: F) -> Result<(), PlanError>
+/// Calls `f` with every object `list` returns (`Api::list` or
+/// `Api::list_metadata`), a page at a time.
+async fn each<T: Clone, Fut>(
+    what: &'static str,
+    list: impl Fn(ListParams) -> Fut,
+    mut f: impl FnMut(T),
+) -> Result<(), PlanError>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    F: FnMut(K),
+    Fut: std::future::Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
 {
     let mut lp = ListParams::default().limit(PAGE);
     loop {
-        let list = bounded(api.list(&lp)).await.map_err(list_err(what))?;
+        let list = bounded(list(lp.clone())).await.map_err(list_err(what))?;
         let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
         list.items.into_iter().for_each(&mut f);
         match next {
@@ -196,17 +200,35 @@ async fn workloads(
     mut out: impl FnMut(Option<(Workload, LabelSelector)>),
 ) -> Result<(), PlanError> {
     for ns in scopes(namespaces) {
-        each(&scoped::<Deployment>(client, ns), "deployments", |d| {
-            out(from_deployment(d))
-        })
+        let api = scoped::<Deployment>(client, ns);
+        each(
+            "deployments",
+            |lp| {
+                let api = api.clone();
+                async move { api.list(&lp).await }
+            },
+            |d| out(from_deployment(d)),
+        )
         .await?;
-        each(&scoped::<StatefulSet>(client, ns), "statefulsets", |s| {
-            out(from_stateful_set(s))
-        })
+        let api = scoped::<StatefulSet>(client, ns);
+        each(
+            "statefulsets",
+            |lp| {
+                let api = api.clone();
+                async move { api.list(&lp).await }
+            },
+            |s| out(from_stateful_set(s)),
+        )
         .await?;
-        each(&scoped::<DaemonSet>(client, ns), "daemonsets", |d| {
-            out(from_daemon_set(d))
-        })
+        let api = scoped::<DaemonSet>(client, ns);
+        each(
+            "daemonsets",
+            |lp| {
+                let api = api.clone();
+                async move { api.list(&lp).await }
+            },
+            |d| out(from_daemon_set(d)),
+        )
         .await?;
     }
     Ok(())
@@ -215,28 +237,39 @@ async fn workloads(
 /// The workload of `a` read again: why it must not be restarted now
 /// (rolling, paused, scaled to zero, opted out, deleted), or `None`.
 pub async fn recheck(client: &kube::Client, a: &Assessment) -> Result<Option<String>, kube::Error> {
-    let got = match a.kind {
-        Kind::Deployment => {
-            bounded(Api::<Deployment>::namespaced(client.clone(), &a.namespace).get(&a.name))
-                .await
-                .map(from_deployment)
-        }
-        Kind::StatefulSet => {
-            bounded(Api::<StatefulSet>::namespaced(client.clone(), &a.namespace).get(&a.name))
-                .await
-                .map(from_stateful_set)
-        }
-        Kind::DaemonSet => {
-            bounded(Api::<DaemonSet>::namespaced(client.clone(), &a.namespace).get(&a.name))
-                .await
-                .map(from_daemon_set)
-        }
+    let got = match read(client, a).await {
+        Ok(Read::Deployment(d)) => from_deployment(d),
+        Ok(Read::StatefulSet(s)) => from_stateful_set(s),
+        Ok(Read::DaemonSet(d)) => from_daemon_set(d),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Some("deleted".into())),
+        Err(e) => return Err(e),
     };
-    match got {
-        Ok(Some((w, _))) => Ok(super::not_restartable(&w)),
-        Ok(None) => Ok(Some("it has no spec".into())),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Some("deleted".into())),
-        Err(e) => Err(e),
+    Ok(match got {
+        Some((w, _)) => super::not_restartable(&w),
+        None => Some("it has no spec".into()),
+    })
+}
+
+/// A workload of the plan, as the API server has it now.
+enum Read {
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    DaemonSet(DaemonSet),
+}
+
+/// One GET of `a`'s workload, bounded like every rollout request.
+async fn read(client: &kube::Client, a: &Assessment) -> Result<Read, kube::Error> {
+    let (c, ns, name) = (client.clone(), a.namespace.as_str(), a.name.as_str());
+    match a.kind {
+        Kind::Deployment => bounded(Api::namespaced(c, ns).get(name))
+            .await
+            .map(Read::Deployment),
+        Kind::StatefulSet => bounded(Api::namespaced(c, ns).get(name))
+            .await
+            .map(Read::StatefulSet),
+        Kind::DaemonSet => bounded(Api::namespaced(c, ns).get(name))
+            .await
+            .map(Read::DaemonSet),
     }
 }
 
@@ -312,23 +345,20 @@ async fn pod_labels(
     let mut pods = super::PodLabels::new();
     for ns in scopes(namespaces) {
         let api: Api<Pod> = scoped(client, ns);
-        let mut lp = ListParams::default().limit(PAGE);
-        loop {
-            let list = bounded(api.list_metadata(&lp))
-                .await
-                .map_err(list_err("pods"))?;
-            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
-            for p in list.items {
+        each(
+            "pods",
+            |lp| {
+                let api = api.clone();
+                async move { api.list_metadata(&lp).await }
+            },
+            |p| {
                 let ns = p.metadata.namespace.unwrap_or_default();
                 pods.entry(ns)
                     .or_default()
                     .push(p.metadata.labels.unwrap_or_default());
-            }
-            match next {
-                Some(token) => lp = lp.continue_token(&token),
-                None => break,
-            }
-        }
+            },
+        )
+        .await?;
     }
     Ok(pods)
 }
@@ -389,31 +419,22 @@ pub async fn patch_restart(
 
 /// Whether the workload has rolled out its latest generation everywhere.
 async fn available(client: &kube::Client, a: &Assessment) -> Result<bool, kube::Error> {
-    Ok(match a.kind {
-        Kind::Deployment => {
-            let d = Api::<Deployment>::namespaced(client.clone(), &a.namespace)
-                .get(&a.name)
-                .await?;
+    Ok(match read(client, a).await? {
+        Read::Deployment(d) => {
             let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let st = d.status.unwrap_or_default();
             d.metadata.generation <= st.observed_generation
                 && st.updated_replicas.unwrap_or(0) >= want
                 && st.available_replicas.unwrap_or(0) >= want
         }
-        Kind::StatefulSet => {
-            let s = Api::<StatefulSet>::namespaced(client.clone(), &a.namespace)
-                .get(&a.name)
-                .await?;
+        Read::StatefulSet(s) => {
             let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             let st = s.status.unwrap_or_default();
             s.metadata.generation <= st.observed_generation
                 && st.updated_replicas.unwrap_or(0) >= want
                 && st.available_replicas.unwrap_or(0) >= want
         }
-        Kind::DaemonSet => {
-            let d = Api::<DaemonSet>::namespaced(client.clone(), &a.namespace)
-                .get(&a.name)
-                .await?;
+        Read::DaemonSet(d) => {
             let st = d.status.unwrap_or_default();
             d.metadata.generation <= st.observed_generation
                 && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled

@@ -89,3 +89,54 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (kib("VmHWM:"), kib("VmRSS:"))
 }
+
+/// A free local address for a replica's admin listener.
+pub fn free_admin() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+/// Waits up to `secs` for the admin listener's `/readyz` to answer 200.
+pub async fn wait_ready(admin: &str, secs: u64) -> bool {
+    let client = reqwest::Client::new();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed().as_secs() < secs {
+        let ok = client
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    false
+}
+
+/// The value of the first `/metrics` line starting with `series`.
+pub async fn metric(admin: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls `series` for up to `secs` until it reads `want`; the last value read.
+pub async fn until_metric(admin: &str, series: &str, want: f64, secs: u64) -> Option<f64> {
+    let t0 = std::time::Instant::now();
+    let mut seen = None;
+    while t0.elapsed().as_secs() < secs {
+        seen = metric(admin, series).await;
+        if seen == Some(want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    seen
+}
