@@ -16,6 +16,10 @@ use otel_admission::metrics::Metrics;
 use otel_admission::mutate::Injector;
 use serde_json::{Value, json};
 
+// The server's allocator, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Deployment-made pod: app plus istio-proxy, a dozen env vars, python opt-in.
 fn typical() -> Value {
     let env: Vec<Value> = (0..12)
@@ -97,7 +101,79 @@ fn bench(c: &mut Criterion) {
                 black_box(serde_json::to_vec(&v.patch).map(|b| b.len()))
             })
         });
+        stages(c, name, &body, &injector, &ctx);
     }
+}
+
+/// Where one `/mutate` answer's time goes, stage by stage, beside the
+/// naive webhook's whole work (parse into `serde_json::Value`, answer
+/// allowed with the uid) on the same body: the load report's ratio, without
+/// TLS and HTTP.
+fn stages(c: &mut Criterion, name: &str, body: &[u8], injector: &Injector, ctx: &Context<'_>) {
+    let mut g = c.benchmark_group(format!("stages/{name}"));
+    g.bench_function("naive: parse Value + answer", |b| {
+        b.iter(|| {
+            let Ok(v) = serde_json::from_slice::<Value>(black_box(body)) else {
+                panic!("json")
+            };
+            let uid = v["request"]["uid"].clone();
+            black_box(serde_json::to_vec(&json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": true}
+            })))
+        })
+    });
+    g.bench_function("1 decode envelope", |b| {
+        b.iter(|| black_box(admission::decode(black_box(body)).is_ok()))
+    });
+    let Ok(review) = admission::decode(body) else {
+        panic!("decode")
+    };
+    let raw = review.request.object.map(|o| o.get()).unwrap_or("null");
+    g.bench_function("2 parse pod", |b| {
+        b.iter(|| black_box(otel_admission::inject::sent_pod::parse(black_box(raw)).is_ok()))
+    });
+    let Ok(sent) = otel_admission::inject::sent_pod::parse(raw) else {
+        panic!("pod")
+    };
+    g.bench_function("3 decide", |b| {
+        b.iter(|| {
+            black_box(otel_admission::inject::decide::decide(
+                black_box(&sent.pod),
+                ctx,
+            ))
+        })
+    });
+    let otel_admission::inject::plan::Decision::Inject(plan) =
+        otel_admission::inject::decide::decide(&sent.pod, ctx)
+    else {
+        panic!("the bench pod is injected")
+    };
+    g.bench_function("4 apply (owned pod)", |b| {
+        b.iter_batched(
+            || sent.pod.clone(),
+            |pod| {
+                black_box(
+                    otel_admission::inject::apply::apply_owned(pod, &plan, ctx.config).is_ok(),
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let verdict = injector.mutate(&review);
+    g.bench_function("5 encode answer (patch json, base64)", |b| {
+        b.iter(|| black_box(admission::encode("u", black_box(&verdict)).map(|(b, _)| b.len())))
+    });
+    g.bench_function("all: decode + mutate + encode", |b| {
+        b.iter(|| {
+            let Ok(r) = admission::decode(black_box(body)) else {
+                panic!("decode")
+            };
+            let v = injector.mutate(&r);
+            black_box(admission::encode(&r.request.uid, &v).map(|(b, _)| b.len()))
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

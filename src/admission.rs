@@ -205,38 +205,11 @@ pub trait Validate: Send + Sync + 'static {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Verdict {
     /// JSON Patch operations; an empty patch is never sent.
-    pub patch: Option<json_patch::Patch>,
+    pub patch: Option<crate::patch::Patch>,
     pub warnings: Vec<String>,
     /// Set when the request is denied; every message is listed.
     pub denials: Vec<String>,
     pub audit_annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<StatusOut>,
-    /// Already a JSON string literal: base64 needs no escaping, so it is
-    /// written as is rather than scanned again by the serializer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    audit_annotations: &'a std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -255,17 +228,15 @@ pub enum Answer {
 }
 
 /// Encodes a verdict as the response AdmissionReview.
+///
+/// Written field by field rather than through a derived struct: the patch,
+/// a few KiB of base64, is encoded straight into the answer, where a
+/// `RawValue` or a `&str` field would be scanned once more (issue 16).
+/// Every other value goes through serde_json, escaped.
 pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_json::Error> {
     let denied = !verdict.denials.is_empty();
     let patch = match &verdict.patch {
-        Some(p) if !p.0.is_empty() && !denied => {
-            let json = serde_json::to_vec(p)?;
-            let mut quoted = String::with_capacity(json.len() * 4 / 3 + 8);
-            quoted.push('"');
-            base64::engine::general_purpose::STANDARD.encode_string(&json, &mut quoted);
-            quoted.push('"');
-            Some(RawValue::from_string(quoted)?)
-        }
+        Some(p) if !p.0.is_empty() && !denied => Some(serde_json::to_vec(p)?),
         _ => None,
     };
     let answer = match (denied, patch.is_some()) {
@@ -273,27 +244,54 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
         (false, true) => Answer::Patched,
         (false, false) => Answer::Allowed,
     };
-    // One line each, at most 256 characters, a bounded count (SPEC §10):
-    // the API server truncates or drops longer ones.
-    let warnings = crate::warnings::clamp_warnings(verdict.warnings.clone());
-    let out = ReviewOut {
-        api_version: API_VERSION_V1,
-        kind: KIND,
-        response: ResponseOut {
-            uid,
-            allowed: !denied,
-            status: denied.then(|| StatusOut {
+    let b64 = patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(b64 + 160 + uid.len());
+    out.extend_from_slice(b"{\"apiVersion\":\"");
+    out.extend_from_slice(API_VERSION_V1.as_bytes());
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(KIND.as_bytes());
+    out.extend_from_slice(b"\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut out, uid)?;
+    out.extend_from_slice(if denied {
+        b",\"allowed\":false,\"status\":"
+    } else {
+        b",\"allowed\":true"
+    });
+    if denied {
+        serde_json::to_writer(
+            &mut out,
+            &StatusOut {
                 code: 403,
                 message: verdict.denials.join("; "),
                 reason: "Forbidden",
-            }),
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            warnings: &warnings,
-            audit_annotations: &verdict.audit_annotations,
-        },
-    };
-    Ok((serde_json::to_vec(&out)?, answer))
+            },
+        )?;
+    }
+    if let Some(json) = &patch {
+        out.extend_from_slice(b",\"patch\":\"");
+        let at = out.len();
+        out.resize(at + b64, 0);
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(json, &mut out[at..])
+            .map_err(serde::ser::Error::custom)?;
+        out.truncate(at + n);
+        out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
+    }
+    // One line each, at most 256 characters, a bounded count (SPEC §10):
+    // the API server truncates or drops longer ones.
+    if !verdict.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        serde_json::to_writer(
+            &mut out,
+            &crate::warnings::clamp_warnings(verdict.warnings.clone()),
+        )?;
+    }
+    if !verdict.audit_annotations.is_empty() {
+        out.extend_from_slice(b",\"auditAnnotations\":");
+        serde_json::to_writer(&mut out, &verdict.audit_annotations)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok((out, answer))
 }
 
 #[cfg(test)]
@@ -390,7 +388,7 @@ mod tests {
     #[test]
     fn empty_patch_is_not_sent() {
         let v = Verdict {
-            patch: Some(json_patch::Patch(vec![])),
+            patch: Some(crate::patch::Patch(vec![])),
             ..Default::default()
         };
         let (bytes, answer) = encode("u", &v).expect("enc");
@@ -404,10 +402,13 @@ mod tests {
 
     #[test]
     fn patch_is_base64_json_patch() {
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}}
-        ]))
-        .expect("patch");
+        let patch = crate::patch::Patch(vec![
+            crate::patch::Operation::add(
+                json_patch::jsonptr::PointerBuf::from_tokens(["metadata", "labels"]),
+                &json!({"a": "b"}),
+            )
+            .expect("op"),
+        ]);
         let v = Verdict {
             patch: Some(patch.clone()),
             warnings: vec!["injected python".into()],
@@ -421,17 +422,20 @@ mod tests {
             .decode(r["patch"].as_str().expect("patch is a string"))
             .expect("base64");
         let back: json_patch::Patch = serde_json::from_slice(&raw).expect("patch json");
-        assert_eq!(back, patch);
+        assert_eq!(back, patch.to_json_patch().expect("patch"));
         assert_eq!(r["warnings"], json!(["injected python"]));
     }
 
     #[test]
     fn denial_is_403_with_every_message_and_no_patch() {
         let v = Verdict {
-            patch: Some(
-                serde_json::from_value(json!([{"op": "add", "path": "/x", "value": 1}]))
-                    .expect("p"),
-            ),
+            patch: Some(crate::patch::Patch(vec![
+                crate::patch::Operation::add(
+                    json_patch::jsonptr::PointerBuf::from_tokens(["x"]),
+                    &1,
+                )
+                .expect("op"),
+            ])),
             denials: vec![
                 "[no-latest] image uses :latest".into(),
                 "[limits] no memory limit".into(),
@@ -449,6 +453,43 @@ mod tests {
             "{msg}"
         );
         assert!(r.get("patch").is_none());
+    }
+
+    #[test]
+    fn every_field_is_escaped_and_the_answer_is_one_json_document() {
+        let v = Verdict {
+            patch: Some(crate::patch::Patch(vec![
+                crate::patch::Operation::add(
+                    json_patch::jsonptr::PointerBuf::from_tokens(["metadata", "labels", "k\"/"]),
+                    "v\u{e9}\n",
+                )
+                .expect("op"),
+            ])),
+            warnings: vec!["a \"quoted\" \\ warning".into()],
+            audit_annotations: [("otel-admission.io/\"k".to_string(), "v\"".to_string())].into(),
+            ..Default::default()
+        };
+        let (bytes, answer) = encode("u\"id\\", &v).expect("enc");
+        assert_eq!(answer, Answer::Patched);
+        let doc: Value = serde_json::from_slice(&bytes).expect("one JSON document");
+        assert_eq!(doc["apiVersion"], API_VERSION_V1);
+        assert_eq!(doc["kind"], KIND);
+        let r = &doc["response"];
+        assert_eq!(r["uid"], "u\"id\\");
+        assert_eq!(r["allowed"], true);
+        assert_eq!(r["warnings"], json!(["a \"quoted\" \\ warning"]));
+        assert_eq!(
+            r["auditAnnotations"],
+            json!({"otel-admission.io/\"k": "v\""})
+        );
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(r["patch"].as_str().expect("patch"))
+            .expect("base64");
+        let back: Value = serde_json::from_slice(&raw).expect("patch json");
+        assert_eq!(
+            back,
+            json!([{"op": "add", "path": "/metadata/labels/k\"~1", "value": "v\u{e9}\n"}])
+        );
     }
 
     #[test]

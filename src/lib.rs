@@ -28,6 +28,7 @@ pub mod language;
 pub mod metrics;
 pub mod mutate;
 pub mod otelcol;
+pub mod patch;
 pub mod policy;
 pub mod rollout;
 pub mod selector;

@@ -170,13 +170,13 @@ impl Mutate for Injector {
         let patch = applied.map(|a| {
             let mut patch = a.patch;
             if !has_metadata {
-                patch.0.insert(
-                    0,
-                    json_patch::PatchOperation::Add(json_patch::AddOperation {
-                        path: json_patch::jsonptr::PointerBuf::from_tokens(["metadata"]),
-                        value: serde_json::json!({}),
-                    }),
-                );
+                // An empty map always serializes.
+                if let Ok(op) = crate::patch::Operation::add(
+                    json_patch::jsonptr::PointerBuf::from_tokens(["metadata"]),
+                    &serde_json::Map::new(),
+                ) {
+                    patch.0.insert(0, op);
+                }
             }
             patch
         });

@@ -469,7 +469,7 @@ fn run_case(case: &Case) -> Verdict {
     };
     let outcome = run(&pod, &ctx);
     if let Some(patch) = outcome.patch()
-        && let Err(e) = json_patch::patch(&mut doc, &patch.0)
+        && let Err(e) = json_patch::patch(&mut doc, &patch.to_json_patch().expect("patch").0)
     {
         guarantees.push(format!("guarantee: the patch does not apply: {e}"));
     }

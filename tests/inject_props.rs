@@ -308,7 +308,7 @@ proptest! {
         let verdict = mutate(&inj, &original);
         let mut doc = original.clone();
         if let Some(patch) = &verdict.patch {
-            json_patch::patch(&mut doc, &patch.0).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
+            json_patch::patch(&mut doc, &patch.to_json_patch().map_err(|e| TestCaseError::fail(e.to_string()))?.0).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
         }
         let pod: Pod = serde_json::from_value(doc.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let spec = pod.spec.expect("spec");

@@ -3,7 +3,7 @@
 
 use crate::inject::plan::{Failure, Feature};
 use crate::language::Language;
-use json_patch::Patch;
+use crate::patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use std::collections::BTreeMap;

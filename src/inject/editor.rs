@@ -7,12 +7,11 @@
 //! quadratic in env vars, #34799). Missing arrays and maps are added whole,
 //! existing arrays are appended to with `/-`, so no operation can fail.
 
+use crate::patch::{Operation, Patch};
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Probe, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// An internal failure while building the patch; the pod is admitted per `failureMode`.
@@ -103,39 +102,39 @@ impl ProbeKind {
 pub struct Editor<'p> {
     meta: &'p mut ObjectMeta,
     spec: &'p mut PodSpec,
-    ops: Vec<PatchOperation>,
+    ops: Vec<Operation>,
 }
 
 pub(crate) fn ptr(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-pub(crate) fn to_value<T: Serialize>(what: &'static str, t: &T) -> Result<Value, ApplyError> {
-    serde_json::to_value(t).map_err(|source| ApplyError::Serialize { what, source })
-}
-
-pub(crate) fn add(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path, value })
+/// `add` of `value` at `path`, serialized now, straight from the typed value.
+pub(crate) fn add<T: Serialize + ?Sized>(
+    what: &'static str,
+    path: PointerBuf,
+    value: &T,
+) -> Result<Operation, ApplyError> {
+    Operation::add(path, value).map_err(|source| ApplyError::Serialize { what, source })
 }
 
 /// Appends to an optional array, adding the array when it is absent.
 pub(crate) fn push_opt<T: Serialize>(
-    ops: &mut Vec<PatchOperation>,
+    ops: &mut Vec<Operation>,
     slot: &mut Option<Vec<T>>,
     path: &[&str],
     what: &'static str,
     item: T,
 ) -> Result<(), ApplyError> {
-    let v = to_value(what, &item)?;
     match slot {
         Some(list) => {
             let mut p = ptr(path);
             p.push_back("-");
-            ops.push(add(p, v));
+            ops.push(add(what, p, &item)?);
             list.push(item);
         }
         None => {
-            ops.push(add(ptr(path), Value::Array(vec![v])));
+            ops.push(add(what, ptr(path), std::slice::from_ref(&item))?);
             *slot = Some(vec![item]);
         }
     }
@@ -157,8 +156,8 @@ impl<'p> Editor<'p> {
 
 impl Editor<'_> {
     /// The recorded operations, in order, as the patch to send.
-    pub fn into_patch(self) -> json_patch::Patch {
-        json_patch::Patch(self.ops)
+    pub fn into_patch(self) -> Patch {
+        Patch(self.ops)
     }
 
     pub fn spec(&self) -> &PodSpec {
@@ -214,11 +213,13 @@ impl Editor<'_> {
 
     /// Inserts an init container at `at` (≤ len), before an init container it serves.
     pub fn insert_init_container(&mut self, at: usize, c: Container) -> Result<(), ApplyError> {
-        let v = to_value("init container", &c)?;
         match self.spec.init_containers.as_mut() {
             Some(list) if at < list.len() => {
-                self.ops
-                    .push(add(ptr(&["spec", "initContainers", &at.to_string()]), v));
+                self.ops.push(add(
+                    "init container",
+                    ptr(&["spec", "initContainers", &at.to_string()]),
+                    &c,
+                )?);
                 list.insert(at, c);
                 Ok(())
             }
@@ -228,8 +229,8 @@ impl Editor<'_> {
 
     /// Appends a container and returns its slot.
     pub fn push_container(&mut self, c: Container) -> Result<Slot, ApplyError> {
-        let v = to_value("container", &c)?;
-        self.ops.push(add(ptr(&["spec", "containers", "-"]), v));
+        self.ops
+            .push(add("container", ptr(&["spec", "containers", "-"]), &c)?);
         self.spec.containers.push(c);
         Ok(Slot::Main(self.spec.containers.len() - 1))
     }
@@ -243,13 +244,14 @@ impl Editor<'_> {
         let Some(Slot::Init(i)) = self.find_slot(name) else {
             return Ok(());
         };
-        let v = to_value("security context", &sc)?;
+        let op = add(
+            "security context",
+            ptr(&["spec", "initContainers", &i.to_string(), "securityContext"]),
+            &sc,
+        )?;
         if let Some(c) = slot_mut(self.spec, Slot::Init(i)) {
             c.security_context = Some(sc);
-            self.ops.push(add(
-                ptr(&["spec", "initContainers", &i.to_string(), "securityContext"]),
-                v,
-            ));
+            self.ops.push(op);
         }
         Ok(())
     }
@@ -285,9 +287,13 @@ impl Editor<'_> {
             && at < mounts.len()
         {
             mounts.remove(at);
-            self.ops.push(PatchOperation::Remove(RemoveOperation {
-                path: ptr(&["spec", list, &idx, "volumeMounts", &at.to_string()]),
-            }));
+            self.ops.push(Operation::remove(ptr(&[
+                "spec",
+                list,
+                &idx,
+                "volumeMounts",
+                &at.to_string(),
+            ])));
         }
     }
 
@@ -322,13 +328,12 @@ impl Editor<'_> {
 
     /// Inserts at `at` (≤ len), shifting later entries.
     pub fn insert_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
-        let v = to_value("env var", &var)?;
-        let path = Self::env_path(slot, at);
+        let op = add("env var", Self::env_path(slot, at), &var)?;
         if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
             && at <= env.len()
         {
             env.insert(at, var);
-            self.ops.push(add(path, v));
+            self.ops.push(op);
         }
         Ok(())
     }
@@ -342,16 +347,19 @@ impl Editor<'_> {
     }
 
     pub fn replace_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
-        let value = to_value("env var", &var)?;
-        let path = Self::env_path(slot, at);
+        let op = Operation::replace(Self::env_path(slot, at), &var).map_err(|source| {
+            ApplyError::Serialize {
+                what: "env var",
+                source,
+            }
+        })?;
         if let Some(entry) = self
             .container_mut(slot)
             .and_then(|c| c.env.as_mut())
             .and_then(|e| e.get_mut(at))
         {
             *entry = var;
-            self.ops
-                .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+            self.ops.push(op);
         }
         Ok(())
     }
@@ -362,8 +370,7 @@ impl Editor<'_> {
             && at < env.len()
         {
             env.remove(at);
-            self.ops
-                .push(PatchOperation::Remove(RemoveOperation { path }));
+            self.ops.push(Operation::remove(path));
         }
     }
 
@@ -378,30 +385,27 @@ impl Editor<'_> {
         kind: ProbeKind,
         probe: k8s_openapi::api::core::v1::Probe,
     ) -> Result<(), ApplyError> {
-        let v = to_value("probe", &probe)?;
         let (list, idx) = slot.path();
+        let op = add("probe", ptr(&["spec", list, &idx, kind.field()]), &probe)?;
         let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
         kind.set(c, probe);
-        self.ops
-            .push(add(ptr(&["spec", list, &idx, kind.field()]), v));
+        self.ops.push(op);
         Ok(())
     }
 
     pub fn set_label(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
         match &mut self.meta.labels {
             Some(map) => {
-                self.ops.push(add(
-                    ptr(&["metadata", "labels", key]),
-                    Value::String(value.clone()),
-                ));
+                self.ops
+                    .push(add("label", ptr(&["metadata", "labels", key]), &value)?);
                 map.insert(key.to_string(), value);
             }
             None => {
                 let map = BTreeMap::from([(key.to_string(), value)]);
                 self.ops
-                    .push(add(ptr(&["metadata", "labels"]), to_value("labels", &map)?));
+                    .push(add("labels", ptr(&["metadata", "labels"]), &map)?);
                 self.meta.labels = Some(map);
             }
         }
@@ -413,18 +417,17 @@ impl Editor<'_> {
             Some(map) => {
                 // `add` on an existing member replaces it, so this cannot fail.
                 self.ops.push(add(
+                    "annotation",
                     ptr(&["metadata", "annotations", key]),
-                    Value::String(value.clone()),
-                ));
+                    &value,
+                )?);
                 map.insert(key.to_string(), value);
             }
             None => {
                 let mut map = std::collections::BTreeMap::new();
                 map.insert(key.to_string(), value);
-                self.ops.push(add(
-                    ptr(&["metadata", "annotations"]),
-                    to_value("annotations", &map)?,
-                ));
+                self.ops
+                    .push(add("annotations", ptr(&["metadata", "annotations"]), &map)?);
                 self.meta.annotations = Some(map);
             }
         }
@@ -432,13 +435,15 @@ impl Editor<'_> {
     }
 
     /// Go's eBPF agent must see the app's processes.
-    pub fn set_share_process_namespace(&mut self) {
+    pub fn set_share_process_namespace(&mut self) -> Result<(), ApplyError> {
         if self.spec.share_process_namespace != Some(true) {
             self.ops.push(add(
+                "shareProcessNamespace",
                 ptr(&["spec", "shareProcessNamespace"]),
-                Value::Bool(true),
-            ));
+                &true,
+            )?);
             self.spec.share_process_namespace = Some(true);
         }
+        Ok(())
     }
 }

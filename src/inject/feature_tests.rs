@@ -90,7 +90,8 @@ fn outcome(p: &Value) -> Outcome {
 fn patched(p: &Value, o: &Outcome) -> Value {
     let mut doc = p.clone();
     if let Some(patch) = o.patch() {
-        json_patch::patch(&mut doc, &patch.0).expect("patch applies");
+        json_patch::patch(&mut doc, &patch.to_json_patch().expect("patch").0)
+            .expect("patch applies");
     }
     doc
 }

@@ -211,12 +211,14 @@ fn walk(
     let ns_meta = inputs.view.namespace(&namespace).unwrap_or_default();
     let rules = rule_checks(&pod, &namespace, &ns_meta, inputs.config);
     if let Some(patch) = outcome.patch() {
-        json_patch::patch(&mut pod_json, &patch.0).map_err(|e| {
+        let fail = |e: &dyn std::fmt::Display| {
             field_err(
                 location.clone(),
                 format!("internal error applying the patch: {e}"),
             )
-        })?;
+        };
+        let patch = patch.to_json_patch().map_err(|e| fail(&e))?;
+        json_patch::patch(&mut pod_json, &patch.0).map_err(|e| fail(&e))?;
         if let (Some(t), Value::Object(mut p)) = (template.as_object_mut(), pod_json) {
             for key in ["metadata", "spec"] {
                 if let Some(v) = p.remove(key) {

@@ -161,7 +161,7 @@ pub fn unreadable(message: String, mode: FailureMode) -> Outcome {
 
 impl Outcome {
     /// The patch to send, if any.
-    pub fn patch(&self) -> Option<&json_patch::Patch> {
+    pub fn patch(&self) -> Option<&crate::patch::Patch> {
         self.applied.as_ref().map(|a| &a.patch)
     }
 }

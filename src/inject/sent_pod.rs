@@ -8,6 +8,11 @@
 //!   one and a half lists (SPEC §10 bounds one answer's memory). Each `env`
 //!   is counted first (a scan that allocates nothing) and filled once.
 //!
+//! That careful parse reads the spec's text three times and costs about
+//! twice a plain one (`benches/inject.rs`, `stages/*/2 parse pod`), so a pod
+//! of at most [`ONE_PASS`] bytes, whose lists cannot grow past a small
+//! multiple of it, is parsed in one pass (issue 16).
+//!
 //! Everything else goes through `k8s_openapi`'s own deserializers, from the
 //! same JSON text.
 
@@ -27,6 +32,19 @@ pub struct SentPod {
     pub has_metadata: bool,
 }
 
+/// The largest pod text parsed in one pass.
+pub const ONE_PASS: usize = 64 << 10;
+
+#[derive(Deserialize)]
+struct Whole {
+    #[serde(default)]
+    metadata: Option<ObjectMeta>,
+    #[serde(default)]
+    spec: Option<PodSpec>,
+    #[serde(default)]
+    status: Option<PodStatus>,
+}
+
 #[derive(Deserialize)]
 struct Top<'a> {
     #[serde(default)]
@@ -41,6 +59,23 @@ type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
 
 /// Parses `request.object`.
 pub fn parse(raw: &str) -> Result<SentPod, serde_json::Error> {
+    if raw.len() > ONE_PASS {
+        return parse_large(raw);
+    }
+    let w: Whole = serde_json::from_str(raw)?;
+    Ok(SentPod {
+        has_metadata: w.metadata.is_some(),
+        pod: Pod {
+            metadata: w.metadata.unwrap_or_default(),
+            spec: w.spec,
+            status: w.status,
+        },
+    })
+}
+
+/// [`parse`] for a pod over [`ONE_PASS`] bytes: every `env` list allocated
+/// once, at its size.
+fn parse_large(raw: &str) -> Result<SentPod, serde_json::Error> {
     let top: Top<'_> = serde_json::from_str(raw)?;
     let spec = match top.spec {
         Some(s) if s.get() != "null" => Some(spec(s)?),
@@ -166,27 +201,32 @@ mod tests {
         ] {
             let text = pod.to_string();
             let plain: Pod = serde_json::from_str(&text).expect("plain");
-            let ours = parse(&text).expect("ours");
-            assert_eq!(ours.pod, plain, "{text}");
-            assert_eq!(ours.has_metadata, pod.get("metadata").is_some());
+            for (path, ours) in [
+                ("one pass", parse(&text).expect("ours")),
+                ("large", parse_large(&text).expect("large")),
+            ] {
+                assert_eq!(ours.pod, plain, "{path}: {text}");
+                assert_eq!(ours.has_metadata, pod.get("metadata").is_some(), "{path}");
+            }
         }
     }
 
     #[test]
-    fn env_lists_are_allocated_at_their_size() {
-        let env: Vec<_> = (0..1000)
+    fn env_lists_of_a_large_pod_are_allocated_at_their_size() {
+        let env: Vec<_> = (0..3000)
             .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
             .collect();
         let text = json!({"spec": {"containers": [{"name": "a", "env": env}]}}).to_string();
+        assert!(text.len() > ONE_PASS, "{} bytes", text.len());
         let p = parse(&text).expect("parse");
         let e = p.pod.spec.expect("spec").containers[0]
             .env
             .clone()
             .expect("env");
-        assert_eq!(e.len(), 1000);
+        assert_eq!(e.len(), 3000);
         let spec = parse(&text).expect("parse").pod.spec.expect("spec");
         let env = spec.containers[0].env.as_ref().expect("env");
-        assert_eq!(env.capacity(), 1000, "filled once, no doubling");
+        assert_eq!(env.capacity(), 3000, "filled once, no doubling");
     }
 
     #[test]
@@ -197,6 +237,7 @@ mod tests {
             r#"[1]"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+            assert!(parse_large(bad).is_err(), "{bad}");
         }
     }
 }

@@ -121,13 +121,27 @@ pub fn fingerprint(plan: &crate::inject::plan::Plan, config: &crate::config::Con
             .as_ref()
             .map(|a| (a.decided_by.as_str(), a.mesh.as_deref())),
     };
-    let bytes = serde_json::to_vec(&inputs).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    // Hashed as it is serialized: the same bytes, no buffer.
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let _ = serde_json::to_writer(&mut h, &inputs);
+    format!("{:016x}", h.0)
+}
+
+/// FNV-1a over the bytes written to it.
+struct Fnv(u64);
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(bytes.len())
     }
-    format!("{h:016x}")
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Status {

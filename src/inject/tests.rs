@@ -71,7 +71,8 @@ fn outcome(p: &Value, config: &Config, view: &StaticView) -> Outcome {
 fn patched(p: &Value, o: &Outcome) -> Value {
     let mut doc = p.clone();
     if let Some(patch) = o.patch() {
-        json_patch::patch(&mut doc, &patch.0).expect("patch applies");
+        json_patch::patch(&mut doc, &patch.to_json_patch().expect("patch").0)
+            .expect("patch applies");
     }
     doc
 }
@@ -948,7 +949,7 @@ fn patch_adds_missing_maps_and_arrays_and_escapes_keys() {
     let v = injector.mutate(&review);
     let patch = v.patch.expect("patch");
     let mut doc = p.clone();
-    json_patch::patch(&mut doc, &patch.0).expect("applies");
+    json_patch::patch(&mut doc, &patch.to_json_patch().expect("patch").0).expect("applies");
     let back: Pod = serde_json::from_value(doc).expect("pod");
     assert!(
         back.metadata

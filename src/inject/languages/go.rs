@@ -59,7 +59,7 @@ pub fn inject(
         }),
         ..Default::default()
     })?;
-    ed.set_share_process_namespace();
+    ed.set_share_process_namespace()?;
     // The annotation's path first; otherwise it comes from `spec.go.env` or
     // `spec.env` in their place, as in the operator.
     let mut sidecar_env: Vec<_> = pod
