@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("decide+apply+patch/{name}"), |b| {
             b.iter(|| {
                 let o = run(black_box(&pod), &ctx);
-                black_box(o.patch().map(|p| p.0.len()))
+                black_box(o.patch().map(|p| p.len()))
             })
         });
         let body = review(&pod_json);

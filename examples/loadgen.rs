@@ -52,6 +52,14 @@ struct Args {
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
+    /// Reset the server's peak RSS (`VmHWM`) before the run, so the
+    /// reported peak is this run's (Linux `clear_refs`).
+    #[arg(long)]
+    reset_peak: bool,
+    /// Write every latency, in microseconds, one per line, to this file:
+    /// the load report merges the slices of an interleaved run.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -155,6 +163,32 @@ fn body_for(mix: Mix, fixed: &[Bytes], n: u64) -> Bytes {
     }
 }
 
+/// The answer's envelope, as much as the check reads: the uid, borrowed;
+/// the rest (a patch of some KiB for a mutation) skipped, not built into a
+/// `Value`, so the client's share of the two cores does not grow with the
+/// answer (issue 16).
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    response: AnswerResponse<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerResponse<'a> {
+    #[serde(borrow)]
+    uid: std::borrow::Cow<'a, str>,
+}
+
+/// User plus system CPU seconds of a process, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command, which is in parentheses and may hold spaces.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -194,6 +228,11 @@ async fn main() -> anyhow::Result<()> {
         ],
     };
     let fixed = Arc::new(fixed);
+    if let (true, Some(pid)) = (args.reset_peak, args.server_pid) {
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+    }
+    let server_cpu_before = args.server_pid.and_then(|p| cpu_seconds(&p.to_string()));
+    let client_cpu_before = cpu_seconds("self");
     let rss_before = args.server_pid.and_then(|p| rss_kib(p, "VmRSS:"));
     let peak_rss = Arc::new(AtomicU64::new(rss_before.unwrap_or(0)));
     let sampler = args.server_pid.map(|pid| {
@@ -262,8 +301,8 @@ async fn main() -> anyhow::Result<()> {
                         let body = resp.into_body().collect().await.map(|b| b.to_bytes());
                         status == 200
                             && body.is_ok_and(|b| {
-                                serde_json::from_slice::<Value>(&b)
-                                    .is_ok_and(|v| v["response"]["uid"].is_string())
+                                serde_json::from_slice::<Answer<'_>>(&b)
+                                    .is_ok_and(|a| !a.response.uid.is_empty())
                             })
                     }
                     Err(_) => false,
@@ -287,6 +326,27 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = args
+        .server_pid
+        .and_then(|p| cpu_seconds(&p.to_string()))
+        .zip(server_cpu_before)
+        .map(|(a, b)| a - b);
+    let client_cpu = cpu_seconds("self")
+        .zip(client_cpu_before)
+        .map(|(a, b)| a - b);
+    if let Some(path) = &args.latencies {
+        let mut text = String::with_capacity(all.len() * 6);
+        for l in &all {
+            text.push_str(&l.to_string());
+            text.push('\n');
+        }
+        std::fs::write(path, text)?;
+    }
+    let n = all.len();
+    let per_request = |cpu: Option<f64>| {
+        cpu.filter(|_| n > 0)
+            .map(|c| (c / n as f64 * 1e7).round() / 10.0)
+    };
     if let Some(s) = sampler {
         s.abort();
     }
@@ -312,6 +372,8 @@ async fn main() -> anyhow::Result<()> {
         "max_ms": all.last().map_or(0.0, |m| *m as f64 / 1000.0),
         "server_rss_before_kib": rss_before, "server_rss_peak_kib": peak_rss.load(Ordering::Relaxed),
         "server_rss_after_kib": rss_after, "server_vmhwm_kib": hwm,
+        "server_cpu_us_per_request": per_request(server_cpu),
+        "client_cpu_us_per_request": per_request(client_cpu),
     });
     if args.json {
         println!("{report}");

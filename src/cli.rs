@@ -2,6 +2,7 @@
 //! env and the config file into settings, then calls the library.
 
 pub mod args;
+mod json_line;
 mod log_sink;
 mod offline;
 mod policy;
@@ -123,11 +124,13 @@ fn init_logging(format: LogFormat, level: &str) -> Option<log_sink::Guard> {
     };
     match (format, sink) {
         (LogFormat::Text, Some(s)) => builder.with_writer(s).init(),
-        (LogFormat::Json, Some(s)) => builder.json().flatten_event(true).with_writer(s).init(),
+        (LogFormat::Json, Some(s)) => builder
+            .event_format(json_line::JsonLine)
+            .with_writer(s)
+            .init(),
         (LogFormat::Text, None) => builder.with_writer(std::io::stderr).init(),
         (LogFormat::Json, None) => builder
-            .json()
-            .flatten_event(true)
+            .event_format(json_line::JsonLine)
             .with_writer(std::io::stderr)
             .init(),
     }

@@ -171,12 +171,7 @@ impl Mutate for Injector {
             let mut patch = a.patch;
             if !has_metadata {
                 // An empty map always serializes.
-                if let Ok(op) = crate::patch::Operation::add(
-                    json_patch::jsonptr::PointerBuf::from_tokens(["metadata"]),
-                    &serde_json::Map::new(),
-                ) {
-                    patch.0.insert(0, op);
-                }
+                let _ = patch.add_first(&crate::path!["metadata"], &serde_json::Map::new());
             }
             patch
         });

@@ -35,6 +35,19 @@ pub fn clamp_warning(message: &str) -> String {
     out
 }
 
+/// Whether [`clamp_warnings`] would leave `messages` as they are: few
+/// enough, each short and printable. The common case, checked without
+/// copying them (issue 16).
+pub fn is_clamped(messages: &[String]) -> bool {
+    messages.len() <= MAX_COUNT
+        && messages.iter().all(|m| {
+            m.len() <= MAX_CHARS
+                && !m
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        })
+}
+
 /// Every message clamped by [`clamp_warning`], and at most [`MAX_COUNT`] of
 /// them: past that, the first `MAX_COUNT - 1` and one `… and N more`.
 pub fn clamp_warnings(messages: Vec<String>) -> Vec<String> {
@@ -58,6 +71,34 @@ pub fn clamp_warnings(messages: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_clamped` means "clamping changes nothing" (it may say no to a
+    /// long line of multi-byte characters that clamping would keep).
+    #[test]
+    fn is_clamped_agrees_with_clamping() {
+        let long = "x".repeat(MAX_CHARS + 1);
+        let cases: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["injected python into app".into()],
+            vec!["two\nlines".into()],
+            vec!["tab\there".into()],
+            vec!["sep\u{2028}".into()],
+            vec![long.clone()],
+            vec!["x".repeat(MAX_CHARS)],
+            vec!["é".repeat(MAX_CHARS / 2)],
+            (0..MAX_COUNT).map(|i| i.to_string()).collect(),
+            (0..=MAX_COUNT).map(|i| i.to_string()).collect(),
+        ];
+        let expected = [
+            true, true, false, false, false, false, true, true, true, false,
+        ];
+        for (c, want) in cases.into_iter().zip(expected) {
+            assert_eq!(is_clamped(&c), want, "{c:?}");
+            assert_eq!(clamp_warnings(c.clone()) == c, want, "{c:?}");
+        }
+        let wide = vec!["é".repeat(MAX_CHARS - 1)];
+        assert!(!is_clamped(&wide) && clamp_warnings(wide.clone()) == wide);
+    }
 
     #[test]
     fn short_single_line_messages_are_unchanged() {

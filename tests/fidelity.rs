@@ -479,7 +479,7 @@ fn run_case(case: &Case) -> Verdict {
         Err(e) => guarantees.push(format!("guarantee: the mutated object is not a Pod: {e}")),
         Ok(mutated) => {
             let again = run(&mutated, &ctx);
-            if let Some(p) = again.patch().filter(|p| !p.0.is_empty()) {
+            if let Some(p) = again.patch().filter(|p| !p.is_empty()) {
                 let ops = serde_json::to_string(p).unwrap_or_default();
                 guarantees.push(format!(
                     "guarantee: reinvocation is not a no-op: {}",

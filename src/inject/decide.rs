@@ -104,7 +104,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
     let mut decided = Vec::new();
     for lang in Language::ALL {
         let key = inject_key(lang);
-        let chosen = combine(ns_value(&ns_meta, &key), pod_value(pod, &key));
+        let chosen = combine(ns_value(&ns_meta, key), pod_value(pod, key));
         let (value, decided_by) = match &chosen {
             Some(f) if f.value.eq_ignore_ascii_case("false") => {
                 explicitly_off.push(describe(f));

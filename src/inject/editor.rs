@@ -7,8 +7,8 @@
 //! quadratic in env vars, #34799). Missing arrays and maps are added whole,
 //! existing arrays are appended to with `/-`, so no operation can fail.
 
-use crate::patch::{Operation, Patch};
-use json_patch::jsonptr::PointerBuf;
+use crate::patch::{Patch, Token};
+use crate::path;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Probe, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -43,10 +43,10 @@ pub(crate) fn slot_mut(spec: &mut PodSpec, slot: Slot) -> Option<&mut Container>
 }
 
 impl Slot {
-    fn path(self) -> (&'static str, String) {
+    fn path(self) -> (&'static str, usize) {
         match self {
-            Self::Main(i) => ("containers", i.to_string()),
-            Self::Init(i) => ("initContainers", i.to_string()),
+            Self::Main(i) => ("containers", i),
+            Self::Init(i) => ("initContainers", i),
         }
     }
 }
@@ -102,39 +102,39 @@ impl ProbeKind {
 pub struct Editor<'p> {
     meta: &'p mut ObjectMeta,
     spec: &'p mut PodSpec,
-    ops: Vec<Operation>,
-}
-
-pub(crate) fn ptr(tokens: &[&str]) -> PointerBuf {
-    PointerBuf::from_tokens(tokens.iter().copied())
+    patch: Patch,
 }
 
 /// `add` of `value` at `path`, serialized now, straight from the typed value.
 pub(crate) fn add<T: Serialize + ?Sized>(
+    patch: &mut Patch,
     what: &'static str,
-    path: PointerBuf,
+    path: &[Token<'_>],
     value: &T,
-) -> Result<Operation, ApplyError> {
-    Operation::add(path, value).map_err(|source| ApplyError::Serialize { what, source })
+) -> Result<(), ApplyError> {
+    patch
+        .add(path, value)
+        .map_err(|source| ApplyError::Serialize { what, source })
 }
 
 /// Appends to an optional array, adding the array when it is absent.
+/// `path` is the array's, with room for one more token (`-`) at its end.
 pub(crate) fn push_opt<T: Serialize>(
-    ops: &mut Vec<Operation>,
+    patch: &mut Patch,
     slot: &mut Option<Vec<T>>,
-    path: &[&str],
+    path: &mut [Token<'_>],
     what: &'static str,
     item: T,
 ) -> Result<(), ApplyError> {
+    let (end, array) = path.split_last_mut().ok_or(ApplyError::NoSpec)?;
     match slot {
         Some(list) => {
-            let mut p = ptr(path);
-            p.push_back("-");
-            ops.push(add(what, p, &item)?);
+            *end = Token::Key("-");
+            add(patch, what, path, &item)?;
             list.push(item);
         }
         None => {
-            ops.push(add(what, ptr(path), std::slice::from_ref(&item))?);
+            add(patch, what, array, std::slice::from_ref(&item))?;
             *slot = Some(vec![item]);
         }
     }
@@ -149,7 +149,7 @@ impl<'p> Editor<'p> {
         Self {
             meta,
             spec,
-            ops: Vec::new(),
+            patch: Patch::new(),
         }
     }
 }
@@ -157,7 +157,7 @@ impl<'p> Editor<'p> {
 impl Editor<'_> {
     /// The recorded operations, in order, as the patch to send.
     pub fn into_patch(self) -> Patch {
-        Patch(self.ops)
+        self.patch
     }
 
     pub fn spec(&self) -> &PodSpec {
@@ -188,10 +188,6 @@ impl Editor<'_> {
         }
     }
 
-    fn container_mut(&mut self, slot: Slot) -> Option<&mut Container> {
-        slot_mut(self.spec, slot)
-    }
-
     /// Whether any container or init container already has this name.
     pub fn has_container(&self, name: &str) -> bool {
         self.find_slot(name).is_some()
@@ -203,9 +199,9 @@ impl Editor<'_> {
 
     pub fn push_init_container(&mut self, c: Container) -> Result<(), ApplyError> {
         push_opt(
-            &mut self.ops,
+            &mut self.patch,
             &mut self.spec.init_containers,
-            &["spec", "initContainers"],
+            &mut path!["spec", "initContainers", "-"],
             "init container",
             c,
         )
@@ -215,11 +211,12 @@ impl Editor<'_> {
     pub fn insert_init_container(&mut self, at: usize, c: Container) -> Result<(), ApplyError> {
         match self.spec.init_containers.as_mut() {
             Some(list) if at < list.len() => {
-                self.ops.push(add(
+                add(
+                    &mut self.patch,
                     "init container",
-                    ptr(&["spec", "initContainers", &at.to_string()]),
+                    &path!["spec", "initContainers", at],
                     &c,
-                )?);
+                )?;
                 list.insert(at, c);
                 Ok(())
             }
@@ -229,8 +226,12 @@ impl Editor<'_> {
 
     /// Appends a container and returns its slot.
     pub fn push_container(&mut self, c: Container) -> Result<Slot, ApplyError> {
-        self.ops
-            .push(add("container", ptr(&["spec", "containers", "-"]), &c)?);
+        add(
+            &mut self.patch,
+            "container",
+            &path!["spec", "containers", "-"],
+            &c,
+        )?;
         self.spec.containers.push(c);
         Ok(Slot::Main(self.spec.containers.len() - 1))
     }
@@ -244,23 +245,23 @@ impl Editor<'_> {
         let Some(Slot::Init(i)) = self.find_slot(name) else {
             return Ok(());
         };
-        let op = add(
-            "security context",
-            ptr(&["spec", "initContainers", &i.to_string(), "securityContext"]),
-            &sc,
-        )?;
         if let Some(c) = slot_mut(self.spec, Slot::Init(i)) {
+            add(
+                &mut self.patch,
+                "security context",
+                &path!["spec", "initContainers", i, "securityContext"],
+                &sc,
+            )?;
             c.security_context = Some(sc);
-            self.ops.push(op);
         }
         Ok(())
     }
 
     pub fn push_volume(&mut self, v: Volume) -> Result<(), ApplyError> {
         push_opt(
-            &mut self.ops,
+            &mut self.patch,
             &mut self.spec.volumes,
-            &["spec", "volumes"],
+            &mut path!["spec", "volumes", "-"],
             "volume",
             v,
         )
@@ -272,9 +273,9 @@ impl Editor<'_> {
             return Ok(());
         };
         push_opt(
-            &mut self.ops,
+            &mut self.patch,
             &mut c.volume_mounts,
-            &["spec", list, &idx, "volumeMounts"],
+            &mut path!["spec", list, idx, "volumeMounts", "-"],
             "volume mount",
             m,
         )
@@ -287,13 +288,8 @@ impl Editor<'_> {
             && at < mounts.len()
         {
             mounts.remove(at);
-            self.ops.push(Operation::remove(ptr(&[
-                "spec",
-                list,
-                &idx,
-                "volumeMounts",
-                &at.to_string(),
-            ])));
+            self.patch
+                .remove(&path!["spec", list, idx, "volumeMounts", at]);
         }
     }
 
@@ -313,27 +309,26 @@ impl Editor<'_> {
             return Ok(());
         };
         push_opt(
-            &mut self.ops,
+            &mut self.patch,
             &mut c.env,
-            &["spec", list, &idx, "env"],
+            &mut path!["spec", list, idx, "env", "-"],
             "env var",
             var,
         )
     }
 
-    fn env_path(slot: Slot, at: usize) -> PointerBuf {
+    fn env_path(slot: Slot, at: usize) -> [Token<'static>; 5] {
         let (list, idx) = slot.path();
-        ptr(&["spec", list, &idx, "env", &at.to_string()])
+        path!["spec", list, idx, "env", at]
     }
 
     /// Inserts at `at` (≤ len), shifting later entries.
     pub fn insert_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
-        let op = add("env var", Self::env_path(slot, at), &var)?;
-        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
+        if let Some(env) = slot_mut(self.spec, slot).and_then(|c| c.env.as_mut())
             && at <= env.len()
         {
+            add(&mut self.patch, "env var", &Self::env_path(slot, at), &var)?;
             env.insert(at, var);
-            self.ops.push(op);
         }
         Ok(())
     }
@@ -347,30 +342,27 @@ impl Editor<'_> {
     }
 
     pub fn replace_env(&mut self, slot: Slot, at: usize, var: EnvVar) -> Result<(), ApplyError> {
-        let op = Operation::replace(Self::env_path(slot, at), &var).map_err(|source| {
-            ApplyError::Serialize {
-                what: "env var",
-                source,
-            }
-        })?;
-        if let Some(entry) = self
-            .container_mut(slot)
+        if let Some(entry) = slot_mut(self.spec, slot)
             .and_then(|c| c.env.as_mut())
             .and_then(|e| e.get_mut(at))
         {
+            self.patch
+                .replace(&Self::env_path(slot, at), &var)
+                .map_err(|source| ApplyError::Serialize {
+                    what: "env var",
+                    source,
+                })?;
             *entry = var;
-            self.ops.push(op);
         }
         Ok(())
     }
 
     pub fn remove_env(&mut self, slot: Slot, at: usize) {
-        let path = Self::env_path(slot, at);
-        if let Some(env) = self.container_mut(slot).and_then(|c| c.env.as_mut())
+        if let Some(env) = slot_mut(self.spec, slot).and_then(|c| c.env.as_mut())
             && at < env.len()
         {
             env.remove(at);
-            self.ops.push(Operation::remove(path));
+            self.patch.remove(&Self::env_path(slot, at));
         }
     }
 
@@ -386,26 +378,38 @@ impl Editor<'_> {
         probe: k8s_openapi::api::core::v1::Probe,
     ) -> Result<(), ApplyError> {
         let (list, idx) = slot.path();
-        let op = add("probe", ptr(&["spec", list, &idx, kind.field()]), &probe)?;
         let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
+        add(
+            &mut self.patch,
+            "probe",
+            &path!["spec", list, idx, kind.field()],
+            &probe,
+        )?;
         kind.set(c, probe);
-        self.ops.push(op);
         Ok(())
     }
 
     pub fn set_label(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
         match &mut self.meta.labels {
             Some(map) => {
-                self.ops
-                    .push(add("label", ptr(&["metadata", "labels", key]), &value)?);
+                add(
+                    &mut self.patch,
+                    "label",
+                    &path!["metadata", "labels", key],
+                    &value,
+                )?;
                 map.insert(key.to_string(), value);
             }
             None => {
                 let map = BTreeMap::from([(key.to_string(), value)]);
-                self.ops
-                    .push(add("labels", ptr(&["metadata", "labels"]), &map)?);
+                add(
+                    &mut self.patch,
+                    "labels",
+                    &path!["metadata", "labels"],
+                    &map,
+                )?;
                 self.meta.labels = Some(map);
             }
         }
@@ -416,18 +420,23 @@ impl Editor<'_> {
         match &mut self.meta.annotations {
             Some(map) => {
                 // `add` on an existing member replaces it, so this cannot fail.
-                self.ops.push(add(
+                add(
+                    &mut self.patch,
                     "annotation",
-                    ptr(&["metadata", "annotations", key]),
+                    &path!["metadata", "annotations", key],
                     &value,
-                )?);
+                )?;
                 map.insert(key.to_string(), value);
             }
             None => {
                 let mut map = std::collections::BTreeMap::new();
                 map.insert(key.to_string(), value);
-                self.ops
-                    .push(add("annotations", ptr(&["metadata", "annotations"]), &map)?);
+                add(
+                    &mut self.patch,
+                    "annotations",
+                    &path!["metadata", "annotations"],
+                    &map,
+                )?;
                 self.meta.annotations = Some(map);
             }
         }
@@ -437,11 +446,12 @@ impl Editor<'_> {
     /// Go's eBPF agent must see the app's processes.
     pub fn set_share_process_namespace(&mut self) -> Result<(), ApplyError> {
         if self.spec.share_process_namespace != Some(true) {
-            self.ops.push(add(
+            add(
+                &mut self.patch,
                 "shareProcessNamespace",
-                ptr(&["spec", "shareProcessNamespace"]),
+                &path!["spec", "shareProcessNamespace"],
                 &true,
-            )?);
+            )?;
             self.spec.share_process_namespace = Some(true);
         }
         Ok(())

@@ -261,12 +261,17 @@ pub fn resource_attributes(
     attrs
 }
 
-fn join(attrs: impl IntoIterator<Item = (String, String)>) -> String {
-    attrs
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+fn join<'a>(attrs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    let mut out = String::with_capacity(256);
+    for (k, v) in attrs {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
 }
 
 /// Merges ours into the container's `OTEL_RESOURCE_ATTRIBUTES`, user keys
@@ -278,7 +283,7 @@ fn merge_resource_attributes(
 ) -> Result<(), ApplyError> {
     let name = RESOURCE_ATTRIBUTES_VAR;
     let Some(j) = ed.find_env(ci, name) else {
-        return ed.push_env(ci, plain(name, join(ours.clone())));
+        return ed.push_env(ci, plain(name, join(ours)));
     };
     let existing = ed.env(ci)[j].clone();
     match existing.value_from {
@@ -288,10 +293,9 @@ fn merge_resource_attributes(
                 .split(',')
                 .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
                 .collect();
-            let missing: Vec<(String, String)> = ours
+            let missing: Vec<(&String, &String)> = ours
                 .iter()
                 .filter(|(k, _)| !user_keys.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if missing.is_empty() {
                 return Ok(());
@@ -307,7 +311,7 @@ fn merge_resource_attributes(
         // The user's keys come last: SDKs keep the last duplicate key, so
         // they still win without us reading the Secret or ConfigMap.
         Some(source) => match keep_original(ed, ci, j, name, source)? {
-            Some(orig) => ed.push_env(ci, plain(name, format!("{},{orig}", join(ours.clone())))),
+            Some(orig) => ed.push_env(ci, plain(name, format!("{},{orig}", join(ours)))),
             None => Ok(()),
         },
     }

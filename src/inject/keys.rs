@@ -60,8 +60,21 @@ pub const KNOWN_SIDECARS: [&str; 5] = [
 ];
 
 /// The annotation key a language is enabled with.
-pub fn inject_key(lang: Language) -> String {
-    format!("{OPERATOR_PREFIX}inject-{}", lang.key())
+///
+/// Spelled out, not formatted per call: `decide` reads all ten for every pod.
+pub fn inject_key(lang: Language) -> &'static str {
+    match lang {
+        Language::Java => "instrumentation.opentelemetry.io/inject-java",
+        Language::Nodejs => "instrumentation.opentelemetry.io/inject-nodejs",
+        Language::Php => "instrumentation.opentelemetry.io/inject-php",
+        Language::Python => "instrumentation.opentelemetry.io/inject-python",
+        Language::Ruby => "instrumentation.opentelemetry.io/inject-ruby",
+        Language::Dotnet => "instrumentation.opentelemetry.io/inject-dotnet",
+        Language::Go => "instrumentation.opentelemetry.io/inject-go",
+        Language::ApacheHttpd => "instrumentation.opentelemetry.io/inject-apache-httpd",
+        Language::Nginx => "instrumentation.opentelemetry.io/inject-nginx",
+        Language::Sdk => "instrumentation.opentelemetry.io/inject-sdk",
+    }
 }
 
 /// The per-language container list key; nginx's has an odd `inject-` prefix upstream.
@@ -69,5 +82,21 @@ pub fn container_names_key(lang: Language) -> String {
     match lang {
         Language::Nginx => format!("{OPERATOR_PREFIX}inject-nginx-container-names"),
         l => format!("{OPERATOR_PREFIX}{}-container-names", l.key()),
+    }
+}
+
+#[cfg(test)]
+mod inject_key_tests {
+    use super::*;
+
+    /// The spelled-out keys are the prefix and the language's key.
+    #[test]
+    fn every_inject_key_is_the_prefix_and_the_language() {
+        for lang in Language::ALL {
+            assert_eq!(
+                inject_key(lang),
+                format!("{OPERATOR_PREFIX}inject-{}", lang.key())
+            );
+        }
     }
 }

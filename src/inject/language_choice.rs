@@ -13,10 +13,8 @@ use crate::inject::plan::{
     Failure, Feature, LanguagePlan, Libc, PhpBuild, Plan, Resolved, SkipReason,
 };
 use crate::inject::precedence::{Found, combine, describe, ns_value, origin_word, pod_value};
-use crate::instrumentation::Instrumentation;
 use crate::language::Language;
 use k8s_openapi::api::core::v1::Pod;
-use std::sync::Arc;
 
 /// The Zend API versions the operator's PHP image carries, with their PHP.
 pub const PHP_API_VERSIONS: [(&str, &str); 5] = [
@@ -280,10 +278,7 @@ fn resolve_instrumentation(
         return match all.len() {
             0 => Ok(Resolved {
                 label: "config defaults".into(),
-                instrumentation: Arc::new(Instrumentation {
-                    metadata: Default::default(),
-                    spec: ctx.config.defaults.clone(),
-                }),
+                instrumentation: ctx.config.defaults.instrumentation().clone(),
             }),
             1 => {
                 let inst = all.remove(0);

@@ -1019,7 +1019,7 @@ fn thousand_env_vars_stay_linear() {
         server_version: None,
     };
     let o = run(&typed, &ctx);
-    let ops = o.patch().expect("patch").0.len();
+    let ops = o.patch().expect("patch").len();
     assert!(ops < 30, "{ops} ops: no op per existing variable");
     let doc = patched(&p, &o);
     assert_eq!(
