@@ -5,7 +5,8 @@
 //! is no module cycle at any level):
 //! - the core: [`inject`] (what to inject, and the patch; pure), [`config`],
 //!   [`instrumentation`] and [`otelcol`] (the Operator's schemas),
-//!   [`language`], [`selector`], [`yaml`], [`warnings`].
+//!   [`language`], [`selector`], [`yaml`], [`warnings`], [`patch`] (the
+//!   JSON Patch as the text the answer sends).
 //! - the adapters: [`admission`] (the wire protocol and the dispatch traits),
 //!   [`mutate`] (the `/mutate` handler), [`policy`] (the Rego engine behind
 //!   `/validate`), [`server`] (TLS and admin listeners, reload, drain),
@@ -33,5 +34,7 @@ pub mod policy;
 pub mod rollout;
 pub mod selector;
 pub mod server;
+#[cfg(test)]
+mod test_log;
 pub mod warnings;
 pub mod yaml;

@@ -219,24 +219,8 @@ fn civil(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use crate::test_log::Captured;
     use std::time::Duration;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// Lines from `f` through both formatters: ours, then tracing-subscriber's.
     fn both(f: impl Fn()) -> (String, String) {
@@ -253,8 +237,7 @@ mod tests {
                 tracing::callsite::rebuild_interest_cache();
                 f();
             });
-            let bytes = out.0.lock().map(|b| b.clone()).unwrap_or_default();
-            String::from_utf8(bytes).expect("utf8")
+            out.text()
         };
         (run(true), run(false))
     }

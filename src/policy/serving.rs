@@ -408,21 +408,7 @@ mod tests {
         assert!(v.denials[0].ends_with('…'), "{:?}", v.denials);
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_log::Captured;
 
     /// A JSON log line of a policy violation has one `message` key (the
     /// event), and the violation under its own key.
@@ -449,7 +435,7 @@ mod tests {
             p.validate(&decoded)
         });
         assert_eq!(v.denials, vec!["[kubernetes.admission.two] no pods today"]);
-        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let text = out.text();
         let line = text
             .lines()
             .find(|l| l.contains("policy violation"))
