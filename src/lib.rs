@@ -6,7 +6,7 @@
 //! - the core: [`inject`] (what to inject, and the patch; pure), [`config`],
 //!   [`instrumentation`] and [`otelcol`] (the Operator's schemas),
 //!   [`language`], [`selector`], [`yaml`], [`warnings`], [`patch`] (the
-//!   JSON Patch as the text the answer sends).
+//!   JSON Patch as the text the answer sends), [`json_text`].
 //! - the adapters: [`admission`] (the wire protocol and the dispatch traits),
 //!   [`mutate`] (the `/mutate` handler), [`policy`] (the Rego engine behind
 //!   `/validate`), [`server`] (TLS and admin listeners, reload, drain),
@@ -25,6 +25,7 @@ pub mod config;
 pub mod events;
 pub mod inject;
 pub mod instrumentation;
+pub mod json_text;
 pub mod language;
 pub mod metrics;
 pub mod mutate;

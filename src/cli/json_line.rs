@@ -146,33 +146,9 @@ fn string(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
     out.write_char('"')
 }
 
-/// Escapes for the inside of a JSON string, as serde_json does: `"`, `\`
-/// and the control characters; the clean runs between them written whole.
+/// Escapes for the inside of a JSON string, as serde_json does.
 fn escape(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // Every byte that stops the scan is ASCII, so `i` is a char boundary.
-        out.write_str(&s[start..i])?;
-        if esc.is_empty() {
-            write!(out, "\\u{b:04x}")?;
-        } else {
-            out.write_str(esc)?;
-        }
-        start = i + 1;
-    }
-    out.write_str(&s[start..])
+    crate::json_text::escape_pieces(s, |p| out.write_str(p))
 }
 
 /// A `fmt::Write` that escapes what goes through it.

@@ -117,6 +117,13 @@ pub(crate) fn add<T: Serialize + ?Sized>(
         .map_err(|source| ApplyError::Serialize { what, source })
 }
 
+fn env_error(source: serde_json::Error) -> ApplyError {
+    ApplyError::Serialize {
+        what: "env var",
+        source,
+    }
+}
+
 /// Appends to an optional array, adding the array when it is absent.
 /// `path` is the array's, with room for one more token (`-`) at its end.
 pub(crate) fn push_opt<T: Serialize>(
@@ -308,13 +315,24 @@ impl Editor<'_> {
         let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
-        push_opt(
-            &mut self.patch,
-            &mut c.env,
-            &mut path!["spec", list, idx, "env", "-"],
-            "env var",
-            var,
-        )
+        match &mut c.env {
+            Some(env) => {
+                self.patch
+                    .add_env(&path!["spec", list, idx, "env", "-"], &var)
+                    .map_err(env_error)?;
+                env.push(var);
+            }
+            None => {
+                add(
+                    &mut self.patch,
+                    "env var",
+                    &path!["spec", list, idx, "env"],
+                    std::slice::from_ref(&var),
+                )?;
+                c.env = Some(vec![var]);
+            }
+        }
+        Ok(())
     }
 
     fn env_path(slot: Slot, at: usize) -> [Token<'static>; 5] {
@@ -327,7 +345,9 @@ impl Editor<'_> {
         if let Some(env) = slot_mut(self.spec, slot).and_then(|c| c.env.as_mut())
             && at <= env.len()
         {
-            add(&mut self.patch, "env var", &Self::env_path(slot, at), &var)?;
+            self.patch
+                .add_env(&Self::env_path(slot, at), &var)
+                .map_err(env_error)?;
             env.insert(at, var);
         }
         Ok(())
@@ -347,11 +367,8 @@ impl Editor<'_> {
             .and_then(|e| e.get_mut(at))
         {
             self.patch
-                .replace(&Self::env_path(slot, at), &var)
-                .map_err(|source| ApplyError::Serialize {
-                    what: "env var",
-                    source,
-                })?;
+                .replace_env(&Self::env_path(slot, at), &var)
+                .map_err(env_error)?;
             *entry = var;
         }
         Ok(())
