@@ -17,13 +17,7 @@ pub const MAX_COUNT: usize = 32;
 /// characters become spaces, and a message longer than [`MAX_CHARS`] is cut
 /// on a character boundary and ends with `…`.
 pub fn clamp_warning(message: &str) -> String {
-    let printable = |c: char| {
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-            ' '
-        } else {
-            c
-        }
-    };
+    let printable = |c: char| if unprintable(c) { ' ' } else { c };
     let mut out = String::with_capacity(message.len().min(MAX_CHARS * 4));
     for (i, c) in message.chars().enumerate() {
         if i == MAX_CHARS - 1 && message.chars().nth(MAX_CHARS).is_some() {
@@ -40,12 +34,15 @@ pub fn clamp_warning(message: &str) -> String {
 /// copying them (issue 16).
 pub fn is_clamped(messages: &[String]) -> bool {
     messages.len() <= MAX_COUNT
-        && messages.iter().all(|m| {
-            m.len() <= MAX_CHARS
-                && !m
-                    .chars()
-                    .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
-        })
+        && messages
+            .iter()
+            .all(|m| m.len() <= MAX_CHARS && !m.chars().any(unprintable))
+}
+
+/// What a warning line may not hold: control characters (line breaks among
+/// them) and the Unicode line and paragraph separators.
+fn unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Every message clamped by [`clamp_warning`], and at most [`MAX_COUNT`] of

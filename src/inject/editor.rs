@@ -125,22 +125,25 @@ fn env_error(source: serde_json::Error) -> ApplyError {
 }
 
 /// Appends to an optional array, adding the array when it is absent.
-/// `path` is the array's, with room for one more token (`-`) at its end.
+/// `item_path` is where an appended item goes: the array's path, then `-`.
+/// `add_item` writes the one item's operation (`Patch::add`, or
+/// `Patch::add_env` for an env var); a new array goes through serde.
 pub(crate) fn push_opt<T: Serialize>(
     patch: &mut Patch,
     slot: &mut Option<Vec<T>>,
-    path: &mut [Token<'_>],
+    item_path: &[Token<'_>],
     what: &'static str,
     item: T,
+    add_item: fn(&mut Patch, &[Token<'_>], &T) -> Result<(), serde_json::Error>,
 ) -> Result<(), ApplyError> {
-    let (end, array) = path.split_last_mut().ok_or(ApplyError::NoSpec)?;
     match slot {
         Some(list) => {
-            *end = Token::Key("-");
-            add(patch, what, path, &item)?;
+            add_item(patch, item_path, &item)
+                .map_err(|source| ApplyError::Serialize { what, source })?;
             list.push(item);
         }
         None => {
+            let array = item_path.split_last().map_or(item_path, |(_, a)| a);
             add(patch, what, array, std::slice::from_ref(&item))?;
             *slot = Some(vec![item]);
         }
@@ -208,9 +211,10 @@ impl Editor<'_> {
         push_opt(
             &mut self.patch,
             &mut self.spec.init_containers,
-            &mut path!["spec", "initContainers", "-"],
+            &path!["spec", "initContainers", "-"],
             "init container",
             c,
+            Patch::add,
         )
     }
 
@@ -268,9 +272,10 @@ impl Editor<'_> {
         push_opt(
             &mut self.patch,
             &mut self.spec.volumes,
-            &mut path!["spec", "volumes", "-"],
+            &path!["spec", "volumes", "-"],
             "volume",
             v,
+            Patch::add,
         )
     }
 
@@ -282,9 +287,10 @@ impl Editor<'_> {
         push_opt(
             &mut self.patch,
             &mut c.volume_mounts,
-            &mut path!["spec", list, idx, "volumeMounts", "-"],
+            &path!["spec", list, idx, "volumeMounts", "-"],
             "volume mount",
             m,
+            Patch::add,
         )
     }
 
@@ -315,24 +321,14 @@ impl Editor<'_> {
         let Some(c) = slot_mut(self.spec, slot) else {
             return Ok(());
         };
-        match &mut c.env {
-            Some(env) => {
-                self.patch
-                    .add_env(&path!["spec", list, idx, "env", "-"], &var)
-                    .map_err(env_error)?;
-                env.push(var);
-            }
-            None => {
-                add(
-                    &mut self.patch,
-                    "env var",
-                    &path!["spec", list, idx, "env"],
-                    std::slice::from_ref(&var),
-                )?;
-                c.env = Some(vec![var]);
-            }
-        }
-        Ok(())
+        push_opt(
+            &mut self.patch,
+            &mut c.env,
+            &path!["spec", list, idx, "env", "-"],
+            "env var",
+            var,
+            Patch::add_env,
+        )
     }
 
     fn env_path(slot: Slot, at: usize) -> [Token<'static>; 5] {

@@ -303,7 +303,7 @@ impl PolicySet {
     /// per-request clones start prepared and whole-program errors fail the
     /// load rather than a request.
     pub fn warm_up(&mut self, dir: &Path) -> Result<(), PolicyError> {
-        if let Some(batch) = self.batch_module().filter(|_| !self.batched) {
+        if let Some(batch) = (!self.batched).then(|| self.batch_module()).flatten() {
             self.batched = true;
             self.engine
                 .add_policy(BATCH_FILE.into(), batch)
@@ -564,7 +564,12 @@ impl PolicySet {
         &self,
         engine: &mut regorus::Engine,
     ) -> Option<Vec<regorus::Value>> {
-        let rules = self.native_rules().count();
+        // Counted, not formatted: this runs on every request.
+        let rules: usize = self
+            .native
+            .iter()
+            .map(|m| usize::from(m.deny) + usize::from(m.warn))
+            .sum();
         let value = engine.eval_rule(BATCH_RULE.into()).ok()?;
         let items: Vec<regorus::Value> = value.as_array().ok()?.to_vec();
         (items.len() == rules).then_some(items)
