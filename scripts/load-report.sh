@@ -101,11 +101,11 @@ interleaved ours_env1000:ours naive_env1000:naive -- --endpoint mutate --mix env
 interleaved ours_validate_1000:ours -- --endpoint validate --mix typical --concurrency 16 --rate 1000
 interleaved ours_validate:ours -- --endpoint validate --mix typical --concurrency "$CONC"
 # 5. A rollout wave: 10,000 distinct pods back to back, twice; RSS after each.
-$LOAD --ca "$WORK/certs/ca.crt" --json --url https://localhost:8443 --server-pid $OURS --endpoint mutate \
-  --mix distinct --concurrency "$CONC" --requests 10000 --duration 300s > "$WORK/wave1.json"
-sleep 2
-$LOAD --ca "$WORK/certs/ca.crt" --json --url https://localhost:8443 --server-pid $OURS --endpoint mutate \
-  --mix distinct --concurrency "$CONC" --requests 10000 --duration 300s > "$WORK/wave2.json"
+for wave in wave1 wave2; do
+  $LOAD --ca "$WORK/certs/ca.crt" --json --url https://localhost:8443 --server-pid $OURS --endpoint mutate \
+    --mix distinct --concurrency "$CONC" --requests 10000 --duration 300s > "$WORK/$wave.json"
+  sleep 2
+done
 cat "$WORK/wave1.json" "$WORK/wave2.json"
 
 python3 - "$WORK" <<'PY'

@@ -288,14 +288,7 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
     // the API server truncates or drops longer ones.
     if !verdict.warnings.is_empty() {
         out.extend_from_slice(b",\"warnings\":");
-        if crate::warnings::is_clamped(&verdict.warnings) {
-            serde_json::to_writer(&mut out, &verdict.warnings)?;
-        } else {
-            serde_json::to_writer(
-                &mut out,
-                &crate::warnings::clamp_warnings(verdict.warnings.clone()),
-            )?;
-        }
+        serde_json::to_writer(&mut out, &crate::warnings::clamped(&verdict.warnings))?;
     }
     if !verdict.audit_annotations.is_empty() {
         out.extend_from_slice(b",\"auditAnnotations\":");

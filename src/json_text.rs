@@ -16,7 +16,7 @@ pub fn escape_pieces<E>(s: &str, mut put: impl FnMut(&str) -> Result<(), E>) -> 
     let bytes = s.as_bytes();
     let mut start = 0;
     loop {
-        let at = start + clean_run(&bytes[start..], 0);
+        let at = start + clean_run(&bytes[start..], false);
         // Every byte that stops the scan is ASCII, so `at` is a char boundary.
         if start < at {
             put(&s[start..at])?;
@@ -66,11 +66,11 @@ fn any_is(x: u64, b: u8) -> bool {
 }
 
 /// The length of the prefix of `bytes` that needs no escape in a JSON
-/// string, nor, when `also` is not 0, in a JSON Pointer token (`~`, `/`):
+/// string, nor, for a JSON Pointer token, in a pointer (`~`, `/`):
 /// eight bytes at a time, then one at a time.
-pub(crate) fn clean_run(bytes: &[u8], also: u8) -> usize {
+pub(crate) fn clean_run(bytes: &[u8], pointer: bool) -> usize {
     let special =
-        |b: u8| b < 0x20 || b == b'"' || b == b'\\' || (also != 0 && (b == b'~' || b == b'/'));
+        |b: u8| b < 0x20 || b == b'"' || b == b'\\' || (pointer && (b == b'~' || b == b'/'));
     let mut at = 0;
     for chunk in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
@@ -79,7 +79,7 @@ pub(crate) fn clean_run(bytes: &[u8], also: u8) -> usize {
         if any_below(x, 0x20)
             || any_is(x, b'"')
             || any_is(x, b'\\')
-            || (also != 0 && (any_is(x, b'~') || any_is(x, b'/')))
+            || (pointer && (any_is(x, b'~') || any_is(x, b'/')))
         {
             break;
         }
@@ -117,18 +117,22 @@ mod tests {
                 bytes[at] = special;
                 let pointer = matches!(special, b'~' | b'/');
                 assert_eq!(
-                    clean_run(&bytes, 0),
+                    clean_run(&bytes, false),
                     if pointer { 20 } else { at },
                     "{special} at {at}"
                 );
-                assert_eq!(clean_run(&bytes, 1), at, "{special} at {at} in a pointer");
+                assert_eq!(
+                    clean_run(&bytes, true),
+                    at,
+                    "{special} at {at} in a pointer"
+                );
             }
         }
         assert_eq!(
-            clean_run("é日本🦀 and more text".as_bytes(), 1),
+            clean_run("é日本🦀 and more text".as_bytes(), true),
             "é日本🦀 and more text".len()
         );
-        assert_eq!(clean_run(b"", 0), 0);
+        assert_eq!(clean_run(b"", false), 0);
     }
 
     /// Every byte below 0x80 and some beyond, alone and in runs, as

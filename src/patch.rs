@@ -239,7 +239,7 @@ fn write_pointer(out: &mut Vec<u8>, path: &[Token<'_>]) {
                 let mut buf = itoa::Buffer::new();
                 out.extend_from_slice(buf.format(i).as_bytes());
             }
-            Token::Key(k) if json_text::clean_run(k.as_bytes(), 1) == k.len() => {
+            Token::Key(k) if json_text::clean_run(k.as_bytes(), true) == k.len() => {
                 out.extend_from_slice(k.as_bytes());
             }
             Token::Key(k) => {

@@ -45,6 +45,16 @@ fn unprintable(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
+/// [`clamp_warnings`] on borrowed messages: the messages themselves, not a
+/// copy, when clamping would change nothing (the common case).
+pub fn clamped(messages: &[String]) -> std::borrow::Cow<'_, [String]> {
+    if is_clamped(messages) {
+        std::borrow::Cow::Borrowed(messages)
+    } else {
+        std::borrow::Cow::Owned(clamp_warnings(messages.to_vec()))
+    }
+}
+
 /// Every message clamped by [`clamp_warning`], and at most [`MAX_COUNT`] of
 /// them: past that, the first `MAX_COUNT - 1` and one `… and N more`.
 pub fn clamp_warnings(messages: Vec<String>) -> Vec<String> {
@@ -92,6 +102,7 @@ mod tests {
         for (c, want) in cases.into_iter().zip(expected) {
             assert_eq!(is_clamped(&c), want, "{c:?}");
             assert_eq!(clamp_warnings(c.clone()) == c, want, "{c:?}");
+            assert_eq!(*clamped(&c), clamp_warnings(c.clone()), "{c:?}");
         }
         let wide = vec!["é".repeat(MAX_CHARS - 1)];
         assert!(!is_clamped(&wide) && clamp_warnings(wide.clone()) == wide);

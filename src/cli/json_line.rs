@@ -7,8 +7,8 @@
 //! timestamp: about 23,000 instructions for the one line each admission
 //! writes, 6% of a whole `/mutate` (callgrind, issue 16). Here keys are
 //! written as they are (field names are Rust identifiers), values are
-//! escaped in runs, numbers written by `itoa`-style formatting, and the
-//! timestamp written from the clock's calendar fields.
+//! escaped in runs, numbers through `Display`, and the timestamp written
+//! from the clock's calendar fields.
 //!
 //! Span fields are not written: nothing in this crate opens a span, and the
 //! dependencies' spans (kube's HTTP layer) are below the default level.

@@ -153,6 +153,30 @@ pub(crate) fn push_opt<T: Serialize>(
 
 // === impl Editor ===
 
+/// Sets `key` in a metadata map (`field` of `metadata`, named `what` one
+/// entry at a time), adding the map when it is absent. `add` on an existing
+/// member replaces it, so the operation cannot fail.
+fn set_entry(
+    patch: &mut Patch,
+    map: &mut Option<BTreeMap<String, String>>,
+    (field, what): (&'static str, &'static str),
+    key: &str,
+    value: String,
+) -> Result<(), ApplyError> {
+    match map {
+        Some(map) => {
+            add(patch, what, &path!["metadata", field, key], &value)?;
+            map.insert(key.to_string(), value);
+        }
+        None => {
+            let new = BTreeMap::from([(key.to_string(), value)]);
+            add(patch, field, &path!["metadata", field], &new)?;
+            *map = Some(new);
+        }
+    }
+    Ok(())
+}
+
 impl<'p> Editor<'p> {
     /// An editor over the pod's metadata and spec, with no operation yet.
     pub fn new(meta: &'p mut ObjectMeta, spec: &'p mut PodSpec) -> Self {
@@ -405,55 +429,23 @@ impl Editor<'_> {
     }
 
     pub fn set_label(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
-        match &mut self.meta.labels {
-            Some(map) => {
-                add(
-                    &mut self.patch,
-                    "label",
-                    &path!["metadata", "labels", key],
-                    &value,
-                )?;
-                map.insert(key.to_string(), value);
-            }
-            None => {
-                let map = BTreeMap::from([(key.to_string(), value)]);
-                add(
-                    &mut self.patch,
-                    "labels",
-                    &path!["metadata", "labels"],
-                    &map,
-                )?;
-                self.meta.labels = Some(map);
-            }
-        }
-        Ok(())
+        set_entry(
+            &mut self.patch,
+            &mut self.meta.labels,
+            ("labels", "label"),
+            key,
+            value,
+        )
     }
 
     pub fn set_annotation(&mut self, key: &str, value: String) -> Result<(), ApplyError> {
-        match &mut self.meta.annotations {
-            Some(map) => {
-                // `add` on an existing member replaces it, so this cannot fail.
-                add(
-                    &mut self.patch,
-                    "annotation",
-                    &path!["metadata", "annotations", key],
-                    &value,
-                )?;
-                map.insert(key.to_string(), value);
-            }
-            None => {
-                let mut map = std::collections::BTreeMap::new();
-                map.insert(key.to_string(), value);
-                add(
-                    &mut self.patch,
-                    "annotations",
-                    &path!["metadata", "annotations"],
-                    &map,
-                )?;
-                self.meta.annotations = Some(map);
-            }
-        }
-        Ok(())
+        set_entry(
+            &mut self.patch,
+            &mut self.meta.annotations,
+            ("annotations", "annotation"),
+            key,
+            value,
+        )
     }
 
     /// Go's eBPF agent must see the app's processes.

@@ -92,13 +92,13 @@ fn reads_inventory(src: &str) -> bool {
     })
 }
 
-/// A regorus engine with OPA's builtin behaviour: non-strict errors and
-/// Go's `sprintf` (see [`super::compat`]).
 /// The package of [`PolicySet::batch_module`]: a name no policy pack uses.
 const BATCH_PACKAGE: &str = "otel_admission_internal.native_rules";
 const BATCH_RULE: &str = "data.otel_admission_internal.native_rules.all";
 const BATCH_FILE: &str = "otel-admission-internal/native-rules.rego";
 
+/// A regorus engine with OPA's builtin behaviour: non-strict errors and
+/// Go's `sprintf` (see [`super::compat`]).
 pub fn new_engine() -> regorus::Engine {
     let mut e = regorus::Engine::new();
     e.set_strict_builtin_errors(false);
