@@ -23,7 +23,7 @@ use crate::policy::{Policies, PolicyError};
 use crate::rollout::Cause;
 use crate::rollout::controller::Controller;
 use crate::rollout::lease::Elector;
-use crate::server::admin::Readiness;
+use crate::server::admin::{Gate, Readiness};
 use crate::server::{self, Server, ServerError, Services, Settings};
 
 /// Why the server could not be assembled or started.
@@ -52,6 +52,8 @@ pub struct Options {
     pub config_path: Option<PathBuf>,
     /// `--policies`, over `policies.dir`.
     pub policies_dir: Option<PathBuf>,
+    /// `--policy-enforcement`, over `policies.enforcement`.
+    pub policy_enforcement: Option<crate::config::Enforcement>,
     pub cluster: Cluster,
     /// The Lease holder's identity for the rollout loop.
     pub identity: String,
@@ -59,6 +61,10 @@ pub struct Options {
     pub namespace: String,
     pub events: EventSettings,
     pub policy_reload_poll: Duration,
+    /// How often a watched kind the API server does not serve, or RBAC
+    /// forbids, is looked up again ([`crate::cluster::RETRY_ABSENT`]; tests
+    /// shorten it).
+    pub retry_absent: Duration,
 }
 
 impl Options {
@@ -75,11 +81,13 @@ impl Options {
         Self {
             config_path: None,
             policies_dir: None,
+            policy_enforcement: None,
             cluster,
             identity,
             namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "otel-admission".into()),
             events: EventSettings::default(),
             policy_reload_poll: server::defaults::RELOAD_POLL,
+            retry_absent: crate::cluster::RETRY_ABSENT,
         }
     }
 }
@@ -148,22 +156,31 @@ pub fn inject_expanded(
 /// rebuilt: a burst of watch events costs one rebuild.
 const INVENTORY_SETTLE: Duration = Duration::from_millis(100);
 
-/// Rebuilds `data.inventory` for the policies on every inventory change.
+/// Rebuilds `data.inventory` for the policies on every inventory change,
+/// and opens `gate` once the policies hold a document built from a synced
+/// inventory: a referential policy sees every synced object from the first
+/// request readiness lets in.
 async fn feed_inventory(
     inventory: Arc<Inventory>,
     policies: Arc<Policies>,
+    gate: Gate,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changes = inventory.subscribe();
-    policies.set_inventory(inventory.value());
     loop {
+        changes.borrow_and_update();
+        // Read before the document is built: each kind's list is swapped in
+        // whole before it reports synced, so this document holds them all.
+        let synced = inventory.is_ready();
+        policies.set_inventory(inventory.value());
+        if synced {
+            gate.set(true);
+        }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
         tokio::time::sleep(INVENTORY_SETTLE).await;
-        changes.borrow_and_update();
-        policies.set_inventory(inventory.value());
     }
 }
 
@@ -186,7 +203,7 @@ impl App {
         let mut cluster = None;
         if let Some((client, version)) = connected {
             server_version = version;
-            let caches = Arc::new(Caches::new());
+            let caches = Arc::new(Caches::with_absent_retry(opts.retry_absent));
             let gate = readiness.gate("cluster");
             caches.start(client.clone(), metrics.clone(), gate, stop_rx.clone());
             // Events only with the cluster on (SPEC §6).
@@ -208,7 +225,12 @@ impl App {
         let (eval_timeout, failure_mode) = (config.policies.eval_timeout, config.failure_mode);
         let config = Arc::new(ArcSwap::from_pointee(config));
         let mut policies = Policies::load(&dir, eval_timeout, failure_mode, metrics.clone())?
-            .with_config(config.clone());
+            .with_config(config.clone())
+            .with_enforcement(opts.policy_enforcement);
+        tracing::info!(
+            enforcement = policies.enforcement().as_str(),
+            "policy enforcement (audit: a policy's deny is a warning)"
+        );
         if let Some(caches) = caches.clone() {
             // Gatekeeper namespaceSelector reads the same in-memory cache as injection.
             policies = policies.with_namespace_labels(Box::new(move |ns| {
@@ -252,12 +274,13 @@ impl App {
                 inventory.start(
                     client.clone(),
                     metrics.clone(),
-                    readiness.gate("inventory"),
+                    opts.retry_absent,
                     stop_rx.clone(),
                 );
                 tokio::spawn(feed_inventory(
                     inventory,
                     Arc::clone(&policies),
+                    readiness.gate("inventory"),
                     stop_rx.clone(),
                 ));
             }

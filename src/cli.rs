@@ -138,15 +138,24 @@ fn init_logging(format: LogFormat, level: &str) -> Option<log_sink::Guard> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // In a pod (the manifests set POD_NAMESPACE from the downward API) the
+    // server's own namespace is excluded from injection without being
+    // written in the config, so the install can move by kustomize alone.
+    if config.server.namespace.is_none() {
+        config.server.namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|ns| !ns.is_empty());
+    }
     let settings = args.settings(&config.server)?;
     let cluster = args.cluster.or(config.server.cluster).unwrap_or_default();
     let mut opts = app::Options::from_env(app::Cluster::Mode(cluster));
     opts.config_path = args.config.clone();
     opts.policies_dir = args.policies.clone();
+    opts.policy_enforcement = args.policy_enforcement;
     opts.policy_reload_poll = settings.reload_poll;
     app::App::from_config(config, opts)
         .await?

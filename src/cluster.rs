@@ -15,6 +15,13 @@
 //! annotations, watched metadata-only, and each Instrumentation's parsed,
 //! validated spec and each collector's defaulted config. An object that does
 //! not parse or validate is logged and left out, never fatal.
+//!
+//! A kind the API server does not serve (404: the Operator's CRDs are not
+//! installed) or that RBAC forbids (403) does not hold readiness back: its
+//! cache counts as synced and empty, it is logged once with what that means
+//! for pods, counted (`cluster_watch_errors_total{kind,reason}`), shown
+//! (`cluster_kind_available{kind} 0`) and looked up again every
+//! [`RETRY_ABSENT`]; once served, its objects fill the cache.
 
 mod index;
 pub mod inventory;
@@ -25,7 +32,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
 use tokio::sync::watch as signal;
 
@@ -35,7 +41,12 @@ use crate::instrumentation::{self, Instrumentation};
 use crate::metrics::Metrics;
 use crate::otelcol::{self, Collector};
 use crate::server::admin::Gate;
-use index::{ByName, ByNamespace, Store, Writer};
+use index::{ByName, ByNamespace, Index, Store, Writer};
+use watch::{Availability, Failure, Presence, Watched};
+
+/// How often a kind the API server does not serve, or RBAC forbids, is
+/// looked up again: a CRD installed later is picked up within this.
+pub const RETRY_ABSENT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -46,16 +57,57 @@ pub enum ClusterError {
 }
 
 /// The caches admission reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Caches {
-    namespaces: Arc<Store<ByName<NamespaceMeta>>>,
-    instrumentations: Arc<Store<ByNamespace<Instrumentation>>>,
+    namespaces: Cached<ByName<NamespaceMeta>>,
+    instrumentations: Cached<ByNamespace<Instrumentation>>,
     /// Every `OpenTelemetryCollector` (any mode, so a named non-sidecar one
     /// gets a precise warning), its config defaulted once here.
-    collectors: Arc<Store<ByNamespace<Collector>>>,
+    collectors: Cached<ByNamespace<Collector>>,
+    retry_absent: Duration,
 }
 
+/// One kind's cache and what its watch learned about the kind.
+#[derive(Debug)]
+struct Cached<I> {
+    store: Arc<Store<I>>,
+    presence: Arc<Presence>,
+}
+
+impl<I: Index> Cached<I> {
+    /// Listed, or refused before it ever listed (synced and empty).
+    fn is_ready(&self) -> bool {
+        self.store.is_ready() || self.presence.is_absent()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, I> {
+        self.store.read()
+    }
+
+    fn len(&self) -> usize {
+        self.store.len()
+    }
+}
+
+impl<I: Default> Default for Cached<I> {
+    fn default() -> Self {
+        Self {
+            store: Arc::default(),
+            presence: Arc::default(),
+        }
+    }
+}
+
+/// The `kind` label of each cache's metrics, in `start`'s order.
+const KINDS: [&str; 3] = ["namespace", "instrumentation", "opentelemetrycollector"];
+
 // === impl Caches ===
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self::with_absent_retry(RETRY_ABSENT)
+    }
+}
 
 impl Caches {
     /// Empty caches that are not ready; filled by [`Caches::start`].
@@ -63,13 +115,25 @@ impl Caches {
         Self::default()
     }
 
-    /// True once every kind has been listed at least once.
+    /// As [`Caches::new`], looking an absent kind up again every `retry`
+    /// instead of [`RETRY_ABSENT`] (tests).
+    pub fn with_absent_retry(retry: Duration) -> Self {
+        Self {
+            namespaces: Cached::default(),
+            instrumentations: Cached::default(),
+            collectors: Cached::default(),
+            retry_absent: retry,
+        }
+    }
+
+    /// True once every kind has been listed at least once, or refused
+    /// (404/403) before it ever listed.
     pub fn is_ready(&self) -> bool {
         self.namespaces.is_ready() && self.instrumentations.is_ready() && self.collectors.is_ready()
     }
 
-    /// Starts the three watchers. `gate` turns ready after the first full
-    /// list of every kind.
+    /// Starts the three watchers. `gate` turns ready once every kind is
+    /// listed or known to be absent.
     pub fn start(
         self: &Arc<Self>,
         client: kube::Client,
@@ -77,38 +141,87 @@ impl Caches {
         gate: Gate,
         stop: signal::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        // Metadata-only: kube-rs asks for `PartialObjectMetadata`.
+        metrics.zero_cluster_watch_errors(&KINDS, &Failure::ALL.map(Failure::as_str));
+        // Metadata-only: kube-rs asks for `PartialObjectMetadata`. Bare
+        // watchers: `watch::run` backs off itself.
         let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-        let ns_stream = watcher::watcher(ns_api, watcher::Config::default()).default_backoff();
-        let inst_api: Api<DynamicObject> =
-            Api::all_with(client.clone(), &instrumentation_resource());
-        let inst_stream = watcher::watcher(inst_api, watcher::Config::default()).default_backoff();
-        let col_api: Api<DynamicObject> = Api::all_with(client, &collector_resource());
-        let col_stream = watcher::watcher(col_api, watcher::Config::default()).default_backoff();
+        let ns_stream = watcher::watcher(ns_api, watcher::Config::default());
+        let inst_resource = instrumentation_resource();
+        let inst_api: Api<DynamicObject> = Api::all_with(client.clone(), &inst_resource);
+        let inst_stream = watcher::watcher(inst_api, watcher::Config::default());
+        let col_resource = collector_resource();
+        let col_api: Api<DynamicObject> = Api::all_with(client, &col_resource);
+        let col_stream = watcher::watcher(col_api, watcher::Config::default());
 
         let on_change = {
-            let caches = self.clone();
+            let (caches, metrics) = (self.clone(), metrics.clone());
             move || {
-                for (kind, len) in [
-                    ("namespace", caches.namespaces.len()),
-                    ("instrumentation", caches.instrumentations.len()),
-                    ("opentelemetrycollector", caches.collectors.len()),
+                for (kind, len, presence) in [
+                    (
+                        KINDS[0],
+                        caches.namespaces.len(),
+                        &caches.namespaces.presence,
+                    ),
+                    (
+                        KINDS[1],
+                        caches.instrumentations.len(),
+                        &caches.instrumentations.presence,
+                    ),
+                    (
+                        KINDS[2],
+                        caches.collectors.len(),
+                        &caches.collectors.presence,
+                    ),
                 ] {
+                    let labels = crate::metrics::KindLabels { kind };
                     metrics
                         .cluster_objects
-                        .get_or_create(&crate::metrics::KindLabels { kind })
+                        .get_or_create(&labels)
                         .set(len as i64);
+                    let available = match presence.get() {
+                        Availability::Unknown => None,
+                        Availability::Listed => Some(1),
+                        Availability::Absent(_) => Some(0),
+                    };
+                    if let Some(v) = available {
+                        metrics.cluster_kind_available.get_or_create(&labels).set(v);
+                    }
                 }
                 let ready = caches.is_ready();
                 metrics.cluster_ready.set(i64::from(ready));
                 gate.set(ready);
             }
         };
-        let mut namespaces = Writer::new(self.namespaces.clone());
+        let on_error = |kind: &'static str| {
+            let metrics = metrics.clone();
+            move |failure: Failure| {
+                metrics
+                    .cluster_watch_errors
+                    .get_or_create(&crate::metrics::ClusterWatchErrorLabels {
+                        kind,
+                        reason: failure.as_str(),
+                    })
+                    .inc();
+            }
+        };
+        let watched = |what, resource: String, means, presence: &Arc<Presence>| Watched {
+            what,
+            resource,
+            absent_means: means,
+            retry_absent: self.retry_absent,
+            presence: presence.clone(),
+        };
+        let mut namespaces = Writer::new(self.namespaces.store.clone());
         let ns_task = tokio::spawn(watch::run(
-            "namespaces",
+            watched(
+                "namespaces",
+                "namespaces".into(),
+                NAMESPACES_ABSENT,
+                &self.namespaces.presence,
+            ),
             ns_stream,
             stop.clone(),
+            on_error(KINDS[0]),
             on_change.clone(),
             move |ev| {
                 if let Some(u) = watch::update(ev, watch::convert_namespace, watch::namespace_key) {
@@ -116,11 +229,17 @@ impl Caches {
                 }
             },
         ));
-        let mut instrumentations = Writer::new(self.instrumentations.clone());
+        let mut instrumentations = Writer::new(self.instrumentations.store.clone());
         let inst_task = tokio::spawn(watch::run(
-            "instrumentations",
+            watched(
+                "instrumentations",
+                resource_name(&inst_resource),
+                INSTRUMENTATIONS_ABSENT,
+                &self.instrumentations.presence,
+            ),
             inst_stream,
             stop.clone(),
+            on_error(KINDS[1]),
             on_change.clone(),
             move |ev| {
                 if let Some(u) =
@@ -130,11 +249,17 @@ impl Caches {
                 }
             },
         ));
-        let mut collectors = Writer::new(self.collectors.clone());
+        let mut collectors = Writer::new(self.collectors.store.clone());
         let col_task = tokio::spawn(watch::run(
-            "opentelemetrycollectors",
+            watched(
+                "opentelemetrycollectors",
+                resource_name(&col_resource),
+                COLLECTORS_ABSENT,
+                &self.collectors.presence,
+            ),
             col_stream,
             stop,
+            on_error(KINDS[2]),
             on_change,
             move |ev| {
                 if let Some(u) = watch::update(ev, watch::convert_collector, watch::object_key) {
@@ -143,6 +268,21 @@ impl Caches {
             },
         ));
         vec![ns_task, inst_task, col_task]
+    }
+}
+
+/// What pods get while a kind is absent, as `inject` reads the caches:
+/// nothing in the cache is the same as no such objects in the cluster.
+const NAMESPACES_ABSENT: &str = "namespace labels and annotations are not seen: namespace opt-in and opt-out labels, namespace annotations and namespaceSelector rules (and constraints' namespaceSelector) match nothing";
+const INSTRUMENTATIONS_ABSENT: &str = "no Instrumentation resources: pods get the config's `defaults:` only (`inject-<language>: \"true\"`, rules without an `instrumentation:`), and a language whose annotation or rule names an Instrumentation is skipped (not found)";
+const COLLECTORS_ABSENT: &str = "no OpenTelemetryCollector resources: sidecars come only from the config's `sidecar:` template, and pods naming a collector in `sidecar.opentelemetry.io/inject` get no sidecar";
+
+/// `<plural>.<group>`, as RBAC and `kubectl api-resources` name it.
+fn resource_name(r: &ApiResource) -> String {
+    if r.group.is_empty() {
+        r.plural.clone()
+    } else {
+        format!("{}.{}", r.plural, r.group)
     }
 }
 
@@ -271,9 +411,9 @@ mod tests {
     #[test]
     fn ready_only_once_every_kind_is_listed_and_through_a_relist() {
         let caches = Caches::new();
-        let mut ns = Writer::new(caches.namespaces.clone());
-        let mut insts = Writer::new(caches.instrumentations.clone());
-        let mut cols = Writer::new(caches.collectors.clone());
+        let mut ns = Writer::new(caches.namespaces.store.clone());
+        let mut insts = Writer::new(caches.instrumentations.store.clone());
+        let mut cols = Writer::new(caches.collectors.store.clone());
         assert!(!caches.is_ready());
         ns.update(Update::Init);
         ns.update(Update::InitApply("shop".into(), NamespaceMeta::default()));
@@ -288,6 +428,35 @@ mod tests {
         assert!(caches.is_ready());
         ns.update(Update::Init);
         assert!(caches.is_ready(), "a re-list keeps the last list");
+        assert!(caches.namespace("shop").is_some());
+    }
+
+    /// A kind refused (404/403) before it ever listed counts as synced and
+    /// empty; a list of it later fills the cache, and readiness holds.
+    #[test]
+    fn a_kind_refused_before_it_ever_listed_is_synced_and_empty() {
+        let caches = Caches::new();
+        let mut ns = Writer::new(caches.namespaces.store.clone());
+        let mut insts = Writer::new(caches.instrumentations.store.clone());
+        let mut cols = Writer::new(caches.collectors.store.clone());
+        insts.update(Update::Init);
+        insts.update(Update::InitDone);
+        cols.update(Update::Init);
+        cols.update(Update::InitDone);
+        assert!(!caches.is_ready(), "namespaces not answered yet");
+        caches
+            .namespaces
+            .presence
+            .set(Availability::Absent(Failure::NotServed));
+        assert!(caches.is_ready());
+        assert!(caches.namespace("shop").is_none());
+
+        ns.update(Update::Init);
+        ns.update(Update::InitApply("shop".into(), NamespaceMeta::default()));
+        assert!(caches.is_ready(), "a list under way keeps it synced");
+        ns.update(Update::InitDone);
+        caches.namespaces.presence.set(Availability::Listed);
+        assert!(caches.is_ready());
         assert!(caches.namespace("shop").is_some());
     }
 
@@ -314,7 +483,7 @@ mod tests {
         #[test]
         fn the_namespace_index_answers_as_the_scan_did(ops in prop::collection::vec(op(), 0..40)) {
             let caches = Caches::new();
-            let mut w = Writer::new(caches.instrumentations.clone());
+            let mut w = Writer::new(caches.instrumentations.store.clone());
             let mut model: BTreeSet<(String, String)> = BTreeSet::new();
             let name = |n: u8, i: u8| (format!("ns-{n}"), format!("i-{i}"));
             for op in ops {

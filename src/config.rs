@@ -218,10 +218,41 @@ pub struct PoliciesConfig {
     pub dir: PathBuf,
     #[serde(with = "humantime_serde")]
     pub eval_timeout: Duration,
+    /// `audit` (the default) reports what a policy would deny as a warning
+    /// and counts it; `enforce` denies. `--policy-enforcement` wins.
+    pub enforcement: Enforcement,
     /// Kinds mirrored into `data.inventory` (SPEC §7), as Gatekeeper's
     /// `Config` `spec.sync.syncOnly` lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sync: Vec<SyncKind>,
+}
+
+/// Whether a policy's `deny` denies (SPEC §7, "Safe by default").
+///
+/// | enforcement | policy action | the answer |
+/// |---|---|---|
+/// | `audit` | `deny` | allowed, warning `[policy] would deny (audit): msg`, counted as `result="audit"` |
+/// | `audit` | `warn` | allowed, warning `[policy] msg` |
+/// | `audit` | `dryrun` | allowed, counted and logged only |
+/// | `enforce` | `deny` | denied (403) listing the message |
+/// | `enforce` | `warn`, `dryrun` | as under `audit` |
+///
+/// Evaluation errors follow `failureMode`, whatever the enforcement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    #[default]
+    Audit,
+    Enforce,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Audit => "audit",
+            Self::Enforce => "enforce",
+        }
+    }
 }
 
 /// One kind of `policies.sync`: `group` is empty for the core group.
@@ -328,6 +359,7 @@ pub struct ServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterMode>,
     /// The namespace the server runs in; always excluded from injection.
+    /// `serve` takes `POD_NAMESPACE` when the file names none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -601,6 +633,7 @@ impl Default for PoliciesConfig {
         Self {
             dir: PathBuf::from("policies"),
             eval_timeout: Duration::from_millis(500),
+            enforcement: Enforcement::Audit,
             sync: Vec::new(),
         }
     }

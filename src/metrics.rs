@@ -74,7 +74,18 @@ pub struct InventoryLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InventoryErrorLabels {
     pub kind: String,
-    /// `not_served` (discovery failed) or `decode` (an object left out).
+    /// `not_served` (discovery failed, or a 404 on the first list),
+    /// `forbidden` (a 403 on the first list: RBAC) or `decode` (an object
+    /// left out).
+    pub reason: &'static str,
+}
+
+/// A cluster cache's kind (`namespace`, `instrumentation`,
+/// `opentelemetrycollector`) and why its list or watch failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterWatchErrorLabels {
+    pub kind: &'static str,
+    /// `not_served` (404), `forbidden` (403) or `other`.
     pub reason: &'static str,
 }
 
@@ -109,6 +120,8 @@ pub struct Metrics {
     registry: Registry,
     pub cluster_ready: Gauge,
     pub cluster_objects: Family<KindLabels, Gauge>,
+    pub cluster_watch_errors: Family<ClusterWatchErrorLabels, Counter>,
+    pub cluster_kind_available: Family<KindLabels, Gauge>,
     pub inventory_objects: Family<InventoryLabels, Gauge>,
     pub inventory_errors: Family<InventoryErrorLabels, Counter>,
     pub injections: Family<InjectionLabels, Counter>,
@@ -242,6 +255,18 @@ impl Metrics {
             "Objects held in the cluster caches, by kind",
             cluster_objects.clone(),
         );
+        let cluster_watch_errors = Family::<ClusterWatchErrorLabels, Counter>::default();
+        registry.register(
+            "cluster_watch_errors",
+            "Failed lists and watches of the cluster caches, by kind and reason (not_served: 404, forbidden: 403, other)",
+            cluster_watch_errors.clone(),
+        );
+        let cluster_kind_available = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cluster_kind_available",
+            "1 once a cluster cache's kind has been listed, 0 while the API server does not serve it or RBAC forbids it (the cache counts as synced and empty); absent until the first answer",
+            cluster_kind_available.clone(),
+        );
         let inventory_objects = Family::<InventoryLabels, Gauge>::default();
         registry.register(
             "inventory_objects",
@@ -251,13 +276,13 @@ impl Metrics {
         let inventory_errors = Family::<InventoryErrorLabels, Counter>::default();
         registry.register(
             "inventory_errors",
-            "policies.sync problems: a kind the API server does not serve, an object left out",
+            "policies.sync problems: a kind the API server does not serve or RBAC forbids, an object left out",
             inventory_errors.clone(),
         );
         let policy_evaluations = Family::<PolicyLabels, Counter>::default();
         registry.register(
             "policy_evaluations",
-            "Policy evaluations by policy and result (allow, deny, warn, dryrun, error)",
+            "Policy evaluations by policy and result (allow, deny, audit: a deny not enforced, warn, dryrun, error)",
             policy_evaluations.clone(),
         );
         let policy_evaluation_duration = Histogram::new(DURATION_BUCKETS);
@@ -304,6 +329,8 @@ impl Metrics {
             registry,
             cluster_ready,
             cluster_objects,
+            cluster_watch_errors,
+            cluster_kind_available,
             inventory_objects,
             inventory_errors,
             policy_evaluations,
@@ -371,6 +398,19 @@ impl Metrics {
         for reason in reasons {
             for result in ["sent", "dropped"] {
                 let _ = self.events.get_or_create(&EventLabels { reason, result });
+            }
+        }
+    }
+
+    /// Creates `cluster_watch_errors_total` at zero for each cache kind and
+    /// failure reason; the cluster module owns both closed sets and registers
+    /// them when its watchers start, as [`Metrics::zero_events`] does.
+    pub fn zero_cluster_watch_errors(&self, kinds: &[&'static str], reasons: &[&'static str]) {
+        for &kind in kinds {
+            for &reason in reasons {
+                let _ = self
+                    .cluster_watch_errors
+                    .get_or_create(&ClusterWatchErrorLabels { kind, reason });
             }
         }
     }

@@ -244,7 +244,12 @@ fn spawn_config_reload(
         }
         last = bytes;
         match Config::load(&path) {
-            Ok(new) => {
+            Ok(mut new) => {
+                // The pod's own namespace (`POD_NAMESPACE`) filled in at
+                // start-up stays when the file names none.
+                if new.server.namespace.is_none() {
+                    new.server.namespace = config.load().server.namespace.clone();
+                }
                 if new.server != config.load().server {
                     tracing::warn!("config `server` section changed; restart to apply it");
                 }

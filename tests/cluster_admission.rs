@@ -11,8 +11,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use common::apiserver::{
-    COLLECTORS, EVENTS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, collector, instrumentation,
-    namespace,
+    COLLECTORS, EVENTS, FakeApiServer, INSTRUMENTATIONS, NAMESPACES, Refusal, collector,
+    instrumentation, namespace,
 };
 use common::{Options, TestServer, review};
 use otel_admission::cluster::Caches;
@@ -36,12 +36,20 @@ struct Env {
     api: FakeApiServer,
     caches: Arc<Caches>,
     server: TestServer,
+    /// What the caches record.
+    metrics: Arc<Metrics>,
+    /// Holds the caches' gate.
+    readiness: Arc<Readiness>,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn start(api: FakeApiServer) -> Env {
+    start_with(api, Caches::new()).await
+}
+
+async fn start_with(api: FakeApiServer, caches: Caches) -> Env {
     let metrics = Arc::new(Metrics::new());
-    let caches = Arc::new(Caches::new());
+    let caches = Arc::new(caches);
     let readiness = Arc::new(Readiness::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     caches.start(
@@ -77,6 +85,8 @@ async fn start(api: FakeApiServer) -> Env {
         api,
         caches,
         server,
+        metrics,
+        readiness,
         _stop: stop,
     }
 }
@@ -337,6 +347,7 @@ async fn constraint_namespace_selectors_read_the_namespace_cache() {
         metrics.clone(),
     )
     .expect("policies")
+    .with_enforcement(Some(otel_admission::config::Enforcement::Enforce))
     .with_namespace_labels(Box::new(move |ns| {
         lookup.namespace(ns).map(|m| m.labels.clone())
     }));
@@ -544,6 +555,8 @@ async fn serve_policies(
         None,
     ));
     opts.policies_dir = Some(policies);
+    // These tests show denials; audit (the default) would only warn.
+    opts.policy_enforcement = Some(otel_admission::config::Enforcement::Enforce);
     if let Some(ns) = namespace {
         opts.namespace = ns.into();
     }
@@ -795,9 +808,13 @@ async fn a_deployment_is_judged_as_the_injected_pod_it_creates() {
             && msg.contains("rogue.example"),
         "the endpoint injection will set: {msg}"
     );
+    // Probes on the pod once instrumented: a warning, never a denial, since
+    // our injection is what made it "instrumented" (SPEC §7).
+    assert!(!msg.contains("[kubernetes.admission.probes]"), "{msg}");
+    let warnings = r["warnings"].to_string();
     assert!(
-        msg.contains("[kubernetes.admission.probes] in the Pod that Deployment/checkout creates: container \"app\" is instrumented but has no readinessProbe"),
-        "probes on the pod once instrumented: {msg}"
+        warnings.contains("[kubernetes.admission.probes] in the Pod that Deployment/checkout creates: container \\\"app\\\" is instrumented but has no readinessProbe"),
+        "probes on the pod once instrumented: {warnings}"
     );
 
     api.apply(
@@ -838,4 +855,395 @@ async fn a_gatekeeper_config_resource_lists_the_synced_kinds() {
     let second = review_for(&ingress("shop", "second", "www.example.com"));
     let r = until_allowed(&server, &second, false).await;
     assert_eq!(r["allowed"], false, "synced from the Config: {r}");
+}
+
+/// What the server logs while the guard lives, as text. The subscriber is
+/// this thread's default, so the test runs on a current-thread runtime,
+/// where every task (the watchers included) runs on this thread.
+struct Logs {
+    text: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> Logs {
+    let text = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = text.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    Logs {
+        text,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+impl Logs {
+    /// Lines containing `needle`.
+    fn count(&self, needle: &str) -> usize {
+        let bytes = self.text.lock().expect("log buffer").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("log buffer")).into_owned()
+    }
+}
+
+/// A cluster whose API server refuses the OpenTelemetryCollector kind (no
+/// CRD: 404; or no RBAC: 403), with an opted-in namespace holding one
+/// Instrumentation.
+async fn cluster_refusing_collectors(refusal: Refusal) -> FakeApiServer {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    api.apply(
+        INSTRUMENTATIONS,
+        instrumentation(
+            "shop",
+            "python",
+            json!({"exporter": {"endpoint": "http://from-instrumentation:4318"}}),
+        ),
+    );
+    api.set_refused(COLLECTORS, Some(refusal));
+    api
+}
+
+/// The collector kind refused (`reason` in the metric, `logged` once in
+/// the log): the caches turn ready without it, the namespace opt-in and
+/// its Instrumentation still inject, the kind shows as unavailable, and it
+/// is looked up again every 30 s, not in a loop: one attempt and one log
+/// line over the next seconds.
+async fn refused_collectors_do_not_hold_readiness_back(
+    refusal: Refusal,
+    reason: &str,
+    logged: &str,
+) {
+    let logs = capture_logs();
+    let api = cluster_refusing_collectors(refusal).await;
+    let e = start(api).await;
+    assert!(e.readiness.check().is_ok(), "{:?}", e.readiness.check());
+    let pod = app_pod(json!({}));
+    let injected = admit(&e.server, &pod)
+        .await
+        .expect("injected: the namespace opted in");
+    assert_eq!(
+        env_of(&injected, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+        Some("http://from-instrumentation:4318"),
+        "the namespace's Instrumentation"
+    );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        e.api.accepts(COLLECTORS).len(),
+        1,
+        "one list in 3 s: looked up again every 30 s"
+    );
+    let text = e.metrics.encode();
+    for needle in [
+        format!(
+            "otel_admission_cluster_watch_errors_total{{kind=\"opentelemetrycollector\",reason=\"{reason}\"}} 1\n"
+        ),
+        "otel_admission_cluster_watch_errors_total{kind=\"instrumentation\",reason=\"other\"} 0\n"
+            .into(),
+        "otel_admission_cluster_kind_available{kind=\"opentelemetrycollector\"} 0\n".into(),
+        "otel_admission_cluster_kind_available{kind=\"instrumentation\"} 1\n".into(),
+        "otel_admission_cluster_kind_available{kind=\"namespace\"} 1\n".into(),
+        "otel_admission_cluster_cache_ready 1\n".into(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    assert_eq!(logs.count(logged), 1, "logged once:\n{}", logs.text());
+    assert_eq!(logs.count("watch recovered"), 0, "{}", logs.text());
+}
+
+/// No OpenTelemetryCollector CRD in the cluster (404 on its list).
+#[tokio::test]
+async fn an_unserved_collector_kind_does_not_hold_readiness_back() {
+    refused_collectors_do_not_hold_readiness_back(
+        Refusal::NotServed,
+        "not_served",
+        "the API server does not serve opentelemetrycollectors.opentelemetry.io (404): no OpenTelemetryCollector resources",
+    )
+    .await;
+}
+
+/// RBAC grants no list/watch on OpenTelemetryCollectors (403).
+#[tokio::test]
+async fn a_forbidden_collector_kind_does_not_hold_readiness_back() {
+    refused_collectors_do_not_hold_readiness_back(
+        Refusal::Forbidden,
+        "forbidden",
+        "RBAC forbids list/watch on opentelemetrycollectors.opentelemetry.io (403): grant get/list/watch",
+    )
+    .await;
+}
+
+/// Unique Ingress hosts, as a native policy reading `data.inventory`.
+const UNIQUE_HOST_NATIVE: &str = r#"
+package kubernetes.admission.unique_ingress_host
+
+import rego.v1
+
+deny contains msg if {
+	input.request.kind.kind == "Ingress"
+	some rule in input.request.object.spec.rules
+	some ns, gv, name
+	other := data.inventory.namespace[ns][gv].Ingress[name]
+	startswith(gv, "networking.k8s.io/")
+	some used in other.spec.rules
+	used.host == rule.host
+	[ns, name] != [input.request.namespace, input.request.name]
+	msg := sprintf("host %v is already used by Ingress %v/%v", [rule.host, ns, name])
+}
+"#;
+
+/// `serve`'s composition root behind real listeners, as `App::serve` runs
+/// it: `/readyz` answers from the app's own readiness.
+struct Served {
+    server: otel_admission::server::Server,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_app(app: &otel_admission::app::App) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = otel_admission::certs::Bundle::generate(&common::names(), 10).expect("certs");
+    bundle.write(dir.path()).expect("write certs");
+    let settings = otel_admission::server::Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        tls_cert: dir.path().join("tls.crt"),
+        tls_key: dir.path().join("tls.key"),
+        body_limit: 6 * 1024 * 1024,
+        header_read_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(4),
+        shutdown_delay: Duration::ZERO,
+        shutdown_grace: Duration::from_secs(10),
+        reload_poll: Duration::from_millis(500),
+    };
+    let server = otel_admission::server::Server::start(settings, app.services())
+        .await
+        .expect("server starts");
+    Served {
+        server,
+        client: common::client_for(&bundle),
+        _dir: dir,
+    }
+}
+
+/// The first `/readyz` 200 and the first `/validate` right after it: with
+/// `policies.sync`, readiness waits until the policies hold a
+/// `data.inventory` built from the whole synced list, so an Ingress whose
+/// host an existing Ingress already uses is denied from the first request,
+/// not admitted while the inventory is on its way. Five fresh servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referential_policy_denies_from_the_first_request_after_ready() {
+    use common::apiserver::{INGRESSES, ingress};
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("blog", json!({})));
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(INGRESSES, ingress("blog", "first", "www.example.com"));
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("unique-host.rego"), UNIQUE_HOST_NATIVE).expect("write");
+    let yaml = "policies:\n  enforcement: enforce\n  sync:\n    - {group: networking.k8s.io, version: v1, kind: Ingress}\n";
+    let second = review_for(&ingress("shop", "second", "www.example.com"));
+    for round in 0..5 {
+        let config = Config::from_yaml(yaml, "test").expect("config");
+        let mut opts = otel_admission::app::Options::from_env(
+            otel_admission::app::Cluster::Client(api.client(), None),
+        );
+        opts.policies_dir = Some(dir.path().to_path_buf());
+        let app = otel_admission::app::App::from_config(config, opts)
+            .await
+            .expect("app");
+        let served = serve_app(&app).await;
+        let readyz = format!("http://{}/readyz", served.server.admin_addr);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = reqwest::get(&readyz).await.expect("readyz");
+            if r.status() == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: never ready: {}",
+                r.text().await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let r: Value = served
+            .client
+            .post(format!(
+                "https://127.0.0.1:{}/validate",
+                served.server.webhook_addr.port()
+            ))
+            .json(&second)
+            .send()
+            .await
+            .expect("validate")
+            .json()
+            .await
+            .expect("json");
+        let response = &r["response"];
+        assert_eq!(response["allowed"], false, "round {round}: {response}");
+        let msg = response["status"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("host www.example.com is already used by Ingress blog/first"),
+            "round {round}: {msg}"
+        );
+        served.server.shutdown();
+        served.server.wait().await;
+        drop(app);
+    }
+}
+
+/// The Operator's CRDs installed after the server started: the collector
+/// kind, absent at first (404), is looked up again (every 200 ms here, 30 s
+/// by default), its collectors fill the cache, and the next pod asking for
+/// a sidecar gets that collector's. Readiness never drops on the way.
+#[tokio::test]
+async fn a_collector_kind_served_later_is_picked_up() {
+    let logs = capture_logs();
+    let api = cluster_refusing_collectors(Refusal::NotServed).await;
+    let e = start_with(api, Caches::with_absent_retry(Duration::from_millis(200))).await;
+    let pod = app_pod(json!({"sidecar.opentelemetry.io/inject": "shop/agent"}));
+    let has_sidecar = |p: &Value| {
+        p["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "otc-container"))
+    };
+    let before = admit(&e.server, &pod).await.expect("python still injected");
+    assert!(!has_sidecar(&before), "no collector yet: {before}");
+
+    e.api.apply(
+        COLLECTORS,
+        collector(
+            "shop",
+            "agent",
+            json!({"mode": "sidecar", "image": "otel/col:9"}),
+        ),
+    );
+    e.api.set_refused(COLLECTORS, None);
+    let served = std::time::Instant::now();
+    let mut after = Value::Null;
+    while served.elapsed() < Duration::from_secs(5) {
+        after = admit(&e.server, &pod).await.expect("patched");
+        if has_sidecar(&after) {
+            break;
+        }
+        assert!(e.readiness.check().is_ok(), "readiness dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        has_sidecar(&after),
+        "the collector's sidecar within 5 s: {after}"
+    );
+    assert_eq!(
+        after["metadata"]["labels"]["sidecar.opentelemetry.io/injected"],
+        "shop.agent"
+    );
+    assert!(e.readiness.check().is_ok());
+    let text = e.metrics.encode();
+    assert!(
+        text.contains("otel_admission_cluster_kind_available{kind=\"opentelemetrycollector\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otel_admission_cluster_cache_objects{kind=\"opentelemetrycollector\"} 1\n"),
+        "{text}"
+    );
+    assert_eq!(
+        logs.count("the API server now serves opentelemetrycollectors.opentelemetry.io"),
+        1,
+        "{}",
+        logs.text()
+    );
+}
+
+/// An outage before the first list (500 on the collectors for 2.5 s): warned
+/// once, retried with a growing backoff, counted as `other`, and "watch
+/// recovered" logged once, when a list succeeds, not on each retry's start.
+#[tokio::test]
+async fn a_failing_first_list_is_warned_once_and_recovers_once() {
+    let logs = capture_logs();
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.set_refused(COLLECTORS, Some(Refusal::Internal));
+    let back = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            api.set_refused(COLLECTORS, None);
+        })
+    };
+    let e = start(api).await;
+    back.await.expect("back");
+    assert!(e.readiness.check().is_ok());
+    let text = e.metrics.encode();
+    let failed = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "otel_admission_cluster_watch_errors_total{kind=\"opentelemetrycollector\",reason=\"other\"} ",
+            )
+        })
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_default();
+    assert!(
+        (2..=4).contains(&failed),
+        "{failed} failed lists in 2.5 s:\n{}",
+        logs.text()
+    );
+    assert_eq!(
+        logs.count("first list failed; retrying with backoff"),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(logs.count("watch recovered"), 1, "{}", logs.text());
+    assert_eq!(logs.count("does not serve"), 0, "{}", logs.text());
+}
+
+/// A synced kind RBAC forbids (its list answers 403, though discovery
+/// lists it) does not hold readiness back either: counted as synced and
+/// empty, and counted as `forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_synced_kind_does_not_hold_readiness_back() {
+    use common::apiserver::{INGRESSES, ingress};
+    let api = FakeApiServer::start().await;
+    api.apply(INGRESSES, ingress("blog", "first", "www.example.com"));
+    api.set_refused(INGRESSES, Some(Refusal::Forbidden));
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("unique-host.rego"), UNIQUE_HOST_NATIVE).expect("write");
+    let config = Config::from_yaml(
+        "policies:\n  sync:\n    - {group: networking.k8s.io, version: v1, kind: Ingress}\n",
+        "test",
+    )
+    .expect("config");
+    let (app, _server) = serve_policies(&api, config, dir.path().to_path_buf(), None).await;
+    let text = app.metrics.encode();
+    assert!(
+        text.contains(r#"otel_admission_inventory_errors_total{kind="networking.k8s.io/v1/Ingress",reason="forbidden"} 1"#),
+        "{text}"
+    );
 }

@@ -1,7 +1,12 @@
-//! `manifests/` rendered with `kubectl kustomize`, checked object by object.
+//! `manifests/` rendered with `kubectl kustomize`, checked object by object:
+//! the base, the CRDs apart, every component alone and in the combinations
+//! a user applies (in either order, moved to another namespace, with
+//! another image), each object parsed strictly as its Kubernetes type, and
+//! the default install's config and policy pack run in the real server.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
@@ -9,21 +14,93 @@ use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn kustomize(dir: &str) -> Vec<Value> {
+/// Parses `kubectl kustomize` output into its objects.
+fn parse_rendered(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).expect("each document parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render_dir(dir: &Path) -> Vec<Value> {
     let out = Command::new("kubectl")
-        .args(["kustomize", &format!("{ROOT}/{dir}")])
+        .arg("kustomize")
+        .arg(dir)
         .output()
         .expect("kubectl must be installed: the manifests are checked with `kubectl kustomize`");
     assert!(
         out.status.success(),
-        "{}",
+        "kubectl kustomize {}: {}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).expect("utf8");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("each document parses"))
-        .filter(|v| !v.is_null())
-        .collect()
+    parse_rendered(&String::from_utf8(out.stdout).expect("utf8"))
+}
+
+/// Renders a kustomization of the repository as it is.
+fn kustomize(dir: &str) -> Vec<Value> {
+    render_dir(&Path::new(ROOT).join(dir))
+}
+
+/// A scratch copy of `manifests/` with the dev pair written by the real
+/// `otel-admission certs`, so every kustomization renders as on a user's
+/// machine after the README's steps.
+struct Scratch {
+    dir: tempfile::TempDir,
+    ca: String,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let copy = Command::new("cp")
+            .args(["-r", &format!("{ROOT}/manifests")])
+            .arg(dir.path())
+            .status()
+            .expect("cp");
+        assert!(copy.success());
+        let certs = dir.path().join("manifests/components/dev-certs/certs");
+        let out = Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .output()
+            .expect("certs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ca = std::fs::read_to_string(certs.join("ca.crt")).expect("ca");
+        Self { dir, ca }
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// Renders a shipped kustomization of the scratch copy.
+    fn render(&self, dir: &str) -> Vec<Value> {
+        render_dir(&self.manifests().join(dir))
+    }
+
+    /// Renders a user's overlay: the base plus `components` in that order,
+    /// and `extra` kustomization fields (`namespace:`, `images:`).
+    fn overlay(&self, name: &str, components: &[&str], extra: &str) -> Vec<Value> {
+        let dir = self.manifests().join("overlays").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut k = String::from(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n",
+        );
+        if !components.is_empty() {
+            k.push_str("components:\n");
+            for c in components {
+                k.push_str(&format!("  - ../../components/{c}\n"));
+            }
+        }
+        k.push_str(extra);
+        std::fs::write(dir.join("kustomization.yaml"), k).expect("write");
+        render_dir(&dir)
+    }
 }
 
 fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -83,13 +160,13 @@ fn the_crd_in_manifests_is_what_the_binary_prints() {
         .expect("run crd");
     assert!(printed.status.success());
     let committed =
-        std::fs::read_to_string(format!("{ROOT}/manifests/base/crd.yaml")).expect("crd.yaml");
+        std::fs::read_to_string(format!("{ROOT}/manifests/crds/crds.yaml")).expect("crds.yaml");
     assert_eq!(
         String::from_utf8(printed.stdout).expect("utf8"),
         committed,
-        "manifests/base/crd.yaml is stale: run `cargo run -- crd > manifests/base/crd.yaml`"
+        "manifests/crds/crds.yaml is stale: run `cargo run -- crd > manifests/crds/crds.yaml`"
     );
-    let objs = kustomize("manifests/base");
+    let objs = kustomize("manifests/crds");
     let crds = find(&objs, "CustomResourceDefinition");
     // The collector CRD, for clusters without the Operator: v1beta1 stored,
     // v1alpha1 served.
@@ -173,45 +250,108 @@ fn port_of(addr: &str) -> u64 {
         .expect("number")
 }
 
-/// Renders the dev overlay in a scratch copy, after `otel-admission certs`.
-fn render_dev() -> (Vec<Value>, String) {
-    let scratch = tempfile::tempdir().expect("tmp");
-    let copy = Command::new("cp")
-        .args(["-r", &format!("{ROOT}/manifests")])
-        .arg(scratch.path())
-        .status()
-        .expect("cp");
-    assert!(copy.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_otel-admission"))
-        .args(["certs", "--out"])
-        .arg(scratch.path().join("manifests/overlays/dev/certs"))
-        .output()
-        .expect("certs");
-    assert!(out.status.success());
-    let ca = std::fs::read_to_string(scratch.path().join("manifests/overlays/dev/certs/ca.crt"))
-        .expect("ca");
-    let rendered = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(scratch.path().join("manifests/overlays/dev"))
-        .output()
-        .expect("kubectl");
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let text = String::from_utf8(rendered.stdout).expect("utf8");
-    let objs = serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).expect("parses"))
-        .collect();
-    (objs, ca)
+/// Every object of an install parsed strictly as its Kubernetes type (an
+/// unknown or misspelled field fails, as `kubectl apply --validate=strict`
+/// would), every namespaced object in `ns`, nothing cluster-scoped given a
+/// namespace, and no `$(VAR)` left unresolved.
+fn check_strict(objs: &[Value], ns: &str) {
+    use k8s_openapi::api::{
+        admissionregistration::v1 as adm, apps::v1 as apps, autoscaling::v2 as autoscaling,
+        core::v1 as core, policy::v1 as policy, rbac::v1 as rbac,
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    fn strict<T: serde::de::DeserializeOwned>(obj: &Value) -> Vec<String> {
+        let mut unknown = Vec::new();
+        let parsed: Result<T, _> =
+            serde_ignored::deserialize(obj.clone(), |path| unknown.push(path.to_string()));
+        match parsed {
+            Ok(_) => unknown
+                .into_iter()
+                .map(|p| format!("unknown field {p}"))
+                .collect(),
+            Err(e) => vec![format!("does not parse: {e}")],
+        }
+    }
+    let text = serde_json::to_string(objs).expect("json");
+    assert!(!text.contains("$("), "an unresolved kustomize var is left");
+    let mut problems = Vec::new();
+    for o in objs {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let api = o["apiVersion"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let (found, namespaced) = match kind {
+            "Namespace" => (strict::<core::Namespace>(o), false),
+            "ServiceAccount" => (strict::<core::ServiceAccount>(o), true),
+            "ConfigMap" => (strict::<core::ConfigMap>(o), true),
+            "Secret" => {
+                // kustomize folds long base64 values over lines; the API
+                // server's decoder (Go's encoding/base64) skips newlines.
+                let mut unfolded = o.clone();
+                if let Some(data) = unfolded["data"].as_object_mut() {
+                    for v in data.values_mut() {
+                        if let Some(text) = v.as_str() {
+                            *v = Value::String(text.replace(['\n', '\r'], ""));
+                        }
+                    }
+                }
+                (strict::<core::Secret>(&unfolded), true)
+            }
+            "Service" => (strict::<core::Service>(o), true),
+            "ResourceQuota" => (strict::<core::ResourceQuota>(o), true),
+            "ClusterRole" => (strict::<rbac::ClusterRole>(o), false),
+            "ClusterRoleBinding" => (strict::<rbac::ClusterRoleBinding>(o), false),
+            "Role" => (strict::<rbac::Role>(o), true),
+            "RoleBinding" => (strict::<rbac::RoleBinding>(o), true),
+            "Deployment" => (strict::<apps::Deployment>(o), true),
+            "PodDisruptionBudget" => (strict::<policy::PodDisruptionBudget>(o), true),
+            "HorizontalPodAutoscaler" => (strict::<autoscaling::HorizontalPodAutoscaler>(o), true),
+            "MutatingWebhookConfiguration" => {
+                (strict::<adm::MutatingWebhookConfiguration>(o), false)
+            }
+            "ValidatingWebhookConfiguration" => {
+                (strict::<adm::ValidatingWebhookConfiguration>(o), false)
+            }
+            "CustomResourceDefinition" => (strict::<CustomResourceDefinition>(o), false),
+            // Custom resources of cert-manager and the Prometheus Operator:
+            // their group and version, and a spec.
+            "Issuer" | "Certificate" if api == "cert-manager.io/v1" => (check_spec(o), true),
+            "ServiceMonitor" | "PrometheusRule" if api == "monitoring.coreos.com/v1" => {
+                (check_spec(o), true)
+            }
+            _ => (vec![format!("unexpected {api} {kind}")], true),
+        };
+        problems.extend(found.into_iter().map(|p| format!("{kind}/{name}: {p}")));
+        let got = o["metadata"]["namespace"].as_str();
+        if namespaced && got != Some(ns) {
+            problems.push(format!("{kind}/{name}: namespace {got:?}, want {ns:?}"));
+        }
+        if !namespaced && got.is_some() {
+            problems.push(format!("{kind}/{name}: cluster-scoped, with a namespace"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-fn check_common(objs: &[Value]) {
-    // Webhooks point at the Service, which points at the port `serve` listens on.
+fn check_spec(o: &Value) -> Vec<String> {
+    if o["spec"].is_object() {
+        Vec::new()
+    } else {
+        vec!["no spec".into()]
+    }
+}
+
+/// Every reference of an install points where the install is: the
+/// webhooks at the Service in `ns` and at the ports `serve` listens on,
+/// RBAC at the ServiceAccount in `ns`, the webhooks' selectors excluding
+/// `ns`, the image `image`; restricted, highly available, probed.
+fn check_install(objs: &[Value], ns: &str, image: &str) {
+    check_strict(objs, ns);
+    one(objs, "Namespace", ns);
     let deploy = one(objs, "Deployment", "otel-admission");
     let pod = &deploy["spec"]["template"];
     let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["image"], image);
     let port_named = |name: &str| {
         c["ports"]
             .as_array()
@@ -230,6 +370,17 @@ fn check_common(objs: &[Value]) {
         port_named("admin"),
         port_of(env_value(c, "OTEL_ADMISSION_ADMIN_LISTEN"))
     );
+    // The server learns its namespace from the pod, not from a file.
+    let pod_ns = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "POD_NAMESPACE")
+        .expect("POD_NAMESPACE");
+    assert_eq!(
+        pod_ns["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
     let svc = one(objs, "Service", "otel-admission");
     assert_eq!(svc["spec"]["ports"][0]["port"], 443);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
@@ -242,13 +393,14 @@ fn check_common(objs: &[Value]) {
         let wh = &one(objs, kind, "otel-admission")["webhooks"][0];
         let s = &wh["clientConfig"]["service"];
         assert_eq!(s["name"], "otel-admission", "{kind}");
-        assert_eq!(s["namespace"], "otel-admission", "{kind}");
+        assert_eq!(s["namespace"], ns, "{kind}");
         assert_eq!(s["port"], 443, "{kind}");
         assert_eq!(s["path"], path, "{kind}");
         assert_eq!(wh["admissionReviewVersions"], serde_json::json!(["v1"]));
         assert_eq!(wh["sideEffects"], "None");
         assert_eq!(wh["timeoutSeconds"], 5);
         assert_eq!(wh["matchPolicy"], "Equivalent");
+        assert_eq!(wh["failurePolicy"], "Ignore", "{kind}");
         // The namespace selector keeps system namespaces and ourselves out.
         let exprs = wh["namespaceSelector"]["matchExpressions"]
             .as_array()
@@ -258,19 +410,14 @@ fn check_common(objs: &[Value]) {
             .find(|e| e["key"] == "kubernetes.io/metadata.name")
             .expect("name expr");
         assert_eq!(names["operator"], "NotIn");
-        for ns in [
-            "kube-system",
-            "kube-public",
-            "kube-node-lease",
-            "otel-admission",
-        ] {
+        for excluded in ["kube-system", "kube-public", "kube-node-lease", ns] {
             assert!(
                 names["values"]
                     .as_array()
                     .expect("v")
                     .iter()
-                    .any(|v| v == ns),
-                "{kind} excludes {ns}"
+                    .any(|v| v == excluded),
+                "{kind} excludes {excluded}"
             );
         }
         // Our own pods never match the objectSelector.
@@ -287,7 +434,6 @@ fn check_common(objs: &[Value]) {
         );
     }
     let mwh = &one(objs, "MutatingWebhookConfiguration", "otel-admission")["webhooks"][0];
-    assert_eq!(mwh["failurePolicy"], "Ignore");
     assert_eq!(mwh["reinvocationPolicy"], "IfNeeded");
     assert_eq!(
         mwh["rules"],
@@ -306,13 +452,28 @@ fn check_common(objs: &[Value]) {
         disabled,
         "namespaces labelled otel-admission.io/inject=disabled are skipped"
     );
+    // Every RBAC subject is our ServiceAccount, where it is.
+    let sa = one(objs, "ServiceAccount", "otel-admission");
+    assert_eq!(sa["metadata"]["namespace"], ns);
+    for binding in objs
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+    {
+        for subject in binding["subjects"].as_array().expect("subjects") {
+            assert_eq!(subject["kind"], "ServiceAccount", "{binding}");
+            assert_eq!(subject["name"], "otel-admission", "{binding}");
+            assert_eq!(subject["namespace"], ns, "{binding}");
+        }
+    }
 
-    // Restricted, highly available, probed on the admin port.
-    assert!(deploy["spec"]["replicas"].as_u64().expect("replicas") >= 2);
+    // Highly available, with the HPA alone owning the scale.
+    assert!(
+        deploy["spec"].get("replicas").is_none(),
+        "`replicas` next to an HPA resets the scale on every apply"
+    );
     assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_object());
-    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
     let hpa = one(objs, "HorizontalPodAutoscaler", "otel-admission");
-    assert_eq!(hpa["spec"]["minReplicas"], 2);
+    assert!(hpa["spec"]["minReplicas"].as_u64().expect("min") >= 2);
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "otel-admission");
     assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
     let pdb = one(objs, "PodDisruptionBudget", "otel-admission");
@@ -320,6 +481,21 @@ fn check_common(objs: &[Value]) {
         pdb["spec"]["selector"]["matchLabels"],
         deploy["spec"]["selector"]["matchLabels"]
     );
+    // A critical priority comes with the quota that admits it outside
+    // kube-system, for every replica the HPA may run plus a surge each.
+    let priority = pod["spec"]["priorityClassName"].as_str().expect("priority");
+    let quota = one(objs, "ResourceQuota", "otel-admission-critical-pods");
+    let scope = &quota["spec"]["scopeSelector"]["matchExpressions"][0];
+    assert_eq!(scope["scopeName"], "PriorityClass");
+    assert_eq!(scope["operator"], "In");
+    assert_eq!(scope["values"], serde_json::json!([priority]));
+    let pods: u64 = quota["spec"]["hard"]["pods"]
+        .as_str()
+        .expect("pods")
+        .parse()
+        .expect("n");
+    assert!(pods >= 2 * hpa["spec"]["maxReplicas"].as_u64().expect("max"));
+    // Restricted, probed on the admin port.
     let psc = &pod["spec"]["securityContext"];
     assert_eq!(psc["runAsNonRoot"], true);
     assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
@@ -355,58 +531,66 @@ fn check_common(objs: &[Value]) {
         "subPath mounts never update"
     );
 
-    // The shipped config is valid.
+    // The shipped config is valid, names no namespace of its own (the pod
+    // tells the server), and audits rather than enforces.
     let cm = one(objs, "ConfigMap", "otel-admission-config");
     let cfg = otel_admission::config::Config::from_yaml(
         cm["data"]["config.yaml"].as_str().expect("config.yaml"),
         "ConfigMap",
     )
     .expect("the shipped config parses");
-    assert_eq!(cfg.server.namespace.as_deref(), Some("otel-admission"));
+    assert_eq!(cfg.server.namespace, None);
+    assert_eq!(
+        cfg.policies.enforcement,
+        otel_admission::config::Enforcement::Audit
+    );
     assert!(!cfg.rules.is_empty());
 }
 
-#[test]
-fn the_cert_manager_overlay_is_consistent() {
-    let objs = kustomize("manifests/overlays/cert-manager");
-    check_common(&objs);
-    let cert = one(&objs, "Certificate", "otel-admission");
-    assert_eq!(cert["metadata"]["namespace"], "otel-admission");
+const IMAGE: &str = "ghcr.io/otel-admission/otel-admission:0.1.0";
+
+/// The cert-manager path: Certificate names and CA injection follow the
+/// namespace.
+fn check_cert_manager(objs: &[Value], ns: &str) {
+    let cert = one(objs, "Certificate", "otel-admission");
     assert_eq!(cert["spec"]["secretName"], "otel-admission-tls");
     let dns = cert["spec"]["dnsNames"].as_array().expect("dns");
-    assert!(
-        dns.iter().any(|d| d == "otel-admission.otel-admission.svc"),
-        "the name the API server dials"
-    );
+    for want in [
+        format!("otel-admission.{ns}.svc"),
+        format!("otel-admission.{ns}.svc.cluster.local"),
+    ] {
+        assert!(
+            dns.iter().any(|d| *d == want),
+            "{want}: the name the API server dials"
+        );
+    }
     for kind in [
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
     ] {
         assert_eq!(
-            one(&objs, kind, "otel-admission")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
-            "otel-admission/otel-admission"
+            one(objs, kind, "otel-admission")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            format!("{ns}/otel-admission").as_str(),
+            "{kind}"
         );
     }
     let issuer = &cert["spec"]["issuerRef"]["name"];
     assert_eq!(
-        one(&objs, "Issuer", issuer.as_str().expect("issuer"))["spec"]["ca"]["secretName"],
+        one(objs, "Issuer", issuer.as_str().expect("issuer"))["spec"]["ca"]["secretName"],
         "otel-admission-ca"
     );
 }
 
-#[test]
-fn the_dev_overlay_carries_a_static_pair_and_its_ca_bundle() {
+/// The dev path: the static pair as the TLS Secret, its CA in both webhooks.
+fn check_dev_certs(objs: &[Value], ca: &str) {
     use base64::Engine as _;
-    let (objs, ca) = render_dev();
-    check_common(&objs);
-    let secret = one(&objs, "Secret", "otel-admission-tls");
+    let secret = one(objs, "Secret", "otel-admission-tls");
     assert_eq!(secret["type"], "kubernetes.io/tls");
-    assert_eq!(secret["metadata"]["namespace"], "otel-admission");
     for kind in [
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
     ] {
-        let b64 = one(&objs, kind, "otel-admission")["webhooks"][0]["clientConfig"]["caBundle"]
+        let b64 = one(objs, kind, "otel-admission")["webhooks"][0]["clientConfig"]["caBundle"]
             .as_str()
             .expect("caBundle")
             .to_string();
@@ -418,8 +602,409 @@ fn the_dev_overlay_carries_a_static_pair_and_its_ca_bundle() {
 }
 
 #[test]
+fn the_cert_manager_overlay_is_consistent() {
+    let objs = kustomize("manifests/overlays/cert-manager");
+    check_install(&objs, "otel-admission", IMAGE);
+    check_cert_manager(&objs, "otel-admission");
+}
+
+#[test]
+fn the_dev_overlay_carries_a_static_pair_and_runs_the_local_image() {
+    let scratch = Scratch::new();
+    let objs = scratch.render("overlays/dev");
+    // The image the README builds and loads into kind or minikube.
+    check_install(&objs, "otel-admission", "otel-admission:dev");
+    check_dev_certs(&objs, &scratch.ca);
+}
+
+/// Issue 26: components stack in any order, on either certificate path, and
+/// an overlay's `namespace:` and `images:` reach every reference.
+#[test]
+fn components_stack_in_any_order_and_the_install_moves() {
+    let scratch = Scratch::new();
+    let all = ["cert-manager", "rollout", "inventory", "monitoring"];
+    let mut reversed = all;
+    reversed.reverse();
+    let base_len = scratch.render("base").len();
+    let mut sizes = Vec::new();
+    for (name, components) in [("forward", all), ("reversed", reversed)] {
+        let objs = scratch.overlay(name, &components, "");
+        check_install(&objs, "otel-admission", IMAGE);
+        check_cert_manager(&objs, "otel-admission");
+        for (kind, obj) in [
+            ("ClusterRole", "otel-admission-rollout"),
+            ("Role", "otel-admission-rollout-lease"),
+            ("ClusterRole", "otel-admission-inventory"),
+            ("ServiceMonitor", "otel-admission"),
+            ("PrometheusRule", "otel-admission"),
+            ("ConfigMap", "otel-admission-dashboard"),
+        ] {
+            one(&objs, kind, obj);
+        }
+        sizes.push(objs.len());
+    }
+    assert_eq!(sizes[0], sizes[1], "the order changes nothing");
+    // cert-manager adds 4, rollout 4, inventory 4, monitoring 3.
+    assert_eq!(sizes[0], base_len + 15);
+
+    let objs = scratch.overlay("dev-rollout", &["dev-certs", "rollout"], "");
+    check_install(&objs, "otel-admission", IMAGE);
+    check_dev_certs(&objs, &scratch.ca);
+    one(&objs, "ClusterRole", "otel-admission-rollout");
+    let objs = scratch.overlay("rollout-dev", &["rollout", "dev-certs"], "");
+    check_dev_certs(&objs, &scratch.ca);
+
+    // Moved, with another image: one line each.
+    let moved = scratch.overlay(
+        "moved",
+        &["monitoring", "inventory", "rollout", "cert-manager", "enforce"],
+        "namespace: observability\nimages:\n  - name: ghcr.io/otel-admission/otel-admission\n    newName: registry.example/platform/otel-admission\n    newTag: 1.2.3\n",
+    );
+    check_install(
+        &moved,
+        "observability",
+        "registry.example/platform/otel-admission:1.2.3",
+    );
+    check_cert_manager(&moved, "observability");
+    assert!(
+        !serde_json::to_string(&moved)
+            .expect("json")
+            .contains("\"otel-admission\",\"kube")
+    );
+    for o in &moved {
+        let text = serde_json::to_string(o).expect("json");
+        assert!(
+            !text.contains("otel-admission.otel-admission.svc")
+                && !text.contains("\"namespace\":\"otel-admission\""),
+            "a reference to the old namespace is left in {text}"
+        );
+    }
+}
+
+/// Issue 26: only `manifests/crds` holds a CRD. Every shipped kustomization
+/// (each component over the base) renders, strictly valid, without one, so
+/// deleting an install never deletes a CRD and with it every
+/// Instrumentation in the cluster.
+#[test]
+fn only_crds_holds_a_crd_and_every_kustomization_renders() {
+    let scratch = Scratch::new();
+    let mut seen = Vec::new();
+    let mut stack = vec![scratch.manifests()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.file_name().and_then(|n| n.to_str()) != Some("kustomization.yaml") {
+                continue;
+            }
+            let rel = path
+                .parent()
+                .expect("dir")
+                .strip_prefix(scratch.manifests())
+                .expect("under manifests")
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let objs = if text.contains("kind: Component") {
+                let name = rel
+                    .strip_prefix("components/")
+                    .expect("components live in components/");
+                scratch.overlay(&format!("only-{name}"), &[name], "")
+            } else if rel.starts_with("overlays/only-") {
+                continue;
+            } else {
+                scratch.render(&rel)
+            };
+            let crds = find(&objs, "CustomResourceDefinition").len();
+            if rel == "crds" {
+                assert_eq!(crds, 2, "{rel}");
+            } else {
+                assert_eq!(crds, 0, "{rel} holds a CRD");
+                if rel != "examples" {
+                    check_strict(&objs, "otel-admission");
+                }
+            }
+            seen.push(rel);
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "base",
+            "components/cert-manager",
+            "components/dev-certs",
+            "components/enforce",
+            "components/inventory",
+            "components/migration",
+            "components/monitoring",
+            "components/rollout",
+            "crds",
+            "examples",
+            "overlays/cert-manager",
+            "overlays/dev",
+        ]
+    );
+}
+
+/// The migration's first step scopes both webhooks to nothing: only
+/// namespaces labelled `otel-admission.io/inject=enabled` are sent.
+#[test]
+fn the_migration_component_scopes_both_webhooks_to_labelled_namespaces() {
+    let scratch = Scratch::new();
+    let objs = scratch.overlay("migration", &["cert-manager", "migration"], "");
+    check_install(&objs, "otel-admission", IMAGE);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let exprs = one(&objs, kind, "otel-admission")["webhooks"][0]["namespaceSelector"]
+            ["matchExpressions"]
+            .as_array()
+            .expect("exprs")
+            .clone();
+        assert!(
+            exprs.contains(&serde_json::json!({"key": "otel-admission.io/inject", "operator": "In", "values": ["enabled"]})),
+            "{kind}: {exprs:?}"
+        );
+    }
+}
+
+/// The server as an install runs it: the rendered config ConfigMap, the
+/// rendered policy ConfigMap mounted flat, and `--policy-enforcement` as
+/// the rendered Deployment sets it, through the composition root `serve`
+/// uses and the real TLS server.
+async fn serve_install(objs: &[Value]) -> (common::TestServer, tempfile::TempDir) {
+    let cm = one(objs, "ConfigMap", "otel-admission-config");
+    let config = otel_admission::config::Config::from_yaml(
+        cm["data"]["config.yaml"].as_str().expect("config.yaml"),
+        "ConfigMap",
+    )
+    .expect("config");
+    let flat = tempfile::tempdir().expect("tmp");
+    for (k, v) in one(objs, "ConfigMap", "otel-admission-policies")["data"]
+        .as_object()
+        .expect("data")
+    {
+        std::fs::write(flat.path().join(k), v.as_str().expect("text")).expect("write");
+    }
+    let c = &one(objs, "Deployment", "otel-admission")["spec"]["template"]["spec"]["containers"][0];
+    let enforcement = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "OTEL_ADMISSION_POLICY_ENFORCEMENT")
+        .map(|e| match e["value"].as_str() {
+            Some("enforce") => otel_admission::config::Enforcement::Enforce,
+            Some("audit") => otel_admission::config::Enforcement::Audit,
+            other => panic!("OTEL_ADMISSION_POLICY_ENFORCEMENT={other:?}"),
+        });
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
+        otel_admission::config::ClusterMode::Off,
+    ));
+    opts.policies_dir = Some(flat.path().to_path_buf());
+    opts.policy_enforcement = enforcement;
+    let app = otel_admission::app::App::from_config(config, opts)
+        .await
+        .expect("app");
+    let server = common::start(common::Options {
+        mutator: app.injector.clone(),
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    (server, flat)
+}
+
+/// A plain Deployment, as `kubectl create deployment web --image=nginx:1.27`
+/// makes it: no labels the pack wants, no limits, no security context.
+fn nginx_review(uid: &str, operation: &str) -> Value {
+    let deploy = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}}});
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web", "namespace": "shop", "operation": operation,
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": deploy,
+            "oldObject": if operation == "UPDATE" { deploy.clone() } else { Value::Null }}})
+}
+
+fn warnings(v: &Value) -> Vec<String> {
+    v["response"]["warnings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| w.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 26: the default install blocks nothing. With the config and pack
+/// the base ships, the README's example pod (before and after `/mutate`)
+/// and a plain nginx Deployment, on CREATE and on the UPDATE `kubectl
+/// rollout restart` sends, are admitted, with warnings saying what
+/// enforcement would deny. With components/enforce the same Deployment is
+/// denied: the switch is real, and the findings were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_install_blocks_nothing_and_enforce_is_an_opt_in() {
+    use base64::Engine as _;
+    let scratch = Scratch::new();
+    let objs = scratch.render("overlays/cert-manager");
+    let (s, _flat) = serve_install(&objs).await;
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/examples/admission-review.json"))
+            .expect("example"),
+    )
+    .expect("json");
+    let (code, v) = s.post("/validate", &example).await;
+    assert_eq!(code, 200);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(
+        warnings(&v)
+            .iter()
+            .any(|w| w.contains("would deny (audit)")),
+        "the findings are visible: {v}"
+    );
+    let (_, m) = s.post("/mutate", &example).await;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(
+            m["response"]["patch"]
+                .as_str()
+                .expect("the example is injected"),
+        )
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("patch");
+    let mut injected = example.clone();
+    json_patch::patch(&mut injected["request"]["object"], &patch.0).expect("applies");
+    let (_, v) = s.post("/validate", &injected).await;
+    assert_eq!(v["response"]["allowed"], true, "after /mutate: {v}");
+    for op in ["CREATE", "UPDATE"] {
+        let (code, v) = s.post("/validate", &nginx_review("n", op)).await;
+        assert_eq!(code, 200);
+        assert_eq!(v["response"]["allowed"], true, "{op}: {v}");
+        let w = warnings(&v);
+        assert!(
+            w.iter()
+                .filter(|w| w.contains("would deny (audit)"))
+                .count()
+                >= 4,
+            "{op}: {w:?}"
+        );
+    }
+    s.server.shutdown();
+
+    let objs = scratch.overlay("enforced", &["cert-manager", "enforce"], "");
+    check_install(&objs, "otel-admission", IMAGE);
+    let (s, _flat) = serve_install(&objs).await;
+    let (_, v) = s.post("/validate", &nginx_review("e", "CREATE")).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert_eq!(v["response"]["status"]["code"], 403);
+}
+
+/// The README's own overlay, as written there, renders into a consistent
+/// install with the image it names.
+#[test]
+fn the_readme_overlay_renders_as_written() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).expect("README");
+    let start = readme.find("<<'YAML'\n").expect("the README's overlay") + "<<'YAML'\n".len();
+    let len = readme[start..].find("\nYAML\n").expect("its end");
+    let overlay = &readme[start..start + len];
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path().join("deploy/otel-admission");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("kustomization.yaml"), overlay).expect("write");
+    let objs = render_dir(&dir);
+    check_install(
+        &objs,
+        "otel-admission",
+        "registry.example.com/platform/otel-admission:0.1.0",
+    );
+    check_cert_manager(&objs, "otel-admission");
+    // Uncommented, every optional line still renders.
+    let all = overlay
+        .lines()
+        .map(|l| {
+            l.replacen("  # - ", "  - ", 1)
+                .replacen("# namespace:", "namespace:", 1)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("kustomization.yaml"), all).expect("write");
+    let objs = render_dir(&dir);
+    check_install(
+        &objs,
+        "observability",
+        "registry.example.com/platform/otel-admission:0.1.0",
+    );
+}
+
+/// The image build: the dependency layer's stub targets are every target
+/// Cargo.toml declares (else `cargo build` fails in that layer), and the
+/// build context leaves out generated keys and certificates.
+#[test]
+fn the_image_build_caches_dependencies_and_leaves_keys_out() {
+    let cargo: toml_like::Manifest = toml_like::read(&format!("{ROOT}/Cargo.toml"));
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).expect("Dockerfile");
+    for bench in &cargo.benches {
+        assert!(
+            dockerfile.contains(&format!(" {bench} "))
+                || dockerfile.contains(&format!(" {bench};")),
+            "the Dockerfile's stubs miss bench {bench}"
+        );
+    }
+    assert!(dockerfile.contains("COPY Cargo.toml Cargo.lock ./"));
+    assert!(dockerfile.contains("STRIP=symbols"));
+    let ignore = std::fs::read_to_string(format!("{ROOT}/.dockerignore")).expect(".dockerignore");
+    for entry in [
+        "target",
+        ".git",
+        "certs",
+        "manifests/components/dev-certs/certs",
+        "**/*.key",
+    ] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            "{entry} in .dockerignore"
+        );
+    }
+}
+
+/// Just enough of Cargo.toml: the `[[bench]]` names.
+mod toml_like {
+    pub struct Manifest {
+        pub benches: Vec<String>,
+    }
+
+    pub fn read(path: &str) -> Manifest {
+        let text = std::fs::read_to_string(path).expect("Cargo.toml");
+        let mut benches = Vec::new();
+        let mut in_bench = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_bench = line == "[[bench]]";
+            } else if in_bench && let Some(name) = line.strip_prefix("name = ") {
+                benches.push(name.trim_matches('"').to_string());
+            }
+        }
+        assert!(!benches.is_empty(), "no [[bench]] in Cargo.toml");
+        Manifest { benches }
+    }
+}
+
+#[test]
 fn monitoring_renders_with_a_labelled_dashboard() {
-    let objs = kustomize("manifests/monitoring");
+    let objs = Scratch::new().overlay("monitoring", &["monitoring"], "");
     let sm = one(&objs, "ServiceMonitor", "otel-admission");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
     let base = kustomize("manifests/base");
@@ -446,8 +1031,65 @@ fn monitoring_renders_with_a_labelled_dashboard() {
         "OtelAdmissionCertificateExpiresSoon",
         "OtelAdmissionPolicyReloadFailing",
         "OtelAdmissionCacheNotReady",
+        "OtelAdmissionDown",
     ] {
         assert!(alerts.contains(&a), "{a}");
+    }
+    // Under failurePolicy: Ignore a webhook that is down or unreachable
+    // fails no request; only an alert says so. One on our replicas being
+    // scraped at all, and ones on the API server's own webhook metrics.
+    let down = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["alert"] == "OtelAdmissionDown")
+        .expect("down");
+    assert!(
+        down["expr"]
+            .as_str()
+            .expect("expr")
+            .contains("job=\"otel-admission-metrics\""),
+        "the ServiceMonitor's job is the metrics Service's name"
+    );
+    let apiserver = &rule["spec"]["groups"][1];
+    assert_eq!(apiserver["name"], "otel-admission-apiserver");
+    let exprs: Vec<&str> = apiserver["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["expr"].as_str().expect("expr"))
+        .collect();
+    for metric in [
+        "apiserver_admission_webhook_fail_open_count",
+        "apiserver_admission_webhook_rejection_count",
+    ] {
+        assert!(exprs.iter().any(|e| e.contains(metric)), "{metric}");
+    }
+    // They match the webhooks' names as the API server labels them.
+    let re = regex::Regex::new(r#"name=~"([^"]+)""#).expect("re");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let name = one(&objs, kind, "otel-admission")["webhooks"][0]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        for e in &exprs {
+            let pattern = re
+                .captures(e)
+                .expect("a name matcher")
+                .get(1)
+                .expect("group")
+                .as_str()
+                .replace("\\\\", "\\");
+            assert!(
+                regex::Regex::new(&format!("^(?:{pattern})$"))
+                    .expect("PromQL regex")
+                    .is_match(&name),
+                "{pattern} misses {name}"
+            );
+        }
     }
     let cm = one(&objs, "ConfigMap", "otel-admission-dashboard");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
@@ -591,7 +1233,7 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
         .map(String::from)
         .collect();
     assert!(exported.len() >= 12, "{exported:?}");
-    let objs = kustomize("manifests/monitoring");
+    let objs = Scratch::new().overlay("monitoring", &["monitoring"], "");
     let mut queries: Vec<String> = Vec::new();
     let cm = one(&objs, "ConfigMap", "otel-admission-dashboard");
     let dash: Value =
@@ -602,11 +1244,13 @@ async fn dashboard_and_alerts_query_only_exported_metrics() {
             queries.push(t["expr"].as_str().expect("expr").to_string());
         }
     }
-    for r in one(&objs, "PrometheusRule", "otel-admission")["spec"]["groups"][0]["rules"]
+    for g in one(&objs, "PrometheusRule", "otel-admission")["spec"]["groups"]
         .as_array()
-        .expect("rules")
+        .expect("groups")
     {
-        queries.push(r["expr"].as_str().expect("expr").to_string());
+        for r in g["rules"].as_array().expect("rules") {
+            queries.push(r["expr"].as_str().expect("expr").to_string());
+        }
     }
     let mut used = std::collections::BTreeSet::new();
     for q in &queries {
@@ -644,11 +1288,11 @@ fn the_example_instrumentation_is_valid_for_the_server() {
     );
 }
 
-/// The rollout overlay adds exactly the controller's verbs; the base keeps
+/// The rollout component adds exactly the controller's verbs; the base keeps
 /// its least privilege (checked above).
 #[test]
-fn the_rollout_overlay_adds_only_the_rollout_verbs() {
-    let objs = kustomize("manifests/overlays/rollout");
+fn the_rollout_component_adds_only_the_rollout_verbs() {
+    let objs = Scratch::new().overlay("rollout", &["rollout"], "");
     let role = one(&objs, "ClusterRole", "otel-admission-rollout");
     let mut granted: Vec<(String, String, String)> = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -692,15 +1336,15 @@ fn the_rollout_overlay_adds_only_the_rollout_verbs() {
     assert_eq!(
         objs.len(),
         kustomize("manifests/base").len() + 4,
-        "the overlay adds its four RBAC objects"
+        "the component adds its four RBAC objects"
     );
 }
 
-/// The inventory overlay grants only reads of the synced kinds (issue 15);
+/// The inventory component grants only reads of the synced kinds (issue 15);
 /// the base grants none of them.
 #[test]
-fn the_inventory_overlay_adds_only_reads_of_synced_kinds() {
-    let objs = kustomize("manifests/overlays/inventory");
+fn the_inventory_component_adds_only_reads_of_synced_kinds() {
+    let objs = Scratch::new().overlay("inventory", &["inventory"], "");
     let role = one(&objs, "ClusterRole", "otel-admission-inventory");
     for rule in role["rules"].as_array().expect("rules") {
         assert_eq!(

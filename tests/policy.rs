@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Options, review, start};
-use otel_admission::config::FailureMode;
+use otel_admission::config::{Enforcement, FailureMode};
 use otel_admission::metrics::Metrics;
 use otel_admission::policy::{Policies, PolicySet};
 use serde_json::{Value, json};
@@ -81,14 +81,27 @@ fn pod(labels: Value) -> Value {
         "spec": {"containers": [{"name": "app", "image": "registry.example/web:1.2.3"}]}})
 }
 
+/// The policies in `dir` served over TLS, enforced (a deny denies).
 async fn serve_policies(
     dir: &Path,
     timeout: Duration,
     mode: FailureMode,
 ) -> (common::TestServer, Arc<Policies>) {
+    serve_policies_as(dir, timeout, mode, Some(Enforcement::Enforce)).await
+}
+
+async fn serve_policies_as(
+    dir: &Path,
+    timeout: Duration,
+    mode: FailureMode,
+    enforcement: Option<Enforcement>,
+) -> (common::TestServer, Arc<Policies>) {
     let metrics = Arc::new(Metrics::new());
-    let policies =
-        Arc::new(Policies::load(dir, timeout, mode, metrics.clone()).expect("policies compile"));
+    let policies = Arc::new(
+        Policies::load(dir, timeout, mode, metrics.clone())
+            .expect("policies compile")
+            .with_enforcement(enforcement),
+    );
     let s = start(Options {
         validator: policies.clone(),
         metrics: Some(metrics),
@@ -157,6 +170,54 @@ async fn deny_warn_and_dryrun_over_tls() {
     rv["request"]["namespace"] = json!("kube-system");
     let (_, v) = s.post("/validate", &rv).await;
     assert_eq!(v["response"]["allowed"], true, "{v}");
+}
+
+/// Audit, the default (SPEC §7 "Safe by default"): the same denying pod is
+/// admitted, each would-be denial is a warning that says so, and the
+/// metrics count it as `audit`, not `deny`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_by_default_warns_what_enforcement_would_deny() {
+    let d = policy_dir();
+    let (s, p) = serve_policies_as(
+        d.path(),
+        Duration::from_millis(500),
+        FailureMode::Allow,
+        None,
+    )
+    .await;
+    assert_eq!(p.enforcement(), Enforcement::Audit);
+    let labels = json!({"bad": "yes", "legacy": "1", "team": "a"});
+    let (code, v) = s
+        .post("/validate", &review("u1", "CREATE", pod(labels)))
+        .await;
+    assert_eq!(code, 200);
+    let r = &v["response"];
+    assert_eq!(r["allowed"], true, "{v}");
+    assert!(r.get("status").is_none() || r["status"].is_null(), "{v}");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "[kubernetes.admission.two] would deny (audit): first problem",
+        "[kubernetes.admission.two] would deny (audit): second problem",
+        "[no-legacy] would deny (audit): label legacy is forbidden",
+    ] {
+        assert!(
+            warnings.contains(&want),
+            "{want:?} missing from {warnings:?}"
+        );
+    }
+    let metrics = s.admin_get("/metrics").await.1;
+    assert!(
+        metrics.contains(
+            "otel_admission_policy_evaluations_total{policy=\"no-legacy\",result=\"audit\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("result=\"deny\""), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,6 +362,132 @@ fn an_injected_compliant_pod_passes_the_shipped_pack() {
     let policies: std::collections::BTreeSet<&str> =
         out.violations.iter().map(|v| v.policy.as_str()).collect();
     assert_eq!(policies.len(), 6, "{:?}", out.violations);
+}
+
+/// SPEC §7, "Safe by default": a shipped policy never denies a pod for
+/// what our own injection added or required. Under enforcement, with the
+/// whole shipped pack, every pod that `/validate` admits before `/mutate`
+/// is still admitted after it, for every language, the sidecar, probes and
+/// the Istio annotations, with and without probes of its own. Over the real
+/// server: the patch `/mutate` answers is applied with json-patch, parsed as
+/// a Pod, and sent to `/validate` as the API server would send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_never_turns_an_admitted_pod_into_a_denied_one() {
+    use base64::Engine as _;
+    let config = otel_admission::config::Config::from_yaml("sidecar: {native: auto}\n", "test")
+        .expect("config");
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
+        otel_admission::config::ClusterMode::Off,
+    ));
+    opts.policies_dir = Some(repo().join("policies"));
+    opts.policy_enforcement = Some(Enforcement::Enforce);
+    let app = otel_admission::app::App::from_config(config, opts)
+        .await
+        .expect("app");
+    let s = start(Options {
+        mutator: app.injector.clone(),
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    let app_container = |probes: bool| {
+        let mut c = json!({
+            "name": "app", "image": "registry.example/shop/checkout:1.4.2",
+            "ports": [{"name": "health", "containerPort": 8081}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"}},
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 10001,
+                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+        });
+        if probes {
+            let p = json!({"httpGet": {"path": "/health", "port": "health"}});
+            c["readinessProbe"] = p.clone();
+            c["livenessProbe"] = p;
+        }
+        c
+    };
+    let mut cases: Vec<(String, Value)> = Vec::new();
+    for lang in [
+        "java",
+        "nodejs",
+        "python",
+        "dotnet",
+        "go",
+        "php",
+        "ruby",
+        "apache-httpd",
+        "nginx",
+        "sdk",
+    ] {
+        let mut annotations =
+            json!({format!("instrumentation.opentelemetry.io/inject-{lang}"): "true"});
+        if lang == "go" {
+            // Without a target the Go agent is not injected at all.
+            annotations["instrumentation.opentelemetry.io/otel-go-auto-target-exe"] =
+                json!("/app/checkout");
+        }
+        cases.push((format!("inject-{lang}"), annotations));
+    }
+    cases.push((
+        "sidecar".into(),
+        json!({"sidecar.opentelemetry.io/inject": "true"}),
+    ));
+    cases.push(("probes".into(), json!({"otel-admission.io/probes": "true"})));
+    cases.push(("istio".into(), json!({"otel-admission.io/istio": "true"})));
+    cases.push((
+        "everything".into(),
+        json!({"instrumentation.opentelemetry.io/inject-python": "true",
+            "sidecar.opentelemetry.io/inject": "true", "otel-admission.io/probes": "true",
+            "otel-admission.io/istio": "true"}),
+    ));
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (name, annotations) in &cases {
+        for probes in [true, false] {
+            let case = format!("{name}, {} probes", if probes { "with" } else { "without" });
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"generateName": "checkout-", "namespace": "shop",
+                    "labels": {"app.kubernetes.io/name": "checkout", "app.kubernetes.io/version": "1.4.2"},
+                    "annotations": annotations},
+                "spec": {"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [app_container(probes)]}});
+            let (_, before) = s
+                .post("/validate", &review("b", "CREATE", pod.clone()))
+                .await;
+            assert_eq!(
+                before["response"]["allowed"], true,
+                "{case}: the input must pass the pack for the test to mean anything: {before}"
+            );
+            let (_, m) = s.post("/mutate", &review("m", "CREATE", pod.clone())).await;
+            let Some(patch) = m["response"]["patch"].as_str() else {
+                panic!("{case}: nothing injected: {m}");
+            };
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .expect("base64");
+            let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("patch");
+            let mut injected = pod.clone();
+            json_patch::patch(&mut injected, &patch.0).expect("the patch applies");
+            let _: k8s_openapi::api::core::v1::Pod =
+                serde_json::from_value(injected.clone()).expect("a valid Pod");
+            let (_, after) = s.post("/validate", &review("a", "CREATE", injected)).await;
+            n += 1;
+            if after["response"]["allowed"] != true {
+                failures.push(format!(
+                    "{case}: {}",
+                    after["response"]["status"]["message"]
+                ));
+            }
+        }
+    }
+    assert_eq!(n, cases.len() * 2);
+    assert!(
+        failures.is_empty(),
+        "admitted before /mutate, denied after:\n{}",
+        failures.join("\n")
+    );
 }
 
 // === the binary ===

@@ -12,23 +12,27 @@ status := {"otel-admission.io/status": "{\"v\":1}"}
 probe := {"httpGet": {"path": "/health/live", "port": "health"}}
 
 test_uninstrumented_pod_needs_no_probes {
-	count(probes.deny) == 0 with input as pod({}, [{"name": "app"}])
+	count(probes.warn) == 0 with input as pod({}, [{"name": "app"}])
 }
 
 test_instrumented_pod_with_probes_allowed {
-	count(probes.deny) == 0 with input as pod(status, [{"name": "app", "readinessProbe": probe, "livenessProbe": probe}])
+	count(probes.warn) == 0 with input as pod(status, [{"name": "app", "readinessProbe": probe, "livenessProbe": probe}])
 }
 
-test_instrumented_pod_without_probes_denied {
-	probes.deny == {
-		"container \"app\" is instrumented but has no readinessProbe",
-		"container \"app\" is instrumented but has no livenessProbe",
+test_instrumented_pod_without_probes_warned {
+	probes.warn == {
+		"container \"app\" is instrumented but has no readinessProbe (otel-admission.io/probes: \"true\" adds one)",
+		"container \"app\" is instrumented but has no livenessProbe (otel-admission.io/probes: \"true\" adds one)",
 	} with input as pod(status, [{"name": "app"}])
 }
 
 test_sidecars_exempt {
-	count(probes.deny) == 0 with input as pod(status, [
+	count(probes.warn) == 0 with input as pod(status, [
 		{"name": "app", "readinessProbe": probe, "livenessProbe": probe},
 		{"name": "otc-container"},
 	])
+}
+
+test_never_denies {
+	not probes.deny with input as pod(status, [{"name": "app"}])
 }

@@ -195,6 +195,10 @@ pub struct ServeArgs {
     /// Policy directory, hot-reloaded [default: policies.dir of the config, `policies`].
     #[arg(long, env = "OTEL_ADMISSION_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// `audit`: a policy's deny is a warning; `enforce`: it denies
+    /// [default: policies.enforcement of the config, `audit`].
+    #[arg(long, env = "OTEL_ADMISSION_POLICY_ENFORCEMENT", value_enum)]
+    pub policy_enforcement: Option<crate::config::Enforcement>,
     /// After that, how long in-flight requests get to finish [default: 25s].
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,

@@ -10,11 +10,18 @@
 //! `metadata.managedFields` is dropped: no policy reads it, and it is often
 //! the largest part of an object.
 //!
-//! A kind the API server does not serve (discovery fails) is logged and
-//! counted (`inventory_errors_total{kind,reason="not_served"}`), counts as
-//! synced-and-empty for readiness, and is looked up again every
-//! [`RETRY_DISCOVERY`]; the other kinds serve meanwhile. An object that does
-//! not convert is logged, counted (`reason="decode"`) and left out.
+//! A kind the API server does not serve (discovery fails, or its first list
+//! answers 404) or that RBAC forbids (its first list answers 403) is logged
+//! and counted (`inventory_errors_total{kind,reason="not_served"}`,
+//! `reason="forbidden"`), counts as synced-and-empty for readiness, and is
+//! looked up again every [`super::RETRY_ABSENT`]; the other kinds serve
+//! meanwhile. An object that does not convert is logged, counted
+//! (`reason="decode"`) and left out.
+//!
+//! The inventory only says when it is synced ([`Inventory::is_ready`]) and
+//! moves its version on every change; the composition root hands the
+//! document to the policies and turns readiness on once they hold one built
+//! from a synced inventory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,15 +29,13 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
 use tokio::sync::watch as signal;
 
 use super::index::{ByNamespace, Store, Writer};
-use super::watch;
+use super::watch::{self, Failure, Presence, Watched};
 use crate::config::SyncKind;
 use crate::metrics::{InventoryErrorLabels, InventoryLabels, Metrics};
-use crate::server::admin::Gate;
 
 /// The kinds a Gatekeeper `Config` (`config.gatekeeper.sh/v1alpha1`, named
 /// `config`) in `namespace` lists in `spec.sync.syncOnly`, read once at
@@ -69,9 +74,6 @@ pub async fn gatekeeper_sync_only(client: &kube::Client, namespace: &str) -> Vec
     out
 }
 
-/// How often a kind the API server did not serve is looked up again.
-pub const RETRY_DISCOVERY: Duration = Duration::from_secs(30);
-
 /// One synced kind.
 #[derive(Debug)]
 struct Synced {
@@ -79,13 +81,15 @@ struct Synced {
     /// Filled once discovery found it; cluster-scoped objects sit under "".
     store: Arc<Store<ByNamespace<regorus::Value>>>,
     namespaced: AtomicBool,
-    /// Discovery failed: synced, empty, until it is found.
+    /// Discovery failed: synced, empty, until it is listed.
     not_served: AtomicBool,
+    /// Its watch's answers: a 404 or 403 before any list is synced, empty.
+    presence: Arc<Presence>,
 }
 
 impl Synced {
     fn ready(&self) -> bool {
-        self.not_served.load(Ordering::SeqCst) || self.store.is_ready()
+        self.not_served.load(Ordering::SeqCst) || self.store.is_ready() || self.presence.is_absent()
     }
 }
 
@@ -145,6 +149,7 @@ impl Inventory {
                         store: Arc::default(),
                         namespaced: AtomicBool::new(true),
                         not_served: AtomicBool::new(false),
+                        presence: Arc::default(),
                     })
                 })
                 .collect(),
@@ -152,7 +157,9 @@ impl Inventory {
         })
     }
 
-    /// True once every kind is listed (or known not to be served).
+    /// True once every kind is listed (or known not to be served, or
+    /// forbidden). Once true it stays true: a kind found later keeps
+    /// counting as synced until its first list is done.
     pub fn is_ready(&self) -> bool {
         self.kinds.iter().all(|k| k.ready())
     }
@@ -196,30 +203,33 @@ impl Inventory {
         root
     }
 
-    /// Starts one watcher per kind. `gate` turns ready once every kind is
-    /// listed or known not to be served.
+    /// Starts one watcher per kind; a kind not served or forbidden is
+    /// looked up again every `retry_absent`.
     pub fn start(
         self: &Arc<Self>,
         client: kube::Client,
         metrics: Arc<Metrics>,
-        gate: Gate,
+        retry_absent: Duration,
         stop: signal::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        gate.set(self.is_ready());
         self.kinds
             .iter()
             .map(|k| {
-                let (me, k, client, metrics, gate, stop) = (
+                let (me, k, client, metrics, stop) = (
                     self.clone(),
                     k.clone(),
                     client.clone(),
                     metrics.clone(),
-                    gate.clone(),
                     stop.clone(),
                 );
-                tokio::spawn(async move { me.sync(k, client, metrics, gate, stop).await })
+                tokio::spawn(async move { me.sync(k, client, metrics, retry_absent, stop).await })
             })
             .collect()
+    }
+
+    /// Moves the version on, so the document and readiness are looked at again.
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Discovery, then the watch of one kind, until `stop`.
@@ -228,7 +238,7 @@ impl Inventory {
         k: Arc<Synced>,
         client: kube::Client,
         metrics: Arc<Metrics>,
-        gate: Gate,
+        retry_absent: Duration,
         mut stop: signal::Receiver<bool>,
     ) {
         let label = InventoryLabels {
@@ -242,12 +252,14 @@ impl Inventory {
                         caps.scope == kube::discovery::Scope::Namespaced,
                         Ordering::SeqCst,
                     );
-                    k.not_served.store(false, Ordering::SeqCst);
+                    if k.not_served.load(Ordering::SeqCst) {
+                        tracing::info!(kind = %k.kind, "policies.sync: the API server now serves this kind; watching it into data.inventory");
+                    }
                     break resource;
                 }
                 Err(e) => {
                     if !k.not_served.swap(true, Ordering::SeqCst) {
-                        tracing::error!(kind = %k.kind, error = %e, "policies.sync: the API server does not serve this kind; data.inventory holds none of it (looked up again every 30 s)");
+                        tracing::error!(kind = %k.kind, error = %e, "policies.sync: the API server does not serve this kind; data.inventory holds none of it (looked up again every {retry_absent:?})");
                     }
                     metrics
                         .inventory_errors
@@ -256,17 +268,17 @@ impl Inventory {
                             reason: "not_served",
                         })
                         .inc();
-                    gate.set(self.is_ready());
+                    self.changed();
                     tokio::select! {
-                        _ = tokio::time::sleep(RETRY_DISCOVERY) => {}
+                        _ = tokio::time::sleep(retry_absent) => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
                 }
             }
         };
-        gate.set(self.is_ready());
+        // A bare watcher: `watch::run` backs off itself.
         let api: Api<DynamicObject> = Api::all_with(client, &resource);
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher::watcher(api, watcher::Config::default());
         let mut writer = Writer::new(k.store.clone());
         let on_change = {
             let (me, k, metrics, label) = (self.clone(), k.clone(), metrics.clone(), label.clone());
@@ -275,9 +287,33 @@ impl Inventory {
                     .inventory_objects
                     .get_or_create(&label)
                     .set(k.store.len() as i64);
-                me.version.send_modify(|v| *v += 1);
-                gate.set(me.is_ready());
+                if k.store.is_ready() {
+                    // Found and listed: counted as synced by its list now.
+                    k.not_served.store(false, Ordering::SeqCst);
+                }
+                me.changed();
             }
+        };
+        let on_error = {
+            let (metrics, kind) = (metrics.clone(), label.kind.clone());
+            move |failure: Failure| {
+                if failure != Failure::Other {
+                    metrics
+                        .inventory_errors
+                        .get_or_create(&InventoryErrorLabels {
+                            kind: kind.clone(),
+                            reason: failure.as_str(),
+                        })
+                        .inc();
+                }
+            }
+        };
+        let watched = Watched {
+            what: "inventory",
+            resource: super::resource_name(&resource),
+            absent_means: "data.inventory holds none of it, so referential policies find none of these objects",
+            retry_absent,
+            presence: k.presence.clone(),
         };
         let what = k.kind.to_string();
         let errors = metrics
@@ -287,7 +323,7 @@ impl Inventory {
                 reason: "decode",
             })
             .clone();
-        watch::run("inventory", stream, stop, on_change, move |ev| {
+        watch::run(watched, stream, stop, on_error, on_change, move |ev| {
             let convert = |obj: DynamicObject| match convert(obj) {
                 Ok(kv) => Some(kv),
                 Err(e) => {

@@ -9,11 +9,23 @@
 //! watched whole, untyped: a typed watcher would fail the whole list on one
 //! object that does not parse, so each object is converted on its own, and
 //! one that does not convert is logged and left out.
+//!
+//! A kind the API server refuses before it ever listed (404: not served, no
+//! such CRD; 403: RBAC) is not an outage: [`run`] marks it absent in its
+//! [`Presence`], which readiness counts as synced and empty, logs it once,
+//! and looks it up again every `retry_absent`. Once a list succeeds the kind
+//! is listed for good: a later failure is an outage, and the last list
+//! keeps serving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DynamicObject, PartialObjectMeta};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::utils::Backoff as _;
+use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use tokio::sync::watch;
 
 use super::index::Update;
@@ -48,13 +60,190 @@ pub fn update<K, Key, V>(
     }
 }
 
+/// Why a list or watch failed, as `cluster_watch_errors_total{reason}`
+/// counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// 404: the API server does not serve the resource (no such CRD or
+    /// group version).
+    NotServed,
+    /// 403: RBAC grants the ServiceAccount no list or watch on it.
+    Forbidden,
+    /// Anything else: the API server away, a timeout, a 5xx, a 410.
+    Other,
+}
+
+/// What the API server last told a watch about its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// No answer yet.
+    Unknown,
+    /// A list succeeded.
+    Listed,
+    /// Refused (404 or 403) and never listed: synced and empty.
+    Absent(Failure),
+}
+
+/// A kind's [`Availability`], written by its watch loop and read by
+/// readiness and the metrics.
+#[derive(Debug, Default)]
+pub struct Presence(AtomicU8);
+
+/// One watched kind, as its loop names, reports and retries it.
+#[derive(Debug)]
+pub struct Watched {
+    /// Names the watch in its logs.
+    pub what: &'static str,
+    /// The resource in the absent-kind logs, e.g.
+    /// `opentelemetrycollectors.opentelemetry.io`.
+    pub resource: String,
+    /// What users get while the kind is absent, for the log.
+    pub absent_means: &'static str,
+    /// How often an absent kind is looked up again.
+    pub retry_absent: Duration,
+    pub presence: Arc<Presence>,
+}
+
+/// Past the backoff's own cap, should it ever end.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+// === impl Failure ===
+
+impl Failure {
+    pub const ALL: [Self; 3] = [Self::NotServed, Self::Forbidden, Self::Other];
+
+    /// Reads the API server's status out of a watcher error.
+    pub fn of(e: &watcher::Error) -> Self {
+        let Some(status) = api_status(e) else {
+            return Self::Other;
+        };
+        // The code too: kube-rs reads only the reason when it knows it, and
+        // a 404 from a bare path may carry plain text, not a `Status`.
+        if status.code == 404 || status.is_not_found() {
+            Self::NotServed
+        } else if status.code == 403 || status.is_forbidden() {
+            Self::Forbidden
+        } else {
+            Self::Other
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotServed => "not_served",
+            Self::Forbidden => "forbidden",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The API server's answer in a watcher error, when it answered.
+fn api_status(e: &watcher::Error) -> Option<&kube::core::Status> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => Some(s),
+        _ => None,
+    }
+}
+
+// === impl Presence ===
+
+impl Presence {
+    pub fn get(&self) -> Availability {
+        Self::decode(self.0.load(Ordering::SeqCst))
+    }
+
+    /// Refused before it ever listed: readiness counts it as synced and empty.
+    pub fn is_absent(&self) -> bool {
+        matches!(self.get(), Availability::Absent(_))
+    }
+
+    /// Sets `to`, returning what it was.
+    pub(super) fn set(&self, to: Availability) -> Availability {
+        let v = match to {
+            Availability::Unknown | Availability::Absent(Failure::Other) => 0,
+            Availability::Listed => 1,
+            Availability::Absent(Failure::NotServed) => 2,
+            Availability::Absent(Failure::Forbidden) => 3,
+        };
+        Self::decode(self.0.swap(v, Ordering::SeqCst))
+    }
+
+    fn decode(v: u8) -> Availability {
+        match v {
+            1 => Availability::Listed,
+            2 => Availability::Absent(Failure::NotServed),
+            3 => Availability::Absent(Failure::Forbidden),
+            _ => Availability::Unknown,
+        }
+    }
+}
+
+// === impl Watched ===
+
+impl Watched {
+    /// A refusal before any list: marked absent, logged when that is new.
+    fn absent(&self, failure: Failure, error: &watcher::Error) {
+        if self.presence.set(Availability::Absent(failure)) == Availability::Absent(failure) {
+            return;
+        }
+        let (what, resource, means, every) = (
+            self.what,
+            &self.resource,
+            self.absent_means,
+            self.retry_absent,
+        );
+        // The API server's own message says who was refused what.
+        let answer = api_status(error).map_or_else(|| error.to_string(), |s| s.message.clone());
+        match failure {
+            Failure::NotServed => tracing::warn!(
+                what,
+                answer,
+                "the API server does not serve {resource} (404): {means}; looked up again every {every:?}"
+            ),
+            Failure::Forbidden => tracing::error!(
+                what,
+                answer,
+                "RBAC forbids list/watch on {resource} (403): grant get/list/watch on it to the otel-admission ServiceAccount; until then {means}; looked up again every {every:?}"
+            ),
+            Failure::Other => {}
+        }
+    }
+
+    /// A list completed; says so if the kind was absent.
+    fn listed(&self) {
+        let resource = &self.resource;
+        match self.presence.set(Availability::Listed) {
+            Availability::Absent(Failure::NotServed) => tracing::info!(
+                what = self.what,
+                "the API server now serves {resource}: its objects are in use"
+            ),
+            Availability::Absent(Failure::Forbidden) => tracing::info!(
+                what = self.what,
+                "RBAC now allows list/watch on {resource}: its objects are in use"
+            ),
+            _ => {}
+        }
+    }
+}
+
 /// Runs one watch until `stop`: each event goes to `apply_event`, then
-/// `on_change` runs. Errors are logged once per outage; the stream's backoff
-/// retries and the last good cache keeps serving meanwhile.
+/// `on_change` runs; each failure goes to `on_error`. `stream` is a bare
+/// watcher: this loop backs off itself, because kube-rs' `StreamBackoff`
+/// resets on every `Ok`, and the watcher yields `Event::Init` before each
+/// list attempt, so a list that always fails would be retried every 0.8 s.
+/// Here only progress (anything but `Init`) resets the backoff.
+///
+/// An outage is logged once; the last good cache keeps serving meanwhile.
+/// A kind refused before it ever listed is marked absent instead (see the
+/// module doc) and retried every `retry_absent`.
 pub async fn run<K, S>(
-    what: &'static str,
+    kind: Watched,
     stream: S,
     mut stop: watch::Receiver<bool>,
+    on_error: impl Fn(Failure) + Send + 'static,
     on_change: impl Fn() + Send + 'static,
     mut apply_event: impl FnMut(Event<K>) + Send + 'static,
 ) where
@@ -62,29 +251,63 @@ pub async fn run<K, S>(
     K: Send,
 {
     let mut stream = std::pin::pin!(stream);
-    let mut healthy = true;
+    let mut backoff = DefaultBackoff::default();
+    let what = kind.what;
+    let mut failing = false;
     loop {
         let next = tokio::select! {
             n = stream.next() => n,
             _ = stop.wait_for(|s| *s) => return,
         };
-        match next {
+        let delay = match next {
             Some(Ok(ev)) => {
-                if !healthy {
-                    tracing::info!(what, "watch recovered");
-                    healthy = true;
-                }
+                let progress = !matches!(ev, Event::Init);
+                let listed = matches!(ev, Event::InitDone);
                 apply_event(ev);
+                if progress {
+                    backoff.reset();
+                    if failing {
+                        tracing::info!(what, "watch recovered");
+                        failing = false;
+                    }
+                }
+                if listed {
+                    kind.listed();
+                }
                 on_change();
+                continue;
             }
             Some(Err(e)) => {
-                // The backoff wrapper retries; the last good cache keeps serving.
-                if healthy {
-                    tracing::warn!(what, error = %e, "watch failed; retrying with backoff, serving from the last cache");
+                let failure = Failure::of(&e);
+                on_error(failure);
+                let now = kind.presence.get();
+                if failure != Failure::Other && now != Availability::Listed {
+                    kind.absent(failure, &e);
+                    on_change();
+                    kind.retry_absent
+                } else {
+                    if !failing {
+                        match now {
+                            Availability::Listed => {
+                                tracing::warn!(what, error = %e, "watch failed; retrying with backoff, serving from the last cache")
+                            }
+                            Availability::Unknown => {
+                                tracing::warn!(what, error = %e, "first list failed; retrying with backoff, readiness waits for it")
+                            }
+                            Availability::Absent(_) => {
+                                tracing::warn!(what, error = %e, "watch failed; retrying with backoff")
+                            }
+                        }
+                        failing = true;
+                    }
+                    backoff.next().unwrap_or(MAX_BACKOFF)
                 }
-                healthy = false;
             }
             None => return,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
@@ -201,6 +424,64 @@ mod tests {
             json!({"sampler": {"type": "traceidratio", "argument": "1.5"}}),
         );
         assert_eq!(kind(&u(Event::InitApply(sampler))), "none");
+    }
+
+    /// 404 and 403 from a list or a watch are refusals, read from the
+    /// status code whether or not the body was a `Status`; anything else is
+    /// an outage.
+    #[test]
+    fn failures_are_read_from_the_api_servers_answer() {
+        let api = |code: u16, reason: &str| {
+            kube::Error::Api(
+                kube::core::Status::failure("refused", reason)
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        let cases = [
+            (
+                watcher::Error::InitialListFailed(api(404, "NotFound")),
+                Failure::NotServed,
+            ),
+            (
+                watcher::Error::InitialListFailed(api(404, "Failed to parse error data")),
+                Failure::NotServed,
+            ),
+            (
+                watcher::Error::WatchStartFailed(api(403, "Forbidden")),
+                Failure::Forbidden,
+            ),
+            (
+                watcher::Error::InitialListFailed(api(503, "ServiceUnavailable")),
+                Failure::Other,
+            ),
+            (
+                watcher::Error::WatchError(
+                    kube::core::Status::failure("too old", "Expired")
+                        .with_code(410)
+                        .boxed(),
+                ),
+                Failure::Other,
+            ),
+            (watcher::Error::NoResourceVersion, Failure::Other),
+        ];
+        for (e, want) in cases {
+            assert_eq!(Failure::of(&e), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn presence_remembers_the_last_answer() {
+        let p = Presence::default();
+        assert_eq!(p.get(), Availability::Unknown);
+        assert!(!p.is_absent());
+        let absent = Availability::Absent(Failure::Forbidden);
+        assert_eq!(p.set(absent), Availability::Unknown);
+        assert!(p.is_absent());
+        assert_eq!(p.set(absent), absent, "the same refusal again: not new");
+        assert_eq!(p.set(Availability::Listed), absent);
+        assert_eq!(p.get(), Availability::Listed);
+        assert!(!p.is_absent());
     }
 
     #[test]

@@ -20,22 +20,28 @@ use super::files::{dirs_under, fingerprint};
 use super::gatekeeper::{Action, NamespaceLabels};
 use super::set::{Outcome, PolicySet, review_value};
 use crate::admission::{Decoded, Validate, Verdict};
-use crate::config::FailureMode;
+use crate::config::{Enforcement, FailureMode};
 use crate::metrics::Metrics;
 
 impl Outcome {
-    /// The admission answer, per SPEC §3/§7: deny → denials, warn → warnings,
-    /// dryrun → nothing; an evaluation error follows `failureMode`. Both lists
-    /// are clamped (SPEC §10, [`crate::warnings`]): one line of at most 256
-    /// characters each, at most 32 of them.
-    pub fn verdict(&self, failure_mode: FailureMode) -> Verdict {
+    /// The admission answer, per SPEC §3/§7 and the table on
+    /// [`Enforcement`]: under `enforce` deny → denials; under `audit` (the
+    /// default) a deny is a warning that says it would deny; warn →
+    /// warnings; dryrun → nothing; an evaluation error follows
+    /// `failureMode`. Both lists are clamped (SPEC §10, [`crate::warnings`]):
+    /// one line of at most 256 characters each, at most 32 of them.
+    pub fn verdict(&self, failure_mode: FailureMode, enforcement: Enforcement) -> Verdict {
         let mut v = Verdict::default();
         for x in &self.violations {
-            let line = format!("[{}] {}", x.policy, x.message);
-            match x.action {
-                Action::Deny => v.denials.push(line),
-                Action::Warn => v.warnings.push(line),
-                Action::Dryrun => {}
+            match (x.action, enforcement) {
+                (Action::Deny, Enforcement::Enforce) => {
+                    v.denials.push(format!("[{}] {}", x.policy, x.message))
+                }
+                (Action::Deny, Enforcement::Audit) => v
+                    .warnings
+                    .push(format!("[{}] would deny (audit): {}", x.policy, x.message)),
+                (Action::Warn, _) => v.warnings.push(format!("[{}] {}", x.policy, x.message)),
+                (Action::Dryrun, _) => {}
             }
         }
         for (policy, e) in &self.errors {
@@ -54,6 +60,15 @@ impl Outcome {
     }
 }
 
+/// The action a violation is counted and logged under: a `deny` that audit
+/// mode turned into a warning is `audit`.
+fn effective(action: Action, enforcement: Enforcement) -> &'static str {
+    match (action, enforcement) {
+        (Action::Deny, Enforcement::Audit) => "audit",
+        _ => action.as_str(),
+    }
+}
+
 /// Where [`Policies`] finds namespace labels (the cluster's namespace cache).
 pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>;
 
@@ -68,8 +83,11 @@ pub struct Policies {
     dir: PathBuf,
     eval_timeout: Duration,
     failure_mode: FailureMode,
-    /// When set, `failureMode` and `policies.evalTimeout` follow config reloads.
+    /// When set, `failureMode`, `policies.enforcement` and
+    /// `policies.evalTimeout` follow config reloads.
     config: Option<Arc<ArcSwap<crate::config::Config>>>,
+    /// `--policy-enforcement`: wins over the config file.
+    enforcement: Option<Enforcement>,
     metrics: Arc<Metrics>,
     ns_labels: Option<NamespaceLookup>,
     /// The injection an expanded Pod gets before it is judged.
@@ -111,6 +129,7 @@ impl Policies {
             eval_timeout,
             failure_mode,
             config: None,
+            enforcement: None,
             metrics,
             ns_labels: None,
             injection: None,
@@ -135,6 +154,21 @@ impl Policies {
     pub fn with_config(mut self, config: Arc<ArcSwap<crate::config::Config>>) -> Self {
         self.config = Some(config);
         self
+    }
+
+    /// Sets `--policy-enforcement`, which wins over `policies.enforcement`.
+    pub fn with_enforcement(mut self, enforcement: Option<Enforcement>) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+
+    /// The flag, else the live config, else the default (`audit`).
+    pub fn enforcement(&self) -> Enforcement {
+        self.enforcement.unwrap_or_else(|| {
+            self.config
+                .as_ref()
+                .map_or(Enforcement::default(), |c| c.load().policies.enforcement)
+        })
     }
 
     fn failure_mode(&self) -> FailureMode {
@@ -268,7 +302,7 @@ impl Validate for Policies {
                 errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
                 ..Default::default()
             }
-            .verdict(self.failure_mode())
+            .verdict(self.failure_mode(), self.enforcement())
         };
         let k = &review.request.kind;
         let expands = set
@@ -292,18 +326,23 @@ impl Validate for Policies {
         self.metrics
             .policy_evaluation_duration
             .observe(outcome.elapsed.as_secs_f64());
+        let enforcement = self.enforcement();
         for (policy, result) in &outcome.results {
+            let result = match (*result, enforcement) {
+                ("deny", Enforcement::Audit) => "audit",
+                (r, _) => r,
+            };
             self.metrics.observe_policy(policy, result);
         }
         let r = &review.request;
         for v in &outcome.violations {
             tracing::info!(uid = %r.uid, workload = %r.workload(), policy = %v.policy,
-                action = v.action.as_str(), violation = %v.message, "policy violation");
+                action = effective(v.action, enforcement), violation = %v.message, "policy violation");
         }
         for (policy, e) in &outcome.errors {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
         }
-        outcome.verdict(self.failure_mode())
+        outcome.verdict(self.failure_mode(), enforcement)
     }
 }
 
@@ -380,8 +419,61 @@ mod tests {
             FailureMode::Allow,
             Arc::new(Metrics::new()),
         )
-        .expect("load");
+        .expect("load")
+        .with_enforcement(Some(Enforcement::Enforce));
         (d, p)
+    }
+
+    /// The table on [`Enforcement`], case by case: what one violation of
+    /// each action becomes under each enforcement, and an evaluation error
+    /// under each `failureMode` whatever the enforcement.
+    #[test]
+    fn verdict_follows_the_enforcement_table() {
+        use super::super::set::Violation;
+        let one = |action| Outcome {
+            violations: vec![Violation {
+                policy: "p".into(),
+                action,
+                message: "m".into(),
+            }],
+            ..Default::default()
+        };
+        let error = Outcome {
+            errors: vec![("p".into(), "e".into())],
+            ..Default::default()
+        };
+        let (audit, enforce) = (Enforcement::Audit, Enforcement::Enforce);
+        let (allow, deny) = (FailureMode::Allow, FailureMode::Deny);
+        type Case = (
+            &'static str,
+            Outcome,
+            FailureMode,
+            Enforcement,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        #[rustfmt::skip]
+        let cases: [Case; 10] = [
+            // name,                   outcome,              mode,  enforcement, denials, warnings
+            ("audit deny warns",       one(Action::Deny),    allow, audit,   &[], &["[p] would deny (audit): m"]),
+            ("audit warn warns",       one(Action::Warn),    allow, audit,   &[], &["[p] m"]),
+            ("audit dryrun is silent", one(Action::Dryrun),  allow, audit,   &[], &[]),
+            ("enforce deny denies",    one(Action::Deny),    allow, enforce, &["[p] m"], &[]),
+            ("enforce warn warns",     one(Action::Warn),    allow, enforce, &[], &["[p] m"]),
+            ("enforce dryrun silent",  one(Action::Dryrun),  allow, enforce, &[], &[]),
+            ("error, allow, audit",    error.clone(),        allow, audit,   &[], &["otel-admission: policy p not enforced: e"]),
+            ("error, allow, enforce",  error.clone(),        allow, enforce, &[], &["otel-admission: policy p not enforced: e"]),
+            ("error, deny, audit",     error.clone(),        deny,  audit,   &["[p] policy evaluation failed: e"], &[]),
+            ("error, deny, enforce",   error,                deny,  enforce, &["[p] policy evaluation failed: e"], &[]),
+        ];
+        for (name, outcome, mode, enforcement, denials, warnings) in cases {
+            let v = outcome.verdict(mode, enforcement);
+            assert_eq!(v.denials, denials, "{name}");
+            assert_eq!(v.warnings, warnings, "{name}");
+        }
+        assert_eq!(effective(Action::Deny, audit), "audit");
+        assert_eq!(effective(Action::Deny, enforce), "deny");
+        assert_eq!(effective(Action::Warn, audit), "warn");
     }
 
     /// Warnings and denials are one line of at most 256 characters each, at

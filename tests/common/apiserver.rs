@@ -2,7 +2,10 @@
 //! Namespaces, Instrumentations and OpenTelemetryCollectors, so kube-rs
 //! watchers run for real. Like the API server it answers metadata-only
 //! (`PartialObjectMetadata`) when the Accept header asks for it, and a watch
-//! from a resourceVersion older than the kept history gets `410 Gone`.
+//! from a resourceVersion older than the kept history gets `410 Gone`. A
+//! resource can be made to answer 503 ([`FakeApiServer::set_unavailable`],
+//! which kube-rs' client retries itself), or 404, 403 or 500
+//! ([`FakeApiServer::set_refused`], which reach the watcher).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,10 +50,25 @@ struct Inner {
     compacted: u64,
     /// Resources whose list and watch answer 503.
     unavailable: BTreeSet<&'static str>,
+    /// Resources whose list and watch are refused (404, 403) or fail (500).
+    refused: BTreeMap<&'static str, Refusal>,
     /// The Accept header of each list or watch, by resource.
     accepts: Vec<(&'static str, String)>,
     /// When each workload PATCH that succeeded arrived, and on what.
     patches: Vec<(std::time::Instant, String)>,
+}
+
+/// How the API server answers a list or watch of a resource it will not
+/// list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404 NotFound, as for a group/version or CRD it does not serve.
+    NotServed,
+    /// 403 Forbidden, as when RBAC grants the client no list/watch on it.
+    Forbidden,
+    /// 500 InternalError (an etcd timeout, say): an outage, which kube-rs'
+    /// client does not retry itself as it does a 503.
+    Internal,
 }
 
 #[derive(Clone)]
@@ -235,6 +253,18 @@ impl FakeApiServer {
         }
     }
 
+    /// Makes one resource's list and watch answer as the API server does for
+    /// a resource it does not serve (404), that RBAC forbids (403), or on an
+    /// internal error (500), or, with `None`, serves it again; objects
+    /// applied meanwhile are kept.
+    pub fn set_refused(&self, resource: &'static str, refusal: Option<Refusal>) {
+        let mut inner = self.inner.lock().expect("lock");
+        match refusal {
+            Some(r) => inner.refused.insert(resource, r),
+            None => inner.refused.remove(resource),
+        };
+    }
+
     /// Forgets the change history, as etcd compaction does: a watch from an
     /// older resourceVersion is answered `410 Gone`, and the client must
     /// list again to learn what changed (deletions included).
@@ -360,6 +390,39 @@ fn not_found(name: &str) -> Response {
         axum::Json(
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": format!("{name} not found"), "reason": "NotFound", "code": 404}),
+        ),
+    )
+        .into_response()
+}
+
+/// The API server's answers for a resource it does not serve (its
+/// NotFound handler), for one RBAC forbids (the authorizer's message) and
+/// on an internal error.
+fn refused(resource: &str, refusal: Refusal) -> Response {
+    let (code, reason, message) = match refusal {
+        Refusal::NotServed => (
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".to_string(),
+        ),
+        Refusal::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "{resource} is forbidden: User \"system:serviceaccount:otel-admission:otel-admission\" cannot list resource \"{resource}\" at the cluster scope"
+            ),
+        ),
+        Refusal::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out".to_string(),
+        ),
+    };
+    (
+        code,
+        axum::Json(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "details": {}, "code": code.as_u16()}),
         ),
     )
         .into_response()
@@ -611,6 +674,9 @@ async fn list_or_watch(
         inner.accepts.push((resource, accept));
         if inner.unavailable.contains(resource) {
             return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
+        }
+        if let Some(r) = inner.refused.get(resource) {
+            return refused(resource, *r);
         }
     }
     if q.get("watch").map(String::as_str) == Some("true")
