@@ -37,6 +37,11 @@ pub enum AppError {
     Server(#[from] ServerError),
 }
 
+/// How long the start-up compile of the policy directory may take. The
+/// shipped pack compiles in milliseconds; the bound only turns a hostile
+/// file into an error well inside the startup probe's minute.
+pub const COMPILE_LIMIT: Duration = Duration::from_secs(20);
+
 /// How to reach the cluster.
 pub enum Cluster {
     /// Infer a kubeconfig or in-cluster account, as `--cluster` says.
@@ -172,8 +177,16 @@ async fn feed_inventory(
         // Read before the document is built: each kind's list is swapped in
         // whole before it reports synced, so this document holds them all.
         let synced = inventory.is_ready();
-        policies.set_inventory(inventory.value());
-        if synced {
+        // Building the document and the policies over it is CPU work that
+        // grows with the cluster: off the async workers.
+        let (inv, pol) = (Arc::clone(&inventory), Arc::clone(&policies));
+        let built = tokio::task::spawn_blocking(move || pol.set_inventory(inv.value()))
+            .await
+            .is_ok();
+        if !built {
+            tracing::error!("data.inventory rebuild panicked; the previous document keeps serving");
+        }
+        if built && synced {
             gate.set(true);
         }
         tokio::select! {
@@ -222,15 +235,42 @@ impl App {
         let dir = opts
             .policies_dir
             .unwrap_or_else(|| config.policies.dir.clone());
-        let (eval_timeout, failure_mode) = (config.policies.eval_timeout, config.failure_mode);
-        let config = Arc::new(ArcSwap::from_pointee(config));
-        let mut policies = Policies::load(&dir, eval_timeout, failure_mode, metrics.clone())?
-            .with_config(config.clone())
-            .with_enforcement(opts.policy_enforcement);
-        tracing::info!(
-            enforcement = policies.enforcement().as_str(),
-            "policy enforcement (audit: a policy's deny is a warning)"
+        let (eval_timeout, failure_mode, memory_limit) = (
+            config.policies.eval_timeout,
+            config.failure_mode,
+            config.policies.memory_limit,
         );
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        // Compiled off the async workers and within a bound: a policy file
+        // the compiler would take minutes on stops the start with its
+        // reason instead of a server that never listens.
+        let load = {
+            let (dir, metrics) = (dir.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || {
+                let at = dir.clone();
+                crate::policy::bounded(&at, COMPILE_LIMIT, move || {
+                    Policies::load(&dir, eval_timeout, failure_mode, metrics)
+                })
+            })
+        };
+        let loaded = load.await.map_err(|e| PolicyError::CompilePanicked {
+            path: dir.clone(),
+            message: e.to_string(),
+        })??;
+        let mut policies = loaded
+            .with_config(config.clone())
+            .with_memory_limit(memory_limit)
+            .with_enforcement(opts.policy_enforcement);
+        match policies.enforcement() {
+            crate::config::Enforcement::Audit => tracing::info!(
+                enforcement = "audit",
+                "policies in audit mode: what a policy would deny is a warning, nothing is denied"
+            ),
+            crate::config::Enforcement::Enforce => tracing::info!(
+                enforcement = "enforce",
+                "policies enforced: a policy's deny denies"
+            ),
+        }
         if let Some(caches) = caches.clone() {
             // Gatekeeper namespaceSelector reads the same in-memory cache as injection.
             policies = policies.with_namespace_labels(Box::new(move |ns| {

@@ -39,6 +39,8 @@ pub enum ConfigError {
     },
     #[error("{origin}: unknown field `{field}`")]
     UnknownField { origin: String, field: String },
+    #[error("{origin}: refused before parsing: {message}")]
+    TooComplex { origin: String, message: String },
     #[error("{origin}: {}", problems.join("; "))]
     Invalid {
         origin: String,
@@ -221,6 +223,15 @@ pub struct PoliciesConfig {
     /// `audit` (the default) reports what a policy would deny as a warning
     /// and counts it; `enforce` denies. `--policy-enforcement` wins.
     pub enforcement: Enforcement,
+    /// What one request's evaluation may build (strings, arrays), in bytes:
+    /// an integer, or a quantity such as `64Mi`. Over it the evaluation
+    /// fails and the request follows `failureMode`. Applied at the next
+    /// policy reload.
+    #[serde(
+        deserialize_with = "bytes_quantity",
+        serialize_with = "serialize_bytes"
+    )]
+    pub memory_limit: u64,
     /// Kinds mirrored into `data.inventory` (SPEC §7), as Gatekeeper's
     /// `Config` `spec.sync.syncOnly` lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -432,6 +443,10 @@ impl Config {
 
     /// Parses and validates YAML. `origin` names the source in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        check_shape(text).map_err(|message| ConfigError::TooComplex {
+            origin: origin.into(),
+            message,
+        })?;
         let value: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
                 origin: origin.into(),
@@ -561,6 +576,9 @@ impl Config {
         if self.policies.eval_timeout.is_zero() {
             out.push("policies.evalTimeout: must be greater than zero".into());
         }
+        if self.policies.memory_limit < 1 << 20 {
+            out.push("policies.memoryLimit: must be at least 1Mi".into());
+        }
         let s = &self.server;
         if s.body_limit_bytes == Some(0) {
             out.push("server.bodyLimitBytes: must be greater than zero".into());
@@ -634,9 +652,146 @@ impl Default for PoliciesConfig {
             dir: PathBuf::from("policies"),
             eval_timeout: Duration::from_millis(500),
             enforcement: Enforcement::Audit,
+            memory_limit: DEFAULT_POLICY_MEMORY_LIMIT,
             sync: Vec::new(),
         }
     }
+}
+
+/// The default `policies.memoryLimit`: what the guarded builtins of one
+/// request's evaluation may build. A few evaluations at once still fit well
+/// under the Deployment's 256 MiB.
+pub const DEFAULT_POLICY_MEMORY_LIMIT: u64 = 64 << 20;
+
+/// A byte count: an integer, or a string with a binary (`Ki`, `Mi`, `Gi`)
+/// or decimal (`k`, `M`, `G`) suffix, as Kubernetes quantities are written.
+fn bytes_quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(n) => return Ok(n),
+        Raw::Text(t) => t,
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?} is not a byte count (e.g. 67108864, 64Mi, 100M)"
+            )));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a byte count (e.g. 67108864, 64Mi, 100M)"
+            ))
+        })
+}
+
+fn serialize_bytes<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
+/// No YAML content at all: only whitespace, comments and document markers.
+/// Parsed, it would be all defaults; `serve` refuses it on reload.
+pub fn is_blank(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes).lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
+    })
+}
+
+/// The largest config file read: every real one is a few KiB.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// The deepest flow collection (`[`, `{`) a config file may nest.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// The widest indentation (spaces and `- `/`? ` indicators) a line may
+/// start with: block nesting is bounded by it.
+pub const MAX_INDENT: usize = 512;
+
+/// Refuses, before parsing, a file the YAML parser would take minutes on:
+/// the parser reads every event before the deserializer's recursion limit
+/// applies, in time that grows with the square of the nesting (a 100,000-deep
+/// flow sequence takes about a minute), so nesting is bounded by a linear scan
+/// first. The scan skips quoted scalars and comments; it may overcount a
+/// bracket inside a plain scalar, which only matters past the bound, where
+/// no real config is.
+fn check_shape(text: &str) -> Result<(), String> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{} bytes, over the {MAX_CONFIG_BYTES}-byte limit",
+            text.len()
+        ));
+    }
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let indent = line
+            .bytes()
+            .scan(false, |dash, b| {
+                // Spaces, and `- ` or `? ` block indicators, count as indentation.
+                let more = matches!(b, b' ' | b'\t') || (matches!(b, b'-' | b'?') && !*dash);
+                *dash = matches!(b, b'-' | b'?');
+                more.then_some(())
+            })
+            .count();
+        if indent > MAX_INDENT {
+            return Err(format!(
+                "line {line_no}: indented {indent} columns, over {MAX_INDENT}"
+            ));
+        }
+        let mut quote: Option<u8> = None;
+        let mut prev = b' ';
+        let mut bytes = line.bytes();
+        while let Some(b) = bytes.next() {
+            match quote {
+                Some(b'"') if b == b'\\' => {
+                    bytes.next();
+                }
+                Some(q) if b == q => quote = None,
+                Some(_) => {}
+                None => match b {
+                    // A quote opens a scalar only where a token starts.
+                    b'"' | b'\'' if matches!(prev, b' ' | b'\t' | b'[' | b'{' | b',' | b':') => {
+                        quote = Some(b)
+                    }
+                    b'#' if prev == b' ' || prev == b'\t' => break,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        if depth > MAX_FLOW_DEPTH {
+                            return Err(format!(
+                                "line {line_no}: flow collections nested deeper than {MAX_FLOW_DEPTH}"
+                            ));
+                        }
+                    }
+                    b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            prev = b;
+        }
+        // A flow collection may span lines; a quoted scalar in block
+        // context may too, but the scan resynchronises at the next line.
+    }
+    Ok(())
 }
 
 /// Formats a serde_ignored path the way serde_path_to_error does: `a.b[0].c`.
@@ -726,6 +881,66 @@ pub enum ClusterMode {
 mod tests {
     use super::*;
 
+    /// `policies.memoryLimit` takes bytes or a Kubernetes-style quantity.
+    #[test]
+    fn memory_limits_read_as_quantities() {
+        for (text, want) in [
+            ("67108864", 64u64 << 20),
+            ("'64Mi'", 64 << 20),
+            ("1Gi", 1 << 30),
+            ("100M", 100_000_000),
+            ("2048Ki", 2 << 20),
+        ] {
+            let c = Config::from_yaml(&format!("policies: {{memoryLimit: {text}}}"), "t")
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.policies.memory_limit, want, "{text}");
+        }
+        assert_eq!(
+            Config::default().policies.memory_limit,
+            DEFAULT_POLICY_MEMORY_LIMIT
+        );
+    }
+
+    /// Issue 27: a file the YAML parser would spend minutes on is refused
+    /// at once, with the line and the reason; ordinary nesting passes.
+    #[test]
+    fn deep_or_huge_files_are_refused_before_parsing() {
+        let started = std::time::Instant::now();
+        let n = 100_000;
+        let deep = format!("rules: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let err = Config::from_yaml(&deep, "cfg.yaml").expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "cfg.yaml: refused before parsing: line 1: flow collections nested deeper than 64"
+        );
+        let dashes = format!("rules:\n{}x\n", "- ".repeat(n));
+        let err = Config::from_yaml(&dashes, "cfg.yaml").expect_err("refused");
+        assert!(err.to_string().contains("line 2: indented"), "{err}");
+        let huge = format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let err = Config::from_yaml(&huge, "cfg.yaml").expect_err("refused");
+        assert!(
+            err.to_string().contains("over the 1048576-byte limit"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // Brackets in quotes and comments, and nesting a config really has,
+        // are not counted against it.
+        let fine = format!(
+            "# {}\nrules:\n  - name: \"{}\"\n    namespaceSelector: {{matchExpressions: [{{key: a, operator: In, values: [x]}}]}}\n    inject: {{languages: [python]}}\n",
+            "[".repeat(200),
+            "[".repeat(200)
+        );
+        Config::from_yaml(&fine, "cfg.yaml").expect("accepted");
+        // A quote inside a plain scalar opens nothing: the brackets after
+        // it still count.
+        let sneaky = format!("rules: [a' {}\n", "[".repeat(100));
+        assert!(Config::from_yaml(&sneaky, "cfg.yaml").is_err());
+    }
+
     const SPEC_EXAMPLE: &str = r#"
 defaults:
   exporter: { endpoint: http://otel-collector.monitoring:4318 }
@@ -784,6 +999,13 @@ policies: { dir: policies, evalTimeout: 500ms }
             ),
             ("failureMode: maybe", "failureMode"),
             ("policies: {evalTimeout: soon}", "policies.evalTimeout"),
+            ("policies: {memoryLimit: lots}", "policies.memoryLimit"),
+            ("policies: {memoryLimit: 64Mb}", "policies.memoryLimit"),
+            (
+                "policies: {memoryLimit: 1000}",
+                "policies.memoryLimit: must be at least 1Mi",
+            ),
+            ("policies: {enforcement: strict}", "policies.enforcement"),
             ("sidecar: {native: sometimes}", "sidecar.native"),
             ("rules: [{name: a, injekt: {}}]", "rules[0].injekt"),
             (

@@ -116,6 +116,20 @@ pub struct SkipLabels {
     pub reason: &'static str,
 }
 
+/// `listener` is `webhook` (TLS) or `admin`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+/// `reason`: `evicted` (a connection that had sent no request, closed to
+/// make room) or `rejected` (a new one closed at once: all had sent one).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub cluster_ready: Gauge,
@@ -139,6 +153,8 @@ pub struct Metrics {
     pub rollout_workloads: Family<StateLabels, Gauge>,
     pub rollout_restarts: Family<ReasonLabels, Counter>,
     pub rollout_leader: Gauge,
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections_shed: Family<ShedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -321,7 +337,21 @@ impl Metrics {
             "1 on the replica holding the rollout Lease",
             rollout_leader.clone(),
         );
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Open connections by listener (webhook, admin); each is capped from the file descriptor limit",
+            connections_open.clone(),
+        );
+        let connections_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "connections_shed",
+            "Connections closed because their listener was at its cap, by listener and reason (evicted: had sent no request; rejected: new, all had)",
+            connections_shed.clone(),
+        );
         let m = Self {
+            connections_open,
+            connections_shed,
             rollout_workloads,
             rollout_restarts,
             rollout_leader,
@@ -388,6 +418,14 @@ impl Metrics {
         }
         for kind in ["namespace", "instrumentation"] {
             let _ = self.cluster_objects.get_or_create(&KindLabels { kind });
+        }
+        for listener in ["webhook", "admin"] {
+            let _ = self.connections_open(listener);
+            for reason in ["evicted", "rejected"] {
+                let _ = self
+                    .connections_shed
+                    .get_or_create(&ShedLabels { listener, reason });
+            }
         }
     }
 
@@ -461,6 +499,20 @@ impl Metrics {
     pub fn injection(&self, feature: &'static str, language: &'static str) {
         self.injections
             .get_or_create(&InjectionLabels { feature, language })
+            .inc();
+    }
+
+    /// The open-connections gauge of a listener, to hold for its life.
+    pub fn connections_open(&self, listener: &'static str) -> Gauge {
+        self.connections_open
+            .get_or_create(&ListenerLabels { listener })
+            .clone()
+    }
+
+    /// Counts one connection closed because its listener was at its cap.
+    pub fn connection_shed(&self, listener: &'static str, reason: &'static str) {
+        self.connections_shed
+            .get_or_create(&ShedLabels { listener, reason })
             .inc();
     }
 

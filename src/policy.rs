@@ -7,8 +7,13 @@
 //!   {review, parameters}`, `violation[{"msg": ...}]`.
 //!
 //! Code map, each module depending only on those above it:
+//! - [`budget`]: the memory an evaluation may build (the builtins that can
+//!   build a large value in one call charge it); [`calls`]: a call nothing
+//!   defines (a typo, `http.send`) refused at load, as OPA refuses it.
 //! - [`compat`]: the Rego scanner and tokenizer, and the rewrites and the
 //!   `sprintf` that make regorus answer as OPA does.
+//! - [`limits`]: nesting refused before regorus parses it (its parser is
+//!   exponential in it).
 //! - [`native`], [`gatekeeper`]: the two forms, parsed and compiled;
 //!   [`expansion`]: Gatekeeper's ExpansionTemplates, a workload judged as the
 //!   (injected) pod it will create.
@@ -34,11 +39,17 @@
 //! - **`not` with an undefined argument** already agrees; a test pins it.
 //! - **v0 vs v1**: a native module is parsed as v1 and, when that fails, as
 //!   v0 (OPA's `--v0-compatible`); Gatekeeper Rego follows `source.version`.
+//! - **Undefined functions**: OPA refuses them at compile time; regorus
+//!   fails each evaluation. A load check on regorus' AST refuses them
+//!   ([`calls`]).
 
+pub mod budget;
+pub mod calls;
 pub mod compat;
 pub mod expansion;
 pub mod files;
 pub mod gatekeeper;
+pub mod limits;
 pub mod native;
 pub mod serving;
 pub mod set;
@@ -46,8 +57,9 @@ pub mod suite;
 pub mod testing;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-pub use serving::Policies;
+pub use serving::{Policies, bounded};
 pub use set::{Outcome, PolicySet, Violation};
 
 /// Why a policy directory, file or document cannot be used. Every variant
@@ -85,6 +97,10 @@ pub enum PolicyError {
         what: &'static str,
         name: String,
     },
+    #[error("{path}: compiling took longer than {limit:?}; refused")]
+    CompileTimeout { path: PathBuf, limit: Duration },
+    #[error("{path}: compiling failed unexpectedly: {message}")]
+    CompilePanicked { path: PathBuf, message: String },
 }
 
 /// Formats regorus' error chain on one line.

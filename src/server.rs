@@ -10,6 +10,7 @@
 //! probes see "not ready" rather than "connection refused".
 
 pub mod admin;
+pub mod connections;
 pub mod reload;
 pub mod tls;
 pub mod webhook;
@@ -23,7 +24,6 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -32,6 +32,7 @@ use crate::admission::{Mutate, Validate};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use admin::Readiness;
+use connections::{Admission, Budget, Caps, Slot};
 use tls::CertStore;
 
 /// Resolved `serve` settings: flag, then env, then file, then default.
@@ -142,7 +143,18 @@ impl Server {
             workers: Arc::new(webhook::Workers::for_this_machine()),
         });
         let admin = admin::router(app.readiness.clone(), app.metrics.clone());
-        tracing::info!(webhook = %webhook_addr, admin = %admin_addr, "serving");
+        // Each listener's own connection cap, both within the descriptor
+        // limit: a flood on one port leaves the other its descriptors.
+        let caps = Caps::for_this_process();
+        let webhook_budget = Budget::new("webhook", caps.webhook, app.metrics.clone());
+        let admin_budget = Budget::new("admin", caps.admin, app.metrics.clone());
+        tracing::info!(
+            webhook = %webhook_addr,
+            admin = %admin_addr,
+            webhook_max_connections = caps.webhook,
+            admin_max_connections = caps.admin,
+            "serving"
+        );
 
         let readiness = app.readiness.clone();
         let done = tokio::spawn(async move {
@@ -151,6 +163,7 @@ impl Server {
                 admin_listener,
                 admin,
                 settings.header_read_timeout,
+                admin_budget,
                 admin_stop_rx,
             ));
             let (tls_phase, tls_phase_rx) = watch::channel(Phase::Serving);
@@ -159,6 +172,7 @@ impl Server {
                 acceptor,
                 hook,
                 settings.clone(),
+                webhook_budget,
                 tls_phase_rx,
             ));
             let mut stop_rx = stop_rx;
@@ -242,6 +256,14 @@ fn spawn_config_reload(
         if bytes == last {
             return;
         }
+        // An empty file on reload is far likelier a truncated write than
+        // an admin wanting every rule gone: refused (`{}` asks for defaults).
+        if bytes.as_deref().is_some_and(crate::config::is_blank) {
+            metrics.config_reload_errors.inc();
+            tracing::error!(path = %path.display(), "config reload rejected: the file is empty (a truncated write?); keeping the previous config; write `{{}}` for all defaults");
+            last = bytes;
+            return;
+        }
         last = bytes;
         match Config::load(&path) {
             Ok(mut new) => {
@@ -262,20 +284,6 @@ fn spawn_config_reload(
             }
         }
     })
-}
-
-fn http_builder(
-    header_read_timeout: Duration,
-) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    b
 }
 
 /// Where the TLS listener is in its shutdown.
@@ -352,6 +360,7 @@ async fn serve_tls(
     acceptor: TlsAcceptor,
     router: Router,
     settings: Settings,
+    budget: Arc<Budget>,
     mut phase: watch::Receiver<Phase>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
@@ -367,6 +376,11 @@ async fn serve_tls(
             },
             _ = closing(&mut phase) => break,
         };
+        let slot = match budget.admit().await {
+            Admission::Admitted(slot) => slot,
+            // Closed at once, counted: every connection is serving a client.
+            Admission::Full => continue,
+        };
         let _ = tcp.set_nodelay(true);
         conns.spawn(serve_connection(
             tcp,
@@ -375,6 +389,7 @@ async fn serve_tls(
             router.clone(),
             settings.header_read_timeout,
             phase.clone(),
+            slot,
         ));
         // Reap finished connections so the set does not grow without bound.
         while conns.try_join_next().is_some() {}
@@ -403,6 +418,7 @@ async fn serve_connection(
     router: Router,
     header_read_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
+    slot: Slot,
 ) {
     let handshake = tokio::time::timeout(header_read_timeout, acceptor.accept(tcp));
     let tls = {
@@ -426,6 +442,8 @@ async fn serve_connection(
             },
             // A client that never finishes its handshake does not hold the exit.
             _ = cut => return,
+            // Nor its slot, when the listener is full.
+            _ = slot.evicted() => return,
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -436,8 +454,10 @@ async fn serve_connection(
     let service = {
         let first = first.clone();
         let draining = draining.clone();
+        let slot = slot.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             first.mark();
+            slot.served();
             let router = router.clone();
             let draining = draining.clone();
             let first = first.clone();
@@ -460,7 +480,7 @@ async fn serve_connection(
             }
         })
     };
-    let io = TokioIo::new(Linger::new(tls));
+    let io = TokioIo::new(Linger::new(tls, slot.clone()));
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
@@ -475,6 +495,7 @@ async fn serve_connection(
             &draining,
             &mut phase,
             header_read_timeout,
+            &slot,
             |c| c.graceful_shutdown(),
         )
         .await
@@ -491,6 +512,7 @@ async fn serve_connection(
             &draining,
             &mut phase,
             header_read_timeout,
+            &slot,
             |c| c.graceful_shutdown(),
         )
         .await
@@ -511,14 +533,19 @@ const LINGER: Duration = Duration::from_secs(1);
 static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// An IO that, when hyper is done with it, lingers: the write side is shut
-/// and the read side drained for [`LINGER`] off the connection's task.
+/// and the read side drained for [`LINGER`] off the connection's task. The
+/// connection's [`Slot`] goes with it, so a lingering socket still counts
+/// against the cap. A connection that never sent a request has no answer to
+/// protect: it closes at once, so that evicting silent connections gives
+/// their descriptors back now, not a second later.
 struct Linger<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> {
     io: Option<T>,
+    slot: Slot,
 }
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Linger<T> {
-    fn new(io: T) -> Self {
-        Self { io: Some(io) }
+    fn new(io: T, slot: Slot) -> Self {
+        Self { io: Some(io), slot }
     }
 
     fn inner(&mut self) -> std::io::Result<&mut T> {
@@ -583,11 +610,16 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> D
         let Some(mut io) = self.io.take() else {
             return;
         };
+        if !self.slot.was_served() {
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let slot = self.slot.clone();
         LINGERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         handle.spawn(async move {
+            let _slot = slot;
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             struct Done;
             impl Drop for Done {
@@ -620,6 +652,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> D
 ///   given [`FIRST_REQUEST_WAIT`] to send it, and that request is served.
 /// - An HTTP/2 connection that sends no request within the header-read
 ///   timeout is shut down (HTTP/1.1 has hyper's own header-read timeout).
+/// - One evicted from a full listener before its first request is dropped.
+#[allow(clippy::too_many_arguments)]
 async fn drive<C, E>(
     conn: C,
     h2: bool,
@@ -627,6 +661,7 @@ async fn drive<C, E>(
     draining: &std::sync::atomic::AtomicBool,
     phase: &mut watch::Receiver<Phase>,
     header_read_timeout: Duration,
+    slot: &Slot,
     shutdown: impl Fn(std::pin::Pin<&mut C>),
 ) -> Result<(), E>
 where
@@ -699,6 +734,8 @@ where
         };
         tokio::select! {
             r = conn.as_mut() => return r,
+            // No request yet: nothing in flight to lose.
+            _ = slot.evicted() => return Ok(()),
             _ = give_up => {}
             changed = phase.changed() => {
                 if changed.is_err() {
@@ -714,16 +751,27 @@ where
     }
 }
 
-/// The admin listener: plain HTTP/1.1.
+/// The admin listener: plain HTTP/1.1 (probes and scrapes; no h2c).
+///
+/// hyper's HTTP/1.1 header-read timeout runs from the moment a connection
+/// opens and again after every response, so a connection that sends nothing
+/// and a keep-alive connection left idle are both closed after
+/// `header_read_timeout`. (The `auto` builder it replaced first waited,
+/// without any timeout, for the bytes that tell HTTP/1.1 from HTTP/2: a
+/// silent connection stayed open for good, issue 27.)
 async fn serve_plain(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    budget: Arc<Budget>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder(header_read_timeout));
-    let service = TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
     loop {
         let tcp = tokio::select! {
             r = listener.accept() => match r {
@@ -736,10 +784,30 @@ async fn serve_plain(
             },
             _ = stopped(&mut stop) => break,
         };
-        let conn = builder.serve_connection(TokioIo::new(tcp), service.clone());
-        let fut = graceful.watch(conn.into_owned());
+        let slot = match budget.admit().await {
+            Admission::Admitted(slot) => slot,
+            Admission::Full => continue,
+        };
+        let service = {
+            let router = router.clone();
+            let slot = slot.clone();
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                slot.served();
+                let router = router.clone();
+                async move {
+                    use tower::ServiceExt as _;
+                    router.oneshot(req.map(axum::body::Body::new)).await
+                }
+            })
+        };
+        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        let fut = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = fut.await;
+            tokio::select! {
+                _ = fut => {}
+                // A connection that sent no request gives way to a new one.
+                _ = slot.evicted() => {}
+            }
         });
     }
     drop(listener);

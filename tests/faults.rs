@@ -189,6 +189,9 @@ struct Serve<'a> {
     key: PathBuf,
     listen: String,
     args: Vec<String>,
+    log_format: &'static str,
+    /// The process' `ulimit -n`, when set.
+    fd_limit: Option<u32>,
 }
 
 impl<'a> Serve<'a> {
@@ -199,7 +202,19 @@ impl<'a> Serve<'a> {
             key,
             listen: "127.0.0.1:0".into(),
             args: Vec::new(),
+            log_format: "json",
+            fd_limit: None,
         }
+    }
+
+    fn log_format(mut self, format: &'static str) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    fn fd_limit(mut self, n: u32) -> Self {
+        self.fd_limit = Some(n);
+        self
     }
 
     fn arg(mut self, flag: &str, value: impl AsRef<str>) -> Self {
@@ -214,10 +229,20 @@ impl<'a> Serve<'a> {
     }
 
     async fn start(&self) -> Instance {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.fd_limit {
+            // The shell sets the limit and `exec`s: the pid stays the server's.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("serve")
             .args(["--listen", &self.listen, "--admin-listen", "127.0.0.1:0"])
-            .args(["--cluster", "off", "--log-format", "json"])
+            .args(["--cluster", "off", "--log-format", self.log_format])
             .arg("--tls-cert")
             .arg(&self.cert)
             .arg("--tls-key")
@@ -249,13 +274,24 @@ impl<'a> Serve<'a> {
         let started = Instant::now();
         let (webhook, admin) = loop {
             let found = log.lock().unwrap().iter().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                if v["message"] != "serving" {
-                    return None;
-                }
-                let webhook: SocketAddr = v["webhook"].as_str()?.parse().ok()?;
-                let admin: SocketAddr = v["admin"].as_str()?.parse().ok()?;
-                Some((webhook, admin))
+                let (webhook, admin) = match serde_json::from_str::<Value>(l) {
+                    Ok(v) if v["message"] == "serving" => (
+                        v["webhook"].as_str()?.to_string(),
+                        v["admin"].as_str()?.to_string(),
+                    ),
+                    Ok(_) => return None,
+                    // The text format: `... serving webhook=ADDR admin=ADDR ...`.
+                    Err(_) if l.contains(": serving ") => {
+                        let field = |name: &str| {
+                            l.split(' ')
+                                .find_map(|w| w.strip_prefix(name))
+                                .map(str::to_string)
+                        };
+                        (field("webhook=")?, field("admin=")?)
+                    }
+                    Err(_) => return None,
+                };
+                Some((webhook.parse().ok()?, admin.parse().ok()?))
             });
             if let Some(a) = found {
                 break a;
@@ -1863,4 +1899,543 @@ async fn hostile_idle_connections_do_not_hold_the_shutdown() {
         })
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// === 7. strangers' connections (issue 27) ===
+
+/// This process' (soft, hard) limits on open files (`/proc/self/limits`).
+fn own_fd_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let mut words = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default()
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .map(|w| {
+            if w == "unlimited" {
+                Some(u64::MAX)
+            } else {
+                w.parse().ok()
+            }
+        });
+    let soft = words.next().flatten().unwrap_or(1024);
+    (soft, words.next().flatten().unwrap_or(soft))
+}
+
+/// This process' soft limit on open files, raised to the hard limit first
+/// (with util-linux's `prlimit`, when there is one) where it is low.
+fn own_fd_limit() -> u64 {
+    let (soft, hard) = own_fd_limits();
+    if soft < 8192 && hard > soft {
+        let _ = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={hard}:{hard}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    own_fd_limits().0
+}
+
+/// `n` TCP connections to `addr` that never send a byte, 256 being opened
+/// at a time; those that could not connect within 3 s are left out.
+async fn silent_connections(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    use futures::StreamExt as _;
+    futures::stream::iter(0..n)
+        .map(|_| async move {
+            tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await
+        })
+        .buffer_unordered(256)
+        .filter_map(|r| async move { r.ok().and_then(Result::ok) })
+        .collect()
+        .await
+}
+
+/// How many of `conns` the server has not closed by `deadline`.
+async fn still_open(conns: Vec<tokio::net::TcpStream>, deadline: Instant) -> usize {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let waits = conns.into_iter().map(|mut c| async move {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(left, async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        usize::from(closed.is_err())
+    });
+    futures::future::join_all(waits).await.into_iter().sum()
+}
+
+/// Issue 27: at `ulimit -n 512`, thousands of TCP connections that never
+/// send a byte, on each port at once, used to take every descriptor: the
+/// admin port never closed them, so `accept` failed on both listeners and
+/// `/mutate` and `/healthz` went unanswered for good. Now each listener has
+/// its own cap within the limit, a full one closes its oldest silent
+/// connection to make room, and the admin port cuts silent and idle
+/// keep-alive connections at the header-read timeout (2 s here). Fresh
+/// `/healthz` and `/mutate` (a real AdmissionReview over TLS) connections
+/// made throughout are all answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_silent_connections_leave_mutate_and_health_answering() {
+    // Alone: thousands of connections opened as fast as the cores allow.
+    let _cores = CORES.write().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new();
+    let (cert, key) = plain_pair(&ca, dir.path());
+    let hrt = Duration::from_secs(2);
+    let server = Serve::new(dir.path(), cert, key)
+        .arg("--header-read-timeout", "2s")
+        .fd_limit(512)
+        .start()
+        .await;
+    // Each port gets thousands, as far as this process' own limit allows.
+    let per_port = 3000.min((own_fd_limit().saturating_sub(400) / 2) as usize);
+    assert!(
+        per_port >= 600,
+        "this process may open only {} files",
+        own_fd_limit()
+    );
+
+    let probing = Arc::new(AtomicBool::new(true));
+    let probes = {
+        let (probing, pem, url, admin) = (
+            probing.clone(),
+            ca.pem(),
+            server.url("/mutate"),
+            server.admin,
+        );
+        tokio::spawn(async move {
+            let (mut n, mut failures, mut slowest) = (0u32, Vec::new(), Duration::ZERO);
+            while probing.load(Ordering::Relaxed) || n < 4 {
+                n += 1;
+                let start = Instant::now();
+                match admin_get(admin, "/healthz").await {
+                    Ok((200, _)) => {}
+                    other => failures.push(format!("/healthz #{n}: {other:?}")),
+                }
+                let fresh = client_pem(&pem, Proto::Auto, false);
+                match post(&fresh, &url, review_body(&format!("probe-{n}"))).await {
+                    Outcome::Ok => {}
+                    Outcome::NotConnected(e) | Outcome::NotSent(e) | Outcome::Lost(e) => {
+                        failures.push(format!("/mutate #{n}: {e}"))
+                    }
+                    Outcome::Status(s, b) => failures.push(format!("/mutate #{n}: HTTP {s} {b}")),
+                }
+                slowest = slowest.max(start.elapsed());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (n, failures, slowest)
+        })
+    };
+    let flood_start = Instant::now();
+    let (hooks, admins) = tokio::join!(
+        silent_connections(server.webhook, per_port),
+        silent_connections(server.admin, per_port)
+    );
+    let flooded = Instant::now();
+    // A keep-alive admin client, answered, then left idle.
+    let mut keep_alive = None;
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = tokio::net::TcpStream::connect(server.admin)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let status = read_response(&mut c).await.map(|(s, _, _)| s);
+        keep_alive = Some(c);
+        status
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer in 5 s".into()));
+    let idle_since = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    probing.store(false, Ordering::Relaxed);
+    let (probed, failures, slowest) = probes.await.expect("probes");
+
+    // The flood is let go. (Some of it never reached the server: while the
+    // accept queue was full the kernel dropped the handshakes' last ACKs, and
+    // those clients hold connections the server has not seen yet.)
+    let (hooks_n, admins_n) = (hooks.len(), admins.len());
+    drop((hooks, admins));
+    // Fresh silent connections on the admin port: each closed by the
+    // header-read timeout (they used to stay open for good).
+    let batch = silent_connections(server.admin, 20).await;
+    let batch_n = batch.len();
+    let waiting_since = Instant::now();
+    let limit = waiting_since + hrt + Duration::from_millis(1500);
+    let (batch_open, idle_cut) = tokio::join!(still_open(batch, limit), async {
+        match keep_alive.as_mut() {
+            Some(c) => closed_within(c, hrt + Duration::from_millis(1500)).await,
+            None => None,
+        }
+    });
+    // How long the keep-alive connection stayed open after its answer.
+    let idle_cut = idle_cut.map(|d| waiting_since - idle_since + d);
+    let shed = |l: &str, r: &str| {
+        format!("otel_admission_connections_shed_total{{listener=\"{l}\",reason=\"{r}\"}}")
+    };
+    let metrics = server.metrics().await;
+    let (hook_evicted, admin_evicted) = (
+        metric_value(&metrics, &shed("webhook", "evicted")),
+        metric_value(&metrics, &shed("admin", "evicted")),
+    );
+    let log = server.log.lock().unwrap().clone();
+    let caps = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "serving")
+        .map(|v| {
+            (
+                v["webhook_max_connections"].clone(),
+                v["admin_max_connections"].clone(),
+            )
+        });
+    let accept_failures = log.iter().filter(|l| l.contains("accept failed")).count();
+    eprintln!(
+        "silent connections at ulimit -n 512 (caps {caps:?}): {hooks_n} to the TLS port, {admins_n} to the admin port, opened in {} ms; \
+         {probed} probes each of /healthz and /mutate, {} failed, slowest pair {} ms; \
+         evicted: {hook_evicted} webhook, {admin_evicted} admin; {batch_open} of {batch_n} silent admin connections still open {} ms later; \
+         idle keep-alive cut after {:?} ms; {accept_failures} failed accepts",
+        ms(flooded - flood_start),
+        failures.len(),
+        ms(slowest),
+        ms(limit - waiting_since),
+        idle_cut.map(ms),
+    );
+    let mut problems = Vec::new();
+    if !failures.is_empty() {
+        problems.push(format!(
+            "{} of {} probe requests failed during the flood: {:#?}",
+            failures.len(),
+            2 * probed,
+            &failures[..failures.len().min(6)]
+        ));
+    }
+    if batch_open > 0 || batch_n < 20 {
+        problems.push(format!(
+            "{batch_open} of {batch_n} silent admin connections still open {} ms after they were made (header-read timeout {} ms)",
+            ms(limit - waiting_since),
+            ms(hrt)
+        ));
+    }
+    if answered != Ok(200) {
+        problems.push(format!(
+            "keep-alive GET /healthz after the flood: {answered:?}"
+        ));
+    }
+    match idle_cut {
+        Some(d) if d >= hrt / 2 && d <= hrt + Duration::from_millis(1500) => {}
+        other => problems.push(format!(
+            "an idle keep-alive admin connection should be closed after the header-read timeout ({} ms) of idleness: closed after {:?} ms",
+            ms(hrt),
+            other.map(ms)
+        )),
+    }
+    if hook_evicted == 0.0 || admin_evicted == 0.0 {
+        problems.push(format!(
+            "expected evictions counted on both listeners: webhook {hook_evicted}, admin {admin_evicted}"
+        ));
+    }
+    if caps != Some((json!(392), json!(56))) {
+        problems.push(format!(
+            "the caps at 512 descriptors should be 392 (TLS) and 56 (admin): {caps:?}"
+        ));
+    }
+    if accept_failures > 0 {
+        problems.push(format!(
+            "{accept_failures} accepts failed (out of descriptors): {}",
+            log.iter()
+                .find(|l| l.contains("accept failed"))
+                .cloned()
+                .unwrap_or_default()
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// === 8. forged log lines (issue 27) ===
+
+/// Quotes request content in its message, so that policy-violation lines
+/// carry it too.
+const ECHO_REGO: &str = r#"package kubernetes.admission.echo
+
+import rego.v1
+
+deny contains msg if {
+	r := input.request
+	msg := sprintf("echo uid=%v ns=%v name=%v user=%v kind=%v image=%v", [
+		r.uid,
+		object.get(r, "namespace", ""),
+		object.get(r, "name", ""),
+		object.get(r, ["userInfo", "username"], ""),
+		object.get(r, ["kind", "kind"], ""),
+		object.get(r, ["object", "spec", "containers", 0, "image"], ""),
+	])
+}
+"#;
+
+/// The characters that end, rewrite or hide a line.
+const LINE_BREAKERS: [char; 6] = ['\n', '\r', '\t', '\u{1b}', '\0', '\u{2028}'];
+
+/// A value that, written raw, ends its line with `c` and starts a forged one
+/// in each format, dated 1999.
+fn forged(c: char, i: usize) -> String {
+    format!(
+        "v{i}{c}1999-12-31T23:59:59.999999Z ERROR otel_admission::server::webhook: forged uid=forged{c}\
+         {{\"timestamp\":\"1999-12-31T23:59:59.999999Z\",\"level\":\"ERROR\",\"message\":\"forged\"}}{c}[2J"
+    )
+}
+
+/// Every request-controlled field that reaches a log line: one review per
+/// field and character, with the field set to [`forged`] and a plain uid
+/// elsewhere. Returns (label, uid, review).
+fn forging_reviews() -> Vec<(String, String, Value)> {
+    let fields = [
+        "uid",
+        "namespace",
+        "name",
+        "kind",
+        "user",
+        "operation",
+        "annotation",
+        "image",
+    ];
+    let mut out = Vec::new();
+    for (ci, c) in LINE_BREAKERS.into_iter().enumerate() {
+        for (fi, field) in fields.into_iter().enumerate() {
+            let i = ci * fields.len() + fi;
+            let bad = forged(c, i);
+            let uid = if field == "uid" {
+                bad.clone()
+            } else {
+                format!("plain-{i}")
+            };
+            let mut pod = common::pod();
+            let mut review = common::review(&uid, "CREATE", Value::Null);
+            let r = &mut review["request"];
+            match field {
+                "namespace" => r["namespace"] = json!(bad),
+                "name" => {
+                    r["name"] = json!(bad);
+                    pod["metadata"]["name"] = json!(bad);
+                }
+                "kind" => r["kind"]["kind"] = json!(bad),
+                "user" => r["userInfo"]["username"] = json!(bad),
+                "operation" => r["operation"] = json!(format!("CREATE{bad}")),
+                // Names an Instrumentation that does not exist: a skip whose
+                // detail quotes the annotation.
+                "annotation" => {
+                    pod["metadata"]["annotations"] =
+                        json!({"instrumentation.opentelemetry.io/inject-java": bad})
+                }
+                "image" => pod["spec"]["containers"][0]["image"] = json!(bad),
+                _ => {}
+            }
+            r["object"] = pod;
+            out.push((format!("{field} with {c:?}"), uid, review));
+        }
+    }
+    out
+}
+
+/// The value of `name=` in a text log line, unescaped.
+fn text_field(line: &str, name: &str) -> Option<String> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[at..];
+    let Some(inner) = rest.strip_prefix('"') else {
+        return Some(rest.split(' ').next().unwrap_or_default().to_string());
+    };
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    let code = u32::from_str_radix(hex.strip_prefix('{')?, 16).ok()?;
+                    out.push(char::from_u32(code)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+}
+
+/// A character that may not appear raw in a log line.
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Issue 27: a newline in a request's `uid` (or namespace, name, kind,
+/// operation, or anything a policy message quotes) forged lines of the text
+/// log. For each of `\n`, `\r`, `\t`, ESC, NUL and U+2028 in each field, on
+/// `/mutate` and `/validate`, in both formats: every line is one event that
+/// starts as the logger writes it, holds no raw control or line-separator
+/// character, and gives back the uid sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_control_characters_forge_no_log_line() {
+    let _cores = CORES.read().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new();
+    let (cert, key) = plain_pair(&ca, dir.path());
+    let pol = dir.path().join("policies");
+    std::fs::create_dir(&pol).expect("policies");
+    std::fs::write(pol.join("echo.rego"), ECHO_REGO).expect("echo.rego");
+    let serve = |format| {
+        Serve::new(dir.path(), cert.clone(), key.clone())
+            .arg("--policies", pol.display().to_string())
+            .log_format(format)
+    };
+    let (text_cfg, json_cfg) = (serve("text"), serve("json"));
+    let (text, json_server) = tokio::join!(text_cfg.start(), json_cfg.start());
+    let reviews = forging_reviews();
+    let c = client(&ca, Proto::Auto, true);
+    let mut sent = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for server in [&text, &json_server] {
+        for (label, uid, review) in &reviews {
+            for path in ["/mutate", "/validate"] {
+                let body = Bytes::from(serde_json::to_vec(review).expect("json"));
+                let want = if label.starts_with("operation") {
+                    400
+                } else {
+                    200
+                };
+                match post(&c, &server.url(path), body).await {
+                    Outcome::Ok if want == 200 => {}
+                    Outcome::Status(400, _) if want == 400 => {}
+                    Outcome::Ok => problems.push(format!("{path} {label}: 200, want {want}")),
+                    Outcome::Status(s, b) => {
+                        problems.push(format!("{path} {label}: HTTP {s} {b}, want {want}"))
+                    }
+                    Outcome::NotConnected(e) | Outcome::NotSent(e) | Outcome::Lost(e) => {
+                        problems.push(format!("{path} {label}: {e}"))
+                    }
+                }
+                if want == 200 {
+                    sent.insert(uid.clone());
+                }
+            }
+        }
+    }
+    let per_server = reviews.len() * 2;
+    let admissions =
+        |l: &str| l.contains(": admission ") || l.contains("\"message\":\"admission\"");
+    let rejections = |l: &str| l.contains("rejected request");
+    for server in [&text, &json_server] {
+        let settled = common::eventually(Duration::from_secs(5), || async {
+            let log = server.log.lock().unwrap();
+            log.iter()
+                .filter(|l| admissions(l) || rejections(l))
+                .count()
+                >= per_server
+        })
+        .await;
+        if !settled {
+            problems.push(format!(
+                "not every request was logged within 5 s: {}",
+                server.log_tail(5)
+            ));
+        }
+    }
+    let prefix = regex::Regex::new(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z +(TRACE|DEBUG|INFO|WARN|ERROR) [a-z_:]+: ",
+    )
+    .expect("regex");
+    let mut seen = [(0usize, 0usize, 0usize); 2];
+    for (n, (format, server)) in [("text", &text), ("json", &json_server)]
+        .into_iter()
+        .enumerate()
+    {
+        let log = server.log.lock().unwrap().clone();
+        let mut uids = std::collections::BTreeSet::new();
+        let mut events = 0;
+        for line in &log {
+            let event: Option<Value> = serde_json::from_str(line).ok();
+            let well_formed = match (format, &event) {
+                ("text", _) => prefix.is_match(line) && !line.starts_with("1999"),
+                (_, Some(v)) => {
+                    v["level"].is_string()
+                        && v["timestamp"]
+                            .as_str()
+                            .is_some_and(|t| !t.starts_with("1999"))
+                }
+                _ => false,
+            };
+            if !well_formed || line.chars().any(breaks_lines) {
+                problems.push(format!(
+                    "{format}: a line that is not one event as the logger writes it: {line:?}"
+                ));
+                continue;
+            }
+            if admissions(line) || rejections(line) {
+                events += 1;
+            }
+            if admissions(line) {
+                let uid = match &event {
+                    Some(v) => v["uid"].as_str().map(str::to_string),
+                    None => text_field(line, "uid"),
+                };
+                uids.extend(uid);
+            }
+            let message = event
+                .as_ref()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| line.to_string());
+            if line.contains("forged") {
+                if message.contains("policy violation") {
+                    seen[n].0 += 1;
+                } else if message.contains("rejected request") {
+                    seen[n].1 += 1;
+                } else if message.contains("injection") {
+                    seen[n].2 += 1;
+                }
+            }
+        }
+        if events != per_server {
+            problems.push(format!(
+                "{format}: {events} admission and rejection lines for {per_server} requests"
+            ));
+        }
+        let want: std::collections::BTreeSet<String> = sent.clone();
+        if uids != want {
+            problems.push(format!(
+                "{format}: the uids read back differ from those sent: missing {:?}, unexpected {:?}",
+                want.difference(&uids).take(3).collect::<Vec<_>>(),
+                uids.difference(&want).take(3).collect::<Vec<_>>()
+            ));
+        }
+        // Each path that quotes the request was taken, for each character.
+        let (violations, rejected, skipped) = seen[n];
+        let k = LINE_BREAKERS.len();
+        if violations < 6 * k || rejected < 2 * k || skipped < k {
+            problems.push(format!(
+                "{format}: lines quoting a forged value: {violations} policy violations (want {}: uid, namespace, name, user, kind, image), {rejected} rejected requests (want {}), {skipped} injection skips (want {k}+)",
+                6 * k,
+                2 * k
+            ));
+        }
+    }
+    eprintln!(
+        "forged values: {} reviews on 2 endpoints in 2 formats; (violations, rejections, skips) quoting them per format: {seen:?}",
+        reviews.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems[..problems.len().min(12)].join("\n")
+    );
 }

@@ -95,3 +95,70 @@ async fn mutate_over_tls_returns_a_patch_that_instruments_the_pod() {
         "{text}"
     );
 }
+
+/// Issue 27, through the real server: a pod pinned to Windows nodes asking
+/// for Java is admitted (even with `failureMode: deny`) with a warning that
+/// says why, a patch that adds only the status annotation, and
+/// `skips_total{reason="unsupported_os"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_pod_gets_a_warning_not_a_linux_agent() {
+    let metrics = Arc::new(Metrics::new());
+    let config = Config {
+        failure_mode: otel_admission::config::FailureMode::Deny,
+        ..Config::default()
+    };
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(config)),
+        view: Arc::new(StaticView::new()),
+        metrics: Arc::clone(&metrics),
+        server_version: None,
+        events: None,
+    };
+    let s = common::start(common::Options {
+        mutator: Arc::new(injector),
+        metrics: Some(Arc::clone(&metrics)),
+        ..Default::default()
+    })
+    .await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "web-", "annotations": {"instrumentation.opentelemetry.io/inject-java": "true"}},
+        "spec": {"nodeSelector": {"kubernetes.io/os": "windows"},
+            "containers": [{"name": "web", "image": "web:3"}]}
+    });
+    let (status, resp) = s
+        .post("/mutate", &common::review("w-1", "CREATE", pod.clone()))
+        .await;
+    assert_eq!(status, 200);
+    let r = &resp["response"];
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "otel-admission: java: pod runs on Windows (nodeSelector kubernetes.io/os=windows): the java agent is a Linux init container; not injected"
+        ])
+    );
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().expect("patch string"))
+        .expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("patch");
+    let mut doc = pod.clone();
+    json_patch::patch(&mut doc, &patch.0).expect("applies");
+    let injected: Pod = serde_json::from_value(doc).expect("pod");
+    let spec = injected.spec.expect("spec");
+    assert!(spec.init_containers.is_none());
+    assert!(spec.volumes.is_none());
+    assert!(spec.containers[0].env.is_none());
+    assert_eq!(
+        injected.metadata.annotations.expect("annotations")["otel-admission.io/status"],
+        format!(
+            r#"{{"version":"{}","failures":{{"java":"unsupported_os"}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("otel_admission_skips_total{reason=\"unsupported_os\"} 1"),
+        "{text}"
+    );
+}

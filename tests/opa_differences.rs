@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use otel_admission::policy::native;
 use otel_admission::policy::set::new_engine;
+use otel_admission::policy::{calls, native};
 use serde_json::Value as Json;
 
 #[derive(serde::Deserialize)]
@@ -32,9 +32,19 @@ struct Cases {
 /// is undefined.
 fn eval(case: &Case) -> Result<Json, String> {
     let mut e = new_engine();
+    let mut origins = calls::Origins::new();
     for (path, src) in &case.modules {
         native::add_module(&mut e, Path::new(path), src).map_err(|e| format!("load: {e}"))?;
+        origins.insert(
+            path.clone(),
+            calls::Origin {
+                path: path.into(),
+                what: None,
+            },
+        );
     }
+    // As `serve` does: a call nothing defines is refused at load.
+    calls::check_calls(&e, &origins).map_err(|e| format!("load: {e}"))?;
     e.set_input(serde_json::from_value(case.input.clone()).map_err(|e| e.to_string())?);
     let v = e
         .eval_rule(case.query.clone())

@@ -761,13 +761,14 @@ fn validate_memory_child() {
     let Some(path) = std::env::var_os(MEM_CHILD) else {
         return;
     };
-    let policies = Policies::load(
-        &repo().join("policies"),
-        Duration::from_secs(60),
-        FailureMode::Allow,
-        Arc::new(Metrics::new()),
-    )
-    .expect("pack");
+    // The shipped pack, unless the parent names other policies (then with
+    // the default 500 ms time limit).
+    let (dir, timeout) = match std::env::var_os(MEM_CHILD_POLICIES) {
+        Some(d) => (PathBuf::from(d), Duration::from_millis(500)),
+        None => (repo().join("policies"), Duration::from_secs(60)),
+    };
+    let policies = Policies::load(&dir, timeout, FailureMode::Allow, Arc::new(Metrics::new()))
+        .expect("policies");
     let body = std::fs::read(path).expect("body");
     let decoded = otel_admission::admission::decode(&body).expect("decodes");
     let idle = proc_status_kib("VmHWM");
@@ -783,18 +784,30 @@ fn validate_memory_child() {
     }
 }
 
+/// Set in the child process of [`validate_memory_child`]: the policy
+/// directory, when not the shipped pack.
+const MEM_CHILD_POLICIES: &str = "OTEL_ADMISSION_TEST_MEM_POLICIES";
+
 /// Peak RSS and the verdict's messages of one child run.
 fn measure(body: &Path) -> (u64, u64, Vec<String>) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
+    measure_with(body, None)
+}
+
+/// [`measure`], with the policies in `policies` instead of the pack.
+fn measure_with(body: &Path, policies: Option<&Path>) -> (u64, u64, Vec<String>) {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"));
+    child
         .args([
             "validate_memory_child",
             "--exact",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(MEM_CHILD, body)
-        .output()
-        .expect("child");
+        .env(MEM_CHILD, body);
+    if let Some(p) = policies {
+        child.env(MEM_CHILD_POLICIES, p);
+    }
+    let out = child.output().expect("child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -867,4 +880,438 @@ fn validate_memory_is_bounded() {
         cost_mib <= 64.0,
         "a 3 MiB pod costs {cost_mib:.1} MiB above a tiny one on /validate (bound 64 MiB)"
     );
+}
+
+// === an admin's mistakes (issue 27) ===
+
+/// A policy directory holding one file `name` with `text`.
+fn dir_with(name: &str, text: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    if let Some(parent) = Path::new(name).parent() {
+        std::fs::create_dir_all(d.path().join(parent)).expect("mkdir");
+    }
+    std::fs::write(d.path().join(name), text).expect("w");
+    d
+}
+
+/// A native module whose rule is a `depth`-deep array literal, on line 4.
+fn deep_rego(depth: usize) -> String {
+    format!(
+        "package kubernetes.admission.deep\nimport rego.v1\n\nx := {}1{}\ndeny contains \"deep\" if count(x) > 5\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+/// regorus' parser is exponential in literal nesting (20 deep took over
+/// 20 s, 30 would take hours): such a file is refused before regorus sees
+/// it, in well under a second, naming the file, the line and the reason, at
+/// load and by `policy test` and `policy eval`.
+#[test]
+fn deeply_nested_literals_are_refused_before_parsing() {
+    let later_items = format!(
+        "package kubernetes.admission.deep\nimport rego.v1\n\nx := {}1{}\n",
+        "[1, ".repeat(1000),
+        "]".repeat(1000)
+    );
+    for (depth, text) in [
+        (20, deep_rego(20)),
+        (1000, deep_rego(1000)),
+        (0, later_items),
+    ] {
+        let d = dir_with("deep.rego", &text);
+        let started = std::time::Instant::now();
+        let err = PolicySet::load_dir(d.path(), Duration::from_secs(5))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{depth} deep: {:?}",
+            started.elapsed()
+        );
+        // A chain of first items is what regorus pays for; any nesting
+        // past 32 is refused too (regorus would, after parsing down there).
+        let want = if depth > 0 {
+            "collection literals nested deeper than 12 at line 4"
+        } else {
+            "nesting deeper than 32 at line 4"
+        };
+        assert!(
+            err.contains("deep.rego: Rego does not compile: ") && err.contains(want),
+            "{err}"
+        );
+        let err = Policies::load(
+            d.path(),
+            Duration::from_secs(5),
+            FailureMode::Allow,
+            Arc::new(Metrics::new()),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains(want), "{err}");
+
+        std::fs::write(
+            d.path().join("pod.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n",
+        )
+        .expect("w");
+        for args in [
+            &["policy", "test", "."][..],
+            &["policy", "eval", "-f", "pod.yaml", "--policies", "."][..],
+        ] {
+            let started = std::time::Instant::now();
+            let (code, out, err) = run(args, d.path());
+            // The whole command, process start included.
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{args:?}: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(code, 2, "{args:?}: {out}{err}");
+            assert!(
+                err.contains("deep.rego") && err.contains(want),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // A Gatekeeper template's Rego is checked the same way, and named.
+    let template = TEMPLATE.replace(
+        "violation[{\"msg\": msg}] {",
+        &format!(
+            "x := {}1{}\n        violation[{{\"msg\": msg}}] {{",
+            "[".repeat(20),
+            "]".repeat(20)
+        ),
+    );
+    let d = dir_with("t.yaml", &template);
+    let err = PolicySet::load_dir(d.path(), Duration::from_secs(5))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("t.yaml: Rego does not compile: template k8sforbiddenlabel: collection literals nested deeper than 12 at line 2"),
+        "{err}"
+    );
+}
+
+/// regorus' own length limits (PolicyLengthConfig: 1 MiB, 20,000 lines,
+/// 1,024 columns per file) are in effect on the engines we build.
+#[test]
+fn regorus_length_limits_are_in_effect() {
+    let long_line = format!(
+        "package kubernetes.admission.long\nimport rego.v1\nx := \"{}\"\n",
+        "a".repeat(2000)
+    );
+    let many_lines = format!(
+        "package kubernetes.admission.many\nimport rego.v1\n{}",
+        "x := 1\n".repeat(20_001).replace("x := 1\n", "\n")
+    );
+    for (text, want) in [
+        (
+            long_line,
+            "error: line exceeds maximum column width of 1024",
+        ),
+        (many_lines, "exceeds maximum allowed line count 20000"),
+    ] {
+        let d = dir_with("big.rego", &text);
+        let err = PolicySet::load_dir(d.path(), Duration::from_secs(5))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("big.rego") && err.contains(want), "{err}");
+    }
+}
+
+/// A native module and a template, in Rego v1 and v0, each calling `call`
+/// on line 4 of its Rego.
+fn calling(call: &str) -> [(&'static str, String); 4] {
+    let native = |v1: bool| {
+        if v1 {
+            format!(
+                "package kubernetes.admission.c\nimport rego.v1\n\ndeny contains \"x\" if {{ {call} }}\n"
+            )
+        } else {
+            format!("package kubernetes.admission.c\n\n\ndeny[\"x\"] {{ {call} }}\n")
+        }
+    };
+    let template = |v1: bool| {
+        let (version, rule) = if v1 {
+            (
+                "v1",
+                format!("violation contains {{\"msg\": \"x\"}} if {{ {call} }}"),
+            )
+        } else {
+            ("v0", format!("violation[{{\"msg\": \"x\"}}] {{ {call} }}"))
+        };
+        format!(
+            "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: k8scall}}\n\
+             spec:\n  crd: {{spec: {{names: {{kind: K8sCall}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    code:\n    - engine: Rego\n      source:\n        version: {version}\n        rego: |\n          package k8scall\n{}\n\n          {rule}\n",
+            if v1 { "          import rego.v1" } else { "" }
+        )
+    };
+    [
+        ("native.v1.rego", native(true)),
+        ("native.v0.rego", native(false)),
+        ("template.v1.yaml", template(true)),
+        ("template.v0.yaml", template(false)),
+    ]
+}
+
+/// OPA refuses a call nothing defines at compile time; regorus loaded it
+/// and failed every evaluation, so `failureMode: allow` admitted the pod
+/// with "policy ... not enforced". Refused at load now, with the file and
+/// line, in v0 and v1, native and Gatekeeper alike; network and runtime
+/// builtins are named as unsupported.
+#[test]
+fn calls_nothing_defines_are_refused_at_load() {
+    let network = "is unsupported: otel-admission never makes network calls from policies";
+    let cases = [
+        (
+            "r := http.send({\"method\": \"get\", \"url\": \"http://x\"}); r.status_code == 200",
+            format!("http.send at line 4 {network}"),
+        ),
+        (
+            "net.lookup_ip_addr(\"example.com\")",
+            format!("net.lookup_ip_addr at line 4 {network}"),
+        ),
+        (
+            "rt := opa.runtime(); rt.env.X",
+            "opa.runtime at line 4 is unsupported".to_string(),
+        ),
+        (
+            "contians(input.request.name, \"a\")",
+            "undefined function contians at line 4".to_string(),
+        ),
+    ];
+    for (call, want) in &cases {
+        for (file, text) in calling(call) {
+            let d = dir_with(file, &text);
+            let err = PolicySet::load_dir(d.path(), Duration::from_secs(5))
+                .map(|s| format!("loaded: {:?}", s.policy_names()))
+                .unwrap_or_else(|e| e.to_string());
+            let template = if file.starts_with("template") {
+                "template k8scall: "
+            } else {
+                ""
+            };
+            assert!(
+                err.contains(&format!("{file}: Rego does not compile: {template}{want}")),
+                "{file} calling {call}: {err}"
+            );
+        }
+    }
+    // The shipped pack, its tests and Gatekeeper-style libs still load.
+    assert!(PolicySet::load_dir(&repo().join("policies"), Duration::from_secs(5)).is_ok());
+}
+
+/// The same refusal from `policy test`, `policy eval` and `serve`.
+#[test]
+fn the_commands_refuse_calls_nothing_defines() {
+    let [(file, text), ..] = calling("contians(input.request.name, \"a\")");
+    let d = dir_with(file, &text);
+    std::fs::write(
+        d.path().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n",
+    )
+    .expect("w");
+    let want = "native.v1.rego: Rego does not compile: undefined function contians at line 4";
+    for args in [
+        &["policy", "test", "."][..],
+        &["policy", "eval", "-f", "pod.yaml", "--policies", "."][..],
+    ] {
+        let (code, out, err) = run(args, d.path());
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--policies", "."])
+        .current_dir(d.path())
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(want), "{err}");
+    // `policy verify` refuses the template of a suite the same way.
+    let [_, _, (tfile, template), _] = calling("net.lookup_ip_addr(\"x\")");
+    std::fs::write(d.path().join(tfile), template).expect("w");
+    std::fs::write(
+        d.path().join("c.yaml"),
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sCall\nmetadata: {name: c}\n",
+    )
+    .expect("w");
+    std::fs::write(
+        d.path().join("suite.yaml"),
+        format!("kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: {tfile}\n  constraint: c.yaml\n  cases:\n  - name: a\n    object: pod.yaml\n    assertions: [{{violations: no}}]\n"),
+    )
+    .expect("w");
+    let (code, out, err) = run(&["policy", "verify", "suite.yaml"], d.path());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("net.lookup_ip_addr at line 4 is unsupported"),
+        "{err}"
+    );
+}
+
+/// Policies that build a huge value: a 100-million-element range joined
+/// into a string (the time limit cannot stop it: regorus checks the clock
+/// between steps, not inside `numbers.range`), and a string doubled 24
+/// times by `concat` (256 MiB at the end).
+fn memory_hungry_policies() -> tempfile::TempDir {
+    let d = dir_with(
+        "range.rego",
+        "package kubernetes.admission.range\nimport rego.v1\n\
+         deny contains \"never\" if {\n  x := concat(\"\", [s | some i in numbers.range(1, 100000000); s := \"aaaaaaaaaa\"])\n  count(x) < 0\n}\n",
+    );
+    let mut doubling = String::from(
+        "package kubernetes.admission.doubling\nimport rego.v1\ns0 := \"aaaaaaaaaaaaaaaa\"\n",
+    );
+    for i in 1..=24 {
+        doubling.push_str(&format!("s{i} := concat(\"\", [s{0}, s{0}])\n", i - 1));
+    }
+    doubling.push_str("warn contains \"never\" if count(s24) < 0\n");
+    std::fs::write(d.path().join("doubling.rego"), doubling).expect("w");
+    d
+}
+
+/// Issue 27: an evaluation that would build more than its memory budget
+/// (64 MiB by default) fails with an error, answered per `failureMode` as
+/// the time limit is, and the process' peak RSS stays bounded. Before, the
+/// range alone took 2.4 GB (OOM-killed under the Deployment's 256 MiB).
+#[test]
+fn an_evaluation_over_its_memory_budget_fails_and_memory_stays_bounded() {
+    if std::env::var_os(MEM_CHILD).is_some() {
+        return;
+    }
+    let d = memory_hungry_policies();
+    let set = PolicySet::load_dir(d.path(), Duration::from_millis(500)).expect("compiles");
+    let started = std::time::Instant::now();
+    let out = set.evaluate(&review("u", "CREATE", pod(json!({}))), &|_: &str| None);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let errors: std::collections::BTreeMap<&str, &str> = out
+        .errors
+        .iter()
+        .map(|(p, e)| (p.as_str(), e.as_str()))
+        .collect();
+    assert!(
+        errors["kubernetes.admission.range"]
+            .starts_with("evaluation memory limit of 64 MiB exceeded: numbers.range would build"),
+        "{errors:?}"
+    );
+    assert!(
+        errors["kubernetes.admission.doubling"]
+            .starts_with("evaluation memory limit of 64 MiB exceeded: concat would build"),
+        "{errors:?}"
+    );
+    // A smaller budget bites sooner.
+    let small = set.clone().with_memory_limit(1 << 20);
+    let out = small.evaluate(&review("u", "CREATE", pod(json!({}))), &|_: &str| None);
+    assert!(
+        out.errors
+            .iter()
+            .all(|(_, e)| e.starts_with("evaluation memory limit of 1 MiB exceeded")),
+        "{:?}",
+        out.errors
+    );
+
+    if !Path::new("/proc/self/status").exists() {
+        eprintln!("no /proc: peak RSS cannot be read here; skipped");
+        return;
+    }
+    let body = d.path().join("review.json");
+    std::fs::write(
+        &body,
+        serde_json::to_vec(&review("mem", "CREATE", pod(json!({})))).expect("json"),
+    )
+    .expect("w");
+    let (idle, peak, messages) = measure_with(&body, Some(d.path()));
+    let cost_mib = peak.saturating_sub(idle) as f64 / 1024.0;
+    eprintln!("memory-hungry policies: peak RSS {peak} KiB (idle {idle}); cost {cost_mib:.1} MiB");
+    for policy in ["range", "doubling"] {
+        let want = format!(
+            "otel-admission: policy kubernetes.admission.{policy} not enforced: evaluation memory limit of 64 MiB exceeded"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(&want)),
+            "{want:?} in {messages:?}"
+        );
+    }
+    // The budget counts what the builtins build (a string twice: built,
+    // then copied into its value); what is live at the peak is about that.
+    assert!(
+        cost_mib <= 96.0,
+        "the memory-hungry policies cost {cost_mib:.1} MiB of peak RSS (bound 96 MiB)"
+    );
+}
+
+/// Issue 27: what kubectl users read names the policy and at most the
+/// file's base name, never a directory of the server; the server's log
+/// keeps the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_errors_name_the_policy_not_server_paths() {
+    // The kubelet's layout: the file is a link into a `..2026_x` snapshot.
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(d.path().join("..2026_x")).expect("mkdir");
+    std::fs::write(
+        d.path().join("..2026_x/native.probes.rego"),
+        "package kubernetes.admission.probes\nimport rego.v1\nx := 1 if true\nx := 2 if input.request\ndeny contains \"bad\" if x == 1\n",
+    )
+    .expect("w");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        "..2026_x/native.probes.rego",
+        d.path().join("native.probes.rego"),
+    )
+    .expect("link");
+    #[cfg(not(unix))]
+    std::fs::copy(
+        d.path().join("..2026_x/native.probes.rego"),
+        d.path().join("native.probes.rego"),
+    )
+    .expect("copy");
+    let dir = d.path().to_string_lossy().into_owned();
+    let direct = PolicySet::load_dir(d.path(), Duration::from_secs(5))
+        .expect("compiles")
+        .evaluate(&review("u", "CREATE", pod(json!({}))), &|_: &str| None);
+    assert!(
+        direct.errors.iter().any(|(_, e)| e.contains(&dir)),
+        "the full message (for the log) has the path: {:?}",
+        direct.errors
+    );
+    for mode in [FailureMode::Allow, FailureMode::Deny] {
+        let (s, _p) = serve_policies(d.path(), Duration::from_millis(500), mode).await;
+        let (_, v) = s
+            .post("/validate", &review("u1", "CREATE", pod(json!({}))))
+            .await;
+        let r = &v["response"];
+        let messages: Vec<String> = r["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(r["status"]["message"].as_str().map(Value::from).iter())
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect();
+        let want = match mode {
+            FailureMode::Allow => {
+                "otel-admission: policy kubernetes.admission.probes not enforced: native.probes.rego:"
+            }
+            FailureMode::Deny => {
+                "[kubernetes.admission.probes] policy evaluation failed: native.probes.rego:"
+            }
+        };
+        eprintln!("{mode:?}: {messages:?}");
+        assert!(
+            messages.iter().any(|m| m.contains(want)),
+            "{want:?} in {messages:?}"
+        );
+        for m in &messages {
+            assert!(
+                !m.contains(&dir) && !m.contains("..2026_x") && !m.contains('/'),
+                "{m}"
+            );
+        }
+    }
 }

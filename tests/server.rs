@@ -715,3 +715,63 @@ async fn an_over_limit_body_written_in_full_still_reads_the_413() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("exceeds the limit"), "{text}");
 }
+
+/// Issue 27: the admin port closes a connection that sends nothing, and a
+/// keep-alive connection left idle after its answer, at the header-read
+/// timeout, as the TLS port does. (It used to wait for a first byte with no
+/// timeout at all, so silent connections piled up until the process ran out
+/// of file descriptors.) The connection gauge and shed counter are exported
+/// from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_cuts_silent_and_idle_connections_at_the_header_read_timeout() {
+    let hrt = Duration::from_secs(1);
+    let s = start(Options {
+        tweak: Box::new(move |st| st.header_read_timeout = hrt),
+        ..Default::default()
+    })
+    .await;
+    let admin = s.server.admin_addr;
+    let closed_after = |mut c: tokio::net::TcpStream| async move {
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        let r = tokio::time::timeout(hrt * 4, async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        r.ok().map(|()| start.elapsed())
+    };
+    let silent = tokio::net::TcpStream::connect(admin).await.expect("tcp");
+    let mut kept = tokio::net::TcpStream::connect(admin).await.expect("tcp");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.ends_with(b"ok\n") {
+        let n = kept.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before the answer: {head:?}");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let (silent_cut, idle_cut) = tokio::join!(closed_after(silent), closed_after(kept));
+    for (what, cut) in [("silent", silent_cut), ("idle keep-alive", idle_cut)] {
+        let cut = cut.unwrap_or_else(|| panic!("a {what} admin connection still open after 4 s"));
+        assert!(
+            cut >= hrt / 2 && cut <= hrt + Duration::from_millis(800),
+            "a {what} admin connection was cut after {cut:?}, header-read timeout {hrt:?}"
+        );
+    }
+    let (_, text) = s.admin_get("/metrics").await;
+    for needle in [
+        "otel_admission_connections_open{listener=\"webhook\"} 0",
+        "otel_admission_connections_shed_total{listener=\"admin\",reason=\"evicted\"} 0",
+        "otel_admission_connections_shed_total{listener=\"webhook\",reason=\"rejected\"} 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}

@@ -146,9 +146,30 @@ fn string(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
     out.write_char('"')
 }
 
-/// Escapes for the inside of a JSON string, as serde_json does.
+/// Escapes for the inside of a JSON string, as serde_json does, and
+/// besides writes U+0085, U+2028 and U+2029 as `\u` escapes: valid raw in
+/// JSON, but line breaks to many line-oriented readers (Python's
+/// `splitlines`, JavaScript before ES2019, some log viewers), where a value
+/// holding one would cut the line in two (issue 27). The same value parses
+/// back either way.
 fn escape(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
-    crate::json_text::escape_pieces(s, |p| out.write_str(p))
+    crate::json_text::escape_pieces(s, |p| line_breaks(out, p))
+}
+
+/// Writes `p`, its Unicode line breaks escaped. Their UTF-8 forms start
+/// with 0xC2 or 0xE2, so a piece without either byte goes through whole.
+fn line_breaks(out: &mut dyn fmt::Write, p: &str) -> fmt::Result {
+    if !p.bytes().any(|b| b == 0xc2 || b == 0xe2) {
+        return out.write_str(p);
+    }
+    let mut rest = p;
+    while let Some(at) = rest.find(['\u{85}', '\u{2028}', '\u{2029}']) {
+        out.write_str(&rest[..at])?;
+        let c = rest[at..].chars().next().unwrap_or(' ');
+        write!(out, "\\u{:04x}", u32::from(c))?;
+        rest = &rest[at + c.len_utf8()..];
+    }
+    out.write_str(rest)
 }
 
 /// A `fmt::Write` that escapes what goes through it.
@@ -268,6 +289,42 @@ mod tests {
                 .all(|l| l.ends_with(",\"target\":\"otel_admission::cli::json_line::tests\"}")),
             "{ours}"
         );
+    }
+
+    /// Each control character and Unicode line break, in every kind of
+    /// field: one line per event, no raw line break in it, and the values
+    /// parse back exactly.
+    #[test]
+    fn no_value_breaks_a_line() {
+        let mut out = String::new();
+        for c in [
+            '\n', '\r', '\t', '\u{1b}', '\0', '\u{85}', '\u{2028}', '\u{2029}',
+        ] {
+            let v = format!("x{c}{{\"level\":\"ERROR\"}} \u{2028}é{c}");
+            let err = std::io::Error::other(v.clone());
+            let (ours, _) = both(|| {
+                tracing::info!(
+                    uid = %v,
+                    namespace = v.as_str(),
+                    detail = ?v,
+                    error = &err as &(dyn std::error::Error + 'static),
+                    "{v}"
+                );
+            });
+            assert!(
+                !ours
+                    .trim_end_matches('\n')
+                    .contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']),
+                "{c:?}: {ours:?}"
+            );
+            let line: serde_json::Value = serde_json::from_str(ours.trim_end()).expect(&ours);
+            for k in ["uid", "namespace", "error", "message"] {
+                assert_eq!(line[k], v.as_str(), "{c:?} {k}: {ours}");
+            }
+            assert_eq!(line["detail"], format!("{v:?}"), "{c:?}: {ours}");
+            out.push_str(&ours);
+        }
+        assert!(out.contains("\\u2028") && out.contains("\\u0085"), "{out}");
     }
 
     #[test]

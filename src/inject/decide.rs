@@ -55,6 +55,12 @@
 //! |18 | `otel-admission.io/istio`              | `true`/`false`   | annotations on/off; other: `invalid_annotation` |
 //! |19 | none of the above                      | —                | rule `sidecar`/`probes`/`annotations: true`   |
 //!
+//! A pod bound for Windows nodes ([`crate::inject::security::windows`]) gets
+//! no Linux-only feature, whatever the rows above say: every language but
+//! `sdk`, and the sidecar, is `unsupported_os` for that feature, decided
+//! first in `plan_language` and `plan_sidecar`; `sdk`, probes and
+//! annotations are OS-neutral.
+//!
 //! A pod that already has an `otc-container` gets no second one
 //! (`already_injected` for the sidecar feature). `sidecar.native: auto` is
 //! native when [`Context::server_version`] is ≥ 1.29 or unknown.

@@ -261,6 +261,7 @@ pub fn resource_attributes(
     attrs
 }
 
+/// `k=v,…` with every value percent-encoded (see [`encode_value`]).
 fn join<'a>(attrs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     let mut out = String::with_capacity(256);
     for (k, v) in attrs {
@@ -269,9 +270,37 @@ fn join<'a>(attrs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String
         }
         out.push_str(k);
         out.push('=');
-        out.push_str(v);
+        encode_value(v, &mut out);
     }
     out
+}
+
+/// Appends `value` as an `OTEL_RESOURCE_ATTRIBUTES` value. The
+/// specification (resource SDK) reads the variable as W3C baggage without
+/// metadata: bytes outside the baggage-octet range (controls, space, `"`,
+/// `,`, `;`, `\`, DEL and every non-ASCII byte, as UTF-8) must be
+/// percent-encoded, and SDKs decode values. So must `%`: a literal `%2C`
+/// would decode to a comma, and a stray `%` fails Node.js's decoding. `=`
+/// is a baggage octet, but the Node.js SDK refuses a pair that splits into
+/// more than two parts on `=`, and with it the whole variable; `%3D`
+/// decodes to `=` everywhere. Everything else, `$(VAR)` references
+/// included, is written as it is, so values without those characters do
+/// not change. The Operator joins values raw, and `team=a,b` becomes
+/// `team=a` and a stray `b`.
+pub fn encode_value(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        let raw = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+            && b != b'%'
+            && b != b'=';
+        if raw {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0F)]));
+        }
+    }
 }
 
 /// Merges ours into the container's `OTEL_RESOURCE_ATTRIBUTES`, user keys

@@ -12,6 +12,7 @@ use crate::inject::plan::{
     AnnotationsPlan, CollectorSource, Failure, Feature, Plan, SidecarPlan, SkipReason,
 };
 use crate::inject::precedence::{describe, pod_value, switch};
+use crate::inject::security::unsupported_on_windows;
 use k8s_openapi::api::core::v1::Pod;
 
 /// The collector sidecar, probes and annotations (rows 14–19).
@@ -102,6 +103,11 @@ fn plan_sidecar(
                 "sidecar: pod already has a container named {SIDECAR_NAME}; no second one is added"
             ),
         ));
+    }
+    // Before the collector is looked up: on a Windows pod none can run, so
+    // a missing or ambiguous one is beside the point.
+    if let Some(f) = unsupported_on_windows(pod, Feature::Sidecar) {
+        return Err(f);
     }
     let source = if value.eq_ignore_ascii_case("true") {
         let mut found = ctx.view.sidecar_collectors(ctx.namespace);

@@ -26,6 +26,11 @@ pub const PHP_PLATFORM_KEY: &str = "instrumentation.opentelemetry.io/otel-php-pl
 
 pub const PHP_THREAD_SAFETY_KEY: &str = "instrumentation.opentelemetry.io/otel-php-thread-safety";
 
+/// The node labels the kubelet sets to its OS (`runtime.GOOS`): the stable
+/// one, and the deprecated beta one it still sets, which older Windows
+/// manifests select on.
+pub const OS_LABELS: [&str; 2] = ["kubernetes.io/os", "beta.kubernetes.io/os"];
+
 /// Our opt-in to language auto-detection.
 pub const AUTO_KEY: &str = "otel-admission.io/inject-auto";
 

@@ -13,6 +13,7 @@ use crate::inject::plan::{
     Failure, Feature, LanguagePlan, Libc, PhpBuild, Plan, Resolved, SkipReason,
 };
 use crate::inject::precedence::{Found, combine, describe, ns_value, origin_word, pod_value};
+use crate::inject::security::unsupported_on_windows;
 use crate::language::Language;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -101,6 +102,11 @@ pub(crate) fn plan_language(
     decided_by: String,
     containers: &[&str],
 ) -> Result<LanguagePlan, Failure> {
+    // First: on a Windows pod a Linux agent cannot run whatever else is
+    // asked, and a missing Instrumentation would be a misleading warning.
+    if let Some(f) = unsupported_on_windows(pod, Feature::Instrumentation(lang)) {
+        return Err(f);
+    }
     let instrumentation = resolve_instrumentation(ctx, lang, value)?;
     let (targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
     let mut libc = Libc::Glibc;

@@ -39,6 +39,9 @@ pub enum SkipReason {
     NoInstrumentation,
     AmbiguousInstrumentation,
     InvalidAnnotation,
+    /// The pod runs on Windows and the feature's container is Linux-only
+    /// (every language agent but `sdk`, and the collector sidecar).
+    UnsupportedOs,
     Error,
 }
 
@@ -213,7 +216,7 @@ impl std::fmt::Display for Feature {
 // === impl SkipReason ===
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 9] = [
         Self::ExcludedNamespace,
         Self::OptedOut,
         Self::NotSelected,
@@ -221,6 +224,7 @@ impl SkipReason {
         Self::NoInstrumentation,
         Self::AmbiguousInstrumentation,
         Self::InvalidAnnotation,
+        Self::UnsupportedOs,
         Self::Error,
     ];
 
@@ -233,12 +237,16 @@ impl SkipReason {
             Self::NoInstrumentation => "no_instrumentation",
             Self::AmbiguousInstrumentation => "ambiguous_instrumentation",
             Self::InvalidAnnotation => "invalid_annotation",
+            Self::UnsupportedOs => "unsupported_os",
             Self::Error => "error",
         }
     }
 
     /// Whether `failureMode: deny` turns this into a denial: the user asked for
-    /// something and we could not do it. Plain non-selection never denies.
+    /// something and we could not do it. Plain non-selection never denies, nor
+    /// does `unsupported_os`: the pod as sent is valid and runs, and denying it
+    /// would lock every Windows pod out of a namespace that opts in to a
+    /// language.
     pub fn is_failure(self) -> bool {
         matches!(
             self,

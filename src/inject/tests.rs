@@ -1601,3 +1601,389 @@ fn dotnet_is_refused_where_the_container_runs_its_own_agent() {
         o.warnings
     );
 }
+
+// === Windows pods ===
+
+/// A one-container pod placed by `placement` (merged into its `spec`) and
+/// asking for `feature`: a language key, or `sidecar`. The app's own
+/// context is what a Windows pod may carry.
+fn placed_pod(placement: &Value, feature: &str) -> Value {
+    let key = match feature {
+        "sidecar" => "sidecar.opentelemetry.io/inject".to_string(),
+        lang => format!("instrumentation.opentelemetry.io/inject-{lang}"),
+    };
+    let mut p = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "checkout-0", "annotations": {key: "true"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/checkout:1.2.3",
+            "securityContext": {"windowsOptions": {"runAsUserName": "ContainerUser"}}}]}
+    });
+    if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), placement.as_object()) {
+        spec.extend(extra.clone());
+    }
+    p
+}
+
+/// `requiredDuringScheduling…` node affinity, one term per list of
+/// `kubernetes.io/os In` values.
+fn os_affinity(terms: &[&[&str]]) -> Value {
+    let terms: Vec<Value> = terms
+        .iter()
+        .map(|values| {
+            json!({"matchExpressions": [
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                {"key": "kubernetes.io/os", "operator": "In", "values": values}
+            ]})
+        })
+        .collect();
+    json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+        {"nodeSelectorTerms": terms}}}})
+}
+
+/// What the API server's `validateWindows` refuses on a Windows pod, set in
+/// what the patch added or changed: container contexts of containers the
+/// pod did not have (or changed ones), and the pod-level fields.
+fn linux_only_fields_added(before: &Pod, after: &Pod) -> Vec<String> {
+    use k8s_openapi::api::core::v1::{Container, SecurityContext};
+    fn set(sc: &SecurityContext) -> Vec<&'static str> {
+        [
+            ("seLinuxOptions", sc.se_linux_options.is_some()),
+            ("seccompProfile", sc.seccomp_profile.is_some()),
+            ("appArmorProfile", sc.app_armor_profile.is_some()),
+            ("capabilities", sc.capabilities.is_some()),
+            (
+                "readOnlyRootFilesystem",
+                sc.read_only_root_filesystem.is_some(),
+            ),
+            ("privileged", sc.privileged.is_some()),
+            (
+                "allowPrivilegeEscalation",
+                sc.allow_privilege_escalation.is_some(),
+            ),
+            ("procMount", sc.proc_mount.is_some()),
+            ("runAsUser", sc.run_as_user.is_some()),
+            ("runAsGroup", sc.run_as_group.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+    }
+    let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_ref()) else {
+        return vec!["spec missing".into()];
+    };
+    let all = |s: &k8s_openapi::api::core::v1::PodSpec| -> Vec<Container> {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+            .cloned()
+            .collect()
+    };
+    let old = all(b);
+    let mut found = Vec::new();
+    for c in all(a) {
+        let was = old.iter().find(|o| o.name == c.name);
+        if was.is_some_and(|o| o.security_context == c.security_context) {
+            continue;
+        }
+        for f in c.security_context.as_ref().map(set).unwrap_or_default() {
+            found.push(format!("{}.securityContext.{f}", c.name));
+        }
+    }
+    if a.security_context != b.security_context {
+        found.push(format!("pod securityContext {:?}", a.security_context));
+    }
+    for (name, was, now) in [
+        (
+            "shareProcessNamespace",
+            b.share_process_namespace,
+            a.share_process_namespace,
+        ),
+        ("hostPID", b.host_pid, a.host_pid),
+        ("hostIPC", b.host_ipc, a.host_ipc),
+    ] {
+        if was != now {
+            found.push(format!("spec.{name}"));
+        }
+    }
+    found
+}
+
+/// Issue 27: a pod bound for Windows nodes gets no Linux-only feature (every
+/// agent but `sdk`, and the collector sidecar): each is `unsupported_os`, in
+/// a warning, the status annotation, `skips_total` and `explain`, never a
+/// denial; what it does get adds nothing the API server refuses on Windows.
+/// A pod that may land on Linux is injected as before.
+#[rstest]
+#[case::os_name_windows(json!({"os": {"name": "windows"}}), Some("spec.os.name: windows"))]
+#[case::node_selector_windows(
+    json!({"nodeSelector": {"kubernetes.io/os": "windows"}}),
+    Some("nodeSelector kubernetes.io/os=windows")
+)]
+#[case::beta_node_selector_windows(
+    json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}),
+    Some("nodeSelector beta.kubernetes.io/os=windows")
+)]
+#[case::affinity_windows_only(
+    os_affinity(&[&["windows"], &["windows"]]),
+    Some("required node affinity admits only kubernetes.io/os In [windows]")
+)]
+#[case::affinity_linux_and_windows(os_affinity(&[&["linux", "windows"]]), None)]
+#[case::affinity_one_term_linux(os_affinity(&[&["windows"], &["linux"]]), None)]
+#[case::os_name_linux_beats_selector(
+    json!({"os": {"name": "linux"}, "nodeSelector": {"kubernetes.io/os": "windows"}}),
+    None
+)]
+#[case::linux(json!({"nodeSelector": {"kubernetes.io/os": "linux"}}), None)]
+#[case::none(json!({}), None)]
+fn windows_pods_get_no_linux_only_feature(
+    #[case] placement: Value,
+    #[case] windows: Option<&str>,
+    #[values("java", "python", "dotnet", "sdk", "sidecar")] feature: &str,
+) {
+    let p = placed_pod(&placement, feature);
+    let mut config = Config::default();
+    // The template, so `true` has a collector; deny, so a wrong reason shows.
+    config.sidecar.defined = true;
+    config.failure_mode = FailureMode::Deny;
+    let o = outcome(&p, &config, &StaticView::new());
+    let a = o.applied.as_ref().expect("applied");
+    let sidecar = feature == "sidecar";
+    let done = if sidecar {
+        a.sidecar.is_some()
+    } else {
+        a.injected.iter().any(|i| i.language.key() == feature)
+    };
+    let neutral = feature == "sdk";
+    let unsupported: Vec<_> = a
+        .failures
+        .iter()
+        .filter(|f| f.reason == SkipReason::UnsupportedOs)
+        .collect();
+    assert!(o.denials.is_empty(), "never a denial: {:?}", o.denials);
+    let Some(why) = windows.filter(|_| !neutral) else {
+        assert!(done, "{feature} injected as before: {:?}", o.warnings);
+        assert!(unsupported.is_empty(), "{unsupported:?}");
+        if windows.is_some() {
+            let back = pod(patched(&p, &o));
+            assert_eq!(
+                linux_only_fields_added(&pod(p.clone()), &back),
+                Vec::<String>::new()
+            );
+        }
+        return;
+    };
+    assert!(!done, "{feature} must not be injected on Windows");
+    assert_eq!(unsupported.len(), 1, "{:?}", a.failures);
+    let what = match feature {
+        "sidecar" => "the sidecar otc-container is a Linux container".to_string(),
+        lang => format!("the {lang} agent is a Linux init container"),
+    };
+    let warning =
+        format!("otel-admission: {feature}: pod runs on Windows ({why}): {what}; not injected");
+    assert!(
+        o.warnings.contains(&warning),
+        "{warning} in {:?}",
+        o.warnings
+    );
+    // The status annotation, from the same failure.
+    let doc = patched(&p, &o);
+    let status: Value = serde_json::from_str(
+        doc["metadata"]["annotations"]["otel-admission.io/status"]
+            .as_str()
+            .expect("status"),
+    )
+    .expect("json");
+    assert_eq!(status["failures"], json!({feature: "unsupported_os"}));
+    // Metrics, as /mutate counts them.
+    let metrics = Metrics::new();
+    crate::mutate::record(&o, &metrics);
+    let m = metrics.encode();
+    assert!(
+        m.contains("otel_admission_skips_total{reason=\"unsupported_os\"} 1"),
+        "{m}"
+    );
+    // explain.
+    let text = crate::inject::manifest::explain(
+        "pod.yaml",
+        &[crate::inject::manifest::Report {
+            index: 0,
+            workload: "Pod/checkout-0".into(),
+            namespace: NS.into(),
+            location: "".into(),
+            outcome: o.clone(),
+            rules: Vec::new(),
+        }],
+    );
+    assert!(
+        text.contains(&format!(
+            "  {feature}: not injected (unsupported_os): {feature}: pod runs on Windows ({why})"
+        )),
+        "{text}"
+    );
+    // The patch, applied and read back as a Pod, adds nothing Windows refuses.
+    let back = pod(doc);
+    assert_eq!(
+        linux_only_fields_added(&pod(p.clone()), &back),
+        Vec::<String>::new()
+    );
+    let spec = back.spec.expect("spec");
+    assert_eq!(spec.containers.len(), 1, "no otc-container");
+    assert!(spec.init_containers.is_none(), "no agent init container");
+}
+
+/// A language and the sidecar on one Windows pod: `sdk` still gets its env,
+/// probes and annotations are OS-neutral, and every Linux-only feature is
+/// reported once, by its own name.
+#[test]
+fn windows_pod_keeps_the_os_neutral_features() {
+    let p = json!({
+        "metadata": {"name": "checkout-0", "annotations": {
+            "instrumentation.opentelemetry.io/inject-java": "true",
+            "instrumentation.opentelemetry.io/inject-sdk": "true",
+            "instrumentation.opentelemetry.io/java-container-names": "app",
+            "instrumentation.opentelemetry.io/sdk-container-names": "app",
+            "sidecar.opentelemetry.io/inject": "true",
+            "otel-admission.io/probes": "true"}},
+        "spec": {"os": {"name": "windows"}, "containers": [{"name": "app", "image": "a:1",
+            "ports": [{"name": "health", "containerPort": 8080}]}]}
+    });
+    let mut config = Config::default();
+    config.sidecar.defined = true;
+    let o = outcome(&p, &config, &StaticView::new());
+    let a = o.applied.as_ref().expect("applied");
+    let failed: Vec<(String, SkipReason)> = a
+        .failures
+        .iter()
+        .map(|f| (f.feature.to_string(), f.reason))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            ("java".to_string(), SkipReason::UnsupportedOs),
+            ("sidecar".to_string(), SkipReason::UnsupportedOs)
+        ]
+    );
+    assert_eq!(a.injected.len(), 1);
+    assert_eq!(a.injected[0].language, Language::Sdk);
+    assert!(!a.probes.is_empty(), "probes are OS-neutral");
+    let doc = patched(&p, &o);
+    let env = env_lines(container(&doc, "app"));
+    assert!(
+        env.iter().any(|e| e.starts_with("OTEL_SERVICE_NAME=")),
+        "{env:?}"
+    );
+    // Endpoint is not the absent sidecar's localhost.
+    assert!(!env.iter().any(|e| e.contains("localhost")), "{env:?}");
+    assert_eq!(
+        linux_only_fields_added(&pod(p.clone()), &pod(doc)),
+        Vec::<String>::new()
+    );
+}
+
+// === OTEL_RESOURCE_ATTRIBUTES encoding ===
+
+/// Splits `OTEL_RESOURCE_ATTRIBUTES` as an SDK does (pairs on `,`, key and
+/// value on the first `=`, values percent-decoded), failing on a fragment
+/// that is not a pair.
+fn sdk_parse(v: &str) -> BTreeMap<String, String> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+                out.push(u8::from_str_radix(hex, 16).expect("hex digit"));
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).expect("utf-8")
+    }
+    v.split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{kv:?} in {v}"));
+            (k.to_string(), decode(v))
+        })
+        .collect()
+}
+
+fn resource_attributes_of(doc: &Value) -> String {
+    env_lines(container(doc, "app"))
+        .into_iter()
+        .find_map(|e| {
+            e.strip_prefix("OTEL_RESOURCE_ATTRIBUTES=")
+                .map(str::to_string)
+        })
+        .expect("OTEL_RESOURCE_ATTRIBUTES")
+}
+
+/// Issue 27: `resource.opentelemetry.io/<attr>` values are percent-encoded
+/// as the specification requires (W3C baggage octets, plus `%` and `=`), so
+/// an SDK splitting on `,` and `=` reads back exactly the value given, and
+/// a value without those characters is written unchanged.
+#[rstest]
+#[case::plain("checkout-team_1.2", "checkout-team_1.2")]
+#[case::comma("a,b", "a%2Cb")]
+#[case::equals("k=v", "k%3Dv")]
+#[case::percent("100%", "100%25")]
+#[case::already_encoded_is_literal("a%2Cb", "a%252Cb")]
+#[case::space("two words", "two%20words")]
+#[case::non_ascii("café ☕", "caf%C3%A9%20%E2%98%95")]
+#[case::quote_semicolon_backslash("\"a;b\\", "%22a%3Bb%5C")]
+#[case::baggage_octets_kept("$(A)/b:c?d@e[f]+~!#&'*", "$(A)/b:c?d@e[f]+~!#&'*")]
+fn resource_attribute_values_are_percent_encoded(#[case] value: &str, #[case] encoded: &str) {
+    let p = simple(
+        json!({"instrumentation.opentelemetry.io/inject-python": "true",
+            "resource.opentelemetry.io/team": value}),
+        json!({}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let ra = resource_attributes_of(&patched(&p, &o));
+    assert!(
+        ra.split(',').any(|kv| kv == format!("team={encoded}")),
+        "team={encoded} in {ra}"
+    );
+    let read = sdk_parse(&ra);
+    assert_eq!(read.get("team").map(String::as_str), Some(value), "{ra}");
+    assert_eq!(
+        read.get("k8s.container.name").map(String::as_str),
+        Some("app")
+    );
+    assert_eq!(read.len(), ra.split(',').count(), "no stray fragment: {ra}");
+}
+
+/// The Instrumentation's `spec.resource.resourceAttributes` go through the
+/// same encoding; the user's own variable is left as written.
+#[test]
+fn instrumentation_resource_attributes_are_percent_encoded() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "default",
+            json!({"resource": {"resourceAttributes": {"deployment.environment": "eu,prod=1"}}}),
+        ),
+        NS,
+    );
+    let p = json!({
+        "metadata": {"name": "checkout-0",
+            "annotations": {"instrumentation.opentelemetry.io/inject-sdk": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a:1",
+            "env": [{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "owner=a%2Cb"}]}]}
+    });
+    let o = outcome(&p, &Config::default(), &view);
+    let ra = resource_attributes_of(&patched(&p, &o));
+    assert!(ra.starts_with("owner=a%2Cb,"), "{ra}");
+    assert!(
+        ra.contains(",deployment.environment=eu%2Cprod%3D1,"),
+        "{ra}"
+    );
+    let read = sdk_parse(&ra);
+    assert_eq!(read["deployment.environment"], "eu,prod=1");
+    assert_eq!(read["owner"], "a,b");
+}

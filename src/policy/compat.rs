@@ -570,7 +570,10 @@ pub fn install(engine: &mut regorus::Engine) {
             // OPA: a non-array second operand is a type error (undefined).
             _ => return Ok(regorus::Value::Undefined),
         };
-        Ok(regorus::Value::from(go_sprintf_str(fmt, &items)))
+        let out = go_sprintf_str(fmt, &items);
+        // A `%*d` pads to a million characters: counted in the budget.
+        super::budget::charge("sprintf", super::budget::string_bytes(out.len() as u64))?;
+        Ok(regorus::Value::from(out))
     };
     // Registering twice on one engine is the only failure; ours is fresh.
     let _ = engine.add_extension("sprintf".into(), 2, Box::new(f));

@@ -82,6 +82,19 @@ pub(crate) fn is_yaml(p: &Path) -> bool {
         .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
 }
 
+/// `text` with every path of a policy file (a `.rego`, `.yaml`, `.yml` or
+/// `.json` name after one or more directories) cut to its base name: what
+/// admission answers say names no directory of the server.
+pub fn strip_directories(text: &str) -> String {
+    static PATH: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?:[^\s:"'`/\\]*[/\\])+([^\s:"'`/\\]+\.(?:rego|ya?ml|json))"#).ok()
+    });
+    match PATH.as_ref() {
+        Some(re) => re.replace_all(text, "$1").into_owned(),
+        None => text.to_string(),
+    }
+}
+
 /// Reads a multi-document YAML (or JSON) file as JSON values.
 pub fn read_documents(path: &Path) -> Result<Vec<Json>, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {

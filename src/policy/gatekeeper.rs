@@ -437,8 +437,38 @@ fn isolate(src: &str, lower: &str, entry: Option<&str>) -> String {
 }
 
 impl Template {
-    /// Compiles the template's modules into `engine`.
+    /// Which of the template's Rego its `i`th module is: `template k8sx`
+    /// (the entry `rego`) or `template k8sx, libs[0]`.
+    fn part(&self, i: usize) -> String {
+        match i.checked_sub(1) {
+            None => format!("template {}", self.name),
+            Some(lib) => format!("template {}, libs[{lib}]", self.name),
+        }
+    }
+
+    /// Where each of its modules comes from, by regorus label.
+    pub fn origins(&self) -> impl Iterator<Item = (String, super::calls::Origin)> + '_ {
+        self.modules.iter().enumerate().map(|(i, (label, _, _))| {
+            (
+                label.clone(),
+                super::calls::Origin {
+                    path: self.path.clone(),
+                    what: Some(self.part(i)),
+                },
+            )
+        })
+    }
+
+    /// Compiles the template's modules into `engine`. A Rego source nested
+    /// too deep for regorus' parser is refused first
+    /// ([`super::limits::check_nesting`]).
     pub fn add_to(&self, engine: &mut regorus::Engine) -> Result<(), PolicyError> {
+        for (i, (_, src, _)) in self.modules.iter().enumerate() {
+            super::limits::check_nesting(src).map_err(|e| PolicyError::Rego {
+                path: self.path.clone(),
+                message: format!("{}: {e}", self.part(i)),
+            })?;
+        }
         for (label, src, v0) in &self.modules {
             engine.set_rego_v0(*v0);
             let r = engine.add_policy(label.clone(), compat::preprocess(src, *v0));

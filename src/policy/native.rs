@@ -20,12 +20,17 @@ pub struct Module {
 
 /// Adds `src` to `engine`, as Rego v1 and, if that does not parse, as v0
 /// (OPA's `--v0-compatible`): kube-mgmt policies are mostly v0, new ones v1.
-/// A module that imports `rego.v1` is v1 only.
+/// A module that imports `rego.v1` is v1 only. A source nested too deep
+/// for regorus' parser is refused first ([`super::limits::check_nesting`]).
 pub fn add_module(
     engine: &mut regorus::Engine,
     path: &Path,
     src: &str,
 ) -> Result<Module, PolicyError> {
+    super::limits::check_nesting(src).map_err(|message| PolicyError::Rego {
+        path: path.to_path_buf(),
+        message,
+    })?;
     let label = path.display().to_string();
     engine.set_rego_v0(false);
     let v1 = engine.add_policy(label.clone(), compat::preprocess(src, false));

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ impl Outcome {
             }
         }
         for (policy, e) in &self.errors {
+            // What a user reads names no directory of the server (the
+            // server's log has the path; see `PolicySet::public_error`).
+            let e = super::files::strip_directories(e);
             match failure_mode {
                 FailureMode::Deny => v
                     .denials
@@ -69,6 +73,43 @@ fn effective(action: Action, enforcement: Enforcement) -> &'static str {
     }
 }
 
+/// How long a reload's compile may take; see [`Policies::reload`].
+pub const RELOAD_COMPILE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `compile` on a thread of its own and waits at most `limit` for it.
+/// A compile cannot be cancelled: past the limit it is left to finish
+/// alone, its result dropped, and the refusal returned at once.
+pub fn bounded<T: Send + 'static>(
+    dir: &Path,
+    limit: Duration,
+    compile: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
+) -> Result<T, PolicyError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("policy-compile".into())
+        .spawn(move || {
+            let _ = tx.send(compile());
+        });
+    if let Err(e) = spawned {
+        return Err(PolicyError::CompilePanicked {
+            path: dir.to_path_buf(),
+            message: format!("cannot start the compile thread: {e}"),
+        });
+    }
+    match rx.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(PolicyError::CompileTimeout {
+            path: dir.to_path_buf(),
+            limit,
+        }),
+        // The sender went away without a result: the compile panicked.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(PolicyError::CompilePanicked {
+            path: dir.to_path_buf(),
+            message: "the compiler panicked".into(),
+        }),
+    }
+}
+
 /// Where [`Policies`] finds namespace labels (the cluster's namespace cache).
 pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>;
 
@@ -82,6 +123,9 @@ pub struct Policies {
     inventory: Mutex<Option<regorus::Value>>,
     dir: PathBuf,
     eval_timeout: Duration,
+    /// The memory budget of one evaluation, in bytes ([`super::budget`]);
+    /// applied to every set loaded.
+    memory_limit: AtomicU64,
     failure_mode: FailureMode,
     /// When set, `failureMode`, `policies.enforcement` and
     /// `policies.evalTimeout` follow config reloads.
@@ -127,6 +171,7 @@ impl Policies {
             inventory: Mutex::new(None),
             dir: dir.to_path_buf(),
             eval_timeout,
+            memory_limit: AtomicU64::new(super::budget::DEFAULT_MEMORY_LIMIT),
             failure_mode,
             config: None,
             enforcement: None,
@@ -134,6 +179,29 @@ impl Policies {
             ns_labels: None,
             injection: None,
         })
+    }
+
+    /// Sets the memory budget of one evaluation (bytes; default
+    /// [`super::budget::DEFAULT_MEMORY_LIMIT`]), `policies.memoryLimit`.
+    pub fn with_memory_limit(self, bytes: u64) -> Self {
+        self.set_memory_limit(bytes);
+        self
+    }
+
+    /// [`Self::with_memory_limit`] on a running server (a config reload):
+    /// the sets serving take it at once, and every set loaded after.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        if self.memory_limit.swap(bytes, Ordering::Relaxed) == bytes {
+            return;
+        }
+        let loaded = self.loaded.load_full();
+        self.loaded
+            .store(Arc::new((*loaded).clone().with_memory_limit(bytes)));
+        self.apply_inventory();
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
     }
 
     /// Sets where namespace labels come from (the cluster's namespace cache).
@@ -191,11 +259,25 @@ impl Policies {
         &self.dir
     }
 
+    /// `policies.memoryLimit` of the live config, else the one set.
+    fn configured_memory_limit(&self) -> u64 {
+        self.config
+            .as_ref()
+            .map_or(self.memory_limit(), |c| c.load().policies.memory_limit)
+    }
+
     /// Re-reads the directory. `Ok(true)` when a new set was swapped in; on
     /// error the previous set keeps serving, and the error is logged and counted.
+    ///
+    /// The compile runs on a thread of its own and is given
+    /// [`RELOAD_COMPILE_LIMIT`]: a directory the compiler has not finished
+    /// by then is refused and its late result dropped, so what a file costs
+    /// is at most its refusal.
     pub fn reload(&self) -> Result<bool, PolicyError> {
         let timeout = self.eval_timeout();
-        let fp = fingerprint(&self.dir) ^ (timeout.as_nanos() as u64);
+        let memory_limit = self.configured_memory_limit();
+        let fp =
+            fingerprint(&self.dir) ^ (timeout.as_nanos() as u64) ^ memory_limit.rotate_left(29);
         {
             let mut last = self.last_tried.lock().unwrap_or_else(|p| p.into_inner());
             if *last == fp {
@@ -204,11 +286,15 @@ impl Policies {
             *last = fp;
         }
         let load = || {
-            if self.dir.is_dir() {
-                PolicySet::load_dir(&self.dir, timeout)
-            } else {
-                Ok(PolicySet::empty(timeout))
-            }
+            let dir = self.dir.clone();
+            bounded(&self.dir, RELOAD_COMPILE_LIMIT, move || {
+                let set = if dir.is_dir() {
+                    PolicySet::load_dir(&dir, timeout)?
+                } else {
+                    PolicySet::empty(timeout)
+                };
+                Ok(set.with_memory_limit(memory_limit))
+            })
         };
         // A file vanishing mid-read is a swap in progress: read again.
         let mut loaded = load();
@@ -226,6 +312,7 @@ impl Policies {
         match loaded {
             Ok(set) => {
                 tracing::info!(dir = %self.dir.display(), policies = ?set.policy_names(), "policies reloaded");
+                self.memory_limit.store(memory_limit, Ordering::Relaxed);
                 self.loaded.store(Arc::new(set));
                 self.apply_inventory();
                 Ok(true)
@@ -336,11 +423,18 @@ impl Validate for Policies {
         }
         let r = &review.request;
         for v in &outcome.violations {
-            tracing::info!(uid = %r.uid, workload = %r.workload(), policy = %v.policy,
+            tracing::info!(uid = %r.uid, namespace = r.namespace.as_deref().unwrap_or_default(),
+                workload = %r.workload(), policy = %v.policy,
                 action = effective(v.action, enforcement), violation = %v.message, "policy violation");
         }
         for (policy, e) in &outcome.errors {
             tracing::error!(uid = %r.uid, policy = %policy, error = %e, "policy evaluation failed");
+        }
+        // The log has the files' paths; the answer names the policy and, at
+        // most, the file's base name.
+        let mut outcome = outcome;
+        for (_, e) in &mut outcome.errors {
+            *e = set.public_error(e);
         }
         outcome.verdict(self.failure_mode(), enforcement)
     }
@@ -422,6 +516,31 @@ mod tests {
         .expect("load")
         .with_enforcement(Some(Enforcement::Enforce));
         (d, p)
+    }
+
+    /// A compile past its limit is refused at its limit, not when it ends;
+    /// one within it returns its result; one that panics is an error.
+    #[test]
+    fn a_compile_is_bounded() {
+        let dir = Path::new("/etc/otel-admission/policies");
+        let started = std::time::Instant::now();
+        let slow = bounded(dir, Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(1)
+        });
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let err = slow.expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("compiling took longer than 100ms; refused"),
+            "{err}"
+        );
+        assert_eq!(
+            bounded(dir, Duration::from_secs(5), || Ok(7)).expect("fast"),
+            7
+        );
+        let panicked: Result<u8, _> = bounded(dir, Duration::from_secs(5), || panic!("boom"));
+        assert!(matches!(panicked, Err(PolicyError::CompilePanicked { .. })));
     }
 
     /// The table on [`Enforcement`], case by case: what one violation of
@@ -536,7 +655,36 @@ mod tests {
         let json: Json = serde_json::from_str(line).expect("json line");
         assert_eq!(json["message"], "policy violation", "{line}");
         assert_eq!(json["violation"], "no pods today", "{line}");
+        assert!(json.get("namespace").is_some(), "{line}");
     }
+    /// An evaluation error: the answer names the policy and the file's base
+    /// name; what the server logs (the outcome's errors, before the answer
+    /// is made) has the file's path.
+    #[test]
+    fn evaluation_errors_keep_the_path_in_the_log_only() {
+        let (d, p) = policies_from(&[(
+            "bad.rego",
+            "package kubernetes.admission.bad\nimport rego.v1\nx := 1 if true\nx := 2 if input.request\ndeny contains \"bad\" if x == 1\n",
+        )]);
+        let body = decoded_body();
+        let decoded = crate::admission::decode(&body).expect("decodes");
+        assert_eq!(
+            p.validate(&decoded).warnings,
+            vec![
+                "otel-admission: policy kubernetes.admission.bad not enforced: bad.rego:4:1: rule conflicts with rule at bad.rego:3:1"
+            ]
+        );
+        let logged = p
+            .current()
+            .evaluate_value(&review_value(&body).expect("value"), &|_: &str| None);
+        let path = format!("{}/bad.rego", d.path().display());
+        assert!(
+            logged.errors.iter().all(|(_, e)| e.contains(&path)),
+            "{:?}",
+            logged.errors
+        );
+    }
+
     /// The kubelet's ConfigMap update: a new `..2026_b` directory, `..data`
     /// renamed onto it, the old directory removed, and only then the link of
     /// a file the update dropped. A reload in between sees that dangling

@@ -13,10 +13,14 @@
 //! pod costs about 30 MiB of peak RSS (`tests/policy.rs`,
 //! `validate_memory_is_bounded`, bound 64 MiB).
 //!
-//! regorus 0.14.1 has allocator-level memory limits only behind its
-//! `allocator-memory-limits` feature, which installs its own mimalloc as the
-//! global allocator (clashing with the binary's) and sets one process-wide
-//! budget, not one per evaluation; this build does not enable it.
+//! What the policies of one request may build is bounded by a memory
+//! budget ([`super::budget`], 64 MiB by default), charged by the builtins
+//! that can build a large value in one call; past it an evaluation fails as
+//! the time limit fails it.
+//!
+//! Errors: what regorus says names the module by its label, the file's
+//! path; [`PolicySet::public_error`] makes it name the file's base name,
+//! for what kubectl users see, while the server log keeps the path.
 
 use std::collections::BTreeMap;
 use std::hash::Hasher as _;
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::PolicyError;
+use super::calls::{Origin, Origins, check_calls};
 use super::files::{files_under, hash_file, is_rego, is_test_rego, is_yaml, parse_documents};
 use super::gatekeeper::{self, Action, Constraint, NamespaceLabels, Template};
 use super::native::{self, Module};
@@ -59,6 +64,8 @@ pub struct PolicySet {
     templates: BTreeMap<String, Template>,
     constraints: Vec<Constraint>,
     eval_timeout: Duration,
+    /// The memory budget of one evaluation, in bytes ([`super::budget`]).
+    memory_limit: u64,
     /// Files it was built from, for reload change detection.
     fingerprint: u64,
     /// The policies (packages, template kinds) whose Rego reads
@@ -69,6 +76,9 @@ pub struct PolicySet {
     /// Whether the engine has [`PolicySet::batch_module`] (added once, by
     /// the first warm-up).
     batched: bool,
+    /// The labels regorus knows the modules by (their files' paths), to
+    /// take them out of what users see ([`Self::public_error`]).
+    labels: std::sync::Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -98,11 +108,14 @@ const BATCH_RULE: &str = "data.otel_admission_internal.native_rules.all";
 const BATCH_FILE: &str = "otel-admission-internal/native-rules.rego";
 
 /// A regorus engine with OPA's builtin behaviour: non-strict errors and
-/// Go's `sprintf` (see [`super::compat`]).
+/// Go's `sprintf` (see [`super::compat`]), and the builtins that can build
+/// a large value in one call charging the evaluation's memory budget
+/// ([`super::budget`]).
 pub fn new_engine() -> regorus::Engine {
     let mut e = regorus::Engine::new();
     e.set_strict_builtin_errors(false);
     super::compat::install(&mut e);
+    super::budget::install(&mut e);
     e
 }
 
@@ -167,21 +180,25 @@ impl PolicySet {
             templates: BTreeMap::new(),
             constraints: Vec::new(),
             eval_timeout,
+            memory_limit: super::budget::DEFAULT_MEMORY_LIMIT,
             fingerprint: 0,
             reads_inventory: Vec::new(),
             expansions: Vec::new(),
             batched: false,
+            labels: Default::default(),
         }
     }
 
     /// Compiles every policy under `dir`: `.rego` modules (not `*_test.rego`),
     /// ConstraintTemplates and Constraints. Other YAML documents (Suites,
-    /// test objects) are ignored.
+    /// test objects) are ignored. A source nested too deep for regorus'
+    /// parser, or a call nothing defines, is refused, naming the file.
     pub fn load_dir(dir: &Path, eval_timeout: Duration) -> Result<Self, PolicyError> {
         let files = files_under(dir)?;
         let mut set = Self::empty(eval_timeout);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut constraints = Vec::new();
+        let mut origins = Origins::new();
         for path in &files {
             if !(is_rego(path) || is_yaml(path)) {
                 continue;
@@ -194,6 +211,13 @@ impl PolicySet {
             if is_rego(path) {
                 if !is_test_rego(path) {
                     let m = native::add_module(&mut set.engine, path, &text)?;
+                    origins.insert(
+                        path.display().to_string(),
+                        Origin {
+                            path: path.clone(),
+                            what: None,
+                        },
+                    );
                     if reads_inventory(&text) && !set.reads_inventory.contains(&m.package) {
                         set.reads_inventory.push(m.package.clone());
                     }
@@ -217,6 +241,7 @@ impl PolicySet {
                     if t.modules.iter().any(|(_, rego, _)| reads_inventory(rego)) {
                         set.reads_inventory.push(t.kind.clone());
                     }
+                    origins.extend(t.origins());
                     set.add_template(t, i)?;
                 } else if super::expansion::is_expansion(doc) {
                     set.expansions.push(super::expansion::parse(doc, path, i)?);
@@ -229,8 +254,39 @@ impl PolicySet {
             set.add_constraint(c, i)?;
         }
         set.fingerprint = hasher.finish();
+        set.check_calls(&origins)?;
         set.warm_up(dir)?;
         Ok(set)
+    }
+
+    /// This set with another memory budget per evaluation (bytes; the
+    /// default is [`super::budget::DEFAULT_MEMORY_LIMIT`]).
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
+    /// Refuses a call that neither the set's modules nor regorus define
+    /// ([`super::calls`]), naming the file by `origins`; remembers the
+    /// modules' labels for [`Self::public_error`].
+    pub fn check_calls(&mut self, origins: &Origins) -> Result<(), PolicyError> {
+        check_calls(&self.engine, origins)?;
+        self.labels = std::sync::Arc::new(origins.keys().cloned().collect());
+        Ok(())
+    }
+
+    /// An evaluation error as kubectl users see it: one line, naming the
+    /// file by its base name, never a directory of the server. regorus'
+    /// `\n--> /etc/.../native.probes.rego:12:3\n  |\n12 | ...\nerror: rule
+    /// conflicts with rule at /etc/.../native.probes.rego:3:1` becomes
+    /// `native.probes.rego:12:3: rule conflicts with rule at
+    /// native.probes.rego:3:1`. The full message is what the server logs.
+    pub fn public_error(&self, message: &str) -> String {
+        public_error(message, &self.labels)
     }
 
     /// Adds and compiles a template.
@@ -442,6 +498,8 @@ impl PolicySet {
     ) -> Outcome {
         let start = Instant::now();
         let deadline = start + self.eval_timeout;
+        // What the policies of this request may build together.
+        let _budget = super::budget::Scope::new(self.memory_limit);
         let mut out = Outcome::default();
         let mut engine = self.engine.clone();
         let request = &gatekeeper_request(review);
@@ -460,6 +518,8 @@ impl PolicySet {
             let m = super::rego_message(&e);
             if m.to_ascii_lowercase().contains("time limit") {
                 timeout_message(self.eval_timeout)
+            } else if super::budget::is_over_budget(&m) {
+                super::budget::over_budget_message(&m)
             } else {
                 m
             }
@@ -601,6 +661,41 @@ impl PolicySet {
             rules.join(", ")
         ))
     }
+}
+
+/// See [`PolicySet::public_error`]: `labels` are the modules' labels.
+fn public_error(message: &str, labels: &[String]) -> String {
+    let base = |label: &str| {
+        Path::new(label)
+            .file_name()
+            .map_or_else(|| label.to_string(), |n| n.to_string_lossy().into_owned())
+    };
+    // regorus' span errors: `\n--> FILE:LINE:COL\n<source lines>\nKIND: MSG`,
+    // after the context of the error chain, if any.
+    let mut out = match message.split_once("\n--> ") {
+        Some((context, rest)) => {
+            let (at, body) = rest.split_once('\n').unwrap_or((rest, ""));
+            let last = body.lines().last().unwrap_or("");
+            let what = last.strip_prefix("error: ").unwrap_or(last);
+            let context = context.trim_end_matches([':', ' ']);
+            let at = match at.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+                [col, line, file] => format!("{}:{line}:{col}", base(file)),
+                _ => base(at),
+            };
+            if context.is_empty() {
+                format!("{at}: {what}")
+            } else {
+                format!("{context}: {at}: {what}")
+            }
+        }
+        None => message.to_string(),
+    };
+    for label in labels {
+        if out.contains(label.as_str()) {
+            out = out.replace(label.as_str(), &base(label));
+        }
+    }
+    super::files::strip_directories(&out)
 }
 
 fn timeout_message(limit: Duration) -> String {
@@ -745,6 +840,41 @@ mod tests {
         let out = set.input_error("broken");
         assert_eq!(out.errors.len(), set.policy_names().len());
         assert!(out.results.iter().all(|(_, r)| *r == "error"));
+    }
+
+    /// What users see of an evaluation error names files by their base
+    /// name, on one line; nothing else of the message changes.
+    #[test]
+    fn public_errors_name_base_names_on_one_line() {
+        let label = "/etc/otel-admission/policies/..2026_x/native.probes.rego".to_string();
+        let lib = "/etc/otel-admission/policies/gk/t.yaml#k8sx.libs[0]".to_string();
+        let labels = vec![label.clone(), lib.clone()];
+        let regorus = format!(
+            "\n--> {label}:12:3\n   |\n12 |   x := f(1)\n   |   ^\nerror: rule conflicts with rule at {label}:3:1"
+        );
+        assert_eq!(
+            public_error(&regorus, &labels),
+            "native.probes.rego:12:3: rule conflicts with rule at native.probes.rego:3:1"
+        );
+        let with_context =
+            format!("while evaluating x: \n--> {lib}:2:1\n  |\n2 | y\n  | ^\nerror: bad");
+        assert_eq!(
+            public_error(&with_context, &labels),
+            "while evaluating x: t.yaml#k8sx.libs[0]:2:1: bad"
+        );
+        // A path regorus wrote some other way still loses its directories.
+        assert_eq!(
+            public_error("cannot use ./policies/a/b.rego here", &[]),
+            "cannot use b.rego here"
+        );
+        assert_eq!(
+            public_error("evaluation time limit of 500ms exceeded", &labels),
+            "evaluation time limit of 500ms exceeded"
+        );
+        assert_eq!(
+            public_error("image apps/v1 registry.example/x:1 is bad", &labels),
+            "image apps/v1 registry.example/x:1 is bad"
+        );
     }
 
     /// Gatekeeper sees a DELETE's oldObject as `object`; the shared review

@@ -214,8 +214,11 @@ pub fn run_suite(path: &Path, report: &mut Report) -> Result<(), PolicyError> {
             return Err(field_err(&tpath, "kind".into(), "not a ConstraintTemplate"));
         }
         let mut set = PolicySet::empty(Duration::from_secs(10));
-        set.add_template(gatekeeper::parse_template(&tdoc, &tpath, 0)?, 0)?;
+        let template = gatekeeper::parse_template(&tdoc, &tpath, 0)?;
+        let origins = template.origins().collect();
+        set.add_template(template, 0)?;
         set.add_constraint(gatekeeper::parse_constraint(&cdoc, &cpath, 0)?, 0)?;
+        set.check_calls(&origins)?;
         let cases = t
             .get("cases")
             .and_then(Json::as_array)

@@ -65,18 +65,29 @@ pub fn run(dir: &Path, timeout: Duration) -> Result<Report, PolicyError> {
     };
     let mut engine = new_engine();
     let mut tests = Vec::new();
+    let mut origins = super::calls::Origins::new();
     for path in files.iter().filter(|p| is_rego(p)) {
         let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
         })?;
         let m = native::add_module(&mut engine, path, &src)?;
+        origins.insert(
+            path.display().to_string(),
+            super::calls::Origin {
+                path: path.clone(),
+                what: None,
+            },
+        );
         if is_test_rego(path) || dir.is_file() {
             for rule in test_rules(&src) {
                 tests.push((path.clone(), format!("data.{}.{rule}", m.package)));
             }
         }
     }
+    // A call nothing defines fails every test that reaches it, and the
+    // policy at admission: refused here, as `serve` refuses it.
+    super::calls::check_calls(&engine, &origins)?;
     engine.set_input(regorus::Value::new_object());
     engine
         .eval_query("true".into(), false)
@@ -88,6 +99,7 @@ pub fn run(dir: &Path, timeout: Duration) -> Result<Report, PolicyError> {
     for (file, name) in tests {
         let start = Instant::now();
         let mut e = engine.clone();
+        let _budget = super::budget::Scope::new(super::budget::DEFAULT_MEMORY_LIMIT);
         e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit: timeout,
             check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
