@@ -1,6 +1,7 @@
 # Multi-stage build: a glibc binary on distroless, non-root, stripped.
 #
-#   docker build -t otel-admission:dev .
+#   docker build -t otel-admission:dev \
+#     --build-arg OTEL_ADMISSION_BUILD_COMMIT=$(git rev-parse --short HEAD) .
 #
 # The build context holds sources only (.dockerignore: no target/, no .git,
 # no generated keys or certificates).
@@ -18,6 +19,9 @@ RUN mkdir -p src benches \
  && cargo build --release --locked --bin otel-admission \
  && rm -rf src benches
 COPY . .
+# .git is not in the context: the commit `version` prints comes from here.
+ARG OTEL_ADMISSION_BUILD_COMMIT=unknown
+ENV OTEL_ADMISSION_BUILD_COMMIT=${OTEL_ADMISSION_BUILD_COMMIT}
 # COPY keeps the files' own times, which may be older than the stubs' build:
 # touching the crate roots makes cargo rebuild our crate, and only it.
 RUN touch src/main.rs src/lib.rs \

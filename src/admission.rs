@@ -117,10 +117,43 @@ fn decode_error(body: &[u8]) -> DecodeError {
             let field = e.path().to_string();
             DecodeError::Json {
                 field: if field == "." { "body".into() } else { field },
-                message: e.into_inner().to_string(),
+                message: json_reason(&e.into_inner()),
             }
         }
     }
+}
+
+/// What serde_json says is wrong, without its position when the field path
+/// locates it: `invalid type: map, expected a sequence`, not `... at line 1
+/// column 504`, which in a one-line body (what the API server sends) is no
+/// help, and in a re-parsed part of the body points at the wrong place. A
+/// syntax error keeps its position: the path stops where the text broke.
+pub fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if e.is_data() {
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        if let Some(reason) = text.strip_suffix(&at) {
+            return reason.to_string();
+        }
+    }
+    text
+}
+
+/// Why `object` (`request.object` of a review) is not a `T`, naming the
+/// field: `request.object.spec.containers: invalid type: map, expected a
+/// sequence`. For the error path only: it parses `object` again, tracking
+/// the path, which the fast parse does not pay for. `None` when this parse
+/// finds nothing wrong (the fast one refused something else).
+pub fn object_error<T: serde::de::DeserializeOwned>(object: &str) -> Option<String> {
+    let de = &mut serde_json::Deserializer::from_str(object);
+    let e = serde_path_to_error::deserialize::<_, T>(de).err()?;
+    let path = e.path().to_string();
+    let field = match path.as_str() {
+        "." => "request.object".to_string(),
+        p if p.starts_with('[') => format!("request.object{p}"),
+        p => format!("request.object.{p}"),
+    };
+    Some(format!("{field}: {}", json_reason(e.inner())))
 }
 
 /// Only `request.uid`, skipping everything else, for answering a request
@@ -362,6 +395,65 @@ mod tests {
             let err = decode(&body).expect_err(needle).to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
+    }
+
+    /// A field's error names its path and says what is wrong, without
+    /// serde_json's `at line 1 column N` (a one-line body's column); a
+    /// syntax error keeps its position, the one thing that locates it.
+    #[test]
+    fn decode_errors_name_the_path_not_the_column() {
+        let mut uid = pod_request();
+        uid["uid"] = json!(7);
+        let mut op = pod_request();
+        op["operation"] = json!("CREAT");
+        let mut kind = pod_request();
+        kind["kind"] = json!("Pod");
+        for (body, want) in [
+            (
+                review(uid),
+                "body is not a valid AdmissionReview: request.uid: invalid type: integer `7`, expected a string",
+            ),
+            (
+                review(op),
+                "body is not a valid AdmissionReview: request.operation: unknown variant `CREAT`, expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`",
+            ),
+            (
+                review(kind),
+                "body is not a valid AdmissionReview: request.kind: invalid type: string \"Pod\", expected struct GroupVersionKind",
+            ),
+        ] {
+            assert_eq!(decode(&body).expect_err(want).to_string(), want);
+        }
+        let syntax = decode(b"{\"apiVersion\": }").expect_err("syntax");
+        assert!(
+            syntax.to_string().contains("at line 1 column 16"),
+            "{syntax}"
+        );
+    }
+
+    /// `request.object`'s errors, found on the error path by parsing it
+    /// again, name the field from the review's root.
+    #[test]
+    fn object_errors_name_the_field_from_the_review_root() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            spec: Option<k8s_openapi::api::core::v1::PodSpec>,
+        }
+        assert_eq!(
+            object_error::<Shape>(r#"{"spec": {"containers": {"name": "a"}}}"#).as_deref(),
+            Some("request.object.spec.containers: invalid type: map, expected a sequence")
+        );
+        assert_eq!(
+            object_error::<Shape>(r#""a pod""#).as_deref(),
+            Some("request.object: invalid type: string \"a pod\", expected struct Shape")
+        );
+        // serde reads a struct from an array too, field by field.
+        assert_eq!(
+            object_error::<Shape>(r#"[1]"#).as_deref(),
+            Some("request.object[0]: invalid type: integer `1`, expected PodSpec")
+        );
+        assert_eq!(object_error::<Shape>(r#"{"spec": null}"#), None);
     }
 
     #[test]

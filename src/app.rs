@@ -31,10 +31,46 @@ use crate::server::{self, Server, ServerError, Services, Settings};
 pub enum AppError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// Not `#[source]` (nor `#[from]`, which implies it): the message is
+    /// already in ours, and the CLI's `{:#}` printed it twice.
     #[error("policies: {0}")]
-    Policies(#[from] PolicyError),
+    Policies(PolicyError),
+    /// A policy directory named by `--policies` or the config that is not
+    /// there: `--policies /mistyped: no such directory`.
+    #[error(transparent)]
+    PolicyDir(#[from] crate::policy::files::DirError),
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+impl From<PolicyError> for AppError {
+    fn from(e: PolicyError) -> Self {
+        Self::Policies(e)
+    }
+}
+
+/// The policy directory `serve` uses, and where it was named: `--policies`
+/// (flag or `OTEL_ADMISSION_POLICIES`), else the config's `policies.dir`,
+/// else the default. `None` for the default, the only one that may be
+/// absent (`cargo run -- serve` on a laptop with no `policies/`).
+///
+/// `policies.dir` counts as named when it differs from the default
+/// (`PoliciesConfig::default().dir`): the config does not record whether
+/// the file set it, so a file that writes the default out (`dir:
+/// policies`) is read as the default.
+fn policies_dir(
+    flag: Option<PathBuf>,
+    config: &crate::config::PoliciesConfig,
+    config_path: Option<&std::path::Path>,
+) -> (PathBuf, Option<String>) {
+    if let Some(dir) = flag {
+        return (dir, Some("--policies".into()));
+    }
+    if config.dir != crate::config::PoliciesConfig::default().dir {
+        let origin = config_path.map_or_else(|| "config".into(), |p| p.display().to_string());
+        return (config.dir.clone(), Some(format!("{origin}: policies.dir")));
+    }
+    (config.dir.clone(), None)
 }
 
 /// How long the start-up compile of the policy directory may take. The
@@ -202,6 +238,16 @@ impl App {
     /// Events, the policy reloader and the rollout loop, and builds the two
     /// admission handlers over them.
     pub async fn from_config(config: Config, opts: Options) -> Result<Self, AppError> {
+        let (dir, named_by) = policies_dir(
+            opts.policies_dir.clone(),
+            &config.policies,
+            opts.config_path.as_deref(),
+        );
+        // A named directory that is not there is a typo: stop before
+        // anything starts, rather than serve with validation silently off.
+        if let Some(named_by) = &named_by {
+            crate::policy::files::require_dir(&dir, named_by)?;
+        }
         let metrics = Arc::new(Metrics::new());
         metrics.zero_events(EventReason::ALL.map(EventReason::as_str));
         metrics.zero_rollout_restarts(Cause::ALL.map(Cause::as_str));
@@ -232,9 +278,6 @@ impl App {
         let caches = cluster.as_ref().map(|(_, c)| Arc::clone(c));
 
         let policies_gate = readiness.gate("policies");
-        let dir = opts
-            .policies_dir
-            .unwrap_or_else(|| config.policies.dir.clone());
         let (eval_timeout, failure_mode, memory_limit) = (
             config.policies.eval_timeout,
             config.failure_mode,
@@ -257,6 +300,11 @@ impl App {
             path: dir.clone(),
             message: e.to_string(),
         })??;
+        let loaded = if named_by.is_some() {
+            loaded.required()
+        } else {
+            loaded
+        };
         let mut policies = loaded
             .with_config(config.clone())
             .with_memory_limit(memory_limit)
@@ -416,5 +464,32 @@ impl App {
         self.stop_reload.send_replace(true);
         self.reloader.abort();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoliciesConfig;
+
+    /// Where the directory was named: the flag, else a `policies.dir` the
+    /// config sets, else the default, the only one that may be absent.
+    #[test]
+    fn the_policy_directory_and_where_it_was_named() {
+        let default = PoliciesConfig::default();
+        let set = PoliciesConfig {
+            dir: "/mistyped".into(),
+            ..Default::default()
+        };
+        let cfg = Some(std::path::Path::new("config.yaml"));
+        assert_eq!(
+            policies_dir(Some("/x".into()), &set, cfg),
+            ("/x".into(), Some("--policies".into()))
+        );
+        assert_eq!(
+            policies_dir(None, &set, cfg),
+            ("/mistyped".into(), Some("config.yaml: policies.dir".into()))
+        );
+        assert_eq!(policies_dir(None, &default, cfg), ("policies".into(), None));
     }
 }

@@ -11,22 +11,35 @@ mod text_fields;
 
 use crate::app;
 use crate::certs::{Bundle, DEFAULT_DNS_NAMES};
-use crate::cli::args::{CertsArgs, Command, RolloutCommand, ServeArgs};
+use crate::cli::args::{CertsArgs, Command, CompletionArgs, RolloutCommand, ServeArgs};
 use crate::cli::offline::inject_cmd;
 use crate::cli::policy::policy;
 use crate::cli::rollout::{rollout_apply, rollout_plan};
 use crate::config::Config;
 use crate::server::{self};
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory as _, Parser, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// What `--version` and `version` print after the name, and what the
+/// `otel_admission_build_info` gauge carries: the crate version, the git
+/// commit and the build date, stamped by build.rs (`unknown` commit when
+/// built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OTEL_ADMISSION_GIT_COMMIT"),
+    ", built ",
+    env!("OTEL_ADMISSION_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "otel-admission",
-    version,
+    version = VERSION,
     about = "Zero-code OpenTelemetry for Kubernetes: an admission webhook that injects instrumentation and validates pods with Rego"
 )]
 pub struct Cli {
@@ -73,6 +86,11 @@ pub fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Version => {
+            println!("otel-admission {VERSION}");
+            Ok(())
+        }
+        Command::Completion(args) => completion(&args),
         Command::Inject(args) => inject_cmd(&args, false),
         Command::Explain(args) => inject_cmd(&args, true),
         Command::Rollout(cmd) => {
@@ -97,10 +115,48 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, as anyhow's `{:#}` writes them,
+/// but each cause once. Many error types put `{source}` in their own
+/// Display *and* return it from `source()`, so `{:#}` printed
+/// "No such file or directory (os error 2): No such file or directory (os
+/// error 2)". Fixed here, at the edge, so it holds whatever an error type
+/// in the library does: a cause whose text the last printed message
+/// already contains adds nothing, and is left out.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
+}
+
+/// Writes the completion script for `args.shell` to stdout. Generated into
+/// memory first: `clap_complete` panics on a write error (`| head`), where
+/// we want the usual `error:` line.
+fn completion(args: &CompletionArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_string();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, name, &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .context("cannot write to stdout")
 }
 
 /// Logs go to stderr through a writer thread ([`log_sink`]): the
@@ -199,7 +255,9 @@ pub fn ensure_dev_pair(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((cert, key))
 }
 
-/// The Instrumentation CRD, generated from [`crate::instrumentation`]'s types.
+/// The Instrumentation CRD, generated from [`crate::instrumentation`]'s
+/// types, then the OpenTelemetryCollector CRD for clusters without the
+/// Operator ([`crate::otelcol::CRD_YAML`]).
 pub fn crd_yaml() -> anyhow::Result<String> {
     use kube::CustomResourceExt as _;
     let crd = crate::instrumentation::Instrumentation::crd();
@@ -310,32 +368,36 @@ mod tests {
         assert_ne!(std::fs::read(&c).expect("read"), b"garbage");
     }
 
-    #[test]
-    fn cli_parses_and_every_flag_has_an_env_var() {
-        use clap::CommandFactory;
-        let cmd = Cli::command();
-        cmd.clone().debug_assert();
-        for sub in cmd.get_subcommands() {
-            for arg in sub.get_arguments() {
-                if arg.get_id() == "help" || arg.get_id() == "version" {
-                    continue;
-                }
-                let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
-                let want = format!(
-                    "OTEL_ADMISSION_{}",
-                    arg.get_long()
-                        .unwrap_or_default()
-                        .replace('-', "_")
-                        .to_uppercase()
-                );
-                assert_eq!(
-                    env.as_deref(),
-                    Some(want.as_str()),
-                    "{} --{:?}",
-                    sub.get_name(),
-                    arg.get_long()
-                );
-            }
+    /// A library error that, like many, writes its source into its own
+    /// message and also returns it from `source()`.
+    #[derive(Debug)]
+    struct Echoes(std::io::Error);
+    impl std::fmt::Display for Echoes {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read config file x: {}", self.0)
         }
+    }
+    impl std::error::Error for Echoes {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_text_prints_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Echoes(io())).context("loading");
+        assert_eq!(
+            format!("{e:#}"),
+            "loading: cannot read config file x: no such file: no such file",
+            "anyhow alone repeats the cause"
+        );
+        assert_eq!(
+            error_text(&e),
+            "loading: cannot read config file x: no such file"
+        );
+        // A cause the message does not already hold is kept.
+        let e = anyhow::Error::new(io()).context("cannot read x");
+        assert_eq!(error_text(&e), "cannot read x: no such file");
     }
 }

@@ -1,12 +1,18 @@
-//! The YAML configuration file (SPEC §8).
+//! The YAML configuration file; every key is in `docs/CONFIG.md`, and
+//! `examples/config.yaml` sets them all (`tests/config_reference.rs` keeps
+//! both in step with these types).
 //!
 //! Parsing is strict: an unknown key or a wrong type is an error that names the
-//! field path (`rules[0].inject.languages[1]: unknown variant ...`). A running
-//! server reloads the file on change and keeps the previous config when the new
-//! one is bad (see [`crate::server::reload`]).
+//! field path (`rules[0].inject.languages[1]: unknown variant ...`), and every
+//! mistake serde lets us find is reported in one pass, not one per run (see
+//! [`Config::from_yaml`]). The file may also be the ConfigMap manifest that
+//! holds it under `data."config.yaml"`. A running server reloads the file on
+//! change and keeps the previous config when the new one is bad (see
+//! [`crate::server::reload`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -31,21 +37,25 @@ pub enum ConfigError {
     },
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
-    #[error("{origin}: {field}: {message}")]
-    Field {
-        origin: String,
-        field: String,
-        message: String,
-    },
-    #[error("{origin}: unknown field `{field}`")]
-    UnknownField { origin: String, field: String },
     #[error("{origin}: refused before parsing: {message}")]
     TooComplex { origin: String, message: String },
-    #[error("{origin}: {}", problems.join("; "))]
+    /// Every mistake found, each `path: reason`, in file order: wrong
+    /// types, unknown keys (with the nearest known key), then the semantic
+    /// checks of the sections that parsed.
+    #[error("{origin}: {}", list_problems(problems))]
     Invalid {
         origin: String,
         problems: Vec<String>,
     },
+}
+
+/// One problem on the same line as the file; several one per line, so a
+/// list of ten stays readable on a terminal (log formats escape the newlines).
+fn list_problems(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        many => format!("{} problems:\n  {}", many.len(), many.join("\n  ")),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,7 +164,7 @@ pub struct RuleInject {
 pub struct SidecarConfig {
     /// Whether the config file has a `sidecar` section: only then is this a
     /// template for pods whose namespace has no sidecar-mode collector
-    /// (SPEC §5; the operator injects nothing there).
+    /// (docs/INJECTION.md; the operator injects nothing there).
     #[serde(skip)]
     pub defined: bool,
     pub image: String,
@@ -232,13 +242,13 @@ pub struct PoliciesConfig {
         serialize_with = "serialize_bytes"
     )]
     pub memory_limit: u64,
-    /// Kinds mirrored into `data.inventory` (SPEC §7), as Gatekeeper's
+    /// Kinds mirrored into `data.inventory` (docs/POLICIES.md), as Gatekeeper's
     /// `Config` `spec.sync.syncOnly` lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sync: Vec<SyncKind>,
 }
 
-/// Whether a policy's `deny` denies (SPEC §7, "Safe by default").
+/// Whether a policy's `deny` denies (docs/POLICIES.md, "From audit to enforce").
 ///
 /// | enforcement | policy action | the answer |
 /// |---|---|---|
@@ -293,7 +303,7 @@ impl std::fmt::Display for SyncKind {
     }
 }
 
-/// The rollout controller in `serve` (SPEC §6a); off by default.
+/// The rollout controller in `serve` (docs/CONFIG.md, "rollout"); off by default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RolloutConfig {
@@ -432,7 +442,8 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file (or the ConfigMap manifest that
+    /// holds one: see [`Config::from_yaml`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -442,44 +453,107 @@ impl Config {
     }
 
     /// Parses and validates YAML. `origin` names the source in errors.
+    ///
+    /// A `kind: ConfigMap` document is read through its `data."config.yaml"`
+    /// (the form `manifests/base/config.yaml` ships in), so `--config` takes
+    /// the manifest as well as the file a pod mounts from it; errors then name
+    /// the origin as `FILE (ConfigMap data.config.yaml)`, with line numbers
+    /// inside that key.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        check_shape(text).map_err(|message| ConfigError::TooComplex {
-            origin: origin.into(),
-            message,
-        })?;
-        let value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
+        let value = parse_yaml(text, origin)?;
+        match config_map_body(&value) {
+            None => Self::from_value(value, origin),
+            Some(Ok(body)) => {
+                let origin = format!("{origin} (ConfigMap data.config.yaml)");
+                // Not unwrapped a second time: a ConfigMap inside a
+                // ConfigMap is a mistake, reported as unknown keys.
+                Self::from_value(parse_yaml(body, &origin)?, &origin)
+            }
+            Some(Err(problem)) => Err(ConfigError::Invalid {
                 origin: origin.into(),
-                message: e.to_string(),
-            })?;
+                problems: vec![problem],
+            }),
+        }
+    }
+
+    /// Deserializes and checks a parsed document, collecting every problem.
+    ///
+    /// serde stops at a value's first type error, so each top-level section
+    /// is deserialized on its own (as a config holding only that section,
+    /// which keeps every path rooted at the file); a section that fails is
+    /// tried again key by key (a mapping) or item by item (a sequence), so
+    /// `policies.evalTimeout` and `policies.enforcement`, or `rules[0]` and
+    /// `rules[3]`, are reported together. Unknown keys come from
+    /// serde_ignored, which records all of them. The semantic checks
+    /// ([`Config::problems`]) run over the sections that parsed: a failed
+    /// section keeps its defaults, which pass them.
+    fn from_value(value: serde_yaml_ng::Value, origin: &str) -> Result<Self, ConfigError> {
+        use serde_yaml_ng::{Mapping, Value};
         if value.is_null() {
             return Ok(Self::default());
         }
         let has_sidecar = value.get("sidecar").is_some();
-        let mut unknown = Vec::new();
-        let mut record = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
-        let de = serde_ignored::Deserializer::new(value, &mut record);
-        let mut config: Self =
-            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
-                origin: origin.into(),
-                field: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            })?;
-        config.sidecar.defined = has_sidecar;
-        if let Some(field) = unknown.into_iter().next() {
-            return Err(ConfigError::UnknownField {
-                origin: origin.into(),
-                field,
-            });
+        let mut found = Problems::default();
+        let sections = match value {
+            Value::Mapping(m) => m,
+            other => {
+                // Not a mapping: the whole file is the wrong type.
+                let (result, _) = attempt(other);
+                found.push(result.err().unwrap_or_else(|| {
+                    Located::new(String::new(), "expected a mapping of sections".into())
+                }));
+                return Err(found.into_error(origin));
+            }
+        };
+        let mut good = Mapping::new();
+        for (key, section) in sections {
+            let alone = Mapping::from_iter([(key.clone(), section.clone())]);
+            let (result, unknown) = attempt(Value::Mapping(alone));
+            found.unknown(unknown);
+            if key.as_str() == Some("defaults") {
+                found.unknown(flattened_unknown(&section));
+            }
+            let Err(whole) = result else {
+                good.insert(key, section);
+                continue;
+            };
+            let name = key.as_str().unwrap_or_default().to_owned();
+            let mut narrower = false;
+            for (part, prefix, index) in split_section(&key, &section) {
+                let (result, unknown) = attempt(part);
+                let fix = |l: Located| match index {
+                    Some(i) => l.reindexed(&name, i),
+                    None => l,
+                };
+                found.unknown(unknown.into_iter().map(fix));
+                if let Err(e) = result
+                    && e.within(&prefix)
+                {
+                    narrower = true;
+                    found.push(fix(e));
+                }
+            }
+            // A mistake only the whole section shows (the section itself
+            // has the wrong type): its own error.
+            if !narrower {
+                found.push(whole);
+            }
         }
-        let problems = config.problems();
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid {
-                origin: origin.into(),
-                problems,
-            });
+        match attempt(Value::Mapping(good)).0 {
+            Ok(mut config) => {
+                config.sidecar.defined = has_sidecar;
+                for p in config.problems() {
+                    found.push_text(p);
+                }
+                if found.is_empty() {
+                    return Ok(config);
+                }
+            }
+            // Each section parsed alone; together they cannot fail, but if
+            // they did, say so rather than accept.
+            Err(e) => found.push(e),
         }
-        Ok(config)
+        Err(found.into_error(origin))
     }
 
     /// Semantic checks the types cannot express, each as `path: reason`.
@@ -814,6 +888,392 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
+/// Parses YAML after the shape check (see [`check_shape`]).
+fn parse_yaml(text: &str, origin: &str) -> Result<serde_yaml_ng::Value, ConfigError> {
+    check_shape(text).map_err(|message| ConfigError::TooComplex {
+        origin: origin.into(),
+        message,
+    })?;
+    serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
+        origin: origin.into(),
+        message: e.to_string(),
+    })
+}
+
+/// `Some` when the document is a ConfigMap manifest (`kind` is no config
+/// key, so this never shadows a config): the text under
+/// `data."config.yaml"`, or what is wrong instead, with the keys there are.
+fn config_map_body(value: &serde_yaml_ng::Value) -> Option<Result<&str, String>> {
+    use serde_yaml_ng::Value;
+    if value.get("kind").and_then(Value::as_str) != Some("ConfigMap") {
+        return None;
+    }
+    const WANT: &str = "a ConfigMap: expected the config under data.config.yaml";
+    let data = value.get("data").and_then(Value::as_mapping);
+    Some(match data.and_then(|d| d.get("config.yaml")) {
+        Some(Value::String(text)) => Ok(text.as_str()),
+        Some(other) => Err(format!(
+            "{WANT} as a string (the file's text); found {}",
+            describe_value(other)
+        )),
+        None => {
+            let keys: Vec<String> = data
+                .into_iter()
+                .flat_map(|d| d.keys())
+                .map(|k| match k.as_str() {
+                    Some(k) => k.to_owned(),
+                    None => format!("{k:?}"),
+                })
+                .collect();
+            Err(if keys.is_empty() {
+                format!("{WANT}; found no keys")
+            } else {
+                format!("{WANT}; found keys: {}", keys.join(", "))
+            })
+        }
+    })
+}
+
+fn describe_value(v: &serde_yaml_ng::Value) -> &'static str {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A mistake at a path of the file (`rules[0].inject`; empty for the root).
+struct Located {
+    path: String,
+    message: String,
+}
+
+impl Located {
+    fn new(path: String, message: String) -> Self {
+        Self { path, message }
+    }
+
+    /// Inside `section` or one of its keys or items: `prefix` itself,
+    /// `prefix.x` or `prefix[0]`.
+    fn within(&self, prefix: &str) -> bool {
+        self.path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    }
+
+    /// A sequence item tried alone sits at `[0]`: back to its real index.
+    fn reindexed(mut self, section: &str, index: usize) -> Self {
+        if let Some(rest) = self.path.strip_prefix(&format!("{section}[0]")) {
+            self.path = format!("{section}[{index}]{rest}");
+        }
+        self
+    }
+
+    fn render(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// The problems found so far, each once, in the order found.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push_text(&mut self, problem: String) {
+        if !self.0.contains(&problem) {
+            self.0.push(problem);
+        }
+    }
+
+    fn push(&mut self, problem: Located) {
+        self.push_text(problem.render());
+    }
+
+    fn unknown(&mut self, at: impl IntoIterator<Item = Located>) {
+        for l in at {
+            self.push_text(unknown_field(&l.path));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_error(self, origin: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: origin.into(),
+            problems: self.0,
+        }
+    }
+}
+
+/// Deserializes a whole config from `value`: its first type error, and
+/// every unknown key met before it (paths from the root of the file).
+fn attempt(value: serde_yaml_ng::Value) -> (Result<Config, Located>, Vec<Located>) {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| {
+        unknown.push(Located::new(field_path(&path), String::new()))
+    };
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let result = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        // serde_path_to_error writes the root as `.`.
+        let path = if path == "." { String::new() } else { path };
+        Located::new(path, e.into_inner().to_string())
+    });
+    (result, unknown)
+}
+
+/// A failed section cut one level down, each part a config of its own:
+/// `{section: {key: value}}` per key of a mapping, `{section: [item]}` per
+/// item of a sequence (with the item's index, to put back in paths), each
+/// with the path its errors must fall within. An error outside it (a
+/// required key the part lacks) is an artefact of the cut, not a mistake.
+fn split_section(
+    key: &serde_yaml_ng::Value,
+    section: &serde_yaml_ng::Value,
+) -> Vec<(serde_yaml_ng::Value, String, Option<usize>)> {
+    use serde_yaml_ng::{Mapping, Value};
+    let name = key.as_str().unwrap_or_default();
+    let wrap = |v: Value| Value::Mapping(Mapping::from_iter([(key.clone(), v)]));
+    match section {
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let prefix = format!("{name}.{}", k.as_str().unwrap_or_default());
+                let one = Value::Mapping(Mapping::from_iter([(k.clone(), v.clone())]));
+                (wrap(one), prefix, None)
+            })
+            .collect(),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    wrap(Value::Sequence(vec![v.clone()])),
+                    format!("{name}[0]"),
+                    Some(i),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The keys serde reads at a path of the config file, indices written `[]`
+/// (`""`, `rules[]`, `rules[].inject`, `defaults.exporter`), taken from the
+/// types' own `Deserialize` (see [`fields_of`]), so they cannot drift from
+/// the code. Empty for a path that is not a struct here (maps, lists of
+/// strings, the Kubernetes types this table does not name).
+/// `tests/config_reference.rs` checks that every struct of the config has
+/// its entry, so every level gets "did you mean" suggestions.
+pub fn known_fields(path: &str) -> &'static [&'static str] {
+    use crate::instrumentation as i;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    match path {
+        "" => fields_of::<Config>(),
+        "defaults" => fields_of::<InstrumentationSpec>(),
+        "defaults.exporter" => fields_of::<Exporter>(),
+        "defaults.exporter.tls" => fields_of::<i::ExporterTls>(),
+        "defaults.sampler" => fields_of::<i::Sampler>(),
+        "defaults.resource" => fields_of::<i::Resource>(),
+        "defaults.defaults" => fields_of::<i::Defaults>(),
+        "defaults.initContainerSecurityContext" => {
+            fields_of::<k8s_openapi::api::core::v1::SecurityContext>()
+        }
+        "defaults.nodejs" | "defaults.php" | "defaults.python" | "defaults.ruby"
+        | "defaults.dotnet" => fields_of::<i::LanguageSpec>(),
+        "defaults.java" => flattened_fields::<i::Java>(&JAVA),
+        "defaults.go" => flattened_fields::<i::Go>(&GO),
+        "defaults.apacheHttpd" => flattened_fields::<i::ApacheHttpd>(&APACHE_HTTPD),
+        "defaults.nginx" => flattened_fields::<i::Nginx>(&NGINX),
+        "rules[]" => fields_of::<Rule>(),
+        "rules[].inject" => fields_of::<RuleInject>(),
+        "rules[].namespaceSelector" | "rules[].podSelector" | "rollout.namespaceSelector" => {
+            fields_of::<LabelSelector>()
+        }
+        "rules[].namespaceSelector.matchExpressions[]"
+        | "rules[].podSelector.matchExpressions[]"
+        | "rollout.namespaceSelector.matchExpressions[]" => fields_of::<LabelSelectorRequirement>(),
+        "sidecar" => fields_of::<SidecarConfig>(),
+        "sidecar.config" => fields_of::<CollectorConfigSource>(),
+        "sidecar.resources" => fields_of::<ResourceRequirements>(),
+        "probes" => fields_of::<ProbesConfig>(),
+        "policies" => fields_of::<PoliciesConfig>(),
+        "policies.sync[]" => fields_of::<SyncKind>(),
+        "rollout" => fields_of::<RolloutConfig>(),
+        "server" => fields_of::<ServerConfig>(),
+        _ => &[],
+    }
+}
+
+static JAVA: OnceLock<Vec<&'static str>> = OnceLock::new();
+static GO: OnceLock<Vec<&'static str>> = OnceLock::new();
+static APACHE_HTTPD: OnceLock<Vec<&'static str>> = OnceLock::new();
+static NGINX: OnceLock<Vec<&'static str>> = OnceLock::new();
+
+/// The keys of a language block that flattens [`LanguageSpec`] in: serde
+/// reads such a struct as a map, so [`fields_of`] sees nothing; its JSON
+/// schema (the CRD's) lists every key. Computed once per type.
+fn flattened_fields<T: schemars::JsonSchema>(
+    cell: &'static OnceLock<Vec<&'static str>>,
+) -> &'static [&'static str] {
+    cell.get_or_init(|| {
+        let schema = schemars::schema_for!(T);
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flat_map(|p| p.keys())
+            // Leaked once per key of four types: `known_fields` hands out
+            // `&'static str` like serde's own field lists.
+            .map(|k| &*Box::leak(k.clone().into_boxed_str()))
+            .collect()
+    })
+}
+
+/// Unknown keys in the language blocks serde reads through
+/// `#[serde(flatten)]` (`defaults.java`, `go`, `apacheHttpd`, `nginx`):
+/// a flattened struct drops what it does not know without serde_ignored
+/// ever seeing it, so `defaults.java.imagee` would pass in silence. Each
+/// block is read again as the common [`LanguageSpec`] under serde_ignored,
+/// and what that ignores, less the block's own keys (`extensions`,
+/// `securityContext`, ...), is unknown. (Inside those own keys nothing is
+/// checked: they are Kubernetes types, rarely written here.)
+fn flattened_unknown(section: &serde_yaml_ng::Value) -> Vec<Located> {
+    let mut out = Vec::new();
+    for block in ["java", "go", "apacheHttpd", "nginx"] {
+        let Some(value) = section.get(block) else {
+            continue;
+        };
+        let own = known_fields(&format!("defaults.{block}"));
+        let mut ignored = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| ignored.push(field_path(&path));
+        let de = serde_ignored::Deserializer::new(value.clone(), &mut record);
+        // A type error here is the real parse's to report.
+        let _ = crate::instrumentation::LanguageSpec::deserialize(de);
+        for path in ignored {
+            let first = path.split(['.', '[']).next().unwrap_or_default();
+            if !own.contains(&first) {
+                out.push(Located::new(
+                    format!("defaults.{block}.{path}"),
+                    String::new(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The field names `T`'s `Deserialize` passes to `deserialize_struct`
+/// (serde's derive and k8s-openapi's impls both do), captured by a
+/// deserializer that records them and stops; empty for anything else
+/// (a map, or a struct with `#[serde(flatten)]`, which reads as a map).
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor, value::Error as Stop};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// `unknown field `a.b``, with the nearest known key at that level when one
+/// is close enough to be a typo.
+fn unknown_field(path: &str) -> String {
+    let shape = index_free(path);
+    let (parent, key) = shape.rsplit_once('.').unwrap_or(("", &shape));
+    match nearest(key, known_fields(parent)) {
+        Some(known) => format!("unknown field `{path}`; did you mean `{known}`?"),
+        None => format!("unknown field `{path}`"),
+    }
+}
+
+/// `rules[2].podSelector` as `rules[].podSelector`, the form
+/// [`known_fields`] takes.
+fn index_free(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The known key `key` most likely meant: compared without case, `_` or
+/// `-` (so `excluded_namespaces` finds `excludedNamespaces`), within a
+/// third of the known key's length (at least one edit), the first of equals.
+fn nearest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let key = fold(key);
+    known
+        .iter()
+        .map(|k| (edit_distance(&key, &fold(k)), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), one row at a
+/// time. Hand-written rather than `strsim`: a dozen lines for comparing keys
+/// a few dozen characters long do not justify another dependency.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // row[j]: the distance between the prefix of `a` read so far and b[..j].
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 // === impl NativeSidecar ===
 
 impl Serialize for NativeSidecar {
@@ -1089,7 +1549,7 @@ policies: { dir: policies, evalTimeout: 500ms }
         }
     }
 
-    /// `policies.sync` (SPEC §8): the kinds of `data.inventory`, each named
+    /// `policies.sync` (docs/CONFIG.md): the kinds of `data.inventory`, each named
     /// by its group (empty for core), version and kind; a bad entry names
     /// its index and field.
     #[rstest::rstest]
@@ -1129,5 +1589,173 @@ policies: { dir: policies, evalTimeout: 500ms }
             c.policies.sync[0].to_string(),
             "networking.k8s.io/v1/Ingress"
         );
+    }
+
+    fn manifest(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    /// Issue 28: `--config manifests/base/config.yaml` (the ConfigMap
+    /// manifest) reads the config its `data."config.yaml"` holds, exactly
+    /// what the server in the cluster reads from the mounted key.
+    #[test]
+    fn the_shipped_configmap_manifest_loads_as_its_config_yaml() {
+        let path = manifest("manifests/base/config.yaml");
+        let from_manifest = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
+        let body = doc["data"]["config.yaml"]
+            .as_str()
+            .expect("data.config.yaml");
+        let mounted = Config::from_yaml(body, "mounted").expect("the mounted file parses");
+        assert_eq!(from_manifest, mounted);
+        assert_eq!(from_manifest.rules[0].name, "labelled-namespaces-sdk");
+    }
+
+    /// A ConfigMap that does not hold the config where it belongs says so,
+    /// with the keys it does have, instead of "unknown field `apiVersion`".
+    #[rstest::rstest]
+    #[case::other_keys(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {collector.yaml: a, rules.yaml: b}\n",
+        "cm.yaml: a ConfigMap: expected the config under data.config.yaml; found keys: collector.yaml, rules.yaml"
+    )]
+    #[case::no_data(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        "cm.yaml: a ConfigMap: expected the config under data.config.yaml; found no keys"
+    )]
+    #[case::not_text(
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  config.yaml:\n    failureMode: deny\n",
+        "cm.yaml: a ConfigMap: expected the config under data.config.yaml as a string (the file's text); found a mapping"
+    )]
+    #[case::mistake_inside(
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  config.yaml: |\n    failureMode: maybe\n",
+        "cm.yaml (ConfigMap data.config.yaml): failureMode: unknown variant `maybe`, expected `allow` or `deny`"
+    )]
+    fn a_configmap_without_its_config_says_what_it_holds(#[case] yaml: &str, #[case] want: &str) {
+        let err = Config::from_yaml(yaml, "cm.yaml").expect_err(yaml);
+        assert_eq!(err.to_string(), want);
+    }
+
+    /// Issue 28: one run reports every mistake serde can find (one wrong
+    /// type per key of a section, per item of a list), every unknown key,
+    /// and the checks of the sections that parsed; before, only the first.
+    #[test]
+    fn every_mistake_is_reported_in_one_pass() {
+        let yaml = "\
+excludeNamespaces: [kube-system]
+failureMode: maybe
+policies: {evalTimeout: soon, enforcement: strict}
+rules:
+  - {name: ok, inject: {probes: true}}
+  - {name: b, inject: {languages: [cobol]}}
+  - {name: c, injekt: {probes: true}}
+  - {name: d, inject: {languages: [fortran]}}
+probes: {periodSeconds: 0}
+";
+        let err = Config::from_yaml(yaml, "cfg.yaml").expect_err("bad");
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let want = [
+            "unknown field `excludeNamespaces`; did you mean `excludedNamespaces`?",
+            "failureMode: unknown variant `maybe`",
+            "policies.evalTimeout: invalid value: string \"soon\"",
+            "policies.enforcement: unknown variant `strict`",
+            "rules[1].inject.languages[0]: unknown variant `cobol`",
+            "unknown field `rules[2].injekt`; did you mean `inject`?",
+            // The item tried alone keeps its own index.
+            "rules[3].inject.languages[0]: unknown variant `fortran`",
+            // A section that parsed is still checked.
+            "probes.periodSeconds: must be at least 1",
+        ];
+        assert_eq!(problems.len(), want.len(), "{err}");
+        for (got, want) in problems.iter().zip(want) {
+            assert!(
+                got.starts_with(want),
+                "{got:?} should start {want:?}\n{err}"
+            );
+        }
+        assert!(
+            err.to_string()
+                .starts_with("cfg.yaml: 8 problems:\n  unknown field"),
+            "{err}"
+        );
+    }
+
+    /// Each unknown key with the nearest known key at its level, when one is
+    /// a likely typo; all of them, not the first.
+    #[rstest::rstest]
+    #[case::top_level(
+        "excludeNamespaces: []",
+        "unknown field `excludeNamespaces`; did you mean `excludedNamespaces`?"
+    )]
+    #[case::snake_case(
+        "failure_mode: deny",
+        "unknown field `failure_mode`; did you mean `failureMode`?"
+    )]
+    #[case::in_a_rule(
+        "rules: [{name: a, inject: {probes: true}, podselector: {}}]",
+        "unknown field `rules[0].podselector`; did you mean `podSelector`?"
+    )]
+    #[case::in_rule_inject(
+        "rules: [{name: a, inject: {probes: true, sidecars: true}}]",
+        "unknown field `rules[0].inject.sidecars`; did you mean `sidecar`?"
+    )]
+    #[case::in_a_selector(
+        "rules: [{name: a, inject: {probes: true}, podSelector: {matchLabel: {a: b}}}]",
+        "unknown field `rules[0].podSelector.matchLabel`; did you mean `matchLabels`?"
+    )]
+    #[case::in_a_section(
+        "policies: {evalTimout: 1s}",
+        "unknown field `policies.evalTimout`; did you mean `evalTimeout`?"
+    )]
+    #[case::in_server(
+        "server: {adminListener: '127.0.0.1:1'}",
+        "unknown field `server.adminListener`; did you mean `adminListen`?"
+    )]
+    #[case::in_the_spec(
+        "defaults: {exporter: {endpiont: 'http://x:4318'}}",
+        "unknown field `defaults.exporter.endpiont`; did you mean `endpoint`?"
+    )]
+    // `java` flattens the common language keys in, which serde_ignored
+    // never sees: this was accepted in silence.
+    #[case::in_a_flattened_language_block(
+        "defaults: {java: {imagee: registry.example/java:1}}",
+        "unknown field `defaults.java.imagee`; did you mean `image`?"
+    )]
+    #[case::java_own_key(
+        "defaults: {java: {extension: []}}",
+        "unknown field `defaults.java.extension`; did you mean `extensions`?"
+    )]
+    #[case::nothing_close("unknownTop: 1", "unknown field `unknownTop`")]
+    fn unknown_keys_name_the_nearest_known_key(#[case] yaml: &str, #[case] want: &str) {
+        let err = Config::from_yaml(yaml, "t").expect_err(yaml).to_string();
+        assert_eq!(err, format!("t: {want}"));
+    }
+
+    /// The keys a flattened block does know pass, its own and the common ones.
+    #[test]
+    fn flattened_language_blocks_accept_their_keys() {
+        Config::from_yaml(
+            "defaults:\n  java: {image: j, env: [], resources: {}, extensions: [{image: e, dir: /d}]}\n  go: {image: g, securityContext: {privileged: true}}\n  apacheHttpd: {version: '2.4', configPath: /c, attrs: []}\n  nginx: {configFile: /n, attrs: []}\n",
+            "t",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        for (a, b, d) in [
+            ("", "", 0),
+            ("abc", "", 3),
+            ("", "abc", 3),
+            ("inject", "injekt", 1),
+            ("excludenamespaces", "excludednamespaces", 1),
+            ("kitten", "sitting", 3),
+            ("dir", "dri", 2),
+        ] {
+            assert_eq!(edit_distance(a, b), d, "{a} -> {b}");
+            assert_eq!(edit_distance(b, a), d, "{b} -> {a}");
+        }
     }
 }

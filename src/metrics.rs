@@ -130,6 +130,13 @@ pub struct ShedLabels {
     pub reason: &'static str,
 }
 
+/// `build_info`'s labels: the crate version and the git commit (build.rs).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildInfoLabels {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub cluster_ready: Gauge,
@@ -349,6 +356,20 @@ impl Metrics {
             "Connections closed because their listener was at its cap, by listener and reason (evicted: had sent no request; rejected: new, all had)",
             connections_shed.clone(),
         );
+        // Constant 1: a dashboard joins on it to tell which build a replica
+        // runs (the `version` command prints the same commit).
+        let build_info = Family::<BuildInfoLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfoLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: env!("OTEL_ADMISSION_GIT_COMMIT"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "1, labelled with the version and git commit of the running build",
+            build_info,
+        );
         let m = Self {
             connections_open,
             connections_shed,
@@ -556,6 +577,13 @@ mod tests {
             "otel_admission_policy_evaluation_duration_seconds_count 1",
             "otel_admission_policy_reload_errors_total 0",
             "otel_admission_tls_certificate_expiry_timestamp_seconds 1900000000",
+            concat!(
+                "otel_admission_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\",commit=\"",
+                env!("OTEL_ADMISSION_GIT_COMMIT"),
+                "\"} 1"
+            ),
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

@@ -57,6 +57,29 @@ pub fn event(outcome: &Outcome) -> Option<(EventReason, String)> {
     (!failures.is_empty()).then(|| (EventReason::InjectionFailed, failures.join("; ")))
 }
 
+/// The fields of a Pod that [`crate::inject::sent_pod::parse`] reads, with
+/// the same types and defaults: what [`not_a_pod`] parses again.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // Parsed for its errors only.
+struct PodShape {
+    #[serde(default)]
+    metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    #[serde(default)]
+    spec: Option<k8s_openapi::api::core::v1::PodSpec>,
+    #[serde(default)]
+    status: Option<k8s_openapi::api::core::v1::PodStatus>,
+}
+
+/// Why `request.object` is not a Pod, naming the field: `not a Pod:
+/// request.object.spec.containers: invalid type: map, expected a sequence`. serde_json's own error said only `at
+/// line 1 column 504`, of the object's text. The object is parsed again to
+/// find the path, on this error path only: the fast parse stays as it is.
+fn not_a_pod(raw: &str, e: &serde_json::Error) -> String {
+    let why = crate::admission::object_error::<PodShape>(raw)
+        .unwrap_or_else(|| format!("request.object: {}", crate::admission::json_reason(e)));
+    format!("not a Pod: {why}")
+}
+
 /// The `/mutate` implementation.
 pub struct Injector {
     pub config: Arc<ArcSwap<Config>>,
@@ -142,13 +165,7 @@ impl Mutate for Injector {
                 }
                 (outcome, has_metadata)
             }
-            Err(e) => (
-                unreadable(
-                    format!("request.object is not a Pod: {e}"),
-                    config.failure_mode,
-                ),
-                true,
-            ),
+            Err(e) => (unreadable(not_a_pod(raw, &e), config.failure_mode), true),
         };
         record(&outcome, &self.metrics);
         if let Some(s) = &outcome.skip
@@ -180,6 +197,46 @@ impl Mutate for Injector {
             warnings,
             denials,
             audit_annotations: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn why(object: &serde_json::Value) -> String {
+        let raw = object.to_string();
+        let e = crate::inject::sent_pod::parse(&raw).expect_err("not a Pod");
+        not_a_pod(&raw, &e)
+    }
+
+    /// The reason names the field, for pods parsed in one pass and for
+    /// those over [`crate::inject::sent_pod::ONE_PASS`] (parsed their own
+    /// way); before, it said `at line 1 column N` of the object's text.
+    #[test]
+    fn a_pod_that_does_not_parse_is_reported_by_its_field() {
+        let big = "x".repeat(crate::inject::sent_pod::ONE_PASS);
+        for pad in ["", big.as_str()] {
+            let meta = json!({"name": "p", "annotations": {"pad": pad}});
+            let cases = [
+                (
+                    json!({"metadata": meta, "spec": {"containers": {"name": "app"}}}),
+                    "not a Pod: request.object.spec.containers: invalid type: map, expected a sequence",
+                ),
+                (
+                    json!({"metadata": meta, "spec": {"containers": [{"name": "app", "env": "A=1"}]}}),
+                    "not a Pod: request.object.spec.containers[0].env: invalid type: string \"A=1\", expected a sequence",
+                ),
+                (
+                    json!({"metadata": {"name": "p", "annotations": {"pad": pad}, "labels": ["a"]}, "spec": {"containers": []}}),
+                    "not a Pod: request.object.metadata.labels: invalid type: sequence, expected a map",
+                ),
+            ];
+            for (object, want) in cases {
+                assert_eq!(why(&object), want, "pad {}", pad.len());
+            }
         }
     }
 }

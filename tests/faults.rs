@@ -248,7 +248,10 @@ impl<'a> Serve<'a> {
             .arg("--tls-key")
             .arg(&self.key);
         if !self.args.iter().any(|a| a == "--policies") {
-            cmd.arg("--policies").arg(self.cwd.join("no-policies"));
+            // An empty directory: a named one that does not exist is an error.
+            let empty = self.cwd.join("no-policies");
+            std::fs::create_dir_all(&empty).expect("empty policy dir");
+            cmd.arg("--policies").arg(empty);
         }
         let mut child = cmd
             .args(&self.args)

@@ -684,6 +684,200 @@ fn serve_refuses_a_policy_directory_that_does_not_compile() {
     );
 }
 
+/// `serve` in `cwd` with `args`, ports chosen by the system, no cluster:
+/// its exit code and stderr, or `None` when it is still running after
+/// `wait` (killed then).
+fn serve_for(args: &[&str], cwd: &Path, wait: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .args(["--cluster", "off"])
+        .current_dir(cwd)
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("OTEL_ADMISSION_POLICIES")
+        .env_remove("OTEL_ADMISSION_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + wait;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (code, err)
+}
+
+/// A policy directory that was named, by `--policies`, its variable or the
+/// config's `policies.dir`, and is not there stops `serve` (exit 2, before
+/// anything starts) naming where it came from. Before, `serve` started
+/// with validation silently off ("no policy directory; /validate allows
+/// everything"), after walking the missing directory's parent's tree.
+#[test]
+fn serve_refuses_a_named_policy_directory_that_does_not_exist() {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(d.path().join("config.yaml"), "policies: {dir: mistyped}\n").expect("w");
+    std::fs::write(d.path().join("a-file"), "").expect("w");
+    for (args, want) in [
+        (
+            &["--policies", "mistyped"][..],
+            "error: --policies mistyped: no such directory\n",
+        ),
+        (
+            &["--policies", "a-file"][..],
+            "error: --policies a-file: not a directory\n",
+        ),
+        (
+            &["--config", "config.yaml"][..],
+            "error: config.yaml: policies.dir mistyped: no such directory\n",
+        ),
+    ] {
+        let (code, err) = serve_for(args, d.path(), Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        // Contained, not last: log lines are written by a thread of their own.
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        assert!(!err.contains("serving"), "{args:?}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--cluster", "off"])
+        .current_dir(d.path())
+        .env("OTEL_ADMISSION_POLICIES", "mistyped")
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: --policies mistyped: no such directory\n"),
+        "{err}"
+    );
+}
+
+/// The default directory (`policies`, neither flag nor config) may be
+/// absent: `cargo run -- serve` on a laptop starts, and is ready, with
+/// `/validate` allowing everything.
+#[test]
+fn serve_starts_without_the_default_policy_directory() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let d = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--cluster", "off"])
+        .current_dir(d.path())
+        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
+        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("OTEL_ADMISSION_POLICIES")
+        .env_remove("OTEL_ADMISSION_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    // Read on a thread: a server that never says `serving` fails the
+    // test at the timeout rather than hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let admin = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let admin = line
+                    .contains(" serving ")
+                    .then(|| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix("admin="))
+                    })
+                    .flatten()
+                    .map(str::to_string);
+                seen.push(line);
+                if let Some(a) = admin {
+                    break a;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not start: {seen:#?}");
+            }
+        }
+    };
+    let mut ready = String::new();
+    for _ in 0..100 {
+        let mut c = std::net::TcpStream::connect(&admin).expect("admin port");
+        c.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        ready.clear();
+        let _ = c.read_to_string(&mut ready);
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("no policy directory; /validate allows everything")),
+        "{seen:#?}"
+    );
+}
+
+const V0_BROKEN: &str = "package kubernetes.admission.a\n\ndeny[msg] {\n  input.request.kind.kind == \"Pod\"\n  msg := \"x\" +\n}\n";
+const V1_BROKEN: &str = "package kubernetes.admission.b\n\ndeny contains msg if {\n  input.request.kind.kind == \"Pod\"\n  msg := \"x\" +\n}\n";
+
+/// A Rego syntax error is one error, of the syntax the file declares (v1
+/// for `if`/`contains`; v0 here, where it got further), with its
+/// `file:line:col`. Before: regorus' warning from the v0 retry of a v1 file
+/// (`` `if` will be treated as identifier ``), then both attempts' errors.
+#[test]
+fn a_rego_syntax_error_is_reported_once_for_the_syntax_the_file_declares() {
+    for (file, src, syntax) in [("a.rego", V0_BROKEN, "v0"), ("b.rego", V1_BROKEN, "v1")] {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(d.path().join(file), src).expect("w");
+        let (code, out, err) = run(&["policy", "test", "."], d.path());
+        assert_eq!(code, 2, "{out}{err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: ./{file}: Rego does not compile: as Rego {syntax}:\n--> ./{file}:6:1\n  |\n6 | }}\n  | ^\nerror: expecting expression\n"
+            )
+        );
+        // `serve` says it once too (it repeated it: `policies: E: E`).
+        std::fs::create_dir(d.path().join("pol")).expect("mkdir");
+        std::fs::rename(d.path().join(file), d.path().join("pol").join(file)).expect("mv");
+        let (code, err) = serve_for(&["--policies", "pol"], d.path(), Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{err}");
+        let want = format!(
+            "error: policies: pol/{file}: Rego does not compile: as Rego {syntax}:\n--> pol/{file}:6:1\n  |\n6 | }}\n  | ^\nerror: expecting expression\n"
+        );
+        assert!(err.contains(&want), "{err:?} lacks {want:?}");
+        assert_eq!(err.matches("expecting expression").count(), 1, "{err}");
+        assert!(!err.contains("warning:"), "{err}");
+    }
+}
+
 #[test]
 fn policy_eval_reads_stdin_and_verify_names_a_missing_file() {
     use std::io::Write as _;

@@ -285,6 +285,106 @@ async fn bad_requests_get_plain_errors_and_the_server_keeps_serving() {
     );
 }
 
+/// Malformed reviews name the field that is wrong, from the review's root,
+/// and say what is wrong without serde_json's `at line 1 column N` (the
+/// API server sends one line, so the column was all it said): a broken
+/// envelope is a 400 on both endpoints; a `request.object` that is not a
+/// Pod is, on `/mutate`, the real injector's answer per `failureMode`
+/// (the webhook decodes the envelope, the injector the pod).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_reviews_and_pods_are_answered_by_their_field_path() {
+    let config = Arc::new(arc_swap::ArcSwap::from_pointee(
+        otel_admission::config::Config::default(),
+    ));
+    let injector = otel_admission::mutate::Injector {
+        config: Arc::clone(&config),
+        view: Arc::new(otel_admission::inject::cluster_view::StaticView::new()),
+        metrics: Arc::new(otel_admission::metrics::Metrics::new()),
+        server_version: None,
+        events: None,
+    };
+    let s = start(Options {
+        mutator: Arc::new(injector),
+        ..Default::default()
+    })
+    .await;
+    let json_ct = Some("application/json");
+    let mut uid = review("u", "CREATE", pod());
+    uid["request"]["uid"] = json!(1);
+    let mut operation = review("u", "CREATE", pod());
+    operation["request"]["operation"] = json!("CREAT");
+    for path in ["/mutate", "/validate"] {
+        for (body, want) in [
+            (
+                &uid,
+                "request.uid: invalid type: integer `1`, expected a string",
+            ),
+            (
+                &operation,
+                "request.operation: unknown variant `CREAT`, expected one of",
+            ),
+        ] {
+            let (status, text) =
+                raw_post(&s, path, json_ct, serde_json::to_vec(body).expect("j")).await;
+            assert_eq!(status, 400, "{path}: {text}");
+            assert!(text.contains(want), "{path}: {text:?} lacks {want:?}");
+            assert!(!text.contains(" at line "), "{path}: {text:?}");
+        }
+    }
+
+    // Each pod also as one over 64 KiB, which is parsed another way.
+    let pad = "x".repeat(70 * 1024);
+    let pods = |pad: &str| {
+        let meta = json!({"name": "web", "annotations": {"pad": pad}});
+        let mut labels_list = meta.clone();
+        labels_list["labels"] = json!(["app=web"]);
+        [
+            (
+                json!({"metadata": meta, "spec": {"containers": {"name": "app", "image": "nginx"}}}),
+                "request.object.spec.containers: invalid type: map, expected a sequence",
+            ),
+            (
+                json!({"metadata": meta, "spec": {"containers": [{"name": "app", "image": "nginx", "env": "A=1"}]}}),
+                "request.object.spec.containers[0].env: invalid type: string \"A=1\", expected a sequence",
+            ),
+            (
+                json!({"metadata": labels_list, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}),
+                "request.object.metadata.labels: invalid type: sequence, expected a map",
+            ),
+        ]
+    };
+    for pad in ["", pad.as_str()] {
+        for (object, want) in pods(pad) {
+            // failureMode allow (the default): admitted, and told why not injected.
+            let (status, answer) = s
+                .post("/mutate", &review("u", "CREATE", object.clone()))
+                .await;
+            let r = &answer["response"];
+            assert_eq!((status, &r["allowed"]), (200, &json!(true)), "{answer}");
+            assert_eq!(
+                r["warnings"],
+                json!([format!("otel-admission: not injected: not a Pod: {want}")]),
+                "pad {}",
+                pad.len()
+            );
+            // failureMode deny: refused, saying the same.
+            config.store(Arc::new(otel_admission::config::Config {
+                failure_mode: otel_admission::config::FailureMode::Deny,
+                ..Default::default()
+            }));
+            let (_, answer) = s.post("/mutate", &review("u", "CREATE", object)).await;
+            config.store(Arc::new(otel_admission::config::Config::default()));
+            let r = &answer["response"];
+            assert_eq!(r["allowed"], json!(false), "{answer}");
+            assert_eq!(
+                r["status"]["message"],
+                json!(format!("otel-admission: not a Pod: {want}")),
+                "{answer}"
+            );
+        }
+    }
+}
+
 fn futures_chunks(
     total: usize,
 ) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {

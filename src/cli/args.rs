@@ -1,33 +1,58 @@
 //! The commands and flags (clap), and how `serve`'s flags, env and config
 //! file resolve into [`Settings`]: flag/env over the file over defaults.
+//!
+//! Environment variables are `OTEL_ADMISSION_<FLAG>`, one meaning each
+//! across every command: where the same flag takes a file in one command
+//! and a value in another, the file's variable says so with `_FILE`
+//! (`inject --namespace FILE` is `OTEL_ADMISSION_NAMESPACE_FILE`, since
+//! `OTEL_ADMISSION_NAMESPACE` is `rollout`'s namespace filter). Path
+//! arguments carry a `value_hint` (file or directory), which the shell
+//! completions use and `tests/cli_args.rs` compares to find a variable
+//! that means two things.
 
 use crate::cli::ensure_dev_pair;
 use crate::config::ClusterMode;
 use crate::config::ServerConfig;
 use crate::server::{Settings, defaults};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueHint};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the webhook server.
+    /// Run the webhook server: /mutate injects, /validate evaluates the
+    /// policies; health, readiness and metrics on the admin listener.
     Serve(Box<ServeArgs>),
-    /// Write a development CA and serving certificate; print the caBundle.
+    /// Write a development CA, a serving pair and cabundle-patch.yaml; print
+    /// the caBundle.
     Certs(CertsArgs),
-    /// Print the Instrumentation CRD this server reads, as YAML.
+    /// Print the Instrumentation CRD this server reads and the
+    /// OpenTelemetryCollector CRD (for clusters without the Operator), as YAML.
     Crd,
-    /// Test, verify and evaluate Rego policies offline.
+    /// Test, verify, evaluate and bundle Rego policies offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Inject instrumentation into the pod templates of a manifest, offline; YAML to stdout.
+    /// Inject instrumentation into the pod templates of a manifest, offline;
+    /// YAML to stdout (or -o), warnings to stderr.
     Inject(InjectArgs),
-    /// Explain, per workload and feature, what would be injected and why.
+    /// Explain, per workload and feature, what would be injected and which
+    /// annotation, label, namespace setting or rule decided it.
     Explain(InjectArgs),
-    /// Instrument what already runs: list (and restart) stale workloads.
+    /// Instrument what already runs: `plan` lists the workloads whose pods
+    /// carry stale instrumentation, `apply` restarts them.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Print the version, the git commit and the build date.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for, e.g. `source <(otel-admission completion bash)`.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,8 +67,10 @@ pub enum RolloutCommand {
 
 #[derive(Debug, Args)]
 pub struct RolloutApplyArgs {
+    // The scope only, not plan's `-o`: apply printed text whatever `-o`
+    // said, a flag that silently did nothing.
     #[command(flatten)]
-    pub plan: RolloutPlanArgs,
+    pub scope: RolloutScope,
     /// Restart at most this many workloads.
     #[arg(long, env = "OTEL_ADMISSION_MAX")]
     pub max: Option<usize>,
@@ -57,18 +84,9 @@ pub struct RolloutApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct RolloutPlanArgs {
-    /// The same config file as `serve` (rules, defaults, exclusions).
-    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Only these namespaces; repeatable. All when absent.
-    #[arg(
-        long = "namespace",
-        short = 'n',
-        env = "OTEL_ADMISSION_NAMESPACE",
-        value_delimiter = ','
-    )]
-    pub namespaces: Vec<String>,
-    /// `table` or `json`.
+    #[command(flatten)]
+    pub scope: RolloutScope,
+    /// Output format.
     #[arg(
         short = 'o',
         long = "output",
@@ -78,28 +96,62 @@ pub struct RolloutPlanArgs {
     pub output: PlanOutput,
 }
 
+/// What `rollout plan` and `rollout apply` look at.
+#[derive(Debug, Args)]
+pub struct RolloutScope {
+    /// The same config file as `serve` (or its ConfigMap manifest; keys in docs/CONFIG.md).
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// Only these namespaces (names); repeatable. All when absent.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "OTEL_ADMISSION_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+}
+
+/// `rollout plan -o`. `OTEL_ADMISSION_OUTPUT` is also `policy eval -o`'s
+/// variable, so each accepts the other's name for the human format
+/// (`text`, `table`): one exported value works for both commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanOutput {
+    #[value(alias = "text")]
     Table,
+    Json,
+}
+
+/// `policy eval -o`; see [`PlanOutput`] for the alias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalOutput {
+    #[value(alias = "table")]
+    Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Run every `test_` rule in the directory's Rego (`opa test` conventions).
+    /// Run every `test_` rule in the directory's Rego (`opa test` conventions);
+    /// exit 1 on a failure.
     Test(PolicyTestArgs),
-    /// Run Gatekeeper Suite files (`gator verify` conventions).
+    /// Run Gatekeeper Suite files (`gator verify` conventions); exit 1 on a
+    /// failed assertion.
     Verify(PolicyVerifyArgs),
-    /// Print the violations of the policies for an object or AdmissionReview.
+    /// Print the violations of the policies for objects or AdmissionReviews
+    /// (a workload is also judged as the Pod it creates), with each policy's
+    /// action; exit 1 on a deny.
     Eval(PolicyEvalArgs),
-    /// Print the directory's serving files as a ConfigMap, for the Deployment to mount.
+    /// Print what a server loads from the policy directory (Rego modules,
+    /// templates, constraints, expansions; no tests or suites) as the
+    /// ConfigMap the manifests mount (manifests/base/policies.yaml).
     Bundle(PolicyBundleArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyBundleArgs {
     /// Policy directory.
-    #[arg(default_value = "policies")]
+    #[arg(default_value = "policies", value_hint = ValueHint::DirPath)]
     pub dir: PathBuf,
     /// Name of the ConfigMap.
     #[arg(
@@ -113,54 +165,97 @@ pub struct PolicyBundleArgs {
 #[derive(Debug, Args)]
 pub struct PolicyTestArgs {
     /// Directory (or single file) of Rego modules and `*_test.rego` tests.
-    #[arg(default_value = "policies")]
+    #[arg(default_value = "policies", value_hint = ValueHint::AnyPath)]
     pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyVerifyArgs {
     /// Suite files, or directories searched for them.
-    #[arg(default_value = "policies")]
+    #[arg(default_value = "policies", value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyEvalArgs {
     /// YAML or JSON input, `-` for stdin: objects (multi-document) or AdmissionReviews.
-    #[arg(short = 'f', long, env = "OTEL_ADMISSION_FILE")]
+    #[arg(short = 'f', long, env = "OTEL_ADMISSION_FILE", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
     /// Policy directory.
-    #[arg(long, env = "OTEL_ADMISSION_POLICIES", default_value = "policies")]
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_POLICIES",
+        default_value = "policies",
+        value_hint = ValueHint::DirPath
+    )]
     pub policies: PathBuf,
-    /// YAML config file (SPEC §8): the injection an expanded Pod gets
+    /// YAML config file (or its ConfigMap manifest; keys in docs/CONFIG.md): the injection an expanded Pod gets
     /// before it is judged (ExpansionTemplates).
-    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
+    /// Output format: `text` (a line per violation) or `json` (one document:
+    /// every violation and a summary).
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "OTEL_ADMISSION_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: EvalOutput,
 }
 
 #[derive(Debug, Args)]
 pub struct InjectArgs {
     /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
-    #[arg(short = 'f', long = "filename", env = "OTEL_ADMISSION_FILENAME")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "OTEL_ADMISSION_FILENAME",
+        value_hint = ValueHint::FilePath
+    )]
     pub filename: PathBuf,
-    /// YAML config file (SPEC §8): rules, defaults, exclusions.
-    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    /// YAML config file (or its ConfigMap manifest): rules, defaults, exclusions; every key in docs/CONFIG.md.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
-    /// Namespace object (YAML) whose labels and annotations the pods see.
-    #[arg(long, env = "OTEL_ADMISSION_NAMESPACE")]
+    /// Namespace objects (YAML file: one or more, or a List) whose labels and
+    /// annotations the pods see; the first one's name is the namespace of
+    /// objects that name none.
+    // `_FILE`: `OTEL_ADMISSION_NAMESPACE` is `rollout`'s namespace filter
+    // (a name); read here it made `inject` fail with "cannot read shop".
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_NAMESPACE_FILE",
+        value_hint = ValueHint::FilePath
+    )]
     pub namespace: Option<PathBuf>,
-    /// Instrumentation and OpenTelemetryCollector objects (YAML, multi-document); repeatable.
-    #[arg(long, env = "OTEL_ADMISSION_INSTRUMENTATION", value_delimiter = ',')]
+    /// Instrumentation and OpenTelemetryCollector objects (YAML file:
+    /// multi-document or a List); repeatable.
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_INSTRUMENTATION",
+        value_delimiter = ',',
+        value_hint = ValueHint::FilePath
+    )]
     pub instrumentation: Vec<PathBuf>,
-    /// Write the output here instead of stdout.
-    #[arg(short = 'o', long = "output", env = "OTEL_ADMISSION_OUTPUT")]
+    /// `inject`: `yaml` (the default) or `pod` (the Pod each template
+    /// makes); `explain`: `text` (the default) or `json`; to stdout. Anything
+    /// else is a file to write instead (`./json` for a file named json).
+    // A variable of its own: `OTEL_ADMISSION_OUTPUT` is `rollout plan`'s and
+    // `policy eval`'s format, and read here `=json` wrote a file named
+    // `json` (`=table` still would). `_FILE` for what it mostly names.
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "OTEL_ADMISSION_OUTPUT_FILE",
+        value_hint = ValueHint::FilePath
+    )]
     pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
-    /// YAML config file (SPEC §8); reloaded on change.
-    #[arg(long, env = "OTEL_ADMISSION_CONFIG")]
+    /// YAML config file, or the ConfigMap manifest holding it under data.config.yaml; every key in docs/CONFIG.md. Reloaded on change.
+    #[arg(long, env = "OTEL_ADMISSION_CONFIG", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// TLS listener for /mutate and /validate [default: 127.0.0.1:8443].
     #[arg(long, env = "OTEL_ADMISSION_LISTEN")]
@@ -169,16 +264,32 @@ pub struct ServeArgs {
     #[arg(long, env = "OTEL_ADMISSION_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// PEM certificate chain; reloaded on change. Without it, a development pair is made under --dev-certs.
-    #[arg(long, env = "OTEL_ADMISSION_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_TLS_CERT",
+        requires = "tls_key",
+        value_hint = ValueHint::FilePath
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "OTEL_ADMISSION_TLS_KEY", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_TLS_KEY",
+        requires = "tls_cert",
+        value_hint = ValueHint::FilePath
+    )]
     pub tls_key: Option<PathBuf>,
-    /// Watch Namespaces and Instrumentations in the cluster [default: auto].
+    /// Watch Namespaces, Instrumentations and OpenTelemetryCollectors in the
+    /// cluster; `auto` when a kubeconfig or service account is found [default: auto].
     #[arg(long, env = "OTEL_ADMISSION_CLUSTER")]
     pub cluster: Option<ClusterMode>,
     /// Where the development pair is kept when no certificate is given.
-    #[arg(long, env = "OTEL_ADMISSION_DEV_CERTS", default_value = "certs/dev")]
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_DEV_CERTS",
+        default_value = "certs/dev",
+        value_hint = ValueHint::DirPath
+    )]
     pub dev_certs: PathBuf,
     /// Largest request body accepted, in bytes [default: 6 MiB].
     #[arg(long, env = "OTEL_ADMISSION_BODY_LIMIT")]
@@ -193,21 +304,21 @@ pub struct ServeArgs {
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Option<Duration>,
     /// Policy directory, hot-reloaded [default: policies.dir of the config, `policies`].
-    #[arg(long, env = "OTEL_ADMISSION_POLICIES")]
+    #[arg(long, env = "OTEL_ADMISSION_POLICIES", value_hint = ValueHint::DirPath)]
     pub policies: Option<PathBuf>,
     /// `audit`: a policy's deny is a warning; `enforce`: it denies
     /// [default: policies.enforcement of the config, `audit`].
     #[arg(long, env = "OTEL_ADMISSION_POLICY_ENFORCEMENT", value_enum)]
     pub policy_enforcement: Option<crate::config::Enforcement>,
-    /// After that, how long in-flight requests get to finish [default: 25s].
+    /// After --shutdown-delay, how long in-flight requests get to finish [default: 25s].
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
 pub struct CertsArgs {
-    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
-    #[arg(long, env = "OTEL_ADMISSION_OUT")]
+    /// Directory to write ca.crt, ca.key, tls.crt, tls.key and cabundle-patch.yaml into.
+    #[arg(long, env = "OTEL_ADMISSION_OUT", value_hint = ValueHint::DirPath)]
     pub out: PathBuf,
     /// DNS name or IP of the serving certificate; repeatable [default: the in-cluster Service names].
     #[arg(long = "dns", env = "OTEL_ADMISSION_DNS", value_delimiter = ',')]

@@ -20,55 +20,95 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Builds the config and view `inject` and `explain` run against.
+/// The objects of a file as `kubectl get … -o yaml` prints them: one
+/// object, several documents, or a `List` (`kind: List`, or any `*List`
+/// with `items`), flattened in order; each with where it came from
+/// (`document 0`, `document 0: items[2]`) for error messages.
+fn objects(text: &str, origin: &str) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut out = Vec::new();
+    for (i, doc) in manifest::parse_documents(text, origin)?
+        .into_iter()
+        .enumerate()
+    {
+        let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+        match doc.get("items").and_then(|i| i.as_array()) {
+            Some(items) if kind.ends_with("List") => {
+                for (j, item) in items.iter().enumerate() {
+                    out.push((format!("document {i}: items[{j}]"), item.clone()));
+                }
+            }
+            _ => out.push((format!("document {i}"), doc)),
+        }
+    }
+    Ok(out)
+}
+
+/// An object's `kind`, or `None` when it has none (then it is taken to be
+/// what the flag expects, as before Lists were read).
+fn kind_of(obj: &serde_json::Value) -> Option<&str> {
+    obj.get("kind")
+        .and_then(|k| k.as_str())
+        .filter(|k| !k.is_empty())
+}
+
+/// Builds the config and view `inject` and `explain` run against, and the
+/// namespace of objects without one: the first Namespace of `--namespace`,
+/// else `default`.
 fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, String)> {
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
     let mut view = StaticView::new();
-    let mut default_ns = "default".to_string();
+    let mut default_ns = None;
     if let Some(p) = &args.namespace {
         let origin = p.display().to_string();
         let text = read_input(p)?;
-        let docs = manifest::parse_documents(&text, &origin)?;
-        let doc = docs
-            .into_iter()
-            .next()
-            .with_context(|| format!("{origin}: no Namespace document"))?;
-        let ns: k8s_openapi::api::core::v1::Namespace = serde_path_to_error::deserialize(&doc)
-            .map_err(|e| anyhow::anyhow!("{origin}: document 0: {}: {}", e.path(), e.inner()))?;
-        let name = ns.metadata.name.clone().unwrap_or_default();
-        if name.is_empty() {
-            anyhow::bail!("{origin}: document 0: metadata.name: a Namespace needs a name");
+        let objects = objects(&text, &origin)?;
+        if objects.is_empty() {
+            anyhow::bail!("{origin}: no Namespace document");
         }
-        view = view.with_namespace(name.clone(), NamespaceMeta::from(&ns));
-        default_ns = name;
+        for (at, obj) in objects {
+            if let Some(kind) = kind_of(&obj).filter(|k| *k != "Namespace") {
+                anyhow::bail!("{origin}: {at}: kind: expected Namespace, got {kind}");
+            }
+            let ns: k8s_openapi::api::core::v1::Namespace = serde_path_to_error::deserialize(&obj)
+                .map_err(|e| anyhow::anyhow!("{origin}: {at}: {}: {}", e.path(), e.inner()))?;
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            if name.is_empty() {
+                anyhow::bail!("{origin}: {at}: metadata.name: a Namespace needs a name");
+            }
+            view = view.with_namespace(name.clone(), NamespaceMeta::from(&ns));
+            default_ns.get_or_insert(name);
+        }
     }
+    let default_ns = default_ns.unwrap_or_else(|| "default".to_string());
     for p in &args.instrumentation {
         let origin = p.display().to_string();
         let text = read_input(p)?;
-        for (i, doc) in manifest::parse_documents(&text, &origin)?
-            .into_iter()
-            .enumerate()
-        {
-            if doc.get("kind").and_then(|k| k.as_str()) == Some(crate::otelcol::KIND) {
-                let c = crate::otelcol::Collector::from_object(&doc, &default_ns)
-                    .map_err(|e| anyhow::anyhow!("{origin}: document {i}: {e}"))?;
-                view = view.with_collector(c);
-                continue;
+        for (at, obj) in objects(&text, &origin)? {
+            match kind_of(&obj) {
+                Some(crate::otelcol::KIND) => {
+                    let c = crate::otelcol::Collector::from_object(&obj, &default_ns)
+                        .map_err(|e| anyhow::anyhow!("{origin}: {at}: {e}"))?;
+                    view = view.with_collector(c);
+                    continue;
+                }
+                None | Some(crate::instrumentation::KIND) => {}
+                Some(kind) => anyhow::bail!(
+                    "{origin}: {at}: kind: expected {} or {}, got {kind}",
+                    crate::instrumentation::KIND,
+                    crate::otelcol::KIND
+                ),
             }
-            let inst: Instrumentation = serde_path_to_error::deserialize(&doc).map_err(|e| {
-                anyhow::anyhow!("{origin}: document {i}: {}: {}", e.path(), e.inner())
-            })?;
+            let inst: Instrumentation = serde_path_to_error::deserialize(&obj)
+                .map_err(|e| anyhow::anyhow!("{origin}: {at}: {}: {}", e.path(), e.inner()))?;
             if inst.metadata.name.as_deref().unwrap_or_default().is_empty() {
-                anyhow::bail!(
-                    "{origin}: document {i}: metadata.name: an Instrumentation needs a name"
-                );
+                anyhow::bail!("{origin}: {at}: metadata.name: an Instrumentation needs a name");
             }
             let problems = inst.spec.validate();
             if let Some(pr) = problems.first() {
-                anyhow::bail!("{origin}: document {i}: spec.{pr}");
+                anyhow::bail!("{origin}: {at}: spec.{pr}");
             }
             view = view.with_instrumentation(inst, &default_ns);
         }
@@ -76,7 +116,60 @@ fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, Stri
     Ok((config, view, default_ns))
 }
 
+/// What `-o` asks for. It is `InjectArgs::output`, shared by both commands
+/// and once only a file to write: a bare format word (`yaml`, `pod` for
+/// `inject`; `text`, `json` for `explain`) now picks the format, printed to
+/// stdout, as `kubectl -o` does; anything else is still the file to write
+/// (`-o ./json` writes a file named `json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// `inject`: the manifest, injected.
+    Yaml,
+    /// `inject -o pod`: the Pod made from each template, injected.
+    Pod,
+    /// `explain`: plain words.
+    Text,
+    /// `explain -o json`: one JSON document per workload.
+    Json,
+}
+
+const FORMATS: [(&str, Format); 4] = [
+    ("yaml", Format::Yaml),
+    ("pod", Format::Pod),
+    ("text", Format::Text),
+    ("json", Format::Json),
+];
+
+/// The format and the file (if any) `-o` names.
+fn output(args: &InjectArgs, explain: bool) -> anyhow::Result<(Format, Option<&Path>)> {
+    let (command, default, own) = if explain {
+        ("explain", Format::Text, [Format::Text, Format::Json])
+    } else {
+        ("inject", Format::Yaml, [Format::Yaml, Format::Pod])
+    };
+    let Some(p) = args.output.as_deref() else {
+        return Ok((default, None));
+    };
+    let word = p.to_str().unwrap_or_default();
+    match FORMATS.iter().find(|(w, _)| *w == word) {
+        Some((_, f)) if own.contains(f) => Ok((*f, None)),
+        Some(_) => {
+            let names: Vec<&str> = FORMATS
+                .iter()
+                .filter(|(_, f)| own.contains(f))
+                .map(|(w, _)| *w)
+                .collect();
+            anyhow::bail!(
+                "{command} -o {word}: {command}'s formats are {}; to write a file named {word}, give -o ./{word}",
+                names.join(" and ")
+            )
+        }
+        None => Ok((default, Some(p))),
+    }
+}
+
 pub(crate) fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()> {
+    let (format, file) = output(args, explain)?;
     let (config, view, default_ns) = offline_inputs(args)?;
     let origin = if args.filename.as_os_str() == "-" {
         "<stdin>".to_string()
@@ -90,19 +183,32 @@ pub(crate) fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()>
         default_namespace: &default_ns,
         // Offline: `sidecar.native: auto` means native (SPEC §5, docs/INJECTION.md).
         server_version: None,
+        given: manifest::Given {
+            namespaces: args.namespace.is_some(),
+            instrumentations: !args.instrumentation.is_empty(),
+        },
+        as_pods: format == Format::Pod,
     };
     let processed = manifest::process(&text, &origin, &inputs)?;
-    let out = if explain {
-        manifest::explain(&origin, &processed.reports)
-    } else {
+    if !explain {
         for r in &processed.reports {
             for w in &r.outcome.warnings {
                 eprintln!("{origin}[{}] {}: {w}", r.index, r.workload);
             }
         }
-        manifest::to_yaml(&processed.documents).context("cannot write YAML")?
+    }
+    let out = match format {
+        Format::Text => manifest::explain(&origin, &processed.reports),
+        Format::Json => {
+            if processed.reports.is_empty() {
+                eprintln!("{}", manifest::nothing_found(&origin));
+            }
+            manifest::explain_json(&origin, &processed.reports)
+        }
+        Format::Yaml => manifest::to_yaml(&processed.documents).context("cannot write YAML")?,
+        Format::Pod => manifest::pods_yaml(&processed.reports).context("cannot write YAML")?,
     };
-    match &args.output {
+    match file {
         Some(p) => {
             std::fs::write(p, out).with_context(|| format!("cannot write {}", p.display()))?
         }

@@ -2,7 +2,7 @@
 //! files.
 
 use crate::cli::OFFLINE_EVAL_TIMEOUT;
-use crate::cli::args::{PolicyBundleArgs, PolicyCommand, PolicyEvalArgs};
+use crate::cli::args::{EvalOutput, PolicyBundleArgs, PolicyCommand, PolicyEvalArgs};
 use crate::policy::{self, PolicySet};
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -13,6 +13,9 @@ use std::process::ExitCode;
 pub(crate) fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Test(a) => {
+            if !a.dir.is_file() {
+                policy::files::require_dir(&a.dir, "policy test")?;
+            }
             let report = policy::testing::run(&a.dir, OFFLINE_EVAL_TIMEOUT)?;
             print!("{}", report.render());
             Ok(if report.ok() {
@@ -45,6 +48,31 @@ pub(crate) fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `policy eval -o json`: one document, every violation (one object each,
+/// as `rows`) and a summary whose counts a script can test without
+/// walking the list; `denied` is what exit status 1 says.
+fn eval_json(
+    documents: usize,
+    rows: &[serde_json::Value],
+    errors: &[String],
+    denied: bool,
+) -> serde_json::Value {
+    let count = |action: &str| rows.iter().filter(|r| r["action"] == action).count();
+    serde_json::json!({
+        "violations": rows,
+        "errors": errors,
+        "summary": {
+            "documents": documents,
+            "violations": rows.len(),
+            "deny": count("deny"),
+            "warn": count("warn"),
+            "dryrun": count("dryrun"),
+            "errors": errors.len(),
+            "denied": denied,
+        },
+    })
+}
+
 /// The ConfigMap `manifests/base/policies.yaml` is generated with.
 pub fn policy_bundle(a: &PolicyBundleArgs) -> anyhow::Result<String> {
     let entries = policy::files::bundle_entries(&a.dir)?;
@@ -68,11 +96,8 @@ pub fn policy_bundle(a: &PolicyBundleArgs) -> anyhow::Result<String> {
 }
 
 fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
-    let set = if a.policies.is_dir() {
-        PolicySet::load_dir(&a.policies, OFFLINE_EVAL_TIMEOUT)?
-    } else {
-        anyhow::bail!("--policies {}: not a directory", a.policies.display());
-    };
+    policy::files::require_dir(&a.policies, "--policies")?;
+    let set = PolicySet::load_dir(&a.policies, OFFLINE_EVAL_TIMEOUT)?;
     let (text, name) = if a.file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -95,30 +120,43 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
     let inject = move |pod, ns: &str, kind: &str, name: &str| {
         crate::app::inject_expanded(pod, ns, kind, name, &config, &view, None)
     };
+    let text_output = a.output == EvalOutput::Text;
     let mut denied = false;
     let mut errors = Vec::new();
+    let mut rows = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         let review = policy::suite::review_for(doc);
         let req = &review["request"];
-        let what = format!(
-            "{}/{}",
-            req.pointer("/kind/kind")
-                .and_then(|v| v.as_str())
-                .unwrap_or(""),
-            req.pointer("/object/metadata/name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("<generated>")
-        );
+        let kind = req
+            .pointer("/kind/kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let object = req
+            .pointer("/object/metadata/name")
+            .and_then(|v| v.as_str());
+        let what = format!("{kind}/{}", object.unwrap_or("<generated>"));
         let outcome = set.evaluate_json_expanded(&review, &|_: &str| None, Some(&inject));
         for v in &outcome.violations {
             denied |= v.action == policy::gatekeeper::Action::Deny;
-            println!(
-                "{}: document {i} {what}: {} [{}] {}",
-                name.display(),
-                v.action.as_str(),
-                v.policy,
-                v.message
-            );
+            if text_output {
+                println!(
+                    "{}: document {i} {what}: {} [{}] {}",
+                    name.display(),
+                    v.action.as_str(),
+                    v.policy,
+                    v.message
+                );
+            }
+            rows.push(serde_json::json!({
+                "file": name.display().to_string(),
+                "document": i,
+                "kind": kind,
+                // null for an object named by generateName.
+                "name": object,
+                "policy": v.policy,
+                "action": v.action.as_str(),
+                "message": v.message,
+            }));
         }
         for (p, e) in &outcome.errors {
             errors.push(format!(
@@ -126,9 +164,17 @@ fn policy_eval(a: &PolicyEvalArgs) -> anyhow::Result<ExitCode> {
                 name.display()
             ));
         }
-        if outcome.violations.is_empty() && outcome.errors.is_empty() {
+        if text_output && outcome.violations.is_empty() && outcome.errors.is_empty() {
             eprintln!("{}: document {i} {what}: no violations", name.display());
         }
+    }
+    if !text_output {
+        // Written even when an evaluation failed (exit 2 below): what did
+        // evaluate is still reported, and `errors` says what did not.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&eval_json(docs.len(), &rows, &errors, denied))?
+        );
     }
     if !errors.is_empty() {
         anyhow::bail!("policy evaluation failed:\n{}", errors.join("\n"));

@@ -1,14 +1,14 @@
 //! `rollout plan|apply`: the staleness table and the paced restarts, from
 //! the command line.
 
-use crate::cli::args::{PlanOutput, RolloutApplyArgs, RolloutPlanArgs};
+use crate::cli::args::{PlanOutput, RolloutApplyArgs, RolloutPlanArgs, RolloutScope};
 use crate::config::ClusterMode;
 use crate::config::Config;
 use std::process::ExitCode;
 use std::time::Duration;
 
 async fn rollout_inputs(
-    args: &RolloutPlanArgs,
+    args: &RolloutScope,
 ) -> anyhow::Result<(kube::Client, Vec<crate::rollout::Assessment>)> {
     let config = match &args.config {
         Some(p) => Config::load(p)?,
@@ -30,7 +30,7 @@ async fn rollout_inputs(
 pub(crate) async fn rollout_apply(args: &RolloutApplyArgs) -> anyhow::Result<ExitCode> {
     use crate::rollout::cluster::Restart;
     use std::io::IsTerminal as _;
-    let (client, all) = rollout_inputs(&args.plan).await?;
+    let (client, all) = rollout_inputs(&args.scope).await?;
     let terminal = std::io::stderr().is_terminal();
     let progress = |a: &crate::rollout::Assessment, r: Option<&Restart>| {
         let what = format!("{} {}/{}", a.kind.as_str(), a.namespace, a.name);
@@ -83,7 +83,7 @@ pub(crate) async fn rollout_apply(args: &RolloutApplyArgs) -> anyhow::Result<Exi
 }
 
 pub(crate) async fn rollout_plan(args: &RolloutPlanArgs) -> anyhow::Result<ExitCode> {
-    let (_, all) = rollout_inputs(args).await?;
+    let (_, all) = rollout_inputs(&args.scope).await?;
     match args.output {
         PlanOutput::Table => print!("{}", crate::rollout::table(&all)),
         PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&all)?),

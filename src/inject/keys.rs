@@ -6,6 +6,12 @@ use crate::language::Language;
 /// Prefix of the operator's keys.
 pub const OPERATOR_PREFIX: &str = "instrumentation.opentelemetry.io/";
 
+/// Prefix of the operator's collector sidecar keys.
+pub const SIDECAR_PREFIX: &str = "sidecar.opentelemetry.io/";
+
+/// Prefix of our own keys.
+pub const OUR_PREFIX: &str = "otel-admission.io/";
+
 /// Our opt-out (pod) and opt-in/out (namespace label) key.
 pub const INJECT_KEY: &str = "otel-admission.io/inject";
 
@@ -42,6 +48,21 @@ pub const PROBES_KEY: &str = "otel-admission.io/probes";
 
 /// Our opt-in to the Prometheus and Istio annotations.
 pub const ISTIO_KEY: &str = "otel-admission.io/istio";
+
+/// What we did to a pod, as JSON (`inject/status.rs`).
+pub const STATUS_KEY: &str = "otel-admission.io/status";
+
+/// The label carrying the fingerprint, so a selector finds instrumented pods.
+pub const INJECTED_LABEL: &str = "otel-admission.io/injected";
+
+/// The pod label naming the collector it got, `<namespace>.<name>`, as the
+/// operator sets it.
+pub const SIDECAR_INJECTED_LABEL: &str = "sidecar.opentelemetry.io/injected";
+
+/// A workload's own label: `false` keeps `rollout` from restarting it.
+/// Spelled here too so the key table below is whole; a test keeps it equal
+/// to `rollout::ROLLOUT_KEY`.
+pub const ROLLOUT_KEY: &str = "otel-admission.io/rollout";
 
 /// Istio's per-pod injection switch (label or annotation).
 pub const ISTIO_INJECT_KEY: &str = "sidecar.istio.io/inject";
@@ -90,6 +111,219 @@ pub fn container_names_key(lang: Language) -> String {
     }
 }
 
+/// What a known key is for, and so where it belongs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Read from the pod's labels and annotations (and the namespace's): a
+    /// request to inject, opt out or tune. On a workload's own metadata it
+    /// reaches no pod.
+    Pod,
+    /// Read from the workload's own labels (`rollout`).
+    Workload,
+    /// Written on the pods we or the operator change; never a request.
+    Written,
+    /// The operator reads it on other objects (Instrumentations); never on a
+    /// pod, but never unknown either.
+    Elsewhere,
+}
+
+/// The prefixes whose keys are checked against [`known_keys`]. Not
+/// `resource.opentelemetry.io/`: every `<attr>` there is valid.
+pub const CHECKED_PREFIXES: [&str; 3] = [OPERATOR_PREFIX, SIDECAR_PREFIX, OUR_PREFIX];
+
+/// The table of known keys, besides the per-language families
+/// [`known_keys`] adds: every key under [`CHECKED_PREFIXES`] that we or the
+/// OpenTelemetry Operator read or write. A key the operator knows is listed
+/// even where we do nothing with it, so it is never called unknown.
+const FIXED_KEYS: [(&str, Use); 24] = [
+    (CONTAINER_NAMES_KEY, Use::Pod),
+    (GO_TARGET_EXE_KEY, Use::Pod),
+    (PYTHON_PLATFORM_KEY, Use::Pod),
+    (DOTNET_RUNTIME_KEY, Use::Pod),
+    (PHP_API_VERSION_KEY, Use::Pod),
+    (PHP_PLATFORM_KEY, Use::Pod),
+    (PHP_THREAD_SAFETY_KEY, Use::Pod),
+    (SIDECAR_KEY, Use::Pod),
+    (SIDECAR_INJECTED_LABEL, Use::Written),
+    (INJECT_KEY, Use::Pod),
+    (AUTO_KEY, Use::Pod),
+    (PROBES_KEY, Use::Pod),
+    (ISTIO_KEY, Use::Pod),
+    (STATUS_KEY, Use::Written),
+    (INJECTED_LABEL, Use::Written),
+    (ROLLOUT_KEY, Use::Workload),
+    // The operator's, on Instrumentation objects: the fields a v1alpha1
+    // object was written with, and the default image each language was
+    // defaulted with (its upgrade reads them).
+    (
+        "instrumentation.opentelemetry.io/v1alpha1-fields",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-java-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-nodejs-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-python-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-dotnet-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-go-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-apache-httpd-image",
+        Use::Elsewhere,
+    ),
+    (
+        "instrumentation.opentelemetry.io/default-auto-instrumentation-nginx-image",
+        Use::Elsewhere,
+    ),
+];
+
+/// The one table of known keys: [`FIXED_KEYS`], and for every language
+/// `inject-<lang>` and `<lang>-container-names` (those families grow with
+/// [`Language::ALL`], never by hand). Built once.
+pub fn known_keys() -> &'static [(String, Use)] {
+    static TABLE: std::sync::LazyLock<Vec<(String, Use)>> = std::sync::LazyLock::new(|| {
+        let mut t: Vec<(String, Use)> = Vec::new();
+        for lang in Language::ALL {
+            t.push((inject_key(lang).to_string(), Use::Pod));
+            t.push((container_names_key(lang), Use::Pod));
+        }
+        t.extend(FIXED_KEYS.iter().map(|(k, u)| (k.to_string(), *u)));
+        t
+    });
+    &TABLE
+}
+
+/// What [`check_key`] says about a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// Not under a checked prefix (`app`, `resource.opentelemetry.io/…`).
+    Foreign,
+    Known(Use),
+    /// Under a checked prefix and in no table: a typo, most likely. The
+    /// nearest key a user writes, when one is close enough to be meant.
+    Unknown {
+        nearest: Option<&'static str>,
+    },
+}
+
+/// Looks a label or annotation key up in [`known_keys`].
+///
+/// `<lang>-container-names` is an open family, which the operator grows
+/// with each language it adds: a `<lang>` that is none of ours and not
+/// within a typo of one (`deno-container-names`) may be a newer operator's
+/// and is not called unknown; `pyhton-container-names` is, and so is
+/// `nginx-container-names` (nginx's is `inject-nginx-container-names`).
+pub fn check_key(key: &str) -> KeyCheck {
+    if !CHECKED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        return KeyCheck::Foreign;
+    }
+    if let Some((_, u)) = known_keys().iter().find(|(k, _)| k == key) {
+        return KeyCheck::Known(*u);
+    }
+    // `inject-` read past, so `inject-ngnix-container-names` and
+    // `inject-python-container-names` are judged by their language too.
+    let family = key
+        .strip_prefix(OPERATOR_PREFIX)
+        .and_then(|n| n.strip_suffix("-container-names"))
+        .map(|lang| lang.strip_prefix("inject-").unwrap_or(lang))
+        .filter(|lang| !lang.is_empty());
+    if let Some(lang) = family {
+        let lower = lang.to_ascii_lowercase();
+        let limit = (lower.chars().count() / 3).clamp(1, 3);
+        let meant = Language::ALL
+            .iter()
+            .map(|l| (edit_distance(&lower, l.key()), *l))
+            .filter(|(d, _)| *d <= limit)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, l)| container_names_key(l));
+        return match meant {
+            Some(k) => KeyCheck::Unknown {
+                nearest: known_keys()
+                    .iter()
+                    .find(|(known, _)| *known == k)
+                    .map(|(known, _)| known.as_str()),
+            },
+            None => KeyCheck::Known(Use::Pod),
+        };
+    }
+    KeyCheck::Unknown {
+        nearest: nearest_key(key),
+    }
+}
+
+/// The key a user most likely meant: the fewest edits on the part after the
+/// prefix, compared case-insensitively, plus one for another prefix (so
+/// `otel-admission.io/inject-java` finds the operator's
+/// `instrumentation.opentelemetry.io/inject-java`); the same prefix wins a
+/// tie. Only keys a user writes ([`Use::Pod`], [`Use::Workload`]) are
+/// offered, and only within a third of the name's length (at most 3 edits),
+/// so an unrelated name gets no suggestion rather than a wild one.
+fn nearest_key(key: &str) -> Option<&'static str> {
+    let (prefix, name) = split_prefix(key);
+    let name = name.to_ascii_lowercase();
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    known_keys()
+        .iter()
+        .filter(|(_, u)| matches!(u, Use::Pod | Use::Workload))
+        .map(|(k, _)| {
+            let (p, n) = split_prefix(k);
+            let other_prefix = usize::from(p != prefix);
+            (edit_distance(&name, n) + other_prefix, other_prefix, k)
+        })
+        .filter(|(d, _, _)| *d <= limit)
+        .min_by_key(|(d, other_prefix, _)| (*d, *other_prefix))
+        .map(|(_, _, k)| k.as_str())
+}
+
+/// `(prefix, name)`; the prefix is empty for a key with none of ours.
+fn split_prefix(key: &str) -> (&str, &str) {
+    CHECKED_PREFIXES
+        .iter()
+        .find_map(|p| key.strip_prefix(p).map(|n| (*p, n)))
+        .unwrap_or(("", key))
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`:
+/// the optimal-string-alignment distance, so `inejct` is one edit from
+/// `inject`. Hand-written rather than a crate (`strsim` has it): twenty
+/// lines over keys of a few dozen characters do not earn a direct
+/// dependency, and its result here must not change with a crate's release.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rows of the dynamic-programming table: two back (for the swap),
+    // the previous, and the current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod inject_key_tests {
     use super::*;
@@ -103,5 +337,172 @@ mod inject_key_tests {
                 format!("{OPERATOR_PREFIX}inject-{}", lang.key())
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod check_key_tests {
+    use super::*;
+    use rstest::rstest;
+
+    const OP: &str = "instrumentation.opentelemetry.io/";
+
+    /// A misspelt key is unknown and points at the key meant; an unrelated
+    /// one is unknown with no guess; keys outside the checked prefixes are
+    /// not ours to judge.
+    #[rstest]
+    #[case::jvm_for_java(
+        "instrumentation.opentelemetry.io/inject-jvm",
+        Some("instrumentation.opentelemetry.io/inject-java")
+    )]
+    #[case::swapped_letters(
+        "instrumentation.opentelemetry.io/inject-pyhton",
+        Some("instrumentation.opentelemetry.io/inject-python")
+    )]
+    #[case::upper_case(
+        "instrumentation.opentelemetry.io/Inject-Python",
+        Some("instrumentation.opentelemetry.io/inject-python")
+    )]
+    #[case::operator_key_under_our_prefix(
+        "otel-admission.io/inject-java",
+        Some("instrumentation.opentelemetry.io/inject-java")
+    )]
+    #[case::our_key_under_the_operator_prefix(
+        "instrumentation.opentelemetry.io/probes",
+        Some("otel-admission.io/probes")
+    )]
+    #[case::sidecar_typo(
+        "sidecar.opentelemetry.io/injekt",
+        Some("sidecar.opentelemetry.io/inject")
+    )]
+    #[case::our_typo("otel-admission.io/probs", Some("otel-admission.io/probes"))]
+    #[case::rollout_typo("otel-admission.io/rolout", Some("otel-admission.io/rollout"))]
+    #[case::container_names_singular(
+        "instrumentation.opentelemetry.io/java-container-name",
+        Some("instrumentation.opentelemetry.io/java-container-names")
+    )]
+    #[case::container_names_language_typo(
+        "instrumentation.opentelemetry.io/pyhton-container-names",
+        Some("instrumentation.opentelemetry.io/python-container-names")
+    )]
+    #[case::nginx_without_inject(
+        "instrumentation.opentelemetry.io/nginx-container-names",
+        Some("instrumentation.opentelemetry.io/inject-nginx-container-names")
+    )]
+    #[case::nginx_family_typo(
+        "instrumentation.opentelemetry.io/inject-ngnix-container-names",
+        Some("instrumentation.opentelemetry.io/inject-nginx-container-names")
+    )]
+    #[case::inject_before_another_language(
+        "instrumentation.opentelemetry.io/inject-python-container-names",
+        Some("instrumentation.opentelemetry.io/python-container-names")
+    )]
+    #[case::nothing_close("instrumentation.opentelemetry.io/foo", None)]
+    #[case::bare_prefix("otel-admission.io/", None)]
+    fn unknown_keys_and_the_key_meant(#[case] key: &str, #[case] nearest: Option<&'static str>) {
+        assert_eq!(check_key(key), KeyCheck::Unknown { nearest });
+    }
+
+    #[rstest]
+    #[case::resource_attributes_are_open("resource.opentelemetry.io/team")]
+    #[case::resource_service_name("resource.opentelemetry.io/service.name")]
+    #[case::plain_label("app")]
+    #[case::other_prefix("app.kubernetes.io/name")]
+    #[case::istio("sidecar.istio.io/inject")]
+    #[case::prefix_without_slash("otel-admission.io")]
+    fn foreign_keys_are_not_judged(#[case] key: &str) {
+        assert_eq!(check_key(key), KeyCheck::Foreign);
+    }
+
+    /// Every key the OpenTelemetry Operator knows (its
+    /// `internal/instrumentation/annotation.go`, `pkg/constants/env.go`,
+    /// `pkg/sidecar`, and the 0.162 PHP and Ruby keys), spelled out here
+    /// rather than taken from the table, so a key dropped from the table
+    /// fails: none may ever be called unknown.
+    #[test]
+    fn no_key_the_operator_knows_is_unknown() {
+        let mut keys: Vec<String> = [
+            "container-names",
+            "otel-go-auto-target-exe",
+            "otel-python-platform",
+            "otel-dotnet-auto-runtime",
+            "otel-php-api-version",
+            "otel-php-platform",
+            "otel-php-thread-safety",
+            "inject-nginx-container-names",
+            "v1alpha1-fields",
+        ]
+        .iter()
+        .map(|k| format!("{OP}{k}"))
+        .collect();
+        for lang in [
+            "java",
+            "nodejs",
+            "python",
+            "dotnet",
+            "go",
+            "sdk",
+            "apache-httpd",
+            "nginx",
+            "php",
+            "ruby",
+        ] {
+            keys.push(format!("{OP}inject-{lang}"));
+            if lang != "nginx" {
+                keys.push(format!("{OP}{lang}-container-names"));
+            }
+        }
+        for lang in [
+            "java",
+            "nodejs",
+            "python",
+            "dotnet",
+            "go",
+            "apache-httpd",
+            "nginx",
+        ] {
+            keys.push(format!("{OP}default-auto-instrumentation-{lang}-image"));
+        }
+        keys.push("sidecar.opentelemetry.io/inject".into());
+        keys.push("sidecar.opentelemetry.io/injected".into());
+        // A language a newer operator may add: an open family.
+        keys.push(format!("{OP}deno-container-names"));
+        for key in &keys {
+            assert!(
+                matches!(check_key(key), KeyCheck::Known(_)),
+                "{key}: {:?}",
+                check_key(key)
+            );
+        }
+    }
+
+    #[test]
+    fn our_keys_are_known_with_their_use() {
+        for (key, want) in [
+            (INJECT_KEY, Use::Pod),
+            (AUTO_KEY, Use::Pod),
+            (PROBES_KEY, Use::Pod),
+            (ISTIO_KEY, Use::Pod),
+            (STATUS_KEY, Use::Written),
+            (INJECTED_LABEL, Use::Written),
+            (ROLLOUT_KEY, Use::Workload),
+        ] {
+            assert_eq!(check_key(key), KeyCheck::Known(want), "{key}");
+        }
+        // Spelled twice until `rollout` takes it from here.
+        assert_eq!(ROLLOUT_KEY, crate::rollout::ROLLOUT_KEY);
+    }
+
+    #[rstest]
+    #[case::same("inject", "inject", 0)]
+    #[case::empty("", "abc", 3)]
+    #[case::substitute("java", "jvva", 1)]
+    #[case::insert_two("jvm", "java", 2)]
+    #[case::swap("inejct", "inject", 1)]
+    #[case::delete("probes", "probe", 1)]
+    #[case::unicode("prôbes", "probes", 1)]
+    fn edit_distance_counts_edits(#[case] a: &str, #[case] b: &str, #[case] want: usize) {
+        assert_eq!(edit_distance(a, b), want);
+        assert_eq!(edit_distance(b, a), want, "symmetric");
     }
 }

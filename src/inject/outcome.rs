@@ -6,6 +6,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::config::FailureMode;
+use crate::inject::keys::{KeyCheck, check_key};
 use crate::inject::plan::{Decision, Skip, SkipReason};
 use crate::inject::{applied::Applied, apply::apply};
 use crate::inject::{context::Context, decide::decide};
@@ -32,17 +33,70 @@ pub struct Outcome {
 /// for a pod-level skip, except `not_selected` and `excluded_namespace` (the
 /// normal state of most pods; a warning on each would drown kubectl) and
 /// `already_injected` (a reinvocation would contradict the "injected" warning
-/// of the first pass). Those are still counted in `skips_total`.
+/// of the first pass). Those are still counted in `skips_total`. Before them
+/// all, one per unknown key under the operator's or our prefixes
+/// ([`unknown_key_warnings`]), except in an excluded namespace, whose pods
+/// are not ours to comment on.
 pub fn run(pod: &Pod, ctx: &Context<'_>) -> Outcome {
     run_with(pod, ctx, |plan| apply(pod, plan, ctx.config))
+}
+
+/// One warning per label or annotation key, on the pod or its namespace,
+/// that sits under the operator's or our prefixes and that neither reads
+/// (`keys::check_key`): a misspelt `inject-jvm` otherwise leaves the pod
+/// uninstrumented without a word. First among the warnings, as the likely
+/// cause of the rest; they change nothing that is injected.
+pub fn unknown_key_warnings(pod: &Pod, ctx: &Context<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let meta = &pod.metadata;
+    for (map, what) in [
+        (meta.labels.as_ref(), "label"),
+        (meta.annotations.as_ref(), "annotation"),
+    ] {
+        for key in map.into_iter().flat_map(|m| m.keys()) {
+            if let Some(w) = unknown_key_warning(key, what, None) {
+                out.push(w);
+            }
+        }
+    }
+    if let Some(ns) = ctx.view.namespace(ctx.namespace) {
+        let place = format!("namespace {}", ctx.namespace);
+        for (map, what) in [(&ns.labels, "label"), (&ns.annotations, "annotation")] {
+            for key in map.keys() {
+                if let Some(w) = unknown_key_warning(key, what, Some(&place)) {
+                    out.push(w);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `otel-admission: unknown annotation <key>; did you mean <nearest>?`, or
+/// `None` for a known or foreign key. `what` is `label` or `annotation`;
+/// `place` says where it sits when not on the pod (`namespace shop`). The
+/// key is written escaped: offline, a manifest's key may hold any character.
+pub fn unknown_key_warning(key: &str, what: &str, place: Option<&str>) -> Option<String> {
+    let KeyCheck::Unknown { nearest } = check_key(key) else {
+        return None;
+    };
+    let place = place.map(|p| format!(" on {p}")).unwrap_or_default();
+    let key = key.escape_debug();
+    Some(match nearest {
+        Some(n) => format!("{PREFIX}unknown {what} {key}{place}; did you mean {n}?"),
+        None => format!(
+            "{PREFIX}unknown {what} {key}{place}; neither otel-admission nor the OpenTelemetry Operator reads it"
+        ),
+    })
 }
 
 /// [`run`] on a pod the caller gives up (the webhook's own copy): no second
 /// copy of it is made for the edit.
 pub fn run_owned(pod: Pod, ctx: &Context<'_>) -> Outcome {
     let decision = decide(&pod, ctx);
+    let keys = unknown_key_warnings(&pod, ctx);
     let mut pod = Some(pod);
-    finish(decision, ctx, |plan| match pod.take() {
+    finish(decision, keys, ctx, |plan| match pod.take() {
         Some(p) => crate::inject::apply::apply_owned(p, plan, ctx.config),
         None => Err(crate::inject::editor::ApplyError::NoSpec),
     })
@@ -55,17 +109,26 @@ fn run_with(
         &crate::inject::plan::Plan,
     ) -> Result<Applied, crate::inject::editor::ApplyError>,
 ) -> Outcome {
-    finish(decide(pod, ctx), ctx, apply_plan)
+    finish(
+        decide(pod, ctx),
+        unknown_key_warnings(pod, ctx),
+        ctx,
+        apply_plan,
+    )
 }
 
+/// `warnings` starts as the unknown-key warnings.
 fn finish(
     decision: Decision,
+    mut warnings: Vec<String>,
     ctx: &Context<'_>,
     apply_plan: impl FnOnce(
         &crate::inject::plan::Plan,
     ) -> Result<Applied, crate::inject::editor::ApplyError>,
 ) -> Outcome {
-    let mut warnings = Vec::new();
+    if matches!(&decision, Decision::Skip(s) if s.reason == SkipReason::ExcludedNamespace) {
+        warnings.clear();
+    }
     let (applied, skip) = match &decision {
         Decision::Skip(s) => (None, Some(s.clone())),
         Decision::Inject(plan) => {

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::inject::applied::{Injected, SidecarDone};
 use crate::inject::plan::Failure;
 
-pub const STATUS_KEY: &str = "otel-admission.io/status";
-/// The label carrying the fingerprint, so a selector finds instrumented pods.
-pub const INJECTED_LABEL: &str = "otel-admission.io/injected";
+/// Spelled in `keys.rs`, with every key we read or write.
+pub use crate::inject::keys::{INJECTED_LABEL, STATUS_KEY};
 /// Bumped whenever the same inputs would produce a different pod, so pods
 /// injected by an older layout read as stale (SPEC §6a).
 pub const LAYOUT_VERSION: u32 = 2;

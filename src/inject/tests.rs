@@ -1813,6 +1813,8 @@ fn windows_pods_get_no_linux_only_feature(
             location: "".into(),
             outcome: o.clone(),
             rules: Vec::new(),
+            assumptions: Vec::new(),
+            pod: None,
         }],
     );
     assert!(
@@ -1986,4 +1988,326 @@ fn instrumentation_resource_attributes_are_percent_encoded() {
     let read = sdk_parse(&ra);
     assert_eq!(read["deployment.environment"], "eu,prod=1");
     assert_eq!(read["owner"], "a,b");
+}
+
+// === Issue 28: a word for every mistake ===
+
+const JVM: &str = "instrumentation.opentelemetry.io/inject-jvm";
+
+/// A key under the operator's or our prefixes that neither reads is a
+/// warning naming the key meant, wherever decide reads keys from: the
+/// pod's labels and annotations and the namespace's.
+#[rstest]
+#[case::pod_annotation(
+    simple(json!({JVM: "true"}), json!({})),
+    ns_meta(&[], &[]),
+    "otel-admission: unknown annotation instrumentation.opentelemetry.io/inject-jvm; did you mean instrumentation.opentelemetry.io/inject-java?"
+)]
+#[case::pod_label(
+    simple(json!({}), json!({"otel-admission.io/probe": "true"})),
+    ns_meta(&[], &[]),
+    "otel-admission: unknown label otel-admission.io/probe; did you mean otel-admission.io/probes?"
+)]
+#[case::sidecar_prefix(
+    simple(json!({"sidecar.opentelemetry.io/injct": "true"}), json!({})),
+    ns_meta(&[], &[]),
+    "otel-admission: unknown annotation sidecar.opentelemetry.io/injct; did you mean sidecar.opentelemetry.io/inject?"
+)]
+#[case::operator_key_under_our_prefix(
+    simple(json!({"otel-admission.io/inject-python": "true"}), json!({})),
+    ns_meta(&[], &[]),
+    "otel-admission: unknown annotation otel-admission.io/inject-python; did you mean instrumentation.opentelemetry.io/inject-python?"
+)]
+#[case::namespace_label(
+    simple(json!({}), json!({})),
+    ns_meta(&[("otel-admission.io/injection", "enabled")], &[]),
+    "otel-admission: unknown label otel-admission.io/injection on namespace shop; did you mean otel-admission.io/inject?"
+)]
+#[case::namespace_annotation(
+    simple(json!({}), json!({})),
+    ns_meta(&[], &[(JVM, "true")]),
+    "otel-admission: unknown annotation instrumentation.opentelemetry.io/inject-jvm on namespace shop; did you mean instrumentation.opentelemetry.io/inject-java?"
+)]
+#[case::nothing_close(
+    simple(json!({"instrumentation.opentelemetry.io/tracing": "on"}), json!({})),
+    ns_meta(&[], &[]),
+    "otel-admission: unknown annotation instrumentation.opentelemetry.io/tracing; neither otel-admission nor the OpenTelemetry Operator reads it"
+)]
+fn unknown_keys_are_named_with_the_key_meant(
+    #[case] p: Value,
+    #[case] ns: NamespaceMeta,
+    #[case] want: &str,
+) {
+    let view = StaticView::new().with_namespace(NS, ns);
+    let o = outcome(&p, &Config::default(), &view);
+    assert_eq!(
+        o.warnings.first().map(String::as_str),
+        Some(want),
+        "{:?}",
+        o.warnings
+    );
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    // Nothing selects the pod: the typo is the only word it gets.
+    assert_eq!(o.skip.map(|s| s.reason), Some(SkipReason::NotSelected));
+}
+
+/// The warnings change nothing that is injected: the same patch with and
+/// without a misspelt key beside a right one.
+#[test]
+fn unknown_keys_change_nothing_injected() {
+    let view = StaticView::new();
+    let right = simple(json!({PY: "true"}), json!({"app": "checkout"}));
+    let both = simple(
+        json!({PY: "true", JVM: "true", "otel-admission.io/probs": "true"}),
+        json!({"app": "checkout", "sidecar.opentelemetry.io/inject-sidecar": "x"}),
+    );
+    let a = outcome(&right, &Config::default(), &view);
+    let b = outcome(&both, &Config::default(), &view);
+    let ops = |o: &Outcome| {
+        serde_json::to_value(o.patch().expect("patch").to_json_patch().expect("json")).expect("v")
+    };
+    assert_eq!(ops(&a), ops(&b));
+    assert_eq!(b.warnings.len(), a.warnings.len() + 3, "{:?}", b.warnings);
+    assert_eq!(b.warnings[3..], a.warnings[..]);
+}
+
+/// Known keys (ours, the operator's, the open families) get no warning, and
+/// an excluded namespace's pods get none at all.
+#[test]
+fn known_keys_and_excluded_namespaces_get_no_unknown_key_warning() {
+    let p = simple(
+        json!({
+            "instrumentation.opentelemetry.io/inject-sdk": "false",
+            "instrumentation.opentelemetry.io/container-names": "app",
+            "instrumentation.opentelemetry.io/otel-go-auto-target-exe": "/app",
+            "instrumentation.opentelemetry.io/otel-dotnet-auto-runtime": "linux-x64",
+            "instrumentation.opentelemetry.io/otel-python-platform": "glibc",
+            "instrumentation.opentelemetry.io/apache-httpd-container-names": "app",
+            "instrumentation.opentelemetry.io/inject-nginx-container-names": "app",
+            "instrumentation.opentelemetry.io/deno-container-names": "app",
+            "resource.opentelemetry.io/team.name": "shop",
+            "otel-admission.io/status": "{}",
+        }),
+        json!({"otel-admission.io/injected": "abc", "sidecar.opentelemetry.io/injected": "shop.c"}),
+    );
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    assert!(
+        !o.warnings.iter().any(|w| w.contains("unknown")),
+        "{:?}",
+        o.warnings
+    );
+    let mut config = Config::default();
+    config.excluded_namespaces = vec![NS.into()];
+    let o = outcome(
+        &simple(json!({JVM: "true"}), json!({})),
+        &config,
+        &StaticView::new(),
+    );
+    assert_eq!(
+        o.skip.map(|s| s.reason),
+        Some(SkipReason::ExcludedNamespace)
+    );
+    assert_eq!(o.warnings, Vec::<String>::new());
+}
+
+/// `/mutate` sends the warning with the review, even with no patch.
+#[test]
+fn mutate_sends_the_unknown_key_warning() {
+    let injector = Injector {
+        config: Arc::new(ArcSwap::from_pointee(Config::default())),
+        view: Arc::new(StaticView::new()),
+        metrics: Arc::new(Metrics::new()),
+        server_version: None,
+        events: None,
+    };
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": NS, "operation": "CREATE",
+            "object": simple(json!({JVM: "true"}), json!({}))}
+    }))
+    .expect("body");
+    let v = injector.mutate(&admission::decode(&body).expect("decode"));
+    assert!(v.patch.is_none());
+    assert_eq!(
+        v.warnings,
+        vec!["otel-admission: unknown annotation instrumentation.opentelemetry.io/inject-jvm; did you mean instrumentation.opentelemetry.io/inject-java?".to_string()]
+    );
+}
+
+fn offline(text: &str, view: &StaticView, as_pods: bool) -> crate::inject::manifest::Processed {
+    let config = Config::default();
+    let inputs = crate::inject::manifest::Inputs {
+        config: &config,
+        view,
+        default_namespace: NS,
+        server_version: None,
+        given: crate::inject::manifest::Given::default(),
+        as_pods,
+    };
+    crate::inject::manifest::process(text, "m.yaml", &inputs).expect("process")
+}
+
+/// The README's usual mistake, offline: an injection key on the workload's
+/// own metadata reaches no pod; the warning says where to move it, and a
+/// `not_selected` skip names it. A key the template has too, and a key
+/// for the workload itself (`rollout`), are left alone.
+#[rstest]
+#[case::deployment_annotation(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: checkout\n  annotations: {instrumentation.opentelemetry.io/inject-python: \"true\"}\nspec:\n  template:\n    spec: {containers: [{name: app, image: a}]}\n",
+    &["otel-admission: instrumentation.opentelemetry.io/inject-python is on Deployment/checkout's own metadata; move it to spec.template.metadata (the pod template), where it reaches the pods"],
+    Some("no annotation, label, namespace setting or config rule selects this pod; instrumentation.opentelemetry.io/inject-python is on Deployment/checkout's own metadata, not on spec.template.metadata")
+)]
+#[case::statefulset_label(
+    "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  labels: {sidecar.opentelemetry.io/inject: \"true\"}\nspec:\n  template:\n    spec: {containers: [{name: app, image: a}]}\n",
+    &["otel-admission: sidecar.opentelemetry.io/inject is on StatefulSet/db's own metadata; move it to spec.template.metadata (the pod template), where it reaches the pods"],
+    Some("no annotation, label, namespace setting or config rule selects this pod; sidecar.opentelemetry.io/inject is on StatefulSet/db's own metadata, not on spec.template.metadata")
+)]
+#[case::cronjob_job_template(
+    "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec:\n  jobTemplate:\n    metadata:\n      annotations: {instrumentation.opentelemetry.io/inject-java: \"true\"}\n    spec:\n      template:\n        spec: {containers: [{name: job, image: a}]}\n",
+    &["otel-admission: instrumentation.opentelemetry.io/inject-java is on CronJob/nightly's spec.jobTemplate.metadata; move it to spec.jobTemplate.spec.template.metadata (the pod template), where it reaches the pods"],
+    Some("no annotation, label, namespace setting or config rule selects this pod; instrumentation.opentelemetry.io/inject-java is on CronJob/nightly's spec.jobTemplate.metadata, not on spec.jobTemplate.spec.template.metadata")
+)]
+#[case::misspelt_on_the_workload(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: checkout\n  annotations: {instrumentation.opentelemetry.io/inject-jvm: \"true\"}\nspec:\n  template:\n    spec: {containers: [{name: app, image: a}]}\n",
+    &["otel-admission: unknown annotation instrumentation.opentelemetry.io/inject-jvm on Deployment/checkout's own metadata; did you mean instrumentation.opentelemetry.io/inject-java?"],
+    Some("no annotation, label, namespace setting or config rule selects this pod")
+)]
+#[case::also_in_the_template(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: checkout\n  annotations: {instrumentation.opentelemetry.io/inject-python: \"true\"}\nspec:\n  template:\n    metadata:\n      annotations: {instrumentation.opentelemetry.io/inject-python: \"true\"}\n    spec: {containers: [{name: app, image: a}]}\n",
+    &["otel-admission: injected python into app (Instrumentation config defaults)"],
+    None
+)]
+#[case::rollout_belongs_on_the_workload(
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: checkout\n  labels: {otel-admission.io/rollout: \"false\", app: checkout}\nspec:\n  template:\n    spec: {containers: [{name: app, image: a}]}\n",
+    &[],
+    Some("no annotation, label, namespace setting or config rule selects this pod")
+)]
+#[case::a_pod_is_its_own_template(
+    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {instrumentation.opentelemetry.io/inject-python: \"true\"}\nspec: {containers: [{name: app, image: a}]}\n",
+    &["otel-admission: injected python into app (Instrumentation config defaults)"],
+    None
+)]
+fn keys_on_the_workloads_own_metadata_are_named(
+    #[case] manifest: &str,
+    #[case] warnings: &[&str],
+    #[case] skip: Option<&str>,
+) {
+    let processed = offline(manifest, &StaticView::new(), false);
+    let r = &processed.reports[0];
+    assert_eq!(r.outcome.warnings, warnings);
+    assert_eq!(r.outcome.skip.as_ref().map(|s| s.message.as_str()), skip);
+    if let Some(skip) = skip {
+        let text = crate::inject::manifest::explain("m.yaml", &processed.reports);
+        assert!(
+            text.contains(&format!("  nothing injected (not_selected): {skip}\n")),
+            "{text}"
+        );
+    }
+}
+
+/// `explain` says what it assumed for each input the user did not give,
+/// when it bears on the workload, and nothing when it was given.
+#[rstest]
+#[case::nothing_given(
+    simple(json!({PY: "true"}), json!({})),
+    false,
+    false,
+    &[
+        "namespace shop: no --namespace given; assumed no labels or annotations, so namespace opt-in and namespaceSelector rules were not evaluated against real labels",
+        "Instrumentations: no --instrumentation given; assumed none in namespace shop, so \"true\" uses the config defaults and a named Instrumentation is not found",
+    ]
+)]
+#[case::not_selected_needs_no_instrumentation(
+    simple(json!({}), json!({})),
+    false,
+    false,
+    &["namespace shop: no --namespace given; assumed no labels or annotations, so namespace opt-in and namespaceSelector rules were not evaluated against real labels"]
+)]
+#[case::everything_given(simple(json!({PY: "true"}), json!({})), true, true, &[])]
+#[case::another_namespace(
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "payments", "annotations": {PY: "true"}},
+        "spec": {"containers": [{"name": "app", "image": "a"}]}}),
+    true,
+    true,
+    &[
+        "namespace payments: not in the --namespace file; assumed no labels or annotations, so namespace opt-in and namespaceSelector rules were not evaluated against real labels",
+        "Instrumentations: none in the --instrumentation files for namespace payments; assumed none in namespace payments, so \"true\" uses the config defaults and a named Instrumentation is not found",
+    ]
+)]
+#[case::sidecar_without_collectors(
+    simple(json!({"sidecar.opentelemetry.io/inject": "true"}), json!({})),
+    true,
+    false,
+    &["OpenTelemetryCollectors: no --instrumentation given (it takes OpenTelemetryCollectors too); assumed none in namespace shop, so \"true\" uses the config's sidecar template, if it has one"]
+)]
+#[case::sidecar_mode_unknown_offline(
+    simple(json!({"sidecar.opentelemetry.io/inject": "shop/col"}), json!({})),
+    true,
+    true,
+    &["cluster version: unknown offline; sidecar.native: auto taken as native (Kubernetes 1.29 or later); on an older cluster the sidecar is a regular container"]
+)]
+fn explain_says_what_it_assumed(
+    #[case] p: Value,
+    #[case] namespaces: bool,
+    #[case] instrumentations: bool,
+    #[case] want: &[&str],
+) {
+    let mut view = StaticView::new();
+    if namespaces {
+        view = view.with_namespace(NS, ns_meta(&[], &[]));
+    }
+    if instrumentations {
+        view = view
+            .with_instrumentation(inst(NS, "default", json!({})), NS)
+            .with_collector(
+                crate::otelcol::Collector::from_object(
+                    &json!({"metadata": {"name": "col", "namespace": NS}, "spec": {"mode": "sidecar"}}),
+                    NS,
+                )
+                .expect("collector"),
+            );
+    }
+    let config = Config::default();
+    let inputs = crate::inject::manifest::Inputs {
+        config: &config,
+        view: &view,
+        default_namespace: NS,
+        server_version: None,
+        given: crate::inject::manifest::Given {
+            namespaces,
+            instrumentations,
+        },
+        as_pods: false,
+    };
+    let text = serde_json::to_string(&p).expect("json");
+    let processed = crate::inject::manifest::process(&text, "m.yaml", &inputs).expect("process");
+    let r = &processed.reports[0];
+    assert_eq!(r.assumptions, want);
+    let text = crate::inject::manifest::explain("m.yaml", &processed.reports);
+    if want.is_empty() {
+        assert!(!text.contains("  assumed:"), "{text}");
+    } else {
+        assert!(
+            text.contains(&format!("  assumed:\n    - {}\n", want[0])),
+            "{text}"
+        );
+    }
+    // With the version known, there is nothing to assume about it.
+    let known = crate::inject::manifest::Inputs {
+        server_version: Some((1, 33)),
+        ..inputs
+    };
+    let text = serde_json::to_string(&p).expect("json");
+    let r = crate::inject::manifest::process(&text, "m.yaml", &known).expect("process");
+    assert!(
+        !r.reports[0]
+            .assumptions
+            .iter()
+            .any(|a| a.starts_with("cluster version")),
+        "{:?}",
+        r.reports[0].assumptions
+    );
 }

@@ -51,6 +51,52 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     Ok(out)
 }
 
+/// A policy directory that was named (a flag, the config's `policies.dir`,
+/// a command's argument) and cannot be used. Only `serve`'s default may be
+/// absent (a laptop with no `policies/`): a named one that is not there is
+/// a typo, and serving on with validation off would hide it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DirError {
+    #[error("{named_by} {}: no such directory", path.display())]
+    Missing { named_by: String, path: PathBuf },
+    #[error("{named_by} {}: not a directory", path.display())]
+    NotADirectory { named_by: String, path: PathBuf },
+    /// Not `#[source]`: the reason is in the message, and a chain printer
+    /// (`{:#}`) would print it twice.
+    #[error("{named_by} {}: {reason}", path.display())]
+    Unreadable {
+        named_by: String,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// Refuses a named policy directory that is not there or not a directory;
+/// `named_by` says where it was named (`--policies`, `config.yaml:
+/// policies.dir`), for `--policies /mistyped: no such directory`.
+pub fn require_dir(path: &Path, named_by: &str) -> Result<(), DirError> {
+    let named_by = named_by.to_string();
+    let path = path.to_path_buf();
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(DirError::NotADirectory { named_by, path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(DirError::Missing { named_by, path })
+        }
+        Err(e) => Err(DirError::Unreadable {
+            named_by,
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Whether `dir` is absent (a dangling link counts): what a default policy
+/// directory may be, for an empty set.
+pub(crate) fn is_absent(dir: &Path) -> bool {
+    std::fs::metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Directories under `dir` (itself included), for watching.
 pub fn dirs_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];

@@ -110,6 +110,19 @@ pub fn bounded<T: Send + 'static>(
     }
 }
 
+/// The directories watched for `dir`: it and every directory under it; or,
+/// while it does not exist, only its parent, to see it appear. Not the
+/// parent's tree: for `/mistyped` that walked the whole file system
+/// (`/proc`, `/sys`) before the server listened, and for the default
+/// `policies` in a container's `/` the same.
+fn watched_dirs(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_dir() {
+        dirs_under(dir)
+    } else {
+        vec![crate::server::tls::parent_dir(dir)]
+    }
+}
+
 /// Where [`Policies`] finds namespace labels (the cluster's namespace cache).
 pub type NamespaceLookup = Box<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>;
 
@@ -139,6 +152,10 @@ pub struct Policies {
     /// Fingerprint of the last content tried, good or bad, so a broken file is
     /// reported once per change rather than once per poll.
     last_tried: Mutex<u64>,
+    /// Whether the directory was named (flag, env, config) rather than the
+    /// default: a named one that goes away is a reload error, not an empty
+    /// set ([`Self::required`]).
+    required: bool,
 }
 
 impl std::fmt::Debug for Policies {
@@ -150,18 +167,22 @@ impl std::fmt::Debug for Policies {
 }
 
 impl Policies {
-    /// Compiles `dir`; a missing directory is an empty set (allow all).
+    /// Compiles `dir`; a missing directory is an empty set (allow all): the
+    /// default's case (`cargo run -- serve` with no `policies/`). A named
+    /// directory is checked before ([`super::files::require_dir`]) and
+    /// marked [`Self::required`]. Anything else that is not a directory (a
+    /// file) is a load error, not an empty set.
     pub fn load(
         dir: &Path,
         eval_timeout: Duration,
         failure_mode: FailureMode,
         metrics: Arc<Metrics>,
     ) -> Result<Self, PolicyError> {
-        let set = if dir.is_dir() {
-            PolicySet::load_dir(dir, eval_timeout)?
-        } else {
+        let set = if super::files::is_absent(dir) {
             tracing::info!(dir = %dir.display(), "no policy directory; /validate allows everything");
             PolicySet::empty(eval_timeout)
+        } else {
+            PolicySet::load_dir(dir, eval_timeout)?
         };
         tracing::info!(dir = %dir.display(), policies = ?set.policy_names(), "policies compiled");
         Ok(Self {
@@ -178,7 +199,17 @@ impl Policies {
             metrics,
             ns_labels: None,
             injection: None,
+            required: false,
         })
+    }
+
+    /// Marks the directory as named (a flag, the config), not the default:
+    /// if it goes away while serving, the reload is refused (logged,
+    /// counted) and the policies loaded keep serving, where the default's
+    /// absence is an empty set.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
     }
 
     /// Sets the memory budget of one evaluation (bytes; default
@@ -286,12 +317,12 @@ impl Policies {
             *last = fp;
         }
         let load = || {
-            let dir = self.dir.clone();
+            let (dir, required) = (self.dir.clone(), self.required);
             bounded(&self.dir, RELOAD_COMPILE_LIMIT, move || {
-                let set = if dir.is_dir() {
-                    PolicySet::load_dir(&dir, timeout)?
-                } else {
+                let set = if !required && super::files::is_absent(&dir) {
                     PolicySet::empty(timeout)
+                } else {
+                    PolicySet::load_dir(&dir, timeout)?
                 };
                 Ok(set.with_memory_limit(memory_limit))
             })
@@ -362,12 +393,7 @@ impl Policies {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
-        let watch_root = if self.dir.is_dir() {
-            self.dir.clone()
-        } else {
-            crate::server::tls::parent_dir(&self.dir)
-        };
-        crate::server::reload::spawn("policies", dirs_under(&watch_root), poll, stop, move || {
+        crate::server::reload::spawn("policies", watched_dirs(&self.dir), poll, stop, move || {
             let _ = me.reload();
         })
     }
@@ -516,6 +542,59 @@ mod tests {
         .expect("load")
         .with_enforcement(Some(Enforcement::Enforce));
         (d, p)
+    }
+
+    /// A directory that is not there is watched through its parent alone:
+    /// for `/mistyped`, `/` was walked whole (`/proc`, `/sys`) on the async
+    /// runtime before the server listened.
+    #[test]
+    fn a_missing_directory_is_watched_through_its_parent_only() {
+        assert_eq!(
+            watched_dirs(Path::new("/mistyped/policies")),
+            vec![PathBuf::from("/mistyped")]
+        );
+        assert_eq!(
+            watched_dirs(Path::new("/mistyped")),
+            vec![PathBuf::from("/")]
+        );
+        assert_eq!(
+            watched_dirs(Path::new("policies-absent")),
+            vec![PathBuf::from(".")]
+        );
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(d.path().join("gk")).expect("mkdir");
+        assert_eq!(
+            watched_dirs(d.path()),
+            vec![d.path().to_path_buf(), d.path().join("gk")]
+        );
+    }
+
+    /// A named directory (flag, config) that goes away while serving is a
+    /// reload error, and the policies loaded keep serving; the default's
+    /// is an empty set, as at start-up. A file where the directory should
+    /// be is an error either way.
+    #[test]
+    fn a_named_directory_that_goes_away_keeps_the_policies_serving() {
+        let deny = "package kubernetes.admission.gone\nimport rego.v1\ndeny contains \"no\" if input.request\n";
+        for required in [true, false] {
+            let (d, p) = policies_from(&[("gone.rego", deny)]);
+            let p = if required { p.required() } else { p };
+            std::fs::remove_file(d.path().join("gone.rego")).expect("rm");
+            std::fs::remove_dir(d.path()).expect("rmdir");
+            let reloaded = p.reload();
+            assert_eq!(reloaded.is_err(), required, "{reloaded:?}");
+            assert_eq!(p.current().is_empty(), !required, "required {required}");
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(d.path().join("policies"), "").expect("w");
+        let err = Policies::load(
+            &d.path().join("policies"),
+            Duration::from_secs(1),
+            FailureMode::Allow,
+            Arc::new(Metrics::new()),
+        )
+        .expect_err("a file is not a directory");
+        assert!(err.to_string().contains("cannot read"), "{err}");
     }
 
     /// A compile past its limit is refused at its limit, not when it ends;

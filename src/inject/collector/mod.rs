@@ -34,8 +34,9 @@ use crate::inject::keys::SIDECAR_NAME;
 use crate::inject::plan::Plan;
 use crate::otelcol::{Collector, ProbeSettings};
 
-/// The pod label naming the collector it got, `<namespace>.<name>`.
-pub const INJECTED_LABEL: &str = "sidecar.opentelemetry.io/injected";
+/// The pod label naming the collector it got, `<namespace>.<name>`
+/// (spelled in `keys.rs`, with every key we read or write).
+pub use crate::inject::keys::SIDECAR_INJECTED_LABEL as INJECTED_LABEL;
 /// The Operator 0.158's default collector image.
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector:0.158.0";
