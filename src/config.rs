@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::instrumentation::{Exporter, Instrumentation, InstrumentationSpec, Propagator};
-use crate::language::LanguageChoice;
+use crate::language::{Language, LanguageChoice};
 
 /// Pinned default OpenTelemetry Collector image for the sidecar.
 pub const DEFAULT_COLLECTOR_IMAGE: &str =
@@ -65,6 +65,12 @@ pub struct Config {
     pub defaults: Defaults,
     /// Cluster-wide injection rules; the first match wins.
     pub rules: Vec<Rule>,
+    /// The Operator's `--enable-<lang>-instrumentation` switches: a
+    /// language that is off is never injected (`language_disabled`).
+    pub languages: LanguageSwitches,
+    /// The Operator's `--enable-multi-instrumentation`: off, a pod that asks
+    /// for more than one language gets none of them.
+    pub multi_instrumentation: bool,
     pub sidecar: SidecarConfig,
     pub probes: ProbesConfig,
     pub excluded_namespaces: Vec<String>,
@@ -157,6 +163,101 @@ pub struct RuleInject {
     pub sidecar: bool,
     pub probes: bool,
     pub annotations: bool,
+}
+
+/// `languages:` one switch per language the Operator gates behind an
+/// `--enable-<lang>-instrumentation` flag, with the Operator's defaults (Go
+/// and nginx off). `sdk` has no switch: it adds env only, and the Operator
+/// never gates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LanguageSwitches {
+    pub java: bool,
+    pub nodejs: bool,
+    pub python: bool,
+    pub dotnet: bool,
+    pub go: bool,
+    pub apache_httpd: bool,
+    pub nginx: bool,
+    pub php: bool,
+    pub ruby: bool,
+}
+
+impl Default for LanguageSwitches {
+    /// The Operator's defaults: every flag on but Go's and nginx's.
+    fn default() -> Self {
+        Self {
+            java: true,
+            nodejs: true,
+            python: true,
+            dotnet: true,
+            go: false,
+            apache_httpd: true,
+            nginx: false,
+            php: true,
+            ruby: true,
+        }
+    }
+}
+
+impl LanguageSwitches {
+    /// Every switch on: an Operator run with every `--enable-*` flag.
+    pub fn all() -> Self {
+        Self {
+            java: true,
+            nodejs: true,
+            python: true,
+            dotnet: true,
+            go: true,
+            apache_httpd: true,
+            nginx: true,
+            php: true,
+            ruby: true,
+        }
+    }
+
+    /// Whether `lang` may be injected (`sdk` always may).
+    pub fn enabled(&self, lang: Language) -> bool {
+        match lang {
+            Language::Java => self.java,
+            Language::Nodejs => self.nodejs,
+            Language::Python => self.python,
+            Language::Dotnet => self.dotnet,
+            Language::Go => self.go,
+            Language::ApacheHttpd => self.apache_httpd,
+            Language::Nginx => self.nginx,
+            Language::Php => self.php,
+            Language::Ruby => self.ruby,
+            Language::Sdk => true,
+        }
+    }
+
+    /// The key under `languages:` that switches `lang` (`apacheHttpd`);
+    /// `None` for `sdk`.
+    pub fn key(lang: Language) -> Option<&'static str> {
+        match lang {
+            Language::Sdk => None,
+            Language::ApacheHttpd => Some("apacheHttpd"),
+            other => Some(other.key()),
+        }
+    }
+
+    /// The Operator's flag for `lang` (`--enable-go-instrumentation`).
+    /// PHP's and Ruby's are the Operator 0.162's.
+    pub fn operator_flag(lang: Language) -> Option<&'static str> {
+        Some(match lang {
+            Language::Java => "--enable-java-instrumentation",
+            Language::Nodejs => "--enable-nodejs-instrumentation",
+            Language::Python => "--enable-python-instrumentation",
+            Language::Dotnet => "--enable-dotnet-instrumentation",
+            Language::Go => "--enable-go-instrumentation",
+            Language::ApacheHttpd => "--enable-apache-httpd-instrumentation",
+            Language::Nginx => "--enable-nginx-instrumentation",
+            Language::Php => "--enable-php-instrumentation",
+            Language::Ruby => "--enable-ruby-instrumentation",
+            Language::Sdk => return None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,6 +526,8 @@ impl Default for Config {
                 ..Default::default()
             }),
             rules: Vec::new(),
+            languages: LanguageSwitches::default(),
+            multi_instrumentation: true,
             sidecar: SidecarConfig::default(),
             probes: ProbesConfig::default(),
             excluded_namespaces: vec![
@@ -1098,6 +1201,7 @@ pub fn known_fields(path: &str) -> &'static [&'static str] {
         "defaults.nginx" => flattened_fields::<i::Nginx>(&NGINX),
         "rules[]" => fields_of::<Rule>(),
         "rules[].inject" => fields_of::<RuleInject>(),
+        "languages" => fields_of::<LanguageSwitches>(),
         "rules[].namespaceSelector" | "rules[].podSelector" | "rollout.namespaceSelector" => {
             fields_of::<LabelSelector>()
         }

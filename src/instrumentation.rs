@@ -201,6 +201,32 @@ pub struct Resource {
     pub add_k8s_uid_attributes: bool,
 }
 
+impl Instrumentation {
+    /// Reads an Instrumentation object, with the field path of what does
+    /// not parse. An object without `spec` (or with `spec: null`) has an
+    /// empty spec, as the API server and the Operator accept it (its
+    /// `TestSDKInjection` "Empty instrumentation spec"): the derive's own
+    /// `Deserialize` cannot say so, because `kube(attr)` refuses serde
+    /// attributes and the `spec` field is generated, so every reader of
+    /// Instrumentation objects (the `--instrumentation` files, the cluster
+    /// watch) comes through here.
+    pub fn from_object(
+        obj: &serde_json::Value,
+    ) -> Result<Self, serde_path_to_error::Error<serde_json::Error>> {
+        let missing = obj
+            .as_object()
+            .is_some_and(|m| m.get("spec").is_none_or(serde_json::Value::is_null));
+        if missing {
+            let mut obj = obj.clone();
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("spec".into(), serde_json::Value::Object(Default::default()));
+            }
+            return serde_path_to_error::deserialize(&obj);
+        }
+        serde_path_to_error::deserialize(obj)
+    }
+}
+
 impl InstrumentationSpec {
     /// The block of `lang` (`spec.<lang>`), in its common shape; `None` for
     /// the SDK, which has none, and for a language the spec leaves out.
@@ -477,6 +503,23 @@ spec:
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(problems[0].path, "sampler.argument");
         assert_eq!(problems[1].path, "python.volumeClaimTemplate");
+    }
+
+    /// No `spec`, or `spec: null`, reads as an empty spec; a bad field in a
+    /// spec that is there still names its path.
+    #[test]
+    fn an_object_without_spec_has_an_empty_spec() {
+        let meta = serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "empty"}});
+        let mut null = meta.clone();
+        null["spec"] = serde_json::Value::Null;
+        for obj in [meta, null] {
+            let inst = Instrumentation::from_object(&obj).expect("parses");
+            assert_eq!(inst.metadata.name.as_deref(), Some("empty"));
+            assert_eq!(inst.spec, InstrumentationSpec::default());
+        }
+        let bad = serde_json::json!({"metadata": {"name": "x"}, "spec": {"propagators": ["w3c"]}});
+        let err = Instrumentation::from_object(&bad).unwrap_err();
+        assert_eq!(err.path().to_string(), "spec.propagators[0]");
     }
 
     #[test]

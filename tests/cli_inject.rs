@@ -907,3 +907,147 @@ fn inject_and_explain_name_misplaced_and_misspelt_keys() {
         "{s}"
     );
 }
+
+/// An Instrumentation without `spec` (or with `spec:` empty, which YAML
+/// reads as null) is an empty spec, as the API server and the Operator
+/// accept it: `inject-sdk` gets the Operator's env of its `TestSDKInjection`
+/// "Empty instrumentation spec" (service name and resource attributes, no
+/// endpoint, propagators or sampler), after the node and pod IPs its pod
+/// mutator prepends, and a language gets its default image.
+#[test]
+fn an_instrumentation_without_spec_injects_defaults() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inst = dir.path().join("inst.yaml");
+    std::fs::write(
+        &inst,
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: opentelemetry.io/v1alpha1\n  kind: Instrumentation\n  metadata: {name: empty, namespace: project1}\n- apiVersion: opentelemetry.io/v1alpha1\n  kind: Instrumentation\n  metadata: {name: nulled, namespace: project1}\n  spec:\n",
+    )
+    .expect("w");
+    let manifest = |key: &str, name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: my-deployment, namespace: project1}}\nspec:\n  template:\n    metadata:\n      annotations: {{instrumentation.opentelemetry.io/{key}: {name}}}\n    spec: {{containers: [{{name: application-name, image: 'app:latest'}}]}}\n"
+        )
+    };
+    let args = [
+        "inject",
+        "-f",
+        "-",
+        "--instrumentation",
+        inst.to_str().expect("p"),
+    ];
+    for name in ["empty", "nulled"] {
+        let out = run_stdin(&args, &manifest("inject-sdk", name));
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&text(&out.stdout)).expect("yaml");
+        let spec = &doc["spec"]["template"]["spec"];
+        let env = spec["containers"][0]["env"].as_array().expect("env");
+        let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "OTEL_NODE_IP",
+                "OTEL_POD_IP",
+                "OTEL_SERVICE_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES"
+            ],
+            "{name}: {env:?}"
+        );
+        assert_eq!(env[2]["value"], "my-deployment", "{name}");
+        let status = doc["spec"]["template"]["metadata"]["annotations"]["otel-admission.io/status"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            status.contains(&format!("\"sdk\":\"project1/{name}\"")),
+            "{name}: {status}"
+        );
+    }
+    let out = run_stdin(&args, &manifest("inject-dotnet", "empty"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&text(&out.stdout)).expect("yaml");
+    let init = &doc["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "opentelemetry-auto-instrumentation-dotnet");
+    assert_eq!(
+        init["image"],
+        otel_admission::inject::languages::dotnet::DEFAULT_IMAGE
+    );
+}
+
+/// Issue 29: `explain` names a disabled language's switch, from the default
+/// config (Go off, as the Operator's `--enable-go-instrumentation`), and
+/// `inject` adds no Go sidecar; with `languages.go: true` it does.
+#[test]
+fn explain_and_inject_follow_the_language_switches() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    instrumentation.opentelemetry.io/inject-go: 'true'\n    instrumentation.opentelemetry.io/otel-go-auto-target-exe: /app/server\nspec:\n  containers: [{name: app, image: 'a:1'}]\n";
+    let out = run_stdin(&["explain", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("not injected (language_disabled): go: not injected: languages.go is off (the Operator's --enable-go-instrumentation); set languages.go: true in the config to inject it"),
+        "{s}"
+    );
+    let out = run_stdin(&["inject", "-f", "-"], pod);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(!s.contains("opentelemetry-auto-instrumentation"), "{s}");
+    assert!(
+        text(&out.stderr).contains("languages.go is off"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "languages: {go: true}\n").expect("w");
+    let args = ["inject", "-f", "-", "--config", config.to_str().expect("p")];
+    let out = run_stdin(&args, pod);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("name: opentelemetry-auto-instrumentation"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Issue 29: an Instrumentation whose `spec.dotnet.env` sets
+/// `OTEL_DOTNET_AUTO_HOME` makes the Operator refuse .NET; through the real
+/// binary, the pod is left without the .NET agent and the warning says why.
+#[test]
+fn dotnet_home_in_the_instrumentation_refuses_dotnet_as_the_operator_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inst = dir.path().join("inst.yaml");
+    std::fs::write(
+        &inst,
+        "apiVersion: opentelemetry.io/v1alpha1\nkind: Instrumentation\nmetadata: {name: tracing, namespace: shop}\nspec:\n  dotnet:\n    env:\n      - {name: OTEL_DOTNET_AUTO_HOME, value: /theirs}\n",
+    )
+    .expect("write");
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: api\n  namespace: shop\n  annotations: {instrumentation.opentelemetry.io/inject-dotnet: \"true\"}\nspec:\n  containers: [{name: api, image: registry.example/api:1}]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_otel-admission"))
+        .args(["inject", "-f"])
+        .arg(&pod)
+        .arg("--instrumentation")
+        .arg(&inst)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("opentelemetry-auto-instrumentation-dotnet"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env"),
+        "{stderr}"
+    );
+}

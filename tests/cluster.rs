@@ -461,3 +461,27 @@ async fn an_invalid_collector_is_left_out_not_fatal() {
     assert!(until(|| r.caches.collector("shop", "good").is_none()).await);
     assert!(sidecars(&r.caches).is_empty());
 }
+
+/// An Instrumentation without `spec` (the API server accepts one) is kept,
+/// with an empty spec, from the first list and as a live addition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instrumentation_without_spec_is_kept() {
+    let api = FakeApiServer::start().await;
+    let bare = |name: &str| {
+        let mut obj = instrumentation("shop", name, json!({}));
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("spec");
+        }
+        obj
+    };
+    api.apply(INSTRUMENTATIONS, bare("listed"));
+    let r = start(api).await;
+    assert!(until(|| r.caches.is_ready()).await);
+    let listed = r.caches.instrumentation("shop", "listed");
+    assert_eq!(
+        listed.map(|i| i.spec.clone()),
+        Some(otel_admission::instrumentation::InstrumentationSpec::default())
+    );
+    r.api.apply(INSTRUMENTATIONS, bare("added"));
+    assert!(until(|| r.caches.instrumentation("shop", "added").is_some()).await);
+}

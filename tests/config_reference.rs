@@ -27,9 +27,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use otel_admission::config::{
-    ClusterMode, CollectorConfigSource, Config, Defaults, Enforcement, FailureMode, NativeSidecar,
-    PoliciesConfig, ProbesConfig, RolloutConfig, RolloutMode, Rule, RuleInject, ServerConfig,
-    SidecarConfig, SyncKind, known_fields,
+    ClusterMode, CollectorConfigSource, Config, Defaults, Enforcement, FailureMode,
+    LanguageSwitches, NativeSidecar, PoliciesConfig, ProbesConfig, RolloutConfig, RolloutMode,
+    Rule, RuleInject, ServerConfig, SidecarConfig, SyncKind, known_fields,
 };
 use otel_admission::instrumentation::{
     ApacheHttpd, Exporter, Go, InstrumentationSpec, Java, LanguageSpec, Nginx, Propagator,
@@ -119,6 +119,18 @@ fn populated() -> Config {
             },
             instrumentation: Some("monitoring/python".into()),
         }],
+        languages: LanguageSwitches {
+            java: true,
+            nodejs: true,
+            python: true,
+            dotnet: true,
+            go: true,
+            apache_httpd: true,
+            nginx: true,
+            php: true,
+            ruby: true,
+        },
+        multi_instrumentation: false,
         sidecar: SidecarConfig {
             defined: true,
             image: "otel/col:1".into(),

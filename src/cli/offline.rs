@@ -101,7 +101,8 @@ fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, Stri
                     crate::otelcol::KIND
                 ),
             }
-            let inst: Instrumentation = serde_path_to_error::deserialize(&obj)
+            // No `spec` is an empty spec, as in the cluster.
+            let inst = Instrumentation::from_object(&obj)
                 .map_err(|e| anyhow::anyhow!("{origin}: {at}: {}: {}", e.path(), e.inner()))?;
             if inst.metadata.name.as_deref().unwrap_or_default().is_empty() {
                 anyhow::bail!("{origin}: {at}: metadata.name: an Instrumentation needs a name");

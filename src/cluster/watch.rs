@@ -351,7 +351,12 @@ pub fn convert_collector(obj: DynamicObject) -> Option<(NamespacedKey, Collector
 pub fn convert_instrumentation(obj: DynamicObject) -> Option<(NamespacedKey, Instrumentation)> {
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
-    let spec_value = obj.data.get("spec").cloned().unwrap_or_default();
+    // No `spec` (or `spec: null`) is an empty spec, as the API server and
+    // the Operator accept it (`Instrumentation::from_object`): not dropped.
+    let spec_value = match obj.data.get("spec") {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => serde_json::Value::Object(Default::default()),
+    };
     let spec: InstrumentationSpec = match serde_path_to_error::deserialize(&spec_value) {
         Ok(s) => s,
         Err(e) => {
@@ -424,6 +429,34 @@ mod tests {
             json!({"sampler": {"type": "traceidratio", "argument": "1.5"}}),
         );
         assert_eq!(kind(&u(Event::InitApply(sampler))), "none");
+    }
+
+    /// An Instrumentation without `spec`, or with `spec: null`, is kept
+    /// with an empty spec (the API server accepts one, and so does the
+    /// Operator), in a list and as a live update.
+    #[test]
+    fn an_instrumentation_without_spec_is_kept_empty() {
+        let bare = |name: &str, spec: Option<serde_json::Value>| {
+            let mut v = json!({
+                "apiVersion": "opentelemetry.io/v1alpha1", "kind": "Instrumentation",
+                "metadata": {"name": name, "namespace": "a"}
+            });
+            if let Some(spec) = spec {
+                v["spec"] = spec;
+            }
+            dynamic(v)
+        };
+        for (name, spec) in [("no-spec", None), ("null-spec", Some(json!(null)))] {
+            let Some(((ns, n), inst)) = convert_instrumentation(bare(name, spec)) else {
+                panic!("{name}: dropped")
+            };
+            assert_eq!((ns.as_str(), n.as_str()), ("a", name));
+            assert_eq!(inst.spec, InstrumentationSpec::default(), "{name}");
+            assert_eq!(inst.metadata.name.as_deref(), Some(name));
+            let u = |ev| update(ev, convert_instrumentation, object_key);
+            assert_eq!(kind(&u(Event::InitApply(bare(name, None)))), "init-apply");
+            assert_eq!(kind(&u(Event::Apply(bare(name, None)))), "apply");
+        }
     }
 
     /// 404 and 403 from a list or a watch are refusals, read from the

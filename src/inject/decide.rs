@@ -37,6 +37,15 @@
 //! `otel-python-platform` and `otel-dotnet-auto-runtime`; `otel-go-auto-target-exe`
 //! is read from pod annotations only, as the operator does.
 //!
+//! The config's switches come next, per language, whatever selected it
+//! (annotation, label, namespace, rule or auto-detection): a language whose
+//! `languages.<lang>` is off (the Operator's `--enable-<lang>-instrumentation`;
+//! Go and nginx are off by default, as there) is a `language_disabled`
+//! failure of that language, and with `multiInstrumentation: false` a pod
+//! that still asks for more than one language gets none of them, each a
+//! `language_disabled` failure. A config rule naming a disabled language
+//! does not override the switch.
+//!
 //! Auto-detection (SPEC §4) is opt-in only: `otel-admission.io/inject-auto:
 //! "true"` (pod, then namespace, same precedence) or a matching rule listing
 //! `auto`. It adds the one language [`crate::inject::detect`] finds in the
@@ -73,7 +82,10 @@
 use crate::inject::context::Context;
 use crate::inject::features::pod_features;
 use crate::inject::keys::{INJECT_KEY, MIRROR_KEY, inject_key};
-use crate::inject::language_choice::{detect_language, plan_language, require_names_for_several};
+use crate::inject::language_choice::{
+    detect_language, disabled, plan_language, refuse_several_without_multi,
+    require_names_for_several,
+};
 use crate::inject::plan::{Decision, Failure, Feature, Plan, Skip, SkipReason};
 use crate::inject::precedence::{combine, describe, ns_value, pod_value};
 use crate::inject::rules::{auto_source, first_rule, rule_wants};
@@ -127,6 +139,10 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             },
         };
         decided.push(lang);
+        if let Some(f) = disabled(ctx.config, lang) {
+            plan.failures.push(f);
+            continue;
+        }
         match plan_language(pod, ctx, &ns_meta, lang, &value, decided_by, &containers) {
             Ok(lp) => plan.languages.push(lp),
             Err(f) => plan.failures.push(f),
@@ -134,6 +150,9 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
     }
     if let Some((value, decided_by)) = auto_source(pod, &ns_meta, rule) {
         match detect_language(pod, ctx, &ns_meta, &containers) {
+            Ok((lang, _)) if !decided.contains(&lang) && !ctx.config.languages.enabled(lang) => {
+                plan.failures.extend(disabled(ctx.config, lang));
+            }
             Ok((lang, evidence)) if !decided.contains(&lang) => {
                 let by = format!("{decided_by}, detected {lang} ({})", evidence.join("; "));
                 match plan_language(pod, ctx, &ns_meta, lang, &value, by, &containers) {
@@ -151,6 +170,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             }),
         }
     }
+    refuse_several_without_multi(ctx.config, &mut plan);
     require_names_for_several(pod, &ns_meta, &mut plan);
     pod_features(pod, ctx, &ns_meta, rule, &mut plan);
     explicitly_off.extend(plan.declined.iter().map(|(_, by)| by.clone()));

@@ -428,7 +428,9 @@ fn endpoint_is_rewritten_per_language_protocol() {
         let mut c = app();
         c["env"] = env;
         let p = pod_with(ann.clone(), json!([c]));
-        let o = outcome(&p);
+        let mut config = template_config();
+        config.languages = crate::config::LanguageSwitches::all();
+        let o = run_with(&p, &config, &StaticView::new(), None);
         let doc = patched(&p, &o);
         assert!(
             o.applied.as_ref().is_some_and(|a| a.sidecar.is_some()),
@@ -443,7 +445,7 @@ fn endpoint_is_rewritten_per_language_protocol() {
         // Without the sidecar the Instrumentation's endpoint is used.
         ann.as_object_mut().expect("obj").remove(SC);
         let p = pod_with(ann.clone(), json!([app()]));
-        let doc = patched(&p, &outcome(&p));
+        let doc = patched(&p, &run_with(&p, &config, &StaticView::new(), None));
         let c = find(&doc, "containers", target).expect("target");
         let ep = env_value(c, "OTEL_EXPORTER_OTLP_ENDPOINT");
         assert!(

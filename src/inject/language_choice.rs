@@ -2,6 +2,7 @@
 //! Instrumentation (rows 6–13 of the table in [`crate::inject::decide`], per
 //! language), and auto-detection.
 
+use crate::config::{Config, LanguageSwitches};
 use crate::inject::cluster_view::NamespaceMeta;
 use crate::inject::context::Context;
 use crate::inject::keys::{
@@ -25,6 +26,51 @@ pub const PHP_API_VERSIONS: [(&str, &str); 5] = [
     ("20240924", "8.4"),
     ("20250925", "8.5"),
 ];
+
+/// `languages.<lang>: false` (the Operator's `--enable-<lang>-instrumentation`
+/// off): the language is asked for but not injected, whatever asked for it
+/// (annotation, label, namespace, rule or auto-detection): the switch is
+/// global, as the Operator's flag is.
+pub(crate) fn disabled(config: &Config, lang: Language) -> Option<Failure> {
+    if config.languages.enabled(lang) {
+        return None;
+    }
+    let key = LanguageSwitches::key(lang)?;
+    let flag = LanguageSwitches::operator_flag(lang)?;
+    Some(failure(
+        lang,
+        SkipReason::LanguageDisabled,
+        format!(
+            "{lang}: not injected: languages.{key} is off (the Operator's {flag}); set languages.{key}: true in the config to inject it"
+        ),
+    ))
+}
+
+/// `multiInstrumentation: false` (the Operator's
+/// `--enable-multi-instrumentation=false`): a pod that asks for more than
+/// one language (`sdk` counts, as in the Operator) gets none of them, as the
+/// Operator did before 0.108 ("multiple injection annotations present").
+pub(crate) fn refuse_several_without_multi(config: &Config, plan: &mut Plan) {
+    if config.multi_instrumentation || plan.languages.len() < 2 {
+        return;
+    }
+    let all: Vec<String> = plan
+        .languages
+        .iter()
+        .map(|l| l.language.to_string())
+        .collect();
+    for lp in std::mem::take(&mut plan.languages) {
+        plan.failures.push(failure(
+            lp.language,
+            SkipReason::LanguageDisabled,
+            format!(
+                "{}: not injected: the pod asks for several languages ({}) and multiInstrumentation is off (the Operator's --enable-multi-instrumentation=false); ask for one, or set multiInstrumentation: true in the config",
+                lp.language,
+                all.join(", ")
+            ),
+        ));
+    }
+}
 
 /// Several languages need container names for each (the operator's
 /// `areInstrumentedContainersCorrect`): otherwise it cannot tell which

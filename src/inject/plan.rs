@@ -42,6 +42,10 @@ pub enum SkipReason {
     /// The pod runs on Windows and the feature's container is Linux-only
     /// (every language agent but `sdk`, and the collector sidecar).
     UnsupportedOs,
+    /// The config switches the language off: `languages.<lang>: false` (the
+    /// Operator's `--enable-<lang>-instrumentation`), or
+    /// `multiInstrumentation: false` and the pod asks for several languages.
+    LanguageDisabled,
     Error,
 }
 
@@ -216,7 +220,7 @@ impl std::fmt::Display for Feature {
 // === impl SkipReason ===
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         Self::ExcludedNamespace,
         Self::OptedOut,
         Self::NotSelected,
@@ -225,6 +229,7 @@ impl SkipReason {
         Self::AmbiguousInstrumentation,
         Self::InvalidAnnotation,
         Self::UnsupportedOs,
+        Self::LanguageDisabled,
         Self::Error,
     ];
 
@@ -238,6 +243,7 @@ impl SkipReason {
             Self::AmbiguousInstrumentation => "ambiguous_instrumentation",
             Self::InvalidAnnotation => "invalid_annotation",
             Self::UnsupportedOs => "unsupported_os",
+            Self::LanguageDisabled => "language_disabled",
             Self::Error => "error",
         }
     }
@@ -246,7 +252,8 @@ impl SkipReason {
     /// something and we could not do it. Plain non-selection never denies, nor
     /// does `unsupported_os`: the pod as sent is valid and runs, and denying it
     /// would lock every Windows pod out of a namespace that opts in to a
-    /// language.
+    /// language. Nor does `language_disabled`: the cluster's own config
+    /// declines the language, and the Operator admits such a pod too.
     pub fn is_failure(self) -> bool {
         matches!(
             self,

@@ -56,6 +56,14 @@ fn ns_meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> NamespaceMe
     }
 }
 
+/// The default config with every `languages` switch on (Go and nginx are
+/// off by default, as the Operator's flags): for the tests of those agents.
+fn all_languages() -> Config {
+    let mut c = Config::default();
+    c.languages = crate::config::LanguageSwitches::all();
+    c
+}
+
 fn outcome(p: &Value, config: &Config, view: &StaticView) -> Outcome {
     let ctx = Context {
         namespace: NS,
@@ -571,7 +579,7 @@ fn failures_are_reasons_with_warnings(
     let view = &two;
     let mut p = simple(ann.clone(), json!({}));
     p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "m:1"}]);
-    let o = outcome(&p, &Config::default(), view);
+    let o = outcome(&p, &all_languages(), view);
     let a = o.applied.as_ref().expect("status is still written");
     assert_eq!(a.failures.len(), 1, "{ann}");
     assert_eq!(a.failures[0].reason, reason, "{ann}");
@@ -599,7 +607,7 @@ fn failures_are_reasons_with_warnings(
         "{ann}: nothing injected"
     );
 
-    let mut deny = Config::default();
+    let mut deny = all_languages();
     deny.failure_mode = FailureMode::Deny;
     let o = outcome(&p, &deny, view);
     assert_eq!(o.denials.len(), 1, "{ann}: deny mode denies");
@@ -876,7 +884,7 @@ fn go_sidecar_is_privileged_and_shares_the_process_namespace() {
         }},
         "spec": {"containers": [{"name": "app", "image": "go:1.2.3"}]}
     });
-    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let o = outcome(&p, &all_languages(), &StaticView::new());
     let doc = patched(&p, &o);
     assert_eq!(doc["spec"]["shareProcessNamespace"], true);
     let side = container(&doc, "opentelemetry-auto-instrumentation");
@@ -1076,7 +1084,7 @@ fn webservers_clone_the_config_and_attach_the_module() {
                 "volumeMounts": [{"name": "html", "mountPath": "/srv"}]}],
                 "volumes": [{"name": "html", "emptyDir": {}}]}
         });
-        let o = outcome(&p, &Config::default(), &StaticView::new());
+        let o = outcome(&p, &all_languages(), &StaticView::new());
         let doc = patched(&p, &o);
         let inits = doc["spec"]["initContainers"].as_array().expect("inits");
         assert_eq!(inits.len(), 2, "{}", c.key);
@@ -1149,7 +1157,7 @@ fn webservers_clone_the_config_and_attach_the_module() {
             "instrumentation.opentelemetry.io/inject-nginx": "true"}},
         "spec": {"containers": [{"name": "web", "image": "w:1"}]}
     });
-    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let o = outcome(&p, &all_languages(), &StaticView::new());
     let a = o.applied.expect("applied");
     assert_eq!(a.injected.len(), 1);
     assert_eq!(a.failures[0].reason, SkipReason::Error);
@@ -1369,7 +1377,7 @@ fn per_language_container_names_keys_and_rollout_owner() {
         },
         "spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "proxy", "image": "nginx:1.23.1"}]}
     });
-    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let o = outcome(&p, &all_languages(), &StaticView::new());
     let a = o.applied.as_ref().expect("applied");
     assert_eq!(a.injected[0].containers, vec!["proxy".to_string()]);
     let doc = patched(&p, &o);

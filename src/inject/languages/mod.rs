@@ -213,7 +213,7 @@ pub fn inject(
         Language::Php => php::inject(ed, pod, plan, lp, warnings),
         Language::Python => copied(ed, pod, plan, lp, warnings, &python::AGENT),
         Language::Ruby => copied(ed, pod, plan, lp, warnings, &ruby::AGENT),
-        Language::Dotnet => copied(ed, pod, plan, lp, warnings, &dotnet::AGENT),
+        Language::Dotnet => dotnet::inject(ed, pod, plan, lp, warnings),
         Language::Go => go::inject(ed, pod, plan, lp, warnings),
         Language::ApacheHttpd => apache_httpd::inject(ed, pod, plan, lp, warnings),
         Language::Nginx => nginx::inject(ed, pod, plan, lp, warnings),
