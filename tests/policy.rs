@@ -374,8 +374,12 @@ fn an_injected_compliant_pod_passes_the_shipped_pack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_never_turns_an_admitted_pod_into_a_denied_one() {
     use base64::Engine as _;
-    let config = otel_admission::config::Config::from_yaml("sidecar: {native: auto}\n", "test")
-        .expect("config");
+    // Every language switched on, Go's privileged agent and nginx included.
+    let config = otel_admission::config::Config::from_yaml(
+        "sidecar: {native: auto}\nlanguages: {go: true, nginx: true}\n",
+        "test",
+    )
+    .expect("config");
     let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
         otel_admission::config::ClusterMode::Off,
     ));
