@@ -1353,29 +1353,10 @@ fn nearest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let key = fold(key);
     known
         .iter()
-        .map(|k| (edit_distance(&key, &fold(k)), *k))
+        .map(|k| (crate::spelling::edit_distance(&key, &fold(k)), *k))
         .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance (insertions, deletions, substitutions), one row at a
-/// time. Hand-written rather than `strsim`: a dozen lines for comparing keys
-/// a few dozen characters long do not justify another dependency.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    // row[j]: the distance between the prefix of `a` read so far and b[..j].
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 // === impl NativeSidecar ===
@@ -1845,21 +1826,5 @@ probes: {periodSeconds: 0}
             "t",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    #[test]
-    fn edit_distance_counts_single_character_edits() {
-        for (a, b, d) in [
-            ("", "", 0),
-            ("abc", "", 3),
-            ("", "abc", 3),
-            ("inject", "injekt", 1),
-            ("excludenamespaces", "excludednamespaces", 1),
-            ("kitten", "sitting", 3),
-            ("dir", "dri", 2),
-        ] {
-            assert_eq!(edit_distance(a, b), d, "{a} -> {b}");
-            assert_eq!(edit_distance(b, a), d, "{b} -> {a}");
-        }
     }
 }

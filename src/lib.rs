@@ -35,6 +35,7 @@ pub mod policy;
 pub mod rollout;
 pub mod selector;
 pub mod server;
+pub mod spelling;
 #[cfg(test)]
 mod test_log;
 pub mod warnings;
