@@ -1029,21 +1029,10 @@ async fn serve_app(app: &otel_admission::app::App) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = otel_admission::certs::Bundle::generate(&common::names(), 10).expect("certs");
     bundle.write(dir.path()).expect("write certs");
-    let settings = otel_admission::server::Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        tls_cert: dir.path().join("tls.crt"),
-        tls_key: dir.path().join("tls.key"),
-        body_limit: 6 * 1024 * 1024,
-        header_read_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(4),
-        shutdown_delay: Duration::ZERO,
-        shutdown_grace: Duration::from_secs(10),
-        reload_poll: Duration::from_millis(500),
-    };
-    let server = otel_admission::server::Server::start(settings, app.services())
-        .await
-        .expect("server starts");
+    let server =
+        otel_admission::server::Server::start(common::settings(dir.path()), app.services())
+            .await
+            .expect("server starts");
     Served {
         server,
         client: common::client_for(&bundle),

@@ -802,21 +802,7 @@ async fn serve_install(objs: &[Value]) -> (common::TestServer, tempfile::TempDir
             Some("audit") => otel_admission::config::Enforcement::Audit,
             other => panic!("OTEL_ADMISSION_POLICY_ENFORCEMENT={other:?}"),
         });
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
-        otel_admission::config::ClusterMode::Off,
-    ));
-    opts.policies_dir = Some(flat.path().to_path_buf());
-    opts.policy_enforcement = enforcement;
-    let app = otel_admission::app::App::from_config(config, opts)
-        .await
-        .expect("app");
-    let server = common::start(common::Options {
-        mutator: app.injector.clone(),
-        validator: app.policies.clone(),
-        metrics: Some(app.metrics.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (_app, server) = common::start_app(config, flat.path().to_path_buf(), enforcement).await;
     (server, flat)
 }
 
@@ -1203,20 +1189,11 @@ fn the_shipped_pack_passes_on_our_own_deployment() {
 async fn dashboard_and_alerts_query_only_exported_metrics() {
     // The real engines, wired by the composition root `serve` uses, and one
     // request to each endpoint.
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
-        otel_admission::config::ClusterMode::Off,
-    ));
-    opts.policies_dir = Some(std::path::PathBuf::from(format!("{ROOT}/policies")));
-    let app =
-        otel_admission::app::App::from_config(otel_admission::config::Config::default(), opts)
-            .await
-            .expect("app");
-    let server = common::start(common::Options {
-        mutator: app.injector.clone(),
-        validator: app.policies.clone(),
-        metrics: Some(app.metrics.clone()),
-        ..Default::default()
-    })
+    let (_app, server) = common::start_app(
+        otel_admission::config::Config::default(),
+        PathBuf::from(format!("{ROOT}/policies")),
+        None,
+    )
     .await;
     server
         .post("/mutate", &common::review("m", "CREATE", common::pod()))

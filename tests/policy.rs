@@ -380,21 +380,8 @@ async fn injection_never_turns_an_admitted_pod_into_a_denied_one() {
         "test",
     )
     .expect("config");
-    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
-        otel_admission::config::ClusterMode::Off,
-    ));
-    opts.policies_dir = Some(repo().join("policies"));
-    opts.policy_enforcement = Some(Enforcement::Enforce);
-    let app = otel_admission::app::App::from_config(config, opts)
-        .await
-        .expect("app");
-    let s = start(Options {
-        mutator: app.injector.clone(),
-        validator: app.policies.clone(),
-        metrics: Some(app.metrics.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (_app, s) =
+        common::start_app(config, repo().join("policies"), Some(Enforcement::Enforce)).await;
     let app_container = |probes: bool| {
         let mut c = json!({
             "name": "app", "image": "registry.example/shop/checkout:1.4.2",
@@ -688,11 +675,11 @@ fn serve_refuses_a_policy_directory_that_does_not_compile() {
     );
 }
 
-/// `serve` in `cwd` with `args`, ports chosen by the system, no cluster:
-/// its exit code and stderr, or `None` when it is still running after
-/// `wait` (killed then).
-fn serve_for(args: &[&str], cwd: &Path, wait: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
+/// `serve` spawned in `cwd` with `args`, ports chosen by the system, no
+/// cluster, no policy or config variable from the test's environment; its
+/// stderr piped.
+fn spawn_serve(args: &[&str], cwd: &Path) -> std::process::Child {
+    Command::new(BIN)
         .arg("serve")
         .args(args)
         .args(["--cluster", "off"])
@@ -704,7 +691,13 @@ fn serve_for(args: &[&str], cwd: &Path, wait: Duration) -> (Option<i32>, String)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+/// `serve` in `cwd` with `args` ([`spawn_serve`]): its exit code and
+/// stderr, or `None` when it is still running after `wait` (killed then).
+fn serve_for(args: &[&str], cwd: &Path, wait: Duration) -> (Option<i32>, String) {
+    let mut child = spawn_serve(args, cwd);
     let deadline = std::time::Instant::now() + wait;
     let code = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -777,17 +770,7 @@ fn serve_refuses_a_named_policy_directory_that_does_not_exist() {
 fn serve_starts_without_the_default_policy_directory() {
     use std::io::{BufRead as _, Read as _, Write as _};
     let d = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--cluster", "off"])
-        .current_dir(d.path())
-        .env("OTEL_ADMISSION_LISTEN", "127.0.0.1:0")
-        .env("OTEL_ADMISSION_ADMIN_LISTEN", "127.0.0.1:0")
-        .env_remove("OTEL_ADMISSION_POLICIES")
-        .env_remove("OTEL_ADMISSION_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_serve(&[], d.path());
     let stderr = child.stderr.take().expect("stderr");
     // Read on a thread: a server that never says `serving` fails the
     // test at the timeout rather than hanging it.

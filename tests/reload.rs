@@ -43,12 +43,17 @@ async fn slowest_healthz_while<F: std::future::Future<Output = ()>>(
     probe.await.expect("probe")
 }
 
-async fn reload_errors(s: &common::TestServer) -> u64 {
+/// A counter without labels, read from `/metrics`.
+async fn counter(s: &common::TestServer, name: &str) -> u64 {
     let text = s.admin_get("/metrics").await.1;
     text.lines()
-        .find_map(|l| l.strip_prefix("otel_admission_config_reload_errors_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_default()
+}
+
+async fn reload_errors(s: &common::TestServer) -> u64 {
+    counter(s, "otel_admission_config_reload_errors_total").await
 }
 
 /// An empty config file on reload is a truncated write, not "no rules":
@@ -124,13 +129,6 @@ async fn a_deep_config_is_refused_at_once_and_health_never_waits() {
     );
 }
 
-fn policy_errors(text: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix("otel_admission_policy_reload_errors_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_default()
-}
-
 /// Rego whose literal nests `depth` collections in first position: the
 /// shape regorus parses in time exponential in the depth.
 fn nested(pkg: &str, depth: usize) -> String {
@@ -177,7 +175,7 @@ async fn hostile_and_slow_policy_reloads_cost_serving_nothing() {
     let slowest = slowest_healthz_while(&s, async {
         std::fs::write(dir.path().join("deep.rego"), nested("deep", 20)).expect("w");
         let counted = common::eventually(Duration::from_secs(10), || async {
-            policy_errors(&s.admin_get("/metrics").await.1) >= 1
+            counter(&s, "otel_admission_policy_reload_errors_total").await >= 1
         })
         .await;
         assert!(counted, "refused and counted");

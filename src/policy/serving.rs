@@ -45,10 +45,9 @@ impl Outcome {
                 (Action::Dryrun, _) => {}
             }
         }
+        // Errors come here already public (`PolicySet::public_error` in
+        // `validate`): no directory of the server in what a user reads.
         for (policy, e) in &self.errors {
-            // What a user reads names no directory of the server (the
-            // server's log has the path; see `PolicySet::public_error`).
-            let e = super::files::strip_directories(e);
             match failure_mode {
                 FailureMode::Deny => v
                     .denials
@@ -213,22 +212,17 @@ impl Policies {
     }
 
     /// Sets the memory budget of one evaluation (bytes; default
-    /// [`super::budget::DEFAULT_MEMORY_LIMIT`]), `policies.memoryLimit`.
+    /// [`super::budget::DEFAULT_MEMORY_LIMIT`]), `policies.memoryLimit` at
+    /// start-up. A changed config reaches it through [`Self::reload`], as
+    /// `evalTimeout` does.
     pub fn with_memory_limit(self, bytes: u64) -> Self {
-        self.set_memory_limit(bytes);
-        self
-    }
-
-    /// [`Self::with_memory_limit`] on a running server (a config reload):
-    /// the sets serving take it at once, and every set loaded after.
-    pub fn set_memory_limit(&self, bytes: u64) {
-        if self.memory_limit.swap(bytes, Ordering::Relaxed) == bytes {
-            return;
+        if self.memory_limit.swap(bytes, Ordering::Relaxed) != bytes {
+            let loaded = self.loaded.load_full();
+            self.loaded
+                .store(Arc::new((*loaded).clone().with_memory_limit(bytes)));
+            self.apply_inventory();
         }
-        let loaded = self.loaded.load_full();
-        self.loaded
-            .store(Arc::new((*loaded).clone().with_memory_limit(bytes)));
-        self.apply_inventory();
+        self
     }
 
     pub fn memory_limit(&self) -> u64 {

@@ -55,6 +55,49 @@ pub fn names() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into()]
 }
 
+/// The settings a test server runs with: ephemeral loopback ports, the
+/// serving pair in `dir`, and `serve`'s defaults otherwise.
+pub fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        tls_cert: dir.join("tls.crt"),
+        tls_key: dir.join("tls.key"),
+        body_limit: 6 * 1024 * 1024,
+        header_read_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(4),
+        shutdown_delay: Duration::ZERO,
+        shutdown_grace: Duration::from_secs(10),
+        reload_poll: Duration::from_millis(500),
+    }
+}
+
+/// The composition root `serve` uses, with the cluster off, the policies
+/// in `policies` and `--policy-enforcement` as given, behind the real
+/// server.
+pub async fn start_app(
+    config: Config,
+    policies: PathBuf,
+    enforcement: Option<otel_admission::config::Enforcement>,
+) -> (otel_admission::app::App, TestServer) {
+    let mut opts = otel_admission::app::Options::from_env(otel_admission::app::Cluster::Mode(
+        otel_admission::config::ClusterMode::Off,
+    ));
+    opts.policies_dir = Some(policies);
+    opts.policy_enforcement = enforcement;
+    let app = otel_admission::app::App::from_config(config, opts)
+        .await
+        .expect("app");
+    let server = start(Options {
+        mutator: app.injector.clone(),
+        validator: app.policies.clone(),
+        metrics: Some(app.metrics.clone()),
+        ..Default::default()
+    })
+    .await;
+    (app, server)
+}
+
 pub async fn start(opts: Options) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = Bundle::generate(&names(), 10).expect("certs");
@@ -67,18 +110,7 @@ pub async fn start(opts: Options) -> TestServer {
         }
         None => (Config::default(), None),
     };
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        tls_cert: dir.path().join("tls.crt"),
-        tls_key: dir.path().join("tls.key"),
-        body_limit: 6 * 1024 * 1024,
-        header_read_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(4),
-        shutdown_delay: Duration::ZERO,
-        shutdown_grace: Duration::from_secs(10),
-        reload_poll: Duration::from_millis(500),
-    };
+    let mut settings = settings(dir.path());
     (opts.tweak)(&mut settings);
     let metrics = opts.metrics.unwrap_or_else(|| Arc::new(Metrics::new()));
     let readiness = Arc::new(Readiness::default());
