@@ -1047,7 +1047,8 @@ fn dotnet_home_in_the_instrumentation_refuses_dotnet_as_the_operator_does() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env"),
+        stderr
+            .contains("Instrumentation shop/tracing sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env"),
         "{stderr}"
     );
 }

@@ -144,7 +144,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             continue;
         }
         match plan_language(pod, ctx, &ns_meta, lang, &value, decided_by, &containers) {
-            Ok(lp) => plan.languages.push(lp),
+            Ok(lp) => plan.add_language(lp),
             Err(f) => plan.failures.push(f),
         }
     }
@@ -156,7 +156,7 @@ pub fn decide(pod: &Pod, ctx: &Context<'_>) -> Decision {
             Ok((lang, evidence)) if !decided.contains(&lang) => {
                 let by = format!("{decided_by}, detected {lang} ({})", evidence.join("; "));
                 match plan_language(pod, ctx, &ns_meta, lang, &value, by, &containers) {
-                    Ok(lp) => plan.languages.push(lp),
+                    Ok(lp) => plan.add_language(lp),
                     Err(f) => plan.failures.push(f),
                 }
             }

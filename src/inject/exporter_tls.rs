@@ -1,8 +1,18 @@
-//! `spec.exporter.tls`: the operator mounts the named Secret and ConfigMap
+//! `spec.exporter.tls`: the Operator mounts the named Secret and ConfigMap
 //! into each target and points the SDK's certificate variables at them
-//! (`internal/instrumentation/exporter.go`). Unlike the operator we do not
-//! check that they exist: that would be an API call on the admission path; a
-//! missing one shows up as the pod's own mount error.
+//! (`internal/instrumentation/exporter.go`).
+//!
+//! The Operator first reads both objects and leaves the pod alone when one is
+//! missing, because a pod mounting a missing Secret or ConfigMap never starts:
+//! the kubelet keeps the whole pod, application included, in
+//! `ContainerCreating`. We make no API call on the admission path (a stalled
+//! API server must not stall pod creation), so we cannot know; instead both
+//! volumes are `optional: true`. A missing object then leaves the directory
+//! empty, the pod starts, the application runs, and only the agent's export
+//! fails (it reports the missing certificate file in its own log). The
+//! Operator's check also holds only at admission: a Secret deleted later
+//! blocks every later pod with its volumes, ours never does.
+//! docs/INJECTION.md, "Exporter TLS", says so for users.
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, EnvVar, SecretVolumeSource, Volume, VolumeMount,
@@ -53,6 +63,7 @@ pub fn apply(
                 name: vol.clone(),
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(s.into()),
+                    optional: Some(true),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -67,6 +78,7 @@ pub fn apply(
                 name: vol.clone(),
                 config_map: Some(ConfigMapVolumeSource {
                     name: c.into(),
+                    optional: Some(true),
                     ..Default::default()
                 }),
                 ..Default::default()

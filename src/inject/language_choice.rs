@@ -10,6 +10,7 @@ use crate::inject::keys::{
     PHP_API_VERSION_KEY, PHP_PLATFORM_KEY, PHP_THREAD_SAFETY_KEY, PYTHON_PLATFORM_KEY,
     container_names_key, inject_key,
 };
+use crate::inject::languages::dotnet;
 use crate::inject::plan::{
     Failure, Feature, LanguagePlan, Libc, PhpBuild, Plan, Resolved, SkipReason,
 };
@@ -154,7 +155,8 @@ pub(crate) fn plan_language(
         return Err(f);
     }
     let instrumentation = resolve_instrumentation(ctx, lang, value)?;
-    let (targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
+    let (mut targets, containers_by) = targets(pod, ctx, ns_meta, Some(lang), containers)?;
+    let mut notes = Vec::new();
     let mut libc = Libc::Glibc;
     let mut go_target_exe = None;
     let mut php = None;
@@ -191,6 +193,10 @@ pub(crate) fn plan_language(
                     }
                 };
             }
+            let spec = instrumentation.instrumentation.spec.language(lang);
+            let label = &instrumentation.label;
+            (targets, notes) = dotnet::keep_targets(pod, spec, label, targets)
+                .map_err(|message| failure(lang, SkipReason::AgentConfigured, message))?;
         }
         Language::Go => {
             if targets.len() != 1 {
@@ -243,6 +249,7 @@ pub(crate) fn plan_language(
         _ => {}
     }
     Ok(LanguagePlan {
+        notes,
         language: lang,
         decided_by,
         instrumentation,

@@ -46,6 +46,11 @@ pub enum SkipReason {
     /// Operator's `--enable-<lang>-instrumentation`), or
     /// `multiInstrumentation: false` and the pod asks for several languages.
     LanguageDisabled,
+    /// The container already runs an agent of its own for the language: .NET
+    /// with `OTEL_DOTNET_AUTO_HOME` set in the container or in the
+    /// Instrumentation's `spec.dotnet.env` (the Operator's refusal, which
+    /// takes it to mean the agent is configured already).
+    AgentConfigured,
     Error,
 }
 
@@ -90,6 +95,9 @@ pub struct LanguagePlan {
     pub go_target_exe: Option<String>,
     /// PHP only: which build of the extension to copy.
     pub php: Option<PhpBuild>,
+    /// Targets left out, each a warning (.NET's containers that run their
+    /// own agent).
+    pub notes: Vec<String>,
 }
 
 /// The PHP extension build the annotations select (operator 0.162):
@@ -133,6 +141,14 @@ pub struct Plan {
     pub annotations: Option<AnnotationsPlan>,
     /// Pod features explicitly turned off (`"false"`), with what said so, for `explain`.
     pub declined: Vec<(Feature, String)>,
+}
+
+impl Plan {
+    /// Adds a language; its notes (targets left out) join the plan's.
+    pub fn add_language(&mut self, mut lp: LanguagePlan) {
+        self.notes.append(&mut lp.notes);
+        self.languages.push(lp);
+    }
 }
 
 /// Where the collector's configuration comes from.
@@ -220,7 +236,7 @@ impl std::fmt::Display for Feature {
 // === impl SkipReason ===
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         Self::ExcludedNamespace,
         Self::OptedOut,
         Self::NotSelected,
@@ -230,6 +246,7 @@ impl SkipReason {
         Self::InvalidAnnotation,
         Self::UnsupportedOs,
         Self::LanguageDisabled,
+        Self::AgentConfigured,
         Self::Error,
     ];
 
@@ -244,6 +261,7 @@ impl SkipReason {
             Self::InvalidAnnotation => "invalid_annotation",
             Self::UnsupportedOs => "unsupported_os",
             Self::LanguageDisabled => "language_disabled",
+            Self::AgentConfigured => "agent_configured",
             Self::Error => "error",
         }
     }
@@ -253,7 +271,8 @@ impl SkipReason {
     /// does `unsupported_os`: the pod as sent is valid and runs, and denying it
     /// would lock every Windows pod out of a namespace that opts in to a
     /// language. Nor does `language_disabled`: the cluster's own config
-    /// declines the language, and the Operator admits such a pod too.
+    /// declines the language, and the Operator admits such a pod too. Nor
+    /// does `agent_configured`: the container has the agent it asked for.
     pub fn is_failure(self) -> bool {
         matches!(
             self,

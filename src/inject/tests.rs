@@ -1233,7 +1233,7 @@ fn java_extensions_uid_attributes_and_resource_attributes_from_value_from() {
 }
 
 #[test]
-fn exporter_tls_mounts_secret_and_config_map_once() {
+fn exporter_tls_mounts_secret_and_config_map_once_and_optional() {
     let view = StaticView::new().with_instrumentation(
         inst(
             NS,
@@ -1266,6 +1266,16 @@ fn exporter_tls_mounts_secret_and_config_map_once() {
             "otel-auto-configmap-ca",
             "opentelemetry-auto-instrumentation-python"
         ]
+    );
+    // Neither object is read (no API call), so a missing one must not keep
+    // the pod in ContainerCreating: both are optional for the kubelet.
+    assert_eq!(
+        doc["spec"]["volumes"][0]["secret"],
+        json!({"secretName": "client", "optional": true})
+    );
+    assert_eq!(
+        doc["spec"]["volumes"][1]["configMap"],
+        json!({"name": "ca", "optional": true})
     );
     let app = container(&doc, "app");
     assert_eq!(app["volumeMounts"].as_array().map(Vec::len), Some(3));
@@ -1605,6 +1615,51 @@ fn dotnet_is_refused_where_the_container_runs_its_own_agent() {
             .iter()
             .any(|w| w.contains("dotnet: container")
                 && w.contains("already sets OTEL_DOTNET_AUTO_HOME")),
+        "{:?}",
+        o.warnings
+    );
+    let failures = &o.applied.as_ref().expect("applied").failures;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].reason, SkipReason::AgentConfigured);
+    // The container has the agent it asked for: the Operator admits it, and
+    // so does `failureMode: deny`.
+    let deny: Config = Config::from_yaml("failureMode: deny", "t").expect("config");
+    assert!(outcome(&p, &deny, &StaticView::new()).denials.is_empty());
+}
+
+/// Two targets, one with its own .NET agent: the other is still injected,
+/// as the Operator skips only the refused container.
+#[test]
+fn dotnet_skips_only_the_container_that_runs_its_own_agent() {
+    let mut p = simple(
+        json!({"instrumentation.opentelemetry.io/inject-dotnet": "true",
+               "instrumentation.opentelemetry.io/container-names": "app,worker"}),
+        json!({}),
+    );
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "OTEL_DOTNET_AUTO_HOME", "value": "/mine"}]);
+    if let Some(cs) = p["spec"]["containers"].as_array_mut() {
+        cs.push(json!({"name": "worker", "image": "w:1"}));
+    }
+    let o = outcome(&p, &Config::default(), &StaticView::new());
+    let doc = patched(&p, &o);
+    let applied = o.applied.as_ref().expect("applied");
+    assert_eq!(applied.injected.len(), 1);
+    assert_eq!(applied.injected[0].containers, vec!["worker".to_string()]);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    assert_eq!(
+        container(&doc, "app")["env"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        env_lines(container(&doc, "worker"))
+            .iter()
+            .any(|l| l == "OTEL_DOTNET_AUTO_HOME=/otel-auto-instrumentation-dotnet")
+    );
+    assert!(
+        o.warnings
+            .iter()
+            .any(|w| w.contains("not injected into app")),
         "{:?}",
         o.warnings
     );

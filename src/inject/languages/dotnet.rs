@@ -5,6 +5,7 @@ use super::{ByLibc, CopiedAgent, EnvStep, LangResult};
 use crate::inject::editor::Editor;
 use crate::inject::env_var::ListRule;
 use crate::inject::plan::{LanguagePlan, Plan};
+use crate::instrumentation::LanguageSpec;
 use crate::language::Language;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -29,7 +30,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     mount: MOUNT,
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "128Mi"),
-    own_agent_var: Some(HOME_VAR),
     mount_per_container: false,
     early: &[],
     vars: &[
@@ -60,14 +60,61 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     ],
 };
 
-/// Injects .NET, refused as the Operator's `injectDotNetSDKToContainer`
-/// refuses it: a target container that sets [`HOME_VAR`] itself ([`AGENT`]'s
-/// `own_agent_var`), else an Instrumentation whose `spec.dotnet.env` sets it
-/// ("already set in the .NET instrumentation spec"). The Operator asks both
-/// per container, the container first; the spec's answer is the same for
-/// every target, so the first target decides which of the two is reported.
-/// Where the Operator then skips each container but still adds the init
-/// container and its volume, which nothing mounts, we add nothing.
+/// Which targets keep .NET, decided before anything is applied: the
+/// Operator's `injectDotNetSDKToContainer` refuses a container that sets
+/// [`HOME_VAR`] itself, and every container when the Instrumentation's
+/// `spec.dotnet.env` sets it (by name, whatever its value), taking either to
+/// mean the agent is configured already. It asks per container, the
+/// container first.
+///
+/// | the target sets it | `spec.dotnet.env` sets it | the target           |
+/// |--------------------|---------------------------|----------------------|
+/// | no                 | no                        | injected             |
+/// | yes                | either                    | skipped, a warning   |
+/// | no                 | yes                       | skipped, a warning   |
+///
+/// The other targets are still injected. When none is left, .NET is
+/// `agent_configured` for the pod, which never denies: where the Operator
+/// still adds the init container and its volume though nothing mounts them,
+/// we add nothing (docs/INJECTION.md).
+pub fn keep_targets(
+    pod: &Pod,
+    spec: Option<&LanguageSpec>,
+    instrumentation: &str,
+    targets: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let spec_sets = spec.is_some_and(|s| s.env.iter().any(|e| e.name == HOME_VAR));
+    let sets = |name: &str| {
+        pod.spec.iter().any(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .filter(|c| c.name == name)
+                .any(|c| c.env.iter().flatten().any(|e| e.name == HOME_VAR))
+        })
+    };
+    let mut kept = Vec::new();
+    let mut notes = Vec::new();
+    for t in targets {
+        if sets(&t) {
+            notes.push(format!(
+                "dotnet: container {t} already sets {HOME_VAR}, so it runs its own agent: not injected into {t}"
+            ));
+        } else if spec_sets {
+            notes.push(format!(
+                "dotnet: Instrumentation {instrumentation} sets {HOME_VAR} in spec.dotnet.env, so container {t} is taken to run its own agent: not injected into {t}"
+            ));
+        } else {
+            kept.push(t);
+        }
+    }
+    if kept.is_empty() {
+        return Err(notes.join("; "));
+    }
+    Ok((kept, notes))
+}
+
+/// Injects .NET into the targets [`keep_targets`] kept.
 pub fn inject(
     ed: &mut Editor<'_>,
     pod: &Pod,
@@ -80,17 +127,6 @@ pub fn inject(
         .instrumentation
         .spec
         .language(Language::Dotnet);
-    if spec.is_some_and(|s| s.env.iter().any(|e| e.name == HOME_VAR)) {
-        let first = super::target_slots(ed, lp).into_iter().next();
-        let first_sets = first.is_some_and(|slot| ed.find_env(slot, HOME_VAR).is_some());
-        if !first_sets {
-            return Ok(Err(format!(
-                "{}: Instrumentation {} already sets {HOME_VAR} in spec.dotnet.env, so the containers are taken to run their own agent",
-                Language::Dotnet,
-                lp.instrumentation.label
-            )));
-        }
-    }
     let agent = AGENT.agent(spec, lp.libc);
     super::inject_copied(ed, pod, plan, lp, warnings, &AGENT, agent, &super::no_step)
 }
@@ -98,97 +134,80 @@ pub fn inject(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inject::plan::{Libc, Resolved};
-    use crate::instrumentation::{Instrumentation, InstrumentationSpec};
     use serde_json::{Value, json};
-    use std::sync::Arc;
 
-    /// What one case expects: injected, or refused with this message.
-    enum Want {
-        Injected,
-        Refused(&'static str),
-    }
-
-    /// The Operator's refusals of `injectDotNetSDKToContainer` that concern
-    /// `OTEL_DOTNET_AUTO_HOME`, each a named case: the container's own, the
-    /// Instrumentation's `spec.dotnet.env` (by name, whatever its value),
-    /// both (the container's is reported, as the Operator asks it first),
-    /// and what is not a refusal. A refused pod is left as it was.
+    /// The table of [`keep_targets`], each row a named case: targets `app`
+    /// and `worker`; which of them set the variable, whether the spec does.
     #[test]
-    fn dotnet_refusals_follow_the_operator() {
-        let home = |v: &str| json!({"name": HOME_VAR, "value": v});
-        let cases: [(&str, Value, Value, &[&str], Want); 8] = [
+    fn dotnet_keeps_the_targets_the_operator_keeps() {
+        let home = |v: &str| json!([{"name": HOME_VAR, "value": v}]);
+        let other = json!([{"name": "OTEL_DOTNET_AUTO_LOG_DIRECTORY", "value": "/tmp"}]);
+        type Row = (
+            &'static str,
+            Value,
+            Value,
+            Value,
+            Result<&'static [&'static str], ()>,
+        );
+        let rows: [Row; 8] = [
             (
                 "nothing set",
                 json!([]),
-                json!(null),
-                &["app"],
-                Want::Injected,
+                json!([]),
+                json!([]),
+                Ok(&["app", "worker"]),
             ),
             (
                 "another variable in spec.dotnet.env",
                 json!([]),
-                json!({"env": [{"name": "OTEL_DOTNET_AUTO_LOG_DIRECTORY", "value": "/tmp"}]}),
-                &["app"],
-                Want::Injected,
+                json!([]),
+                other,
+                Ok(&["app", "worker"]),
             ),
             (
-                "the container sets it",
-                json!([home("/mine")]),
-                json!(null),
-                &["app"],
-                Want::Refused("dotnet: container app already sets OTEL_DOTNET_AUTO_HOME"),
+                "one target sets it: the other is kept",
+                home("/mine"),
+                json!([]),
+                json!([]),
+                Ok(&["worker"]),
+            ),
+            (
+                "both targets set it",
+                home("/mine"),
+                home("/mine"),
+                json!([]),
+                Err(()),
             ),
             (
                 "spec.dotnet.env sets it",
                 json!([]),
-                json!({"env": [home("/theirs")]}),
-                &["app"],
-                Want::Refused(
-                    "dotnet: Instrumentation shop/tracing already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env, so the containers are taken to run their own agent",
-                ),
-            ),
-            (
-                "spec.dotnet.env sets it from a ConfigMap",
                 json!([]),
-                json!({"env": [{"name": HOME_VAR, "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]}),
-                &["app"],
-                Want::Refused(
-                    "dotnet: Instrumentation shop/tracing already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env, so the containers are taken to run their own agent",
-                ),
+                home("/theirs"),
+                Err(()),
             ),
             (
                 "spec.dotnet.env sets it to our own home",
                 json!([]),
-                json!({"env": [home(MOUNT)]}),
-                &["app"],
-                Want::Refused(
-                    "dotnet: Instrumentation shop/tracing already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env, so the containers are taken to run their own agent",
-                ),
-            ),
-            (
-                "both: the container's is reported",
-                json!([home("/mine")]),
-                json!({"env": [home("/theirs")]}),
-                &["app"],
-                Want::Refused("dotnet: container app already sets OTEL_DOTNET_AUTO_HOME"),
-            ),
-            (
-                "both, on the second target: the first reports the spec's",
                 json!([]),
-                json!({"env": [home("/theirs")]}),
-                &["app", "worker"],
-                Want::Refused(
-                    "dotnet: Instrumentation shop/tracing already sets OTEL_DOTNET_AUTO_HOME in spec.dotnet.env, so the containers are taken to run their own agent",
-                ),
+                home(MOUNT),
+                Err(()),
+            ),
+            (
+                "spec.dotnet.env sets it from a ConfigMap",
+                json!([]),
+                json!([]),
+                json!([{"name": HOME_VAR, "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]),
+                Err(()),
+            ),
+            (
+                "container and spec both",
+                home("/mine"),
+                json!([]),
+                home("/theirs"),
+                Err(()),
             ),
         ];
-        for (name, app_env, dotnet, targets, want) in cases {
-            let worker_env = if name.starts_with("both, on the second") {
-                json!([home("/mine")])
-            } else {
-                json!([])
-            };
+        for (name, app_env, worker_env, spec_env, want) in rows {
             let pod: Pod = serde_json::from_value(json!({
                 "metadata": {"name": "checkout", "namespace": "shop"},
                 "spec": {"containers": [
@@ -197,63 +216,25 @@ mod tests {
                 ]}
             }))
             .unwrap_or_else(|e| panic!("{name}: pod: {e}"));
-            let mut spec = json!({});
-            if !dotnet.is_null() {
-                spec["dotnet"] = dotnet;
-            }
-            let spec: InstrumentationSpec =
-                serde_json::from_value(spec).unwrap_or_else(|e| panic!("{name}: spec: {e}"));
-            let mut inst = Instrumentation::new("tracing", spec);
-            inst.metadata.namespace = Some("shop".into());
-            let plan = Plan {
-                namespace: "shop".into(),
-                ..Default::default()
-            };
-            let lp = LanguagePlan {
-                language: Language::Dotnet,
-                decided_by: "test".into(),
-                instrumentation: Resolved {
-                    label: "shop/tracing".into(),
-                    instrumentation: Arc::new(inst),
-                },
-                containers: targets.iter().map(|t| t.to_string()).collect(),
-                containers_by: "test".into(),
-                libc: Libc::Glibc,
-                go_target_exe: None,
-                php: None,
-            };
-            let mut edited = pod.clone();
-            let (meta, pod_spec) = (&mut edited.metadata, edited.spec.as_mut());
-            let Some(pod_spec) = pod_spec else {
-                panic!("{name}: no spec")
-            };
-            let mut ed = Editor::new(meta, pod_spec);
-            let mut warnings = Vec::new();
-            let got = inject(&mut ed, &pod, &plan, &lp, &mut warnings)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let patch = ed.into_patch();
-            let inits = edited
-                .spec
-                .as_ref()
-                .and_then(|s| s.init_containers.as_ref())
-                .map_or(0, Vec::len);
+            let spec: LanguageSpec = serde_json::from_value(json!({"env": spec_env}))
+                .unwrap_or_else(|e| panic!("{name}: spec: {e}"));
+            let got = keep_targets(
+                &pod,
+                Some(&spec),
+                "shop/tracing",
+                vec!["app".into(), "worker".into()],
+            );
             match (want, got) {
-                (Want::Injected, Ok(())) => {
-                    assert_eq!(inits, 1, "{name}: the agent's init container");
-                    let app = &edited.spec.as_ref().map(|s| &s.containers[0]);
-                    let own = app
-                        .and_then(|c| c.env.as_ref())
-                        .and_then(|e| e.iter().find(|v| v.name == HOME_VAR))
-                        .and_then(|v| v.value.as_deref());
-                    assert_eq!(own, Some(MOUNT), "{name}");
+                (Ok(kept), Ok((got, notes))) => {
+                    assert_eq!(got, kept, "{name}");
+                    assert_eq!(
+                        notes.len(),
+                        2 - kept.len(),
+                        "{name}: one note per skipped target"
+                    );
                 }
-                (Want::Refused(msg), Err(got)) => {
-                    assert_eq!(got, msg, "{name}");
-                    assert!(patch.is_empty(), "{name}: a refused pod is left as it was");
-                    assert_eq!(edited, pod, "{name}");
-                }
-                (Want::Injected, Err(got)) => panic!("{name}: refused: {got}"),
-                (Want::Refused(msg), Ok(())) => panic!("{name}: injected, wanted {msg:?}"),
+                (Err(()), Err(msg)) => assert!(msg.contains(HOME_VAR), "{name}: {msg}"),
+                (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
             }
         }
     }

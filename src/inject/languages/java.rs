@@ -38,7 +38,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     mount: INIT_MOUNT,
     source: ByLibc::Same("/javaagent.jar"),
     requests: ("50m", "64Mi"),
-    own_agent_var: None,
     mount_per_container: true,
     early: &[],
     vars: &[],

@@ -82,9 +82,6 @@ pub struct CopiedAgent {
     pub source: ByLibc,
     /// The init container's requests; the limits are the operator's 500m/256Mi.
     pub requests: (&'static str, &'static str),
-    /// A variable that means the container runs its own agent (.NET's
-    /// `OTEL_DOTNET_AUTO_HOME`): the language is refused for the pod.
-    pub own_agent_var: Option<&'static str>,
     /// Each target mounts the agent at `<mount>-<container>` (Java, as the
     /// operator does), not at `mount`.
     pub mount_per_container: bool,
@@ -153,17 +150,6 @@ pub fn inject_copied(
     agent: Agent<'_>,
     then: TargetStep<'_>,
 ) -> LangResult {
-    if let Some(var) = data.own_agent_var {
-        for slot in target_slots(ed, lp) {
-            if ed.find_env(slot, var).is_some() {
-                let name = ed.container(slot).map(|c| c.name.as_str()).unwrap_or("");
-                return Ok(Err(format!(
-                    "{}: container {name} already sets {var}",
-                    data.language
-                )));
-            }
-        }
-    }
     let libc = lp.libc;
     inject_agent(
         ed,

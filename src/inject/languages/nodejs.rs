@@ -20,7 +20,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     mount: MOUNT,
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "128Mi"),
-    own_agent_var: None,
     mount_per_container: false,
     early: &[],
     vars: &[

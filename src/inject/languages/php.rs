@@ -36,7 +36,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     mount: MOUNT,
     source: ByLibc::Same(SOURCE),
     requests: ("50m", "64Mi"),
-    own_agent_var: None,
     mount_per_container: false,
     early: &[],
     // Set only where absent: a user's scan directory is theirs.

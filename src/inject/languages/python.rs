@@ -25,7 +25,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
         musl: "/autoinstrumentation-musl/.",
     },
     requests: ("50m", "64Mi"),
-    own_agent_var: None,
     mount_per_container: false,
     early: &[EnvStep::Compose(
         "PYTHONPATH",

@@ -22,7 +22,6 @@ pub const AGENT: CopiedAgent = CopiedAgent {
     mount: MOUNT,
     source: ByLibc::Same("/autoinstrumentation/."),
     requests: ("50m", "64Mi"),
-    own_agent_var: None,
     mount_per_container: false,
     early: &[EnvStep::Compose("RUBYOPT", ListRule::Suffix(RUBYOPT_FLAG))],
     vars: &[],
