@@ -167,7 +167,8 @@ fn inputs(case: &Case) -> Result<Inputs, Vec<String>> {
         },
     );
     for (i, inst) in case.instrumentations.iter().enumerate() {
-        let inst: Instrumentation = serde_json::from_value(inst.clone())
+        // As the server reads them: no `spec` is an empty one.
+        let inst = Instrumentation::from_object(inst)
             .map_err(|e| vec![format!("instrumentations[{i}]: {e}")])?;
         view = view.with_instrumentation(inst, ns);
     }

@@ -104,14 +104,18 @@ pub fn sdk_config(
     app: &Container,
 ) -> Result<Vec<String>, ApplyError> {
     let spec = &lp.instrumentation.instrumentation.spec;
-    let owner = plan.owner.as_ref();
     let mut warnings = Vec::new();
+    let ours = resource_attributes(pod, plan, spec, app);
+    let user = ed
+        .find_env(ci, RESOURCE_ATTRIBUTES_VAR)
+        .and_then(|j| ed.env(ci)[j].value.as_deref());
+    let naming = naming_attributes(&ours, user);
     set_if_absent(
         ed,
         ci,
         plain(
             "OTEL_SERVICE_NAME",
-            service_name::service_name(pod, owner, spec, &app.name),
+            service_name::service_name(pod, plan.owner.as_ref(), &naming, spec, &app.name),
         ),
     )?;
     let from_resource = lp.instrumentation.instrumentation.metadata.name.is_some();
@@ -147,7 +151,6 @@ pub fn sdk_config(
             ed.push_env(ci, plain("OTEL_TRACES_SAMPLER_ARG", arg))?;
         }
     }
-    let ours = resource_attributes(pod, plan, spec, app);
     merge_resource_attributes(ed, ci, &ours)?;
     if let Some(w) = grpc_port_mismatch(ed.env(ci), lp.language) {
         warnings.push(w);
@@ -198,7 +201,27 @@ fn uid_attributes(spec: &InstrumentationSpec) -> bool {
         .is_some_and(|r| r.add_k8s_uid_attributes)
 }
 
-/// Our attributes for `app`, lowest precedence first (reference §3).
+/// The resource map the Operator names the service from
+/// (`createResourceMap`): ours less the keys `user`, the container's own
+/// `OTEL_RESOURCE_ATTRIBUTES` value, already sets.
+pub fn naming_attributes(
+    ours: &BTreeMap<String, String>,
+    user: Option<&str>,
+) -> BTreeMap<String, String> {
+    let user_keys: Vec<&str> = user
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    ours.iter()
+        .filter(|(k, _)| !user_keys.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Our attributes for `app`, lowest precedence first (reference §3). As the
+/// Operator's, an attribute of the pod that is empty (a container without a
+/// name) is left out, and `service.instance.id` needs all three parts.
 pub fn resource_attributes(
     pod: &Pod,
     plan: &Plan,
@@ -213,21 +236,28 @@ pub fn resource_attributes(
         .unwrap_or_default();
     let pod_name = format!("$({POD_NAME_VAR})");
     let node = node_name(pod).map_or_else(|| format!("$({NODE_NAME_VAR})"), str::to_string);
+    let instance = (!ns.is_empty() && !app.name.is_empty())
+        .then(|| format!("{ns}.{pod_name}.{}", app.name))
+        .unwrap_or_default();
     for (k, v) in [
         ("k8s.namespace.name", ns.to_string()),
         ("k8s.container.name", app.name.clone()),
         ("k8s.pod.name", pod_name.clone()),
         ("k8s.node.name", node),
-        (
-            "service.instance.id",
-            format!("{ns}.{pod_name}.{}", app.name),
-        ),
+        ("service.instance.id", instance),
     ] {
-        attrs.insert(k.into(), v);
+        if !v.is_empty() {
+            attrs.insert(k.into(), v);
+        }
+    }
+    // The pod's own UID whenever it has one (the Operator's map holds it);
+    // the downward API only when asked for and the pod has none yet.
+    if let Some(uid) = pod_uid(pod) {
+        attrs.insert("k8s.pod.uid".into(), uid.to_string());
+    } else if uid_attributes(spec) {
+        attrs.insert("k8s.pod.uid".into(), format!("$({POD_UID_VAR})"));
     }
     if uid_attributes(spec) {
-        let uid = pod_uid(pod).map_or_else(|| format!("$({POD_UID_VAR})"), str::to_string);
-        attrs.insert("k8s.pod.uid".into(), uid);
         // The direct owner's UID is in the pod; its parent's would need an API call.
         for r in pod.metadata.owner_references.iter().flatten() {
             let kind = r.kind.to_ascii_lowercase();
@@ -329,8 +359,11 @@ fn merge_resource_attributes(
             if missing.is_empty() {
                 return Ok(());
             }
+            // A value already ending in `,` gets no second one (the Operator's rule).
             let value = if user.trim().is_empty() {
                 join(missing)
+            } else if user.ends_with(',') {
+                format!("{user}{}", join(missing))
             } else {
                 format!("{user},{}", join(missing))
             };

@@ -2,6 +2,8 @@
 //! from the pod alone: no API call (the operator GETs ReplicaSets and Jobs,
 //! with a retry loop that can outlast the webhook timeout).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::inject::plan::Owner;
@@ -81,14 +83,32 @@ fn cronjob_stem(job: &str) -> Option<&str> {
         .then_some(stem)
 }
 
-/// The operator's `chooseServiceName` order (SPEC §5): the annotation; the
+/// The workload names the Operator's `chooseServiceName` reads from its
+/// resource map, in its order.
+const NAME_ATTRIBUTES: [&str; 6] = [
+    "k8s.deployment.name",
+    "k8s.replicaset.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.cronjob.name",
+    "k8s.job.name",
+];
+
+/// The Operator's `chooseServiceName` order (SPEC §5): the annotation; the
 /// `app.kubernetes.io/instance`, then `name`, labels when the Instrumentation
-/// sets `defaults.useLabelsForResourceAttributes`; the owner; the pod's name;
-/// the `generateName` stem (ours: the operator has no owner to ask here);
-/// the container name.
+/// sets `defaults.useLabelsForResourceAttributes`; the workload names of the
+/// resource map `attrs` (the Instrumentation's `resource.resourceAttributes`,
+/// the owners, the `resource.opentelemetry.io/k8s.*.name` annotations, less
+/// the keys the container's own `OTEL_RESOURCE_ATTRIBUTES` sets; see
+/// [`crate::inject::env::naming_attributes`]), before which an Argo Rollout
+/// owner names the service (ours: the Operator names its hashed ReplicaSet,
+/// #3887); the pod's name; the
+/// `generateName` stem (ours: the Operator has no owner to ask here); the
+/// container name.
 pub fn service_name(
     pod: &Pod,
     owner: Option<&Owner>,
+    attrs: &BTreeMap<String, String>,
     spec: &InstrumentationSpec,
     container: &str,
 ) -> String {
@@ -114,9 +134,13 @@ pub fn service_name(
     })
     .or_else(|| {
         owner
-            .filter(|o| o.kind != "Rollout" || !o.name.is_empty())
-            .map(|o| o.name.clone())
-            .filter(|n| !n.is_empty())
+            .filter(|o| o.kind == "Rollout")
+            .and_then(|o| non_empty(Some(&o.name)))
+    })
+    .or_else(|| {
+        NAME_ATTRIBUTES
+            .iter()
+            .find_map(|k| non_empty(attrs.get(*k)))
     })
     .or_else(|| non_empty(meta.name.as_ref()))
     .or_else(|| {

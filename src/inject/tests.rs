@@ -2374,3 +2374,47 @@ fn explain_says_what_it_assumed(
         r.reports[0].assumptions
     );
 }
+
+/// The service is named from the Operator's resource map, not only from the
+/// owner: a `resource.opentelemetry.io/k8s.deployment.name` annotation or an
+/// Instrumentation's `resource.resourceAttributes` names it, unless the
+/// container's own `OTEL_RESOURCE_ATTRIBUTES` sets that key; a user value
+/// ending in `,` gets no second one.
+#[test]
+fn the_service_is_named_from_the_resource_map_as_the_operator_does() {
+    let view = StaticView::new().with_instrumentation(
+        inst(
+            NS,
+            "res",
+            json!({"resource": {"resourceAttributes": {"k8s.statefulset.name": "from-crd"}}}),
+        ),
+        NS,
+    );
+    let named = |p: &Value| {
+        let doc = patched(p, &outcome(p, &Config::default(), &view));
+        env_lines(container(&doc, "app"))
+    };
+    let java = json!({"instrumentation.opentelemetry.io/inject-java": "true"});
+    let mut p = simple(java.clone(), json!({}));
+    assert!(named(&p).contains(&"OTEL_SERVICE_NAME=from-crd".to_string()));
+    p["metadata"]["annotations"]["resource.opentelemetry.io/k8s.deployment.name"] =
+        json!("from-annotation");
+    assert!(named(&p).contains(&"OTEL_SERVICE_NAME=from-annotation".to_string()));
+    let mut own = simple(java, json!({}));
+    own["spec"]["containers"][0]["env"] =
+        json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "k8s.statefulset.name=mine,"}]);
+    let lines = named(&own);
+    assert!(
+        lines.contains(&"OTEL_SERVICE_NAME=checkout-0".to_string()),
+        "{lines:?}"
+    );
+    let ra = lines
+        .iter()
+        .find(|l| l.starts_with("OTEL_RESOURCE_ATTRIBUTES="))
+        .expect("resource attributes");
+    assert!(
+        ra.starts_with("OTEL_RESOURCE_ATTRIBUTES=k8s.statefulset.name=mine,k8s."),
+        "{ra}"
+    );
+    assert!(!ra.contains(",,"), "{ra}");
+}

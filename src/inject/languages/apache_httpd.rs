@@ -14,7 +14,6 @@ use super::{
 use crate::inject::editor::Editor;
 use crate::inject::env_var::{field_ref, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
-use crate::inject::service_name;
 
 pub const DEFAULT_IMAGE: &str =
     "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-apache-httpd:1.0.4";
@@ -113,7 +112,7 @@ pub fn inject(
     let conf = agent_config(
         a.and_then(|a| a.version.as_deref()),
         &endpoint,
-        &service_name::service_name(pod, plan.owner.as_ref(), spec, app),
+        &super::service_name_of(pod, plan, spec, app),
         &plan.namespace,
         a.map(|a| a.attrs.as_slice()).unwrap_or_default(),
     );

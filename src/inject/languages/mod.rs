@@ -207,6 +207,33 @@ pub fn inject(
     }
 }
 
+/// `OTEL_SERVICE_NAME` of the container named `app`, for the web servers'
+/// agent configuration: as [`env::sdk_config`] names it.
+pub fn service_name_of(
+    pod: &Pod,
+    plan: &Plan,
+    spec: &crate::instrumentation::InstrumentationSpec,
+    app: &str,
+) -> String {
+    let target = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .find(|c| c.name == app);
+    let named = Container {
+        name: app.into(),
+        ..Default::default()
+    };
+    let container = target.map(identity).unwrap_or(named);
+    let ours = env::resource_attributes(pod, plan, spec, &container);
+    let user = target
+        .and_then(|c| c.env.as_ref())
+        .and_then(|e| e.iter().find(|v| v.name == env::RESOURCE_ATTRIBUTES_VAR))
+        .and_then(|v| v.value.as_deref());
+    let naming = env::naming_attributes(&ours, user);
+    crate::inject::service_name::service_name(pod, plan.owner.as_ref(), &naming, spec, app)
+}
+
 /// What the env rules need to know about a target (name, image, security
 /// context), without copying its possibly thousands of env vars.
 pub fn identity(c: &Container) -> Container {

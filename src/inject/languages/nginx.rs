@@ -13,7 +13,6 @@ use super::{LangResult, WebServer, inject_webserver, resources, webserver_endpoi
 use crate::inject::editor::Editor;
 use crate::inject::env_var::{ListRule, field_ref, plain};
 use crate::inject::plan::{LanguagePlan, Plan};
-use crate::inject::service_name;
 
 /// The operator ships nginx's module in the apache-httpd image.
 pub const DEFAULT_IMAGE: &str = super::apache_httpd::DEFAULT_IMAGE;
@@ -113,7 +112,7 @@ pub fn inject(
         .unwrap_or_default();
     let conf = agent_config(
         &endpoint,
-        &service_name::service_name(pod, plan.owner.as_ref(), spec, app),
+        &super::service_name_of(pod, plan, spec, app),
         &plan.namespace,
         n.map(|n| n.attrs.as_slice()).unwrap_or_default(),
     );
