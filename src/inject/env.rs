@@ -236,9 +236,11 @@ pub fn resource_attributes(
         .unwrap_or_default();
     let pod_name = format!("$({POD_NAME_VAR})");
     let node = node_name(pod).map_or_else(|| format!("$({NODE_NAME_VAR})"), str::to_string);
-    let instance = (!ns.is_empty() && !app.name.is_empty())
-        .then(|| format!("{ns}.{pod_name}.{}", app.name))
-        .unwrap_or_default();
+    let instance = if ns.is_empty() || app.name.is_empty() {
+        String::new()
+    } else {
+        format!("{ns}.{pod_name}.{}", app.name)
+    };
     for (k, v) in [
         ("k8s.namespace.name", ns.to_string()),
         ("k8s.container.name", app.name.clone()),
