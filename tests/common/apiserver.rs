@@ -20,6 +20,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+#[path = "apiserver/any.rs"]
+pub mod any;
+
 pub const NAMESPACES: &str = "namespaces";
 pub const INSTRUMENTATIONS: &str = "instrumentations";
 pub const COLLECTORS: &str = "opentelemetrycollectors";
@@ -32,6 +35,21 @@ pub const LEASES: &str = "leases";
 pub const INGRESSES: &str = "ingresses";
 /// Gatekeeper's `Config` (`config.gatekeeper.sh/v1alpha1`), read with GET.
 pub const GATEKEEPER_CONFIGS: &str = "configs";
+
+/// The kinds the watched store holds; [`any::fallback`] reads the rest from
+/// the second store.
+const WATCHED: [&str; 10] = [
+    NAMESPACES,
+    INSTRUMENTATIONS,
+    COLLECTORS,
+    DEPLOYMENTS,
+    STATEFULSETS,
+    DAEMONSETS,
+    PODS,
+    LEASES,
+    INGRESSES,
+    EVENTS,
+];
 
 #[derive(Clone)]
 struct Change {
@@ -56,6 +74,12 @@ struct Inner {
     accepts: Vec<(&'static str, String)>,
     /// When each workload PATCH that succeeded arrived, and on what.
     patches: Vec<(std::time::Instant, String)>,
+    /// Everything else, by `group/version/resource` ([`any`]).
+    other: BTreeMap<(String, String), Value>,
+    /// Verbs `SelfSubjectAccessReview` denies: (verb, group, resource).
+    denied: Vec<(String, String, String)>,
+    /// What `/version` reports.
+    version: Option<(u32, u32)>,
 }
 
 /// How the API server answers a list or watch of a resource it will not
@@ -137,7 +161,7 @@ impl FakeApiServer {
                     ),
                 )
             })
-            .route("/version", get(version))
+            .route("/version", get(any::version))
             .route("/apis/{group}/{version}", get(discovery))
             .route(
                 "/apis/config.gatekeeper.sh/v1alpha1/namespaces/{ns}/configs/{name}",
@@ -176,6 +200,7 @@ impl FakeApiServer {
                 "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
                 axum::routing::patch(patch_event),
             )
+            .fallback(any::fallback)
             .with_state(fake.clone())
             .layer(axum::middleware::from_fn_with_state(fake.clone(), count));
         tokio::spawn(async move {
@@ -642,15 +667,6 @@ async fn count(
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
     next.run(req).await
-}
-
-async fn version() -> Response {
-    axum::Json(json!({
-        "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fake",
-        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
-        "compiler": "gc", "platform": "linux/amd64"
-    }))
-    .into_response()
 }
 
 async fn list_or_watch(
