@@ -3,6 +3,7 @@
 
 pub mod args;
 mod json_line;
+mod live;
 mod log_sink;
 mod offline;
 mod policy;
@@ -86,11 +87,22 @@ pub fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Check(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(check(&args)))
+        {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Version => {
             println!("otel-admission {VERSION}");
             Ok(())
         }
         Command::Completion(args) => completion(&args),
+        Command::Inject(args) if live::is_live(&args) => live::live_cmd(&args, false),
+        Command::Explain(args) if live::is_live(&args) => live::live_cmd(&args, true),
         Command::Inject(args) => inject_cmd(&args, false),
         Command::Explain(args) => inject_cmd(&args, true),
         Command::Rollout(cmd) => {
@@ -119,6 +131,36 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `check`: exit 0 when no check failed, 1 when one did, 2 when it could
+/// not run at all (no kubeconfig).
+async fn check(args: &crate::cli::args::CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = kube::Config::infer().await.map_err(|e| {
+        anyhow::anyhow!("check needs a cluster: no kubeconfig or in-cluster service account ({e})")
+    })?;
+    let client = kube::Client::try_from(config).context("cannot build a cluster client")?;
+    let report = crate::check::run(
+        client,
+        crate::check::Options {
+            namespace: args.install_namespace.clone(),
+            pre: args.pre,
+            timeout: args.call_timeout,
+        },
+    )
+    .await;
+    match args.output {
+        crate::cli::args::CheckOutput::Text => print!("{}", report.text()),
+        crate::cli::args::CheckOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.json()).context("cannot write JSON")?
+        ),
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The error and its causes on one line, as anyhow's `{:#}` writes them,

@@ -26,6 +26,7 @@
 mod index;
 pub mod inventory;
 mod watch;
+pub use watch::parse_instrumentation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,9 +51,9 @@ pub const RETRY_ABSENT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("--cluster on: no usable kubeconfig or in-cluster service account: {0}")]
+    #[error("no usable kubeconfig or in-cluster service account: {0}")]
     NoConfig(String),
-    #[error("--cluster on: cannot reach the API server: {0}")]
+    #[error("cannot reach the API server: {0}")]
     Unreachable(String),
 }
 

@@ -33,20 +33,60 @@ pub enum Command {
     /// Test, verify, evaluate and bundle Rego policies offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Inject instrumentation into the pod templates of a manifest, offline;
+    /// Inject instrumentation into the pod templates of a manifest (offline,
+    /// -f) or of workloads read from the cluster (live, -n NS [KIND/NAME]);
     /// YAML to stdout (or -o), warnings to stderr.
     Inject(InjectArgs),
     /// Explain, per workload and feature, what would be injected and which
-    /// annotation, label, namespace setting or rule decided it.
+    /// annotation, label, namespace setting or rule decided it: offline (-f)
+    /// or live (-n NS [KIND/NAME]), live also whether running pods are stale.
     Explain(InjectArgs),
     /// Instrument what already runs: `plan` lists the workloads whose pods
     /// carry stale instrumentation, `apply` restarts them.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Check an install (or, with --pre, a cluster before one) and say
+    /// what to fix: one line per check, ✓ ‼ ×, a hint per problem; exit 1
+    /// when a check fails.
+    Check(CheckArgs),
     /// Print the version, the git commit and the build date.
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Before an install: the API server, the rights the manifests need,
+    /// the CRDs, the Operator's webhook, the namespaces it would touch.
+    #[arg(long, env = "OTEL_ADMISSION_PRE")]
+    pub pre: bool,
+    /// The namespace the install lives in (an overlay's `namespace:`).
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_INSTALL_NAMESPACE",
+        default_value = "otel-admission"
+    )]
+    pub install_namespace: String,
+    /// `text` (the default) or `json`.
+    #[arg(
+        short = 'o',
+        long = "output",
+        env = "OTEL_ADMISSION_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: CheckOutput,
+    /// The limit of each API call and TLS handshake, e.g. `5s`.
+    #[arg(long, env = "OTEL_ADMISSION_CALL_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub call_timeout: std::time::Duration,
+}
+
+/// `check -o`; see [`PlanOutput`] for the alias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckOutput {
+    #[value(alias = "table")]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -206,18 +246,39 @@ pub struct PolicyEvalArgs {
 
 #[derive(Debug, Args)]
 pub struct InjectArgs {
-    /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
+    /// Live: the workload to read from the cluster, `KIND/NAME` (deploy,
+    /// sts, ds, cronjob, job, pod); with -n and no target, every workload of
+    /// the namespace.
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Option<String>,
+    /// Offline: manifest to read (multi-document YAML or JSON); `-` for stdin.
     #[arg(
         short = 'f',
         long = "filename",
         env = "OTEL_ADMISSION_FILENAME",
         value_hint = ValueHint::FilePath
     )]
-    pub filename: PathBuf,
+    pub filename: Option<PathBuf>,
+    /// Live: the namespace (a name) to read the workloads from, in the
+    /// cluster of the kubeconfig [default: the kubeconfig context's].
+    #[arg(
+        short = 'n',
+        long = "in-namespace",
+        env = "OTEL_ADMISSION_IN_NAMESPACE"
+    )]
+    pub in_namespace: Option<String>,
+    /// Live: the namespace otel-admission is installed in, whose ConfigMap
+    /// otel-admission-config (key config.yaml) is the config unless --config is given.
+    #[arg(
+        long,
+        env = "OTEL_ADMISSION_INSTALL_NAMESPACE",
+        default_value = "otel-admission"
+    )]
+    pub install_namespace: String,
     /// YAML config file (or its ConfigMap manifest): rules, defaults, exclusions; every key in docs/CONFIG.md.
     #[arg(long, env = "OTEL_ADMISSION_CONFIG", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
-    /// Namespace objects (YAML file: one or more, or a List) whose labels and
+    /// Offline: Namespace objects (YAML file: one or more, or a List) whose labels and
     /// annotations the pods see; the first one's name is the namespace of
     /// objects that name none.
     // `_FILE`: `OTEL_ADMISSION_NAMESPACE` is `rollout`'s namespace filter
@@ -228,8 +289,8 @@ pub struct InjectArgs {
         value_hint = ValueHint::FilePath
     )]
     pub namespace: Option<PathBuf>,
-    /// Instrumentation and OpenTelemetryCollector objects (YAML file:
-    /// multi-document or a List); repeatable.
+    /// Offline: Instrumentation and OpenTelemetryCollector objects (YAML
+    /// file: multi-document or a List); repeatable.
     #[arg(
         long,
         env = "OTEL_ADMISSION_INSTRUMENTATION",

@@ -43,6 +43,25 @@ fn objects(text: &str, origin: &str) -> anyhow::Result<Vec<(String, serde_json::
     Ok(out)
 }
 
+/// `--namespace shop`: a namespace name where a file was expected. Said
+/// so, with the flag that reads it from the cluster, before the read error.
+fn bare_namespace_name(p: &Path, e: anyhow::Error) -> anyhow::Error {
+    let name = p.to_str().unwrap_or_default();
+    let bare = !name.is_empty()
+        && name != "-"
+        && !p.exists()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if bare {
+        e.context(format!(
+            "--namespace takes a file of Namespace objects (offline); to read namespace {name} from the cluster use -n {name}"
+        ))
+    } else {
+        e
+    }
+}
+
 /// An object's `kind`, or `None` when it has none (then it is taken to be
 /// what the flag expects, as before Lists were read).
 fn kind_of(obj: &serde_json::Value) -> Option<&str> {
@@ -63,7 +82,7 @@ fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, Stri
     let mut default_ns = None;
     if let Some(p) = &args.namespace {
         let origin = p.display().to_string();
-        let text = read_input(p)?;
+        let text = read_input(p).map_err(|e| bare_namespace_name(p, e))?;
         let objects = objects(&text, &origin)?;
         if objects.is_empty() {
             anyhow::bail!("{origin}: no Namespace document");
@@ -123,7 +142,7 @@ fn offline_inputs(args: &InjectArgs) -> anyhow::Result<(Config, StaticView, Stri
 /// stdout, as `kubectl -o` does; anything else is still the file to write
 /// (`-o ./json` writes a file named `json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     /// `inject`: the manifest, injected.
     Yaml,
     /// `inject -o pod`: the Pod made from each template, injected.
@@ -142,7 +161,7 @@ const FORMATS: [(&str, Format); 4] = [
 ];
 
 /// The format and the file (if any) `-o` names.
-fn output(args: &InjectArgs, explain: bool) -> anyhow::Result<(Format, Option<&Path>)> {
+pub(crate) fn output(args: &InjectArgs, explain: bool) -> anyhow::Result<(Format, Option<&Path>)> {
     let (command, default, own) = if explain {
         ("explain", Format::Text, [Format::Text, Format::Json])
     } else {
@@ -169,15 +188,21 @@ fn output(args: &InjectArgs, explain: bool) -> anyhow::Result<(Format, Option<&P
     }
 }
 
+/// What `inject` and `explain` say when given neither input.
+const NO_INPUT: &str = "give -f FILE (a manifest, offline) or -n NAMESPACE [KIND/NAME] (live: read from the cluster of the kubeconfig)";
+
 pub(crate) fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()> {
+    let Some(filename) = args.filename.as_deref() else {
+        anyhow::bail!("{NO_INPUT}");
+    };
     let (format, file) = output(args, explain)?;
     let (config, view, default_ns) = offline_inputs(args)?;
-    let origin = if args.filename.as_os_str() == "-" {
+    let origin = if filename.as_os_str() == "-" {
         "<stdin>".to_string()
     } else {
-        args.filename.display().to_string()
+        filename.display().to_string()
     };
-    let text = read_input(&args.filename)?;
+    let text = read_input(filename)?;
     let inputs = manifest::Inputs {
         config: &config,
         view: &view,
@@ -209,6 +234,11 @@ pub(crate) fn inject_cmd(args: &InjectArgs, explain: bool) -> anyhow::Result<()>
         Format::Yaml => manifest::to_yaml(&processed.documents).context("cannot write YAML")?,
         Format::Pod => manifest::pods_yaml(&processed.reports).context("cannot write YAML")?,
     };
+    write_out(file, &out)
+}
+
+/// Writes `out` to the file `-o` named, else to stdout.
+pub(crate) fn write_out(file: Option<&Path>, out: &str) -> anyhow::Result<()> {
     match file {
         Some(p) => {
             std::fs::write(p, out).with_context(|| format!("cannot write {}", p.display()))?

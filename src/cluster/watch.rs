@@ -351,32 +351,36 @@ pub fn convert_collector(obj: DynamicObject) -> Option<(NamespacedKey, Collector
 pub fn convert_instrumentation(obj: DynamicObject) -> Option<(NamespacedKey, Instrumentation)> {
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
+    match parse_instrumentation(obj) {
+        Ok(inst) => Some(((ns, name), inst)),
+        Err(why) => {
+            tracing::warn!(instrumentation = %format!("{ns}/{name}"), problems = %why, "invalid Instrumentation ignored");
+            None
+        }
+    }
+}
+
+/// One Instrumentation as the server reads it, or why it is ignored: the
+/// field (`spec.…`) and the reason, every problem of [`InstrumentationSpec::validate`]
+/// joined with `; `. `check` reports the same words.
+pub fn parse_instrumentation(obj: DynamicObject) -> Result<Instrumentation, String> {
     // No `spec` (or `spec: null`) is an empty spec, as the API server and
     // the Operator accept it (`Instrumentation::from_object`): not dropped.
     let spec_value = match obj.data.get("spec") {
         Some(v) if !v.is_null() => v.clone(),
         _ => serde_json::Value::Object(Default::default()),
     };
-    let spec: InstrumentationSpec = match serde_path_to_error::deserialize(&spec_value) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(instrumentation = %format!("{ns}/{name}"), field = %format!("spec.{}", e.path()), error = %e.inner(), "invalid Instrumentation ignored");
-            return None;
-        }
-    };
+    let spec: InstrumentationSpec = serde_path_to_error::deserialize(&spec_value)
+        .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))?;
     let problems = spec.validate();
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| format!("spec.{p}")).collect();
-        tracing::warn!(instrumentation = %format!("{ns}/{name}"), problems = %list.join("; "), "invalid Instrumentation ignored");
-        return None;
+        return Err(list.join("; "));
     }
-    Some((
-        (ns, name),
-        Instrumentation {
-            metadata: obj.metadata,
-            spec,
-        },
-    ))
+    Ok(Instrumentation {
+        metadata: obj.metadata,
+        spec,
+    })
 }
 
 #[cfg(test)]
