@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("rollout");
     g.sample_size(10);
     g.bench_function("plan 5000 workloads 20000 pods", |b| {
-        b.iter(|| black_box(assess_all(&found, &pods, &config, &view)))
+        b.iter(|| black_box(assess_all(&found, &pods, &config, &view, None)))
     });
     g.finish();
 

@@ -92,6 +92,7 @@ async fn run(s: &Scenario) {
         view: Arc::new(view),
         metrics: Arc::new(Metrics::new()),
         events: None,
+        server_version: None,
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(controller.run(stop_rx));

@@ -29,7 +29,8 @@ use crate::server::{self, Server, ServerError, Services, Settings};
 /// Why the server could not be assembled or started.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error(transparent)]
+    /// Only `--cluster on` makes connecting an error: the message says so.
+    #[error("--cluster on: {0}")]
     Cluster(#[from] ClusterError),
     /// Not `#[source]` (nor `#[from]`, which implies it): the message is
     /// already in ours, and the CLI's `{:#}` printed it twice.
@@ -404,6 +405,7 @@ impl App {
                 view: caches,
                 metrics: Arc::clone(&metrics),
                 events: events.clone(),
+                server_version,
             };
             tokio::spawn(controller.run(stop_rollout_rx))
         });

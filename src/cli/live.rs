@@ -205,6 +205,8 @@ fn found(kind: WorkloadKind, obj: DynamicObject) -> anyhow::Result<Found> {
 struct Cluster {
     client: kube::Client,
     namespace: String,
+    /// As admission has it: the fingerprint depends on it.
+    server_version: Option<(u32, u32)>,
 }
 
 impl Cluster {
@@ -622,7 +624,7 @@ async fn running(
             return Running::None;
         }
         let prints: Vec<Option<String>> = mine.iter().map(|p| p.fingerprint.clone()).collect();
-        let assessment = assess(&w, &prints, config, view);
+        let assessment = assess(&w, &prints, config, view, cluster.server_version);
         let stale = prints
             .iter()
             .filter(|f| f.as_deref().unwrap_or_default() != assessment.wanted)
@@ -764,7 +766,11 @@ async fn live(
         .in_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let cluster = Cluster { client, namespace };
+    let cluster = Cluster {
+        client,
+        namespace,
+        server_version,
+    };
     let mut config = match &args.config {
         Some(p) => Config::load(p)?,
         None => cluster.config(&args.install_namespace).await?,

@@ -310,7 +310,14 @@ pub async fn plan(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let out = plan_with(&client, namespaces, config, caches.as_ref()).await;
+    // The version admission sees: `sidecar.native: auto` depends on it, and
+    // so does the fingerprint a pod gets.
+    let version = client
+        .apiserver_version()
+        .await
+        .ok()
+        .and_then(|v| crate::inject::context::parse_server_version(&v.major, &v.minor));
+    let out = plan_with(&client, namespaces, config, caches.as_ref(), version).await;
     stop.send_replace(true);
     out
 }
@@ -324,12 +331,20 @@ pub async fn plan_with(
     namespaces: &[String],
     config: &Config,
     view: &dyn crate::inject::cluster_view::ClusterView,
+    server_version: Option<(u32, u32)>,
 ) -> Result<Vec<Assessment>, PlanError> {
     let pods = pod_labels(client, namespaces).await?;
     let mut out = Vec::new();
     workloads(client, namespaces, |found| {
         if let Some((w, sel)) = found {
-            out.push(super::assess_selected(&w, &sel, &pods, config, view));
+            out.push(super::assess_selected(
+                &w,
+                &sel,
+                &pods,
+                config,
+                view,
+                server_version,
+            ));
         }
     })
     .await?;

@@ -30,6 +30,9 @@ pub struct Controller {
     pub metrics: Arc<Metrics>,
     pub events: Option<Arc<Events>>,
     pub elector: Elector,
+    /// The API server's version read at start, as admission has it: the
+    /// fingerprint a template gets depends on it (`sidecar.native: auto`).
+    pub server_version: Option<(u32, u32)>,
 }
 
 fn key(a: &Assessment) -> String {
@@ -157,7 +160,15 @@ impl Controller {
             .as_ref()
             .is_some_and(|p| Arc::ptr_eq(&p.config, cfg) && p.at.elapsed() < replan_every);
         if !fresh {
-            let plan = match plan_with(&self.client, &[], cfg, self.view.as_ref()).await {
+            let plan = match plan_with(
+                &self.client,
+                &[],
+                cfg,
+                self.view.as_ref(),
+                self.server_version,
+            )
+            .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "rollout plan failed; retrying next round");

@@ -106,7 +106,12 @@ impl Kind {
 }
 
 /// What the template would get, and what decided it, in words.
-fn wanted(w: &Workload, config: &Config, view: &dyn ClusterView) -> (String, String) {
+fn wanted(
+    w: &Workload,
+    config: &Config,
+    view: &dyn ClusterView,
+    server_version: Option<(u32, u32)>,
+) -> (String, String) {
     let pod = Pod {
         metadata: w.template.metadata.clone().unwrap_or_default(),
         spec: w.template.spec.clone(),
@@ -122,7 +127,7 @@ fn wanted(w: &Workload, config: &Config, view: &dyn ClusterView) -> (String, Str
         config,
         view,
         owner_hint: Some(&owner),
-        server_version: None,
+        server_version,
     };
     let outcome = run(&pod, &ctx);
     let fingerprint = outcome
@@ -179,8 +184,9 @@ pub fn assess(
     pods: &[Option<String>],
     config: &Config,
     view: &dyn ClusterView,
+    server_version: Option<(u32, u32)>,
 ) -> Assessment {
-    let (wanted, why) = wanted(w, config, view);
+    let (wanted, why) = wanted(w, config, view, server_version);
     let mut current: Vec<String> = pods.iter().map(|p| p.clone().unwrap_or_default()).collect();
     current.sort();
     current.dedup();
@@ -226,10 +232,11 @@ pub fn assess_all(
     pods: &PodLabels,
     config: &Config,
     view: &dyn ClusterView,
+    server_version: Option<(u32, u32)>,
 ) -> Vec<Assessment> {
     let mut out: Vec<Assessment> = found
         .iter()
-        .map(|(w, sel)| assess_selected(w, sel, pods, config, view))
+        .map(|(w, sel)| assess_selected(w, sel, pods, config, view, server_version))
         .collect();
     sort(&mut out);
     out
@@ -242,6 +249,7 @@ pub fn assess_selected(
     pods: &PodLabels,
     config: &Config,
     view: &dyn ClusterView,
+    server_version: Option<(u32, u32)>,
 ) -> Assessment {
     let fingerprints: Vec<Option<String>> = pods
         .get(&w.namespace)
@@ -250,7 +258,7 @@ pub fn assess_selected(
         .filter(|labels| crate::selector::matches(sel, labels))
         .map(|labels| labels.get(INJECTED_LABEL).cloned())
         .collect();
-    assess(w, &fingerprints, config, view)
+    assess(w, &fingerprints, config, view, server_version)
 }
 
 /// The plan's order: namespace, kind, name.
@@ -311,6 +319,27 @@ mod tests {
         }
     }
 
+    /// The fingerprint depends on the API server's version (`sidecar.native:
+    /// auto` makes the collector sidecar a container before 1.29): assessed
+    /// with the version admission had, a pod injected on a 1.28 cluster is up
+    /// to date; assessed as if native, it would be restarted forever.
+    #[test]
+    fn the_server_version_admission_saw_is_the_one_assessed() {
+        let config = Config::from_yaml("sidecar:\n  native: auto\n", "t").expect("config");
+        let view = StaticView::new().with_namespace("shop", NamespaceMeta::default());
+        let w = workload(json!({"sidecar.opentelemetry.io/inject": "true"}));
+        let old = Some((1, 28));
+        let on_old = assess(&w, &[None], &config, &view, old).wanted;
+        let on_new = assess(&w, &[None], &config, &view, Some((1, 30))).wanted;
+        assert!(!on_old.is_empty());
+        assert_ne!(
+            on_old, on_new,
+            "the sidecar's mode is part of the fingerprint"
+        );
+        let a = assess(&w, &[Some(on_old.clone())], &config, &view, old);
+        assert!(a.cause.is_none(), "{}", a.reason);
+    }
+
     /// The decision table above, row by row.
     #[test]
     fn staleness_rows() {
@@ -318,7 +347,7 @@ mod tests {
         let view = StaticView::new().with_namespace("shop", NamespaceMeta::default());
         let on = workload(json!({"instrumentation.opentelemetry.io/inject-python": "true"}));
         let off = workload(json!({}));
-        let now = assess(&on, &[None], &config, &view).wanted;
+        let now = assess(&on, &[None], &config, &view, None).wanted;
         assert!(!now.is_empty());
         struct Row {
             name: &'static str,
@@ -372,7 +401,7 @@ mod tests {
             },
         ];
         for r in rows {
-            let a = assess(&r.w, &r.pods, &config, &view);
+            let a = assess(&r.w, &r.pods, &config, &view, None);
             assert_eq!(a.stale, r.stale, "{}", r.name);
             assert!(a.reason.contains(r.reason), "{}: {}", r.name, a.reason);
         }
@@ -393,7 +422,7 @@ mod tests {
         ] {
             let mut w = workload(json!({"instrumentation.opentelemetry.io/inject-python": "true"}));
             tweak(&mut w);
-            let a = assess(&w, &[None], &config, &view);
+            let a = assess(&w, &[None], &config, &view, None);
             assert!(a.stale);
             assert!(
                 a.not_restartable
