@@ -507,7 +507,10 @@ mod tests {
     fn patch_is_base64_json_patch() {
         let mut patch = crate::patch::Patch::new();
         patch
-            .add(&crate::path!["metadata", "labels"], &json!({"a": "b"}))
+            .add(
+                &otel_admission_core::path!["metadata", "labels"],
+                &json!({"a": "b"}),
+            )
             .expect("op");
         let v = Verdict {
             patch: Some(patch.clone()),
@@ -529,7 +532,7 @@ mod tests {
     #[test]
     fn denial_is_403_with_every_message_and_no_patch() {
         let v = Verdict {
-            patch: Some(one_op(&crate::path!["x"], &json!(1))),
+            patch: Some(one_op(&otel_admission_core::path!["x"], &json!(1))),
             denials: vec![
                 "[no-latest] image uses :latest".into(),
                 "[limits] no memory limit".into(),
@@ -553,7 +556,7 @@ mod tests {
     fn every_field_is_escaped_and_the_answer_is_one_json_document() {
         let v = Verdict {
             patch: Some(one_op(
-                &crate::path!["metadata", "labels", "k\"/"],
+                &otel_admission_core::path!["metadata", "labels", "k\"/"],
                 &json!("v\u{e9}\n"),
             )),
             warnings: vec!["a \"quoted\" \\ warning".into()],

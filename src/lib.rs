@@ -16,28 +16,24 @@
 //! - [`certs`]: development certificates.
 #![forbid(unsafe_code)]
 
+// The core crate's modules, at the paths the adapters, the tests and the
+// benches have always used.
+pub use otel_admission_core::{
+    config, inject, instrumentation, json_text, language, otelcol, patch, selector, spelling,
+    warnings, yaml,
+};
+
 pub mod admission;
 pub mod app;
 pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
-pub mod config;
 pub mod events;
-pub mod inject;
-pub mod instrumentation;
-pub mod json_text;
-pub mod language;
 pub mod metrics;
 pub mod mutate;
-pub mod otelcol;
-pub mod patch;
 pub mod policy;
 pub mod rollout;
-pub mod selector;
 pub mod server;
-pub mod spelling;
 #[cfg(test)]
 mod test_log;
-pub mod warnings;
-pub mod yaml;

@@ -188,7 +188,10 @@ impl Mutate for Injector {
             let mut patch = a.patch;
             if !has_metadata {
                 // An empty map always serializes.
-                let _ = patch.add_first(&crate::path!["metadata"], &serde_json::Map::new());
+                let _ = patch.add_first(
+                    &otel_admission_core::path!["metadata"],
+                    &serde_json::Map::new(),
+                );
             }
             patch
         });
@@ -202,41 +205,4 @@ impl Mutate for Injector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn why(object: &serde_json::Value) -> String {
-        let raw = object.to_string();
-        let e = crate::inject::sent_pod::parse(&raw).expect_err("not a Pod");
-        not_a_pod(&raw, &e)
-    }
-
-    /// The reason names the field, for pods parsed in one pass and for
-    /// those over [`crate::inject::sent_pod::ONE_PASS`] (parsed their own
-    /// way); before, it said `at line 1 column N` of the object's text.
-    #[test]
-    fn a_pod_that_does_not_parse_is_reported_by_its_field() {
-        let big = "x".repeat(crate::inject::sent_pod::ONE_PASS);
-        for pad in ["", big.as_str()] {
-            let meta = json!({"name": "p", "annotations": {"pad": pad}});
-            let cases = [
-                (
-                    json!({"metadata": meta, "spec": {"containers": {"name": "app"}}}),
-                    "not a Pod: request.object.spec.containers: invalid type: map, expected a sequence",
-                ),
-                (
-                    json!({"metadata": meta, "spec": {"containers": [{"name": "app", "env": "A=1"}]}}),
-                    "not a Pod: request.object.spec.containers[0].env: invalid type: string \"A=1\", expected a sequence",
-                ),
-                (
-                    json!({"metadata": {"name": "p", "annotations": {"pad": pad}, "labels": ["a"]}, "spec": {"containers": []}}),
-                    "not a Pod: request.object.metadata.labels: invalid type: sequence, expected a map",
-                ),
-            ];
-            for (object, want) in cases {
-                assert_eq!(why(&object), want, "pad {}", pad.len());
-            }
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,9 @@
 //! parent's `pub use` re-export counts as an edge to the child that defines
 //! the item.
 //!
-//! `cargo test --test architecture -- --nocapture` prints the graph;
+//! Since issue 31 the layers are crates (`crates/core` cannot name the
+//! adapters: the compiler refuses); within each crate modules still must
+//! not form cycles. `cargo test --test architecture -- --nocapture` prints the graph;
 //! `ARCHITECTURE_SRC=<dir>` points it at another tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -270,12 +272,12 @@ struct Crate {
     code: BTreeMap<Module, (String, bool, PathBuf)>,
 }
 
-fn load() -> Crate {
+fn load(dir: &str) -> Crate {
     // `ARCHITECTURE_SRC=<dir>` checks another tree (an older checkout's
     // `src`, for the before-and-after graph in issue 13's note).
     let root = std::env::var_os("ARCHITECTURE_SRC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     let mut code = BTreeMap::new();
@@ -437,40 +439,46 @@ fn cycles(g: &BTreeMap<String, BTreeMap<String, PathBuf>>) -> Vec<Vec<String>> {
     t.out
 }
 
+/// Each crate's modules, with the least it must hold (a wrong path would
+/// find nothing and pass).
+const CRATES: [(&str, usize); 2] = [("src", 20), ("crates/core/src", 40)];
+
 #[test]
 fn no_module_cycles_at_any_level() {
-    let c = load();
-    assert!(
-        c.modules.len() > 40,
-        "found only {} modules",
-        c.modules.len()
-    );
-    let g = graphs(&c);
     let mut problems = Vec::new();
-    for (folder, edges) in &g {
-        let name = if folder.is_empty() {
-            "crate".to_string()
-        } else {
-            folder.join("::")
-        };
-        println!("{name}:");
-        for (from, to) in edges {
-            println!(
-                "  {from} -> {}",
-                to.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-        for cycle in cycles(edges) {
-            let witness: Vec<String> = cycle
-                .iter()
-                .flat_map(|a| {
-                    edges[a]
-                        .iter()
-                        .filter(|(b, _)| cycle.contains(b))
-                        .map(move |(b, f)| format!("{a} -> {b} ({})", f.display()))
-                })
-                .collect();
-            problems.push(format!("{name}: cycle {cycle:?}: {}", witness.join("; ")));
+    for (dir, least) in CRATES {
+        let c = load(dir);
+        assert!(
+            c.modules.len() > least,
+            "{dir}: found only {} modules",
+            c.modules.len()
+        );
+        let g = graphs(&c);
+        for (folder, edges) in &g {
+            let name = if folder.is_empty() {
+                dir.to_string()
+            } else {
+                format!("{dir}: {}", folder.join("::"))
+            };
+            println!("{name}:");
+            for (from, to) in edges {
+                println!(
+                    "  {from} -> {}",
+                    to.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            for cycle in cycles(edges) {
+                let witness: Vec<String> = cycle
+                    .iter()
+                    .flat_map(|a| {
+                        edges[a]
+                            .iter()
+                            .filter(|(b, _)| cycle.contains(b))
+                            .map(move |(b, f)| format!("{a} -> {b} ({})", f.display()))
+                    })
+                    .collect();
+                problems.push(format!("{name}: cycle {cycle:?}: {}", witness.join("; ")));
+            }
         }
     }
     assert!(
@@ -480,30 +488,55 @@ fn no_module_cycles_at_any_level() {
     );
 }
 
+/// The core crate cannot see the adapters: the compiler keeps that, since
+/// they are another crate that depends on it. What keeps the runtime, the
+/// cluster client, HTTP and metrics out is its manifest: none of them is a
+/// dependency, and kube comes without its client.
 #[test]
-fn the_injection_core_uses_no_adapter() {
-    let c = load();
-    let g = graphs(&c);
-    let core = g.get(&Vec::new()).and_then(|e| e.get("inject"));
-    let used: Vec<&String> = core.map(|e| e.keys().collect()).unwrap_or_default();
-    for adapter in [
-        "admission",
-        "metrics",
-        "cluster",
-        "events",
-        "server",
-        "mutate",
-        "app",
-        "cli",
-        "policy",
-        "rollout",
+fn the_core_crate_depends_on_no_runtime_client_http_or_metrics() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/Cargo.toml"),
+    )
+    .expect("crates/core/Cargo.toml");
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|d| d.split("\n[").next())
+        .expect("a [dependencies] table");
+    let names: Vec<&str> = deps
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split(['=', '.', ' ']).next())
+        .collect();
+    for banned in [
+        "tokio",
+        "hyper",
+        "hyper-util",
+        "axum",
+        "tower",
+        "prometheus-client",
+        "kube-client",
+        "kube-runtime",
+        "reqwest",
+        "notify",
+        "otel-admission",
     ] {
         assert!(
-            !used.iter().any(|u| u.as_str() == adapter),
-            "inject depends on the adapter `{adapter}` ({:?})",
-            core.and_then(|e| e.get(adapter))
+            !names.contains(&banned),
+            "crates/core depends on {banned}: {names:?}"
         );
     }
+    let kube = deps
+        .lines()
+        .find(|l| l.trim_start().starts_with("kube"))
+        .expect("kube, for the CustomResource derive");
+    assert!(
+        kube.contains("default-features = false")
+            && !kube.contains("client")
+            && !kube.contains("runtime"),
+        "kube without its client: {kube}"
+    );
 }
 
 /// The checker itself: a cycle through a `use` group, a `super::` path and a

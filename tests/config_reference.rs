@@ -1,5 +1,5 @@
 //! The config reference (`docs/CONFIG.md`) and the example config
-//! (`examples/config.yaml`) against the types of `src/config.rs` (issue 28:
+//! (`examples/config.yaml`) against the types of `crates/core/src/config.rs` (issue 28:
 //! the repository explains itself). A key added to the config without an
 //! entry in the reference, a documented key that no longer exists, an
 //! example that stops loading, and a README link that leaves the
@@ -268,7 +268,7 @@ fn every_config_key_has_an_entry_in_the_reference() {
     let missing: Vec<&String> = keys.difference(&documented).collect();
     assert!(
         missing.is_empty(),
-        "keys of src/config.rs with no row in docs/CONFIG.md (a row starts | `key` |): {missing:?}"
+        "keys of crates/core/src/config.rs with no row in docs/CONFIG.md (a row starts | `key` |): {missing:?}"
     );
 }
 

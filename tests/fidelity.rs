@@ -15,7 +15,7 @@
 //! namespace: {name: chainsaw-python, labels: {}, annotations: {}}
 //! instrumentations: [...]               # opentelemetry.io/v1alpha1; no namespace = the case's
 //! collectors: [...]                     # OpenTelemetryCollectors (v1beta1 or v1alpha1); no namespace = the case's
-//! config: {...}                         # otel-admission config (src/config.rs), or absent
+//! config: {...}                         # otel-admission config (crates/core/src/config.rs), or absent
 //! sidecar: true                         # a collector-sidecar case (e2e-sidecar, e2e-prometheuscr)
 //! known_difference: "reason"            # must still differ; not counted
 //! workload: {...}                       # Deployment, StatefulSet, DaemonSet, Job, CronJob or Pod

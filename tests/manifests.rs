@@ -948,6 +948,23 @@ fn the_image_build_caches_dependencies_and_leaves_keys_out() {
             "the Dockerfile's stubs miss bench {bench}"
         );
     }
+    for test in &cargo.tests {
+        assert!(
+            dockerfile.contains(&format!(" {test} ")) || dockerfile.contains(&format!(" {test};")),
+            "the Dockerfile's stubs miss test {test} (a [[test]] target)"
+        );
+    }
+    assert!(!cargo.members.is_empty(), "the workspace lists its crates");
+    for member in &cargo.members {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/")),
+            "the dependency layer copies {member}/Cargo.toml"
+        );
+        assert!(
+            dockerfile.contains(&format!("{member}/src/lib.rs")),
+            "the dependency layer stubs {member}/src/lib.rs"
+        );
+    }
     assert!(dockerfile.contains("COPY Cargo.toml Cargo.lock ./"));
     assert!(dockerfile.contains("STRIP=symbols"));
     let ignore = std::fs::read_to_string(format!("{ROOT}/.dockerignore")).expect(".dockerignore");
@@ -967,24 +984,47 @@ fn the_image_build_caches_dependencies_and_leaves_keys_out() {
 
 /// Just enough of Cargo.toml: the `[[bench]]` names.
 mod toml_like {
+    /// What the image's dependency layer must stub: the benches and tests
+    /// declared by name (`[[bench]]`, `[[test]]`), and the workspace's
+    /// member crates.
     pub struct Manifest {
         pub benches: Vec<String>,
+        pub tests: Vec<String>,
+        pub members: Vec<String>,
     }
 
     pub fn read(path: &str) -> Manifest {
         let text = std::fs::read_to_string(path).expect("Cargo.toml");
-        let mut benches = Vec::new();
-        let mut in_bench = false;
+        let (mut benches, mut tests, mut members) = (Vec::new(), Vec::new(), Vec::new());
+        let mut section = "";
         for line in text.lines() {
             let line = line.trim();
             if line.starts_with('[') {
-                in_bench = line == "[[bench]]";
-            } else if in_bench && let Some(name) = line.strip_prefix("name = ") {
-                benches.push(name.trim_matches('"').to_string());
+                section = line;
+            } else if let Some(name) = line.strip_prefix("name = ") {
+                let name = name.trim_matches('"').to_string();
+                match section {
+                    "[[bench]]" => benches.push(name),
+                    "[[test]]" => tests.push(name),
+                    _ => {}
+                }
+            } else if section == "[workspace]"
+                && let Some(list) = line.strip_prefix("members = ")
+            {
+                members = list
+                    .trim_matches(['[', ']'])
+                    .split(',')
+                    .map(|m| m.trim().trim_matches('"').to_string())
+                    .filter(|m| !m.is_empty() && m != ".")
+                    .collect();
             }
         }
         assert!(!benches.is_empty(), "no [[bench]] in Cargo.toml");
-        Manifest { benches }
+        Manifest {
+            benches,
+            tests,
+            members,
+        }
     }
 }
 

@@ -342,7 +342,7 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// Watch Namespaces, Instrumentations and OpenTelemetryCollectors in the
     /// cluster; `auto` when a kubeconfig or service account is found [default: auto].
-    #[arg(long, env = "OTEL_ADMISSION_CLUSTER")]
+    #[arg(long, env = "OTEL_ADMISSION_CLUSTER", value_parser = one_of::<ClusterMode>(ClusterMode::ALL.map(ClusterMode::as_str)))]
     pub cluster: Option<ClusterMode>,
     /// Where the development pair is kept when no certificate is given.
     #[arg(
@@ -369,7 +369,7 @@ pub struct ServeArgs {
     pub policies: Option<PathBuf>,
     /// `audit`: a policy's deny is a warning; `enforce`: it denies
     /// [default: policies.enforcement of the config, `audit`].
-    #[arg(long, env = "OTEL_ADMISSION_POLICY_ENFORCEMENT", value_enum)]
+    #[arg(long, env = "OTEL_ADMISSION_POLICY_ENFORCEMENT", value_parser = one_of::<crate::config::Enforcement>(crate::config::Enforcement::ALL.map(crate::config::Enforcement::as_str)))]
     pub policy_enforcement: Option<crate::config::Enforcement>,
     /// After --shutdown-delay, how long in-flight requests get to finish [default: 25s].
     #[arg(long, env = "OTEL_ADMISSION_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
@@ -448,4 +448,17 @@ impl ServeArgs {
             reload_poll: defaults::RELOAD_POLL,
         })
     }
+}
+
+/// A flag whose value is one of a core enum's words: clap lists them in
+/// `--help` and refuses any other, and the enum parses itself (the core
+/// crate does not know clap).
+fn one_of<T>(
+    words: impl IntoIterator<Item = &'static str>,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(words).try_map(|s| s.parse::<T>())
 }

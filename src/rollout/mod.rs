@@ -28,8 +28,9 @@ use crate::inject::outcome::run;
 use crate::inject::plan::{Decision, Owner};
 use crate::inject::status::INJECTED_LABEL;
 
-/// The label that keeps a workload out of rollouts.
-pub const ROLLOUT_KEY: &str = "otel-admission.io/rollout";
+/// The label that keeps a workload out of rollouts (one of the keys the
+/// core knows, so a misspelling of it gets a did-you-mean).
+pub use crate::inject::keys::ROLLOUT_KEY;
 
 /// The kinds rollout restarts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

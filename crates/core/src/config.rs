@@ -360,7 +360,7 @@ pub struct PoliciesConfig {
 /// | `enforce` | `warn`, `dryrun` | as under `audit` |
 ///
 /// Evaluation errors follow `failureMode`, whatever the enforcement.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforcement {
     #[default]
@@ -369,11 +369,24 @@ pub enum Enforcement {
 }
 
 impl Enforcement {
+    /// Every value, for the command line's `--policy-enforcement`.
+    pub const ALL: [Enforcement; 2] = [Self::Audit, Self::Enforce];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Audit => "audit",
             Self::Enforce => "enforce",
         }
+    }
+}
+
+impl std::str::FromStr for Enforcement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not audit or enforce"))
     }
 }
 
@@ -1400,17 +1413,7 @@ impl<'de> Deserialize<'de> for NativeSidecar {
 }
 
 /// `--cluster`: whether to watch the cluster.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterMode {
     /// Use the cluster when a kubeconfig or in-cluster account is found.
@@ -1420,6 +1423,29 @@ pub enum ClusterMode {
     On,
     /// Never contact the cluster; run from the config file alone.
     Off,
+}
+
+impl ClusterMode {
+    /// Every value, for the command line's `--cluster`.
+    pub const ALL: [ClusterMode; 3] = [Self::Auto, Self::On, Self::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for ClusterMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not auto, on or off"))
+    }
 }
 
 #[cfg(test)]
@@ -1677,7 +1703,10 @@ policies: { dir: policies, evalTimeout: 500ms }
     }
 
     fn manifest(path: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+        // The repository root, two levels above this crate.
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
     }
 
     /// Issue 28: `--config manifests/base/config.yaml` (the ConfigMap

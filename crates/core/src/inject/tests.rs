@@ -2,14 +2,11 @@
 #![allow(clippy::field_reassign_with_default, clippy::type_complexity)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use crate::admission::{self, Mutate};
 use crate::config::{Config, FailureMode, Rule, RuleInject};
 use crate::inject::cluster_view::{NamespaceMeta, StaticView};
 use crate::inject::outcome::{Outcome, run};
@@ -17,8 +14,6 @@ use crate::inject::plan::{Decision, Owner, SkipReason};
 use crate::inject::{context::Context, decide::decide};
 use crate::instrumentation::Instrumentation;
 use crate::language::{Language, LanguageChoice};
-use crate::metrics::Metrics;
-use crate::mutate::Injector;
 
 const NS: &str = "shop";
 const PY: &str = "instrumentation.opentelemetry.io/inject-python";
@@ -924,90 +919,6 @@ fn go_sidecar_is_privileged_and_shares_the_process_namespace() {
 // === the patch ===
 
 #[test]
-fn patch_adds_missing_maps_and_arrays_and_escapes_keys() {
-    // No annotations map, no env, no volumes, no initContainers, no metadata.
-    let p = json!({"spec": {"containers": [{"name": "app"}]}});
-    let body = serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": NS, "operation": "CREATE", "object": p}
-    }))
-    .expect("body");
-    let mut config = Config::default();
-    config.rules = vec![Rule {
-        name: "all".into(),
-        namespace_selector: Some(Default::default()),
-        pod_selector: None,
-        inject: RuleInject {
-            languages: vec![LanguageChoice::Python],
-            ..Default::default()
-        },
-        instrumentation: None,
-    }];
-    let metrics = Arc::new(Metrics::new());
-    let injector = Injector {
-        config: Arc::new(ArcSwap::from_pointee(config)),
-        view: Arc::new(StaticView::new()),
-        metrics: Arc::clone(&metrics),
-        server_version: None,
-        events: None,
-    };
-    let review = admission::decode(&body).expect("decode");
-    let v = injector.mutate(&review);
-    let patch = v.patch.expect("patch");
-    let mut doc = p.clone();
-    json_patch::patch(&mut doc, &patch.to_json_patch().expect("patch").0).expect("applies");
-    let back: Pod = serde_json::from_value(doc).expect("pod");
-    assert!(
-        back.metadata
-            .annotations
-            .expect("ann")
-            .contains_key("otel-admission.io/status")
-    );
-    let m = metrics.encode();
-    assert!(
-        m.contains(
-            "otel_admission_injections_total{feature=\"instrumentation\",language=\"python\"} 1"
-        ),
-        "{m}"
-    );
-}
-
-#[test]
-fn mutate_ignores_everything_but_pod_create_and_never_panics() {
-    let injector = Injector {
-        config: Arc::new(ArcSwap::from_pointee(Config::default())),
-        view: Arc::new(StaticView::new()),
-        metrics: Arc::new(Metrics::new()),
-        server_version: None,
-        events: None,
-    };
-    let review = |op: &str, object: Value| {
-        serde_json::to_vec(&json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": NS, "operation": op, "object": object}
-        }))
-        .expect("body")
-    };
-    let annotated = simple(json!({PY: "true"}), json!({}));
-    let body = review("UPDATE", annotated.clone());
-    assert_eq!(
-        injector.mutate(&admission::decode(&body).expect("d")),
-        admission::Verdict::default()
-    );
-    let body = review("CREATE", json!({"spec": {"containers": "not a list"}}));
-    let v = injector.mutate(&admission::decode(&body).expect("d"));
-    assert!(v.patch.is_none());
-    assert!(v.warnings[0].contains("not a Pod"), "{:?}", v.warnings);
-    let body = review("CREATE", annotated);
-    let v = injector.mutate(&admission::decode(&body).expect("d"));
-    assert!(v.patch.is_some());
-}
-
-#[test]
 fn thousand_env_vars_stay_linear() {
     let env: Vec<Value> = (0..1000)
         .map(|i| json!({"name": format!("VAR_{i}"), "value": "x"}))
@@ -1858,14 +1769,7 @@ fn windows_pods_get_no_linux_only_feature(
     )
     .expect("json");
     assert_eq!(status["failures"], json!({feature: "unsupported_os"}));
-    // Metrics, as /mutate counts them.
-    let metrics = Metrics::new();
-    crate::mutate::record(&o, &metrics);
-    let m = metrics.encode();
-    assert!(
-        m.contains("otel_admission_skips_total{reason=\"unsupported_os\"} 1"),
-        "{m}"
-    );
+    // Metrics: `mutate::tests` counts the same outcome.
     // explain.
     let text = crate::inject::manifest::explain(
         "pod.yaml",
@@ -2171,32 +2075,6 @@ fn known_keys_and_excluded_namespaces_get_no_unknown_key_warning() {
         Some(SkipReason::ExcludedNamespace)
     );
     assert_eq!(o.warnings, Vec::<String>::new());
-}
-
-/// `/mutate` sends the warning with the review, even with no patch.
-#[test]
-fn mutate_sends_the_unknown_key_warning() {
-    let injector = Injector {
-        config: Arc::new(ArcSwap::from_pointee(Config::default())),
-        view: Arc::new(StaticView::new()),
-        metrics: Arc::new(Metrics::new()),
-        server_version: None,
-        events: None,
-    };
-    let body = serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": NS, "operation": "CREATE",
-            "object": simple(json!({JVM: "true"}), json!({}))}
-    }))
-    .expect("body");
-    let v = injector.mutate(&admission::decode(&body).expect("decode"));
-    assert!(v.patch.is_none());
-    assert_eq!(
-        v.warnings,
-        vec!["otel-admission: unknown annotation instrumentation.opentelemetry.io/inject-jvm; did you mean instrumentation.opentelemetry.io/inject-java?".to_string()]
-    );
 }
 
 fn offline(text: &str, view: &StaticView, as_pods: bool) -> crate::inject::manifest::Processed {
