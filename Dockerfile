@@ -14,20 +14,21 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 # name, the workspace's crates; tests/manifests.rs checks the list).
 COPY Cargo.toml Cargo.lock ./
 COPY crates/core/Cargo.toml crates/core/
-RUN mkdir -p src benches tests crates/core/src \
+COPY crates/policy/Cargo.toml crates/policy/
+RUN mkdir -p src benches tests crates/core/src crates/policy/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs crates/core/src/lib.rs \
+ && touch src/lib.rs crates/core/src/lib.rs crates/policy/src/lib.rs \
  && for b in policy inject rollout cluster rollout_pacing; do echo 'fn main() {}' > "benches/$b.rs"; done \
  && for t in operator_unit; do echo 'fn main() {}' > "tests/$t.rs"; done \
  && cargo build --release --locked --bin otel-admission \
- && rm -rf src benches tests crates/core/src
+ && rm -rf src benches tests crates/core/src crates/policy/src
 COPY . .
 # .git is not in the context: the commit `version` prints comes from here.
 ARG OTEL_ADMISSION_BUILD_COMMIT=unknown
 ENV OTEL_ADMISSION_BUILD_COMMIT=${OTEL_ADMISSION_BUILD_COMMIT}
 # COPY keeps the files' own times, which may be older than the stubs' build:
 # touching the crate roots makes cargo rebuild our crate, and only it.
-RUN touch src/main.rs src/lib.rs crates/core/src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/core/src/lib.rs crates/policy/src/lib.rs \
  && cargo build --release --locked --bin otel-admission
 
 FROM gcr.io/distroless/cc-debian12:nonroot

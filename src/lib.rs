@@ -1,19 +1,20 @@
 //! otel-admission: a Kubernetes admission webhook that gives a cluster
 //! OpenTelemetry with zero code changes, and validates pods with Rego.
 //!
-//! Layout (dependencies point one way; `tests/architecture.rs` checks there
-//! is no module cycle at any level):
-//! - the core: [`inject`] (what to inject, and the patch; pure), [`config`],
-//!   [`instrumentation`] and [`otelcol`] (the Operator's schemas),
-//!   [`language`], [`selector`], [`yaml`], [`warnings`], [`patch`] (the
-//!   JSON Patch as the text the answer sends), [`json_text`].
-//! - the adapters: [`admission`] (the wire protocol and the dispatch traits),
-//!   [`mutate`] (the `/mutate` handler), [`policy`] (the Rego engine behind
-//!   `/validate`), [`server`] (TLS and admin listeners, reload, drain),
-//!   [`cluster`] (watch caches), [`events`], [`metrics`], [`rollout`].
-//! - [`app`]: the composition root `serve` and the tests share.
-//! - [`cli`]: the command line, the only place that uses `anyhow`.
-//! - [`certs`]: development certificates.
+//! The crates are the layers (docs/ARCHITECTURE.md):
+//! - `otel-admission-core` (`crates/core`): [`inject`] (what to inject, and
+//!   the patch; pure), [`config`], [`instrumentation`] and [`otelcol`] (the
+//!   Operator's schemas), [`language`], [`selector`], [`yaml`],
+//!   [`warnings`], [`patch`], [`json_text`]; re-exported here.
+//! - `otel-admission-policy` (`crates/policy`): the Rego engine, re-exported
+//!   as [`policy`] with its `/validate` adapter, [`policy::serving`].
+//! - here, the adapters: [`admission`] (the wire protocol and the dispatch
+//!   traits), [`mutate`] (the `/mutate` handler), [`server`] (TLS and admin
+//!   listeners, reload, drain), [`cluster`] (watch caches), [`events`],
+//!   [`metrics`], [`rollout`], [`check`]; [`app`], the composition root
+//!   `serve` and the tests share; [`cli`], the command line, the only place
+//!   that uses `anyhow` for its own errors; [`certs`], development
+//!   certificates.
 #![forbid(unsafe_code)]
 
 // The core crate's modules, at the paths the adapters, the tests and the

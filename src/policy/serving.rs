@@ -24,43 +24,42 @@ use crate::admission::{Decoded, Validate, Verdict};
 use crate::config::{Enforcement, FailureMode};
 use crate::metrics::Metrics;
 
-impl Outcome {
-    /// The admission answer, per SPEC §3/§7 and the table on
-    /// [`Enforcement`]: under `enforce` deny → denials; under `audit` (the
-    /// default) a deny is a warning that says it would deny; warn →
-    /// warnings; dryrun → nothing; an evaluation error follows
-    /// `failureMode`. Both lists are clamped (SPEC §10, [`crate::warnings`]):
-    /// one line of at most 256 characters each, at most 32 of them.
-    pub fn verdict(&self, failure_mode: FailureMode, enforcement: Enforcement) -> Verdict {
-        let mut v = Verdict::default();
-        for x in &self.violations {
-            match (x.action, enforcement) {
-                (Action::Deny, Enforcement::Enforce) => {
-                    v.denials.push(format!("[{}] {}", x.policy, x.message))
-                }
-                (Action::Deny, Enforcement::Audit) => v
-                    .warnings
-                    .push(format!("[{}] would deny (audit): {}", x.policy, x.message)),
-                (Action::Warn, _) => v.warnings.push(format!("[{}] {}", x.policy, x.message)),
-                (Action::Dryrun, _) => {}
+/// The admission answer for an evaluation's outcome, per SPEC §3/§7 and
+/// the table on [`Enforcement`]: under `enforce` deny → denials; under
+/// `audit` (the default) a deny is a warning that says it would deny; warn
+/// → warnings; dryrun → nothing; an evaluation error follows
+/// `failureMode`. Both lists are clamped (SPEC §10, [`crate::warnings`]):
+/// one line of at most 256 characters each, at most 32 of them. Here, not
+/// in the engine: the answer is the admission protocol's.
+pub fn verdict(outcome: &Outcome, failure_mode: FailureMode, enforcement: Enforcement) -> Verdict {
+    let mut v = Verdict::default();
+    for x in &outcome.violations {
+        match (x.action, enforcement) {
+            (Action::Deny, Enforcement::Enforce) => {
+                v.denials.push(format!("[{}] {}", x.policy, x.message))
             }
+            (Action::Deny, Enforcement::Audit) => v
+                .warnings
+                .push(format!("[{}] would deny (audit): {}", x.policy, x.message)),
+            (Action::Warn, _) => v.warnings.push(format!("[{}] {}", x.policy, x.message)),
+            (Action::Dryrun, _) => {}
         }
-        // Errors come here already public (`PolicySet::public_error` in
-        // `validate`): no directory of the server in what a user reads.
-        for (policy, e) in &self.errors {
-            match failure_mode {
-                FailureMode::Deny => v
-                    .denials
-                    .push(format!("[{policy}] policy evaluation failed: {e}")),
-                FailureMode::Allow => v
-                    .warnings
-                    .push(format!("otel-admission: policy {policy} not enforced: {e}")),
-            }
-        }
-        v.denials = crate::warnings::clamp_warnings(v.denials);
-        v.warnings = crate::warnings::clamp_warnings(v.warnings);
-        v
     }
+    // Errors come here already public (`PolicySet::public_error` in
+    // `validate`): no directory of the server in what a user reads.
+    for (policy, e) in &outcome.errors {
+        match failure_mode {
+            FailureMode::Deny => v
+                .denials
+                .push(format!("[{policy}] policy evaluation failed: {e}")),
+            FailureMode::Allow => v
+                .warnings
+                .push(format!("otel-admission: policy {policy} not enforced: {e}")),
+        }
+    }
+    v.denials = crate::warnings::clamp_warnings(v.denials);
+    v.warnings = crate::warnings::clamp_warnings(v.warnings);
+    v
 }
 
 /// The action a violation is counted and logged under: a `deny` that audit
@@ -405,11 +404,14 @@ impl Validate for Policies {
             None => &none,
         };
         let unreadable = |e: String| {
-            Outcome {
-                errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
-                ..Default::default()
-            }
-            .verdict(self.failure_mode(), self.enforcement())
+            verdict(
+                &Outcome {
+                    errors: vec![("otel-admission".into(), format!("cannot read review: {e}"))],
+                    ..Default::default()
+                },
+                self.failure_mode(),
+                self.enforcement(),
+            )
         };
         let k = &review.request.kind;
         let expands = set
@@ -456,7 +458,7 @@ impl Validate for Policies {
         for (_, e) in &mut outcome.errors {
             *e = set.public_error(e);
         }
-        outcome.verdict(self.failure_mode(), enforcement)
+        verdict(&outcome, self.failure_mode(), enforcement)
     }
 }
 
@@ -659,7 +661,7 @@ mod tests {
             ("error, deny, enforce",   error,                deny,  enforce, &["[p] policy evaluation failed: e"], &[]),
         ];
         for (name, outcome, mode, enforcement, denials, warnings) in cases {
-            let v = outcome.verdict(mode, enforcement);
+            let v = verdict(&outcome, mode, enforcement);
             assert_eq!(v.denials, denials, "{name}");
             assert_eq!(v.warnings, warnings, "{name}");
         }

@@ -93,7 +93,7 @@ pub fn require_dir(path: &Path, named_by: &str) -> Result<(), DirError> {
 
 /// Whether `dir` is absent (a dangling link counts): what a default policy
 /// directory may be, for an empty set.
-pub(crate) fn is_absent(dir: &Path) -> bool {
+pub fn is_absent(dir: &Path) -> bool {
     std::fs::metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -169,7 +169,7 @@ pub(super) fn hash_file(h: &mut impl Hasher, path: &Path, text: &str) {
 }
 
 /// A cheap content hash of every policy file, for change detection.
-pub(super) fn fingerprint(dir: &Path) -> u64 {
+pub fn fingerprint(dir: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Ok(files) = files_under(dir) {
         for f in files.iter().filter(|p| is_rego(p) || is_yaml(p)) {

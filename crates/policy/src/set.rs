@@ -4,7 +4,7 @@
 //! template compiled in. A request clones it (cheap: the modules are shared)
 //! and evaluates each enforced rule on the clone, under one deadline enforced
 //! by regorus' cooperative execution timer. The files come from
-//! [`super::files`]; [`super::serving`] serves the set at `/validate`.
+//! [`super::files`]; the root package's `policy::serving` serves the set at `/validate`.
 //!
 //! Memory (SPEC §10): `/validate` parses the body once, straight into a
 //! regorus value ([`review_value`]). Its arrays and objects are reference
@@ -458,13 +458,13 @@ impl PolicySet {
     }
 
     /// Whether there is nothing to enforce: every request is allowed.
-    pub(super) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.native.is_empty() && self.constraints.is_empty()
     }
 
     /// The content hash of the files the set was built from (see
     /// [`super::files::fingerprint`]).
-    pub(super) fn fingerprint(&self) -> u64 {
+    pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 
@@ -736,7 +736,7 @@ mod tests {
     #[test]
     fn native_rules_evaluate_in_one_query() {
         let set = PolicySet::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"),
             Duration::from_secs(5),
         )
         .expect("pack");
@@ -831,7 +831,7 @@ mod tests {
     #[test]
     fn an_unreadable_review_is_an_error_of_every_policy() {
         let set = PolicySet::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"),
             Duration::from_secs(5),
         )
         .expect("pack");
