@@ -19,7 +19,7 @@ RUN mkdir -p src benches tests crates/core/src crates/policy/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs crates/core/src/lib.rs crates/policy/src/lib.rs \
  && for b in policy inject rollout cluster rollout_pacing; do echo 'fn main() {}' > "benches/$b.rs"; done \
- && for t in operator_unit; do echo 'fn main() {}' > "tests/$t.rs"; done \
+ && for t in operator_unit fidelity; do echo 'fn main() {}' > "tests/$t.rs"; done \
  && cargo build --release --locked --bin otel-admission \
  && rm -rf src benches tests crates/core/src crates/policy/src
 COPY . .

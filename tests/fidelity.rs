@@ -35,8 +35,11 @@
 //!   chainsaw's `(containers[?name == 'X'])` projection;
 //! - `null` matches only a missing key (or `null`): "the webhook adds nothing here".
 //!
-//! Every mismatch of every case is printed with its path, then the test fails
-//! once with `N of M cases match`. Besides the expected Pod, every case checks:
+//! Each case is its own test (libtest-mimic, `harness = false`), so a failure
+//! names the case and lists every mismatch with its path. After the run the
+//! report (every case's verdict; printed with `--nocapture` or when a case
+//! fails) ends with `N of M cases match`, and the run fails unless N = M.
+//! Besides the expected Pod, every case checks:
 //! the patch applies, the result is a valid `Pod`, and the mutated Pod sent
 //! through the core again yields no patch (reinvocation).
 //!
@@ -46,13 +49,17 @@
 //! the patch the API server's re-run of its in-tree plugins and defaulting is
 //! applied again before comparing.
 //!
-//! Environment: `FIDELITY_CASE=<substring>` runs the matching cases only.
+//! `FIDELITY_CASE=<substring>` or libtest's own filter runs some cases (the
+//! comparator's and the harness's self-tests are `comparator::*` and
+//! `harness::*`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Pod;
+use libtest_mimic::{Arguments, Failed, Trial};
 use otel_admission::config::Config;
 use otel_admission::inject::cluster_view::{NamespaceMeta, StaticView};
 use otel_admission::inject::context::Context;
@@ -103,7 +110,7 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity")
 }
 
-fn load_cases() -> Vec<(PathBuf, Case)> {
+fn case_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(cases_dir())
         .expect("tests/fidelity exists")
         .map(|e| e.expect("dir entry").path())
@@ -111,24 +118,27 @@ fn load_cases() -> Vec<(PathBuf, Case)> {
         .collect();
     files.sort();
     files
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("read case");
-            let case: Case = serde_yaml_ng::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: not a valid case: {e}", path.display()));
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            assert_eq!(
-                case.name,
-                stem,
-                "{}: `name` must equal the file name",
-                path.display()
-            );
-            (path, case)
-        })
-        .collect()
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn load(path: &Path) -> Result<Case, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read: {e}"))?;
+    let case: Case =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("not a valid case: {e}"))?;
+    if case.name != stem(path) {
+        return Err(format!(
+            "`name` must equal the file name: {:?} is not {:?}",
+            case.name,
+            stem(path)
+        ));
+    }
+    Ok(case)
 }
 
 // === The Pod the API server sends ===
@@ -712,50 +722,125 @@ fn compare_lists(want: &[Value], got: &[Value], path: &str, out: &mut Vec<String
 
 // === The suite ===
 
-#[test]
-fn operator_fidelity() {
+/// What one case's test found, for the report after the run.
+struct Record {
+    verdict: Verdict,
+    sidecar: bool,
+    known_difference: Option<String>,
+}
+
+type Records = Mutex<BTreeMap<String, Record>>;
+
+fn main() {
+    let args = Arguments::from_args();
     let filter = std::env::var("FIDELITY_CASE").ok();
-    let cases = load_cases();
-    assert!(!cases.is_empty(), "no case files in tests/fidelity");
+    let files = case_files();
+    assert!(!files.is_empty(), "no case files in tests/fidelity");
+    let records: Arc<Records> = Arc::default();
+    let mut trials: Vec<Trial> = files
+        .into_iter()
+        .filter(|p| filter.as_deref().is_none_or(|f| stem(p).contains(f)))
+        .map(|path| {
+            let records = Arc::clone(&records);
+            Trial::test(stem(&path), move || case_test(&path, &records))
+        })
+        .collect();
+    trials.extend(self_tests());
+    let conclusion = libtest_mimic::run(&args, trials);
+    if args.list {
+        conclusion.exit();
+    }
+    let records = records.lock().unwrap_or_else(PoisonError::into_inner);
+    if !records.is_empty() {
+        let (report, passed, counted) = report(&records);
+        if args.nocapture || passed != counted {
+            println!("{report}");
+        } else {
+            println!(
+                "{}",
+                report
+                    .lines()
+                    .find(|l| l.contains(" cases match"))
+                    .unwrap_or_default()
+            );
+        }
+        if passed != counted {
+            eprintln!("{passed} of {counted} cases match; see the report above");
+            std::process::exit(101);
+        }
+    }
+    conclusion.exit();
+}
+
+/// One case: passes when it matches, or when a `known_difference` case still
+/// differs as marked; fails with every problem otherwise.
+fn case_test(path: &Path, records: &Records) -> Result<(), Failed> {
+    let (name, record) = match load(path) {
+        Ok(case) => (
+            case.name.clone(),
+            Record {
+                verdict: run_case(&case),
+                sidecar: case.sidecar,
+                known_difference: case.known_difference,
+            },
+        ),
+        Err(e) => (
+            stem(path),
+            Record {
+                verdict: Verdict::Fail(vec![format!("{}: {e}", path.display())]),
+                sidecar: false,
+                known_difference: None,
+            },
+        ),
+    };
+    let result = match &record.verdict {
+        Verdict::Fail(problems) => Err(Failed::from(format!(
+            "{} difference(s):\n  {}",
+            problems.len(),
+            problems
+                .iter()
+                .map(|p| p.replace('\n', "\n    "))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        ))),
+        Verdict::Pass | Verdict::KnownDifference(_) => Ok(()),
+    };
+    records
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(name, record);
+    result
+}
+
+/// The report of the cases that ran, in name order, and `(passed, counted)`.
+fn report(records: &BTreeMap<String, Record>) -> (String, usize, usize) {
     let mut report = String::new();
     let (mut counted, mut passed, mut known) = (0, 0, 0);
-    let sidecars = cases
-        .iter()
-        .filter(|(_, c)| c.sidecar && filter.as_deref().is_none_or(|f| c.name.contains(f)))
-        .count();
+    let sidecars = records.values().filter(|r| r.sidecar).count();
     let mut summary = Vec::new();
-    for (_, case) in &cases {
-        if filter.as_deref().is_some_and(|f| !case.name.contains(f)) {
-            continue;
-        }
-        match run_case(case) {
+    for (name, record) in records {
+        match &record.verdict {
             Verdict::Pass => {
                 counted += 1;
                 passed += 1;
-                let _ = writeln!(report, "PASS {}", case.name);
+                let _ = writeln!(report, "PASS {name}");
             }
             Verdict::Fail(problems) => {
                 counted += 1;
-                let _ = writeln!(
-                    report,
-                    "FAIL {} ({} difference(s))",
-                    case.name,
-                    problems.len()
-                );
-                for p in &problems {
+                let _ = writeln!(report, "FAIL {name} ({} difference(s))", problems.len());
+                for p in problems {
                     let p = p.replace('\n', "\n         ");
-                    let _ = writeln!(report, "     {}: {p}", case.name);
+                    let _ = writeln!(report, "     {name}: {p}");
                 }
                 let first = problems[0].lines().next().unwrap_or_default();
-                summary.push(format!("{}: {}", case.name, truncate(first, 300)));
+                summary.push(format!("{name}: {}", truncate(first, 300)));
             }
             Verdict::KnownDifference(first) => {
                 known += 1;
                 let _ = writeln!(
                     report,
-                    "KNOWN {} ({}); differs as expected: {}",
-                    case.name,
-                    case.known_difference.as_deref().unwrap_or_default(),
+                    "KNOWN {name} ({}); differs as expected: {}",
+                    record.known_difference.as_deref().unwrap_or_default(),
                     first.lines().next().unwrap_or_default()
                 );
             }
@@ -771,14 +856,32 @@ fn operator_fidelity() {
             let _ = writeln!(report, "  {s}");
         }
     }
-    println!("{report}");
-    assert!(
-        passed == counted,
-        "{passed} of {counted} cases match; see the report above"
-    );
+    (report, passed, counted)
 }
 
-// === The comparator, trusted ===
+// === The comparator and the harness, trusted ===
+
+fn self_tests() -> Vec<Trial> {
+    let trial = |name: &str, f: fn()| {
+        Trial::test(name, move || {
+            f();
+            Ok(())
+        })
+    };
+    vec![
+        trial("comparator::partial_maps", comparator_partial_maps),
+        trial(
+            "comparator::ordered_lists_and_length",
+            comparator_ordered_lists_and_length,
+        ),
+        trial("comparator::contains", comparator_contains),
+        trial("comparator::name_selector", comparator_name_selector),
+        trial(
+            "harness::builds_the_pod_the_api_server_sends",
+            harness_builds_the_pod_the_api_server_sends,
+        ),
+    ]
+}
 
 fn diffs(expect: &str, actual: Value) -> Vec<String> {
     let expect: Value = serde_yaml_ng::from_str(expect).expect("yaml");
@@ -787,7 +890,6 @@ fn diffs(expect: &str, actual: Value) -> Vec<String> {
     out
 }
 
-#[test]
 fn comparator_partial_maps() {
     let actual = json!({"metadata": {"name": "p", "labels": {"app": "a", "x": "y"}}});
     assert!(diffs("metadata: {labels: {app: a}}", actual.clone()).is_empty());
@@ -807,7 +909,6 @@ fn comparator_partial_maps() {
     );
 }
 
-#[test]
 fn comparator_ordered_lists_and_length() {
     let actual = json!({"args": ["a", "b"], "ports": [{"containerPort": 1}, {"containerPort": 2}]});
     assert!(diffs("args: [a, b]", actual.clone()).is_empty());
@@ -846,7 +947,6 @@ fn comparator_ordered_lists_and_length() {
     );
 }
 
-#[test]
 fn comparator_contains() {
     let actual = json!({"v": "k8s.pod.name=x,service.version=main"});
     assert!(
@@ -868,7 +968,6 @@ fn comparator_contains() {
     );
 }
 
-#[test]
 fn comparator_name_selector() {
     let actual = json!({"spec": {"containers": [
         {"name": "app", "image": "a:1"},
@@ -899,7 +998,6 @@ fn comparator_name_selector() {
     );
 }
 
-#[test]
 fn harness_builds_the_pod_the_api_server_sends() {
     let deploy = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},

@@ -463,48 +463,48 @@ mod tests {
         }
     }
 
+    fn api(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("refused", reason)
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
     /// 404 and 403 from a list or a watch are refusals, read from the
     /// status code whether or not the body was a `Status`; anything else is
     /// an outage.
-    #[test]
-    fn failures_are_read_from_the_api_servers_answer() {
-        let api = |code: u16, reason: &str| {
-            kube::Error::Api(
-                kube::core::Status::failure("refused", reason)
-                    .with_code(code)
-                    .boxed(),
-            )
-        };
-        let cases = [
-            (
-                watcher::Error::InitialListFailed(api(404, "NotFound")),
-                Failure::NotServed,
-            ),
-            (
-                watcher::Error::InitialListFailed(api(404, "Failed to parse error data")),
-                Failure::NotServed,
-            ),
-            (
-                watcher::Error::WatchStartFailed(api(403, "Forbidden")),
-                Failure::Forbidden,
-            ),
-            (
-                watcher::Error::InitialListFailed(api(503, "ServiceUnavailable")),
-                Failure::Other,
-            ),
-            (
-                watcher::Error::WatchError(
-                    kube::core::Status::failure("too old", "Expired")
-                        .with_code(410)
-                        .boxed(),
-                ),
-                Failure::Other,
-            ),
-            (watcher::Error::NoResourceVersion, Failure::Other),
-        ];
-        for (e, want) in cases {
-            assert_eq!(Failure::of(&e), want, "{e}");
-        }
+    #[rstest::rstest]
+    #[case::list_not_found(
+        watcher::Error::InitialListFailed(api(404, "NotFound")),
+        Failure::NotServed
+    )]
+    #[case::list_404_unparsed(
+        watcher::Error::InitialListFailed(api(404, "Failed to parse error data")),
+        Failure::NotServed
+    )]
+    #[case::watch_forbidden(
+        watcher::Error::WatchStartFailed(api(403, "Forbidden")),
+        Failure::Forbidden
+    )]
+    #[case::list_unavailable(
+        watcher::Error::InitialListFailed(api(503, "ServiceUnavailable")),
+        Failure::Other
+    )]
+    #[case::watch_expired(
+        watcher::Error::WatchError(
+            kube::core::Status::failure("too old", "Expired")
+                .with_code(410)
+                .boxed(),
+        ),
+        Failure::Other
+    )]
+    #[case::no_resource_version(watcher::Error::NoResourceVersion, Failure::Other)]
+    fn failures_are_read_from_the_api_servers_answer(
+        #[case] e: watcher::Error,
+        #[case] want: Failure,
+    ) {
+        assert_eq!(Failure::of(&e), want, "{e}");
     }
 
     #[test]

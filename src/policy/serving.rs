@@ -618,56 +618,58 @@ mod tests {
         assert!(matches!(panicked, Err(PolicyError::CompilePanicked { .. })));
     }
 
-    /// The table on [`Enforcement`], case by case: what one violation of
-    /// each action becomes under each enforcement, and an evaluation error
-    /// under each `failureMode` whatever the enforcement.
-    #[test]
-    fn verdict_follows_the_enforcement_table() {
-        use super::super::set::Violation;
-        let one = |action| Outcome {
+    fn one(action: Action) -> Outcome {
+        use crate::policy::set::Violation;
+        Outcome {
             violations: vec![Violation {
                 policy: "p".into(),
                 action,
                 message: "m".into(),
             }],
             ..Default::default()
-        };
-        let error = Outcome {
+        }
+    }
+
+    fn error() -> Outcome {
+        Outcome {
             errors: vec![("p".into(), "e".into())],
             ..Default::default()
-        };
-        let (audit, enforce) = (Enforcement::Audit, Enforcement::Enforce);
-        let (allow, deny) = (FailureMode::Allow, FailureMode::Deny);
-        type Case = (
-            &'static str,
-            Outcome,
-            FailureMode,
-            Enforcement,
-            &'static [&'static str],
-            &'static [&'static str],
-        );
-        #[rustfmt::skip]
-        let cases: [Case; 10] = [
-            // name,                   outcome,              mode,  enforcement, denials, warnings
-            ("audit deny warns",       one(Action::Deny),    allow, audit,   &[], &["[p] would deny (audit): m"]),
-            ("audit warn warns",       one(Action::Warn),    allow, audit,   &[], &["[p] m"]),
-            ("audit dryrun is silent", one(Action::Dryrun),  allow, audit,   &[], &[]),
-            ("enforce deny denies",    one(Action::Deny),    allow, enforce, &["[p] m"], &[]),
-            ("enforce warn warns",     one(Action::Warn),    allow, enforce, &[], &["[p] m"]),
-            ("enforce dryrun silent",  one(Action::Dryrun),  allow, enforce, &[], &[]),
-            ("error, allow, audit",    error.clone(),        allow, audit,   &[], &["otel-admission: policy p not enforced: e"]),
-            ("error, allow, enforce",  error.clone(),        allow, enforce, &[], &["otel-admission: policy p not enforced: e"]),
-            ("error, deny, audit",     error.clone(),        deny,  audit,   &["[p] policy evaluation failed: e"], &[]),
-            ("error, deny, enforce",   error,                deny,  enforce, &["[p] policy evaluation failed: e"], &[]),
-        ];
-        for (name, outcome, mode, enforcement, denials, warnings) in cases {
-            let v = verdict(&outcome, mode, enforcement);
-            assert_eq!(v.denials, denials, "{name}");
-            assert_eq!(v.warnings, warnings, "{name}");
         }
-        assert_eq!(effective(Action::Deny, audit), "audit");
-        assert_eq!(effective(Action::Deny, enforce), "deny");
-        assert_eq!(effective(Action::Warn, audit), "warn");
+    }
+
+    /// The table on [`Enforcement`], case by case: what one violation of
+    /// each action becomes under each enforcement, and an evaluation error
+    /// under each `failureMode` whatever the enforcement.
+    #[rstest::rstest]
+    #[rustfmt::skip]
+    //     name                       outcome               mode                enforcement           denials, warnings
+    #[case::audit_deny_warns(         one(Action::Deny),    FailureMode::Allow, Enforcement::Audit,   &[], &["[p] would deny (audit): m"])]
+    #[case::audit_warn_warns(         one(Action::Warn),    FailureMode::Allow, Enforcement::Audit,   &[], &["[p] m"])]
+    #[case::audit_dryrun_is_silent(   one(Action::Dryrun),  FailureMode::Allow, Enforcement::Audit,   &[], &[])]
+    #[case::enforce_deny_denies(      one(Action::Deny),    FailureMode::Allow, Enforcement::Enforce, &["[p] m"], &[])]
+    #[case::enforce_warn_warns(       one(Action::Warn),    FailureMode::Allow, Enforcement::Enforce, &[], &["[p] m"])]
+    #[case::enforce_dryrun_silent(    one(Action::Dryrun),  FailureMode::Allow, Enforcement::Enforce, &[], &[])]
+    #[case::error_allow_audit(        error(),              FailureMode::Allow, Enforcement::Audit,   &[], &["otel-admission: policy p not enforced: e"])]
+    #[case::error_allow_enforce(      error(),              FailureMode::Allow, Enforcement::Enforce, &[], &["otel-admission: policy p not enforced: e"])]
+    #[case::error_deny_audit(         error(),              FailureMode::Deny,  Enforcement::Audit,   &["[p] policy evaluation failed: e"], &[])]
+    #[case::error_deny_enforce(       error(),              FailureMode::Deny,  Enforcement::Enforce, &["[p] policy evaluation failed: e"], &[])]
+    fn verdict_follows_the_enforcement_table(
+        #[case] outcome: Outcome,
+        #[case] mode: FailureMode,
+        #[case] enforcement: Enforcement,
+        #[case] denials: &[&str],
+        #[case] warnings: &[&str],
+    ) {
+        let v = verdict(&outcome, mode, enforcement);
+        assert_eq!(v.denials, denials);
+        assert_eq!(v.warnings, warnings);
+    }
+
+    #[test]
+    fn effective_action_follows_the_enforcement() {
+        assert_eq!(effective(Action::Deny, Enforcement::Audit), "audit");
+        assert_eq!(effective(Action::Deny, Enforcement::Enforce), "deny");
+        assert_eq!(effective(Action::Warn, Enforcement::Audit), "warn");
     }
 
     /// Warnings and denials are one line of at most 256 characters each, at

@@ -1561,73 +1561,66 @@ policies: { dir: policies, evalTimeout: 500ms }
     }
 
     /// Each bad input must name the field path and the reason.
-    #[test]
-    fn errors_name_the_field() {
-        let cases: &[(&str, &str)] = &[
-            (
-                "rules: [{name: a, inject: {languages: [cobol]}}]",
-                "rules[0].inject.languages[0]",
-            ),
-            ("failureMode: maybe", "failureMode"),
-            ("policies: {evalTimeout: soon}", "policies.evalTimeout"),
-            ("policies: {memoryLimit: lots}", "policies.memoryLimit"),
-            ("policies: {memoryLimit: 64Mb}", "policies.memoryLimit"),
-            (
-                "policies: {memoryLimit: 1000}",
-                "policies.memoryLimit: must be at least 1Mi",
-            ),
-            ("policies: {enforcement: strict}", "policies.enforcement"),
-            ("sidecar: {native: sometimes}", "sidecar.native"),
-            ("rules: [{name: a, injekt: {}}]", "rules[0].injekt"),
-            (
-                "defaults: {sampler: {type: traceidratio, argument: '2'}}",
-                "defaults.sampler.argument",
-            ),
-            ("defaults: {propagators: [w3c]}", "defaults.propagators[0]"),
-            (
-                "rules: [{name: a, inject: {}}]",
-                "rules[0].inject: injects nothing",
-            ),
-            (
-                "rules: [{name: a, inject: {probes: true}}, {name: a, inject: {probes: true}}]",
-                "rules[1].name: duplicate",
-            ),
-            (
-                "rules: [{name: a, inject: {probes: true}, podSelector: {matchExpressions: [{key: x, operator: In}]}}]",
-                "rules[0].podSelector.matchExpressions[0].values",
-            ),
-            ("server: {requestTimeout: 45s}", "server.requestTimeout"),
-            ("sidecar: {config: {}}", "sidecar.config: set exactly one"),
-            ("sidecar: {image: ''}", "sidecar.image"),
-            ("sidecar: {gateway: ''}", "sidecar.gateway"),
-            ("probes: {port: 0}", "probes.port"),
-            ("probes: {liveness: health}", "probes.liveness"),
-            ("probes: {periodSeconds: 0}", "probes.periodSeconds"),
-            ("unknownTop: 1", "unknownTop"),
-            ("rules: [1, 2", "not valid YAML"),
-        ];
-        for (yaml, needle) in cases {
-            let err = Config::from_yaml(yaml, "cfg.yaml")
-                .expect_err(yaml)
-                .to_string();
-            assert!(
-                err.contains(needle),
-                "{yaml:?}: {err:?} should mention {needle:?}"
-            );
-            assert!(err.starts_with("cfg.yaml"), "{err}");
-        }
+    #[rstest::rstest]
+    #[case::unknown_language(
+        "rules: [{name: a, inject: {languages: [cobol]}}]",
+        "rules[0].inject.languages[0]"
+    )]
+    #[case::failure_mode("failureMode: maybe", "failureMode")]
+    #[case::eval_timeout("policies: {evalTimeout: soon}", "policies.evalTimeout")]
+    #[case::memory_limit_word("policies: {memoryLimit: lots}", "policies.memoryLimit")]
+    #[case::memory_limit_bad_unit("policies: {memoryLimit: 64Mb}", "policies.memoryLimit")]
+    #[case::memory_limit_too_small(
+        "policies: {memoryLimit: 1000}",
+        "policies.memoryLimit: must be at least 1Mi"
+    )]
+    #[case::enforcement("policies: {enforcement: strict}", "policies.enforcement")]
+    #[case::sidecar_native("sidecar: {native: sometimes}", "sidecar.native")]
+    #[case::unknown_rule_field("rules: [{name: a, injekt: {}}]", "rules[0].injekt")]
+    #[case::sampler_argument(
+        "defaults: {sampler: {type: traceidratio, argument: '2'}}",
+        "defaults.sampler.argument"
+    )]
+    #[case::propagator("defaults: {propagators: [w3c]}", "defaults.propagators[0]")]
+    #[case::rule_injects_nothing(
+        "rules: [{name: a, inject: {}}]",
+        "rules[0].inject: injects nothing"
+    )]
+    #[case::duplicate_rule_name(
+        "rules: [{name: a, inject: {probes: true}}, {name: a, inject: {probes: true}}]",
+        "rules[1].name: duplicate"
+    )]
+    #[case::in_without_values(
+        "rules: [{name: a, inject: {probes: true}, podSelector: {matchExpressions: [{key: x, operator: In}]}}]",
+        "rules[0].podSelector.matchExpressions[0].values"
+    )]
+    #[case::request_timeout("server: {requestTimeout: 45s}", "server.requestTimeout")]
+    #[case::sidecar_config_empty("sidecar: {config: {}}", "sidecar.config: set exactly one")]
+    #[case::sidecar_image_empty("sidecar: {image: ''}", "sidecar.image")]
+    #[case::sidecar_gateway_empty("sidecar: {gateway: ''}", "sidecar.gateway")]
+    #[case::probes_port("probes: {port: 0}", "probes.port")]
+    #[case::probes_liveness("probes: {liveness: health}", "probes.liveness")]
+    #[case::probes_period("probes: {periodSeconds: 0}", "probes.periodSeconds")]
+    #[case::unknown_top_level_key("unknownTop: 1", "unknownTop")]
+    #[case::not_yaml("rules: [1, 2", "not valid YAML")]
+    fn errors_name_the_field(#[case] yaml: &str, #[case] needle: &str) {
+        let err = Config::from_yaml(yaml, "cfg.yaml")
+            .expect_err(yaml)
+            .to_string();
+        assert!(
+            err.contains(needle),
+            "{yaml:?}: {err:?} should mention {needle:?}"
+        );
+        assert!(err.starts_with("cfg.yaml"), "{err}");
     }
 
-    #[test]
-    fn native_accepts_bools_and_auto() {
-        for (text, want) in [
-            ("true", NativeSidecar::On),
-            ("false", NativeSidecar::Off),
-            ("auto", NativeSidecar::Auto),
-        ] {
-            let c = Config::from_yaml(&format!("sidecar: {{native: {text}}}"), "x").expect(text);
-            assert_eq!(c.sidecar.native, want);
-        }
+    #[rstest::rstest]
+    #[case::on("true", NativeSidecar::On)]
+    #[case::off("false", NativeSidecar::Off)]
+    #[case::auto("auto", NativeSidecar::Auto)]
+    fn native_accepts_bools_and_auto(#[case] text: &str, #[case] want: NativeSidecar) {
+        let c = Config::from_yaml(&format!("sidecar: {{native: {text}}}"), "x").expect(text);
+        assert_eq!(c.sidecar.native, want);
     }
 
     #[test]

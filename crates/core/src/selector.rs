@@ -76,38 +76,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn selector_table() {
+    #[rstest::rstest]
+    #[case::empty_matches_all(LabelSelector::default(), true)]
+    #[case::match_labels(
+        LabelSelector {
+            match_labels: Some(labels(&[("team", "payments")])),
+            match_expressions: None,
+        },
+        true
+    )]
+    #[case::match_labels_other_value(
+        LabelSelector {
+            match_labels: Some(labels(&[("team", "search")])),
+            match_expressions: None,
+        },
+        false
+    )]
+    #[case::in_values(expr("tier", "In", &["web", "api"]), true)]
+    #[case::in_other_values(expr("tier", "In", &["api"]), false)]
+    #[case::not_in(expr("tier", "NotIn", &["api"]), true)]
+    #[case::not_in_absent_key(expr("absent", "NotIn", &["x"]), true)]
+    #[case::exists(expr("team", "Exists", &[]), true)]
+    #[case::exists_absent_key(expr("absent", "Exists", &[]), false)]
+    #[case::does_not_exist(expr("absent", "DoesNotExist", &[]), true)]
+    #[case::does_not_exist_present_key(expr("team", "DoesNotExist", &[]), false)]
+    #[case::unknown_operator(expr("team", "Bogus", &[]), false)]
+    fn selector_table(#[case] sel: LabelSelector, #[case] want: bool) {
         let l = labels(&[("team", "payments"), ("tier", "web")]);
-        let cases = [
-            (LabelSelector::default(), true),
-            (
-                LabelSelector {
-                    match_labels: Some(labels(&[("team", "payments")])),
-                    match_expressions: None,
-                },
-                true,
-            ),
-            (
-                LabelSelector {
-                    match_labels: Some(labels(&[("team", "search")])),
-                    match_expressions: None,
-                },
-                false,
-            ),
-            (expr("tier", "In", &["web", "api"]), true),
-            (expr("tier", "In", &["api"]), false),
-            (expr("tier", "NotIn", &["api"]), true),
-            (expr("absent", "NotIn", &["x"]), true),
-            (expr("team", "Exists", &[]), true),
-            (expr("absent", "Exists", &[]), false),
-            (expr("absent", "DoesNotExist", &[]), true),
-            (expr("team", "DoesNotExist", &[]), false),
-            (expr("team", "Bogus", &[]), false),
-        ];
-        for (i, (sel, want)) in cases.iter().enumerate() {
-            assert_eq!(matches(sel, &l), *want, "case {i}: {sel:?}");
-        }
+        assert_eq!(matches(&sel, &l), want, "{sel:?}");
     }
 
     #[test]

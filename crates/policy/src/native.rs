@@ -241,44 +241,42 @@ mod tests {
     }
 
     /// What a module declares decides which syntax's error is reported.
-    #[test]
-    fn the_declared_syntax_is_read_from_imports_and_keywords() {
-        use Syntax::*;
-        let cases = [
-            ("package p\nimport rego.v1\ndeny[x] { x := 1 }", V1),
-            ("package p\ndeny contains x if { x := 1 }", V1),
-            ("package p\nallow if input.x", V1),
-            ("package p\ndeny[x] { some x in input.xs }", V1),
-            (
-                "package p\nimport future.keywords.in\ndeny[x] { some x in input.xs }",
-                V0,
-            ),
-            (
-                "package p\nimport future.keywords\ndeny contains x if { x := 1 }",
-                V0,
-            ),
-            (
-                "package p\nimport future.keywords.every\ndeny[x] { every y in x { y } }",
-                V0,
-            ),
-            // `contains` imported, `if` not: only v1 reads it.
-            (
-                "package p\nimport future.keywords.contains\ndeny contains x if { x := 1 }",
-                V1,
-            ),
-            (
-                "package p\ndeny[msg] { contains(input.x, \"if\"); msg := input.y.in }",
-                Either,
-            ),
-            (
-                "package p\n# import rego.v1\ndeny[msg] { msg := \"contains x if\" }",
-                Either,
-            ),
-            ("package p\nx := 1", Either),
-        ];
-        for (src, want) in cases {
-            assert_eq!(declared_syntax(src), want, "{src}");
-        }
+    #[rstest::rstest]
+    #[case::v1_import("package p\nimport rego.v1\ndeny[x] { x := 1 }", Syntax::V1)]
+    #[case::v1_contains_if("package p\ndeny contains x if { x := 1 }", Syntax::V1)]
+    #[case::v1_if("package p\nallow if input.x", Syntax::V1)]
+    #[case::v1_some_in("package p\ndeny[x] { some x in input.xs }", Syntax::V1)]
+    #[case::v0_future_keywords_in(
+        "package p\nimport future.keywords.in\ndeny[x] { some x in input.xs }",
+        Syntax::V0
+    )]
+    #[case::v0_future_keywords(
+        "package p\nimport future.keywords\ndeny contains x if { x := 1 }",
+        Syntax::V0
+    )]
+    #[case::v0_future_keywords_every(
+        "package p\nimport future.keywords.every\ndeny[x] { every y in x { y } }",
+        Syntax::V0
+    )]
+    // `contains` imported, `if` not: only v1 reads it.
+    #[case::contains_imported_if_not(
+        "package p\nimport future.keywords.contains\ndeny contains x if { x := 1 }",
+        Syntax::V1
+    )]
+    #[case::keywords_as_names(
+        "package p\ndeny[msg] { contains(input.x, \"if\"); msg := input.y.in }",
+        Syntax::Either
+    )]
+    #[case::keywords_in_comments_and_strings(
+        "package p\n# import rego.v1\ndeny[msg] { msg := \"contains x if\" }",
+        Syntax::Either
+    )]
+    #[case::no_keywords("package p\nx := 1", Syntax::Either)]
+    fn the_declared_syntax_is_read_from_imports_and_keywords(
+        #[case] src: &str,
+        #[case] want: Syntax,
+    ) {
+        assert_eq!(declared_syntax(src), want, "{src}");
     }
 
     fn broken(src: &str) -> String {

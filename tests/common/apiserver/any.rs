@@ -12,7 +12,10 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{FakeApiServer, WATCHED, key};
+use super::FakeApiServer;
+use super::faults::refused;
+use super::routes::not_found;
+use super::store::{WATCHED, key};
 
 /// One resource of the second store: `group/version/resource` (`""` group
 /// for the core API).
@@ -126,7 +129,7 @@ pub async fn fallback(
         return access_review(&s, &body);
     }
     let Some(t) = parse(path) else {
-        return super::not_found(path);
+        return not_found(path);
     };
     if method != Method::GET {
         return (StatusCode::METHOD_NOT_ALLOWED, "read-only").into_response();
@@ -151,14 +154,14 @@ pub async fn fallback(
     if let Some(r) = watched
         && let Some(refusal) = inner.refused.get(r)
     {
-        return super::refused(r, *refusal);
+        return refused(r, *refusal);
     }
     match &t.name {
         Some(name) => {
             let want = format!("{}/{name}", t.namespace.as_deref().unwrap_or(""));
             match objects.into_iter().find(|(k, _)| **k == want) {
                 Some((_, v)) => axum::Json(v.clone()).into_response(),
-                None => super::not_found(&format!("{} {want}", t.resource)),
+                None => not_found(&format!("{} {want}", t.resource)),
             }
         }
         None => {

@@ -163,87 +163,74 @@ mod tests {
         serde_json::from_value(v).expect("container")
     }
 
-    #[test]
-    fn detection_table() {
-        let cases = [
-            (
-                json!({"name": "a", "image": "python:3.12-slim"}),
-                Ok(Language::Python),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1", "command": ["gunicorn", "app:wsgi"]}),
-                Ok(Language::Python),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1", "command": ["/bin/sh", "-c", "exec uvicorn main:app"]}),
-                Ok(Language::Python),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1", "command": ["/usr/bin/python3.11", "-m", "app"]}),
-                Ok(Language::Python),
-            ),
-            (
-                json!({"name": "a", "image": "eclipse-temurin:21-jre", "args": ["-jar", "/app.jar"]}),
-                Ok(Language::Java),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1", "command": ["java", "-jar", "app.jar"]}),
-                Ok(Language::Java),
-            ),
-            (
-                json!({"name": "a", "image": "node:22-alpine"}),
-                Ok(Language::Nodejs),
-            ),
-            (
-                json!({"name": "a", "image": "mcr.microsoft.com/dotnet/aspnet:8.0"}),
-                Ok(Language::Dotnet),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1", "env": [{"name": "ASPNETCORE_URLS", "value": "http://+:80"}]}),
-                Ok(Language::Dotnet),
-            ),
-            (
-                json!({"name": "a", "image": "reg/app:1"}),
-                Err("no language"),
-            ),
-            (
-                json!({"name": "a", "image": "python:3", "command": ["node", "x.js"]}),
-                Err("several languages (nodejs, python)"),
-            ),
-            (
-                json!({"name": "a", "image": "reg/nodeexporter:1"}),
-                Err("no language"),
-            ),
-            // Must not detect: a Python image whose shell script starts java.
-            (
-                json!({"name": "a", "image": "python:3.12-slim", "command": ["/bin/sh", "/opt/start.sh"]}),
-                Err("no language"),
-            ),
-            (
-                json!({"name": "a", "image": "python:3.12-slim", "command": ["bash", "-c", "./start-server.sh --port 8080"]}),
-                Err("no language"),
-            ),
-            // Must not detect: a busybox sidecar.
-            (
-                json!({"name": "a", "image": "busybox:1.36", "command": ["sh", "-c", "while true; do sleep 30; done"]}),
-                Err("no language"),
-            ),
-            // A shell that visibly execs a known program still tells.
-            (
-                json!({"name": "a", "image": "python:3.12-slim", "command": ["sh", "-c", "exec gunicorn app:wsgi"]}),
-                Ok(Language::Python),
-            ),
-        ];
-        for (spec, want) in cases {
-            let container = c(spec.clone());
-            match (detect(&[&container]), want) {
-                (Ok((l, ev)), Ok(w)) => {
-                    assert_eq!(l, w, "{spec}");
-                    assert!(!ev.is_empty());
-                }
-                (Err(e), Err(w)) => assert!(e.contains(w), "{spec}: {e}"),
-                (got, want) => panic!("{spec}: got {got:?}, want {want:?}"),
+    #[rstest::rstest]
+    #[case::python_image(json!({"name": "a", "image": "python:3.12-slim"}), Ok(Language::Python))]
+    #[case::gunicorn_command(
+        json!({"name": "a", "image": "reg/app:1", "command": ["gunicorn", "app:wsgi"]}),
+        Ok(Language::Python)
+    )]
+    #[case::shell_execs_uvicorn(
+        json!({"name": "a", "image": "reg/app:1", "command": ["/bin/sh", "-c", "exec uvicorn main:app"]}),
+        Ok(Language::Python)
+    )]
+    #[case::python_interpreter_path(
+        json!({"name": "a", "image": "reg/app:1", "command": ["/usr/bin/python3.11", "-m", "app"]}),
+        Ok(Language::Python)
+    )]
+    #[case::temurin_jar(
+        json!({"name": "a", "image": "eclipse-temurin:21-jre", "args": ["-jar", "/app.jar"]}),
+        Ok(Language::Java)
+    )]
+    #[case::java_command(
+        json!({"name": "a", "image": "reg/app:1", "command": ["java", "-jar", "app.jar"]}),
+        Ok(Language::Java)
+    )]
+    #[case::node_image(json!({"name": "a", "image": "node:22-alpine"}), Ok(Language::Nodejs))]
+    #[case::dotnet_aspnet_image(
+        json!({"name": "a", "image": "mcr.microsoft.com/dotnet/aspnet:8.0"}),
+        Ok(Language::Dotnet)
+    )]
+    #[case::aspnetcore_urls_env(
+        json!({"name": "a", "image": "reg/app:1", "env": [{"name": "ASPNETCORE_URLS", "value": "http://+:80"}]}),
+        Ok(Language::Dotnet)
+    )]
+    #[case::unknown_image(json!({"name": "a", "image": "reg/app:1"}), Err("no language"))]
+    #[case::two_languages(
+        json!({"name": "a", "image": "python:3", "command": ["node", "x.js"]}),
+        Err("several languages (nodejs, python)")
+    )]
+    #[case::nodeexporter_is_not_node(
+        json!({"name": "a", "image": "reg/nodeexporter:1"}),
+        Err("no language")
+    )]
+    // Must not detect: a Python image whose shell script starts java.
+    #[case::python_image_shell_script(
+        json!({"name": "a", "image": "python:3.12-slim", "command": ["/bin/sh", "/opt/start.sh"]}),
+        Err("no language")
+    )]
+    #[case::python_image_bash_script(
+        json!({"name": "a", "image": "python:3.12-slim", "command": ["bash", "-c", "./start-server.sh --port 8080"]}),
+        Err("no language")
+    )]
+    // Must not detect: a busybox sidecar.
+    #[case::busybox_sidecar(
+        json!({"name": "a", "image": "busybox:1.36", "command": ["sh", "-c", "while true; do sleep 30; done"]}),
+        Err("no language")
+    )]
+    // A shell that visibly execs a known program still tells.
+    #[case::shell_execs_gunicorn(
+        json!({"name": "a", "image": "python:3.12-slim", "command": ["sh", "-c", "exec gunicorn app:wsgi"]}),
+        Ok(Language::Python)
+    )]
+    fn detection_table(#[case] spec: serde_json::Value, #[case] want: Result<Language, &str>) {
+        let container = c(spec.clone());
+        match (detect(&[&container]), want) {
+            (Ok((l, ev)), Ok(w)) => {
+                assert_eq!(l, w, "{spec}");
+                assert!(!ev.is_empty());
             }
+            (Err(e), Err(w)) => assert!(e.contains(w), "{spec}: {e}"),
+            (got, want) => panic!("{spec}: got {got:?}, want {want:?}"),
         }
     }
 }
