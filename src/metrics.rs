@@ -40,6 +40,8 @@ pub enum RequestResult {
     Timeout,
     /// Too many requests waiting for a worker; answered per `failureMode` at once.
     Overloaded,
+    /// The client went away (or the connection was cut) before the answer.
+    Abandoned,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,7 +184,7 @@ impl Endpoint {
 }
 
 impl RequestResult {
-    pub const ALL: [RequestResult; 7] = [
+    pub const ALL: [RequestResult; 8] = [
         Self::Allowed,
         Self::Patched,
         Self::Denied,
@@ -190,6 +192,7 @@ impl RequestResult {
         Self::Error,
         Self::Timeout,
         Self::Overloaded,
+        Self::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -201,6 +204,7 @@ impl RequestResult {
             Self::Error => "error",
             Self::Timeout => "timeout",
             Self::Overloaded => "overloaded",
+            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -258,22 +258,55 @@ fn work(
 
 // === impl Webhook ===
 
-impl Webhook {
-    async fn handle(&self, endpoint: Endpoint, req: Request) -> Response {
-        let start = Instant::now();
+/// One request in flight, counted whatever becomes of its future: hyper
+/// drops the future when the client goes away (or the connection is cut at
+/// shutdown), and then the gauge must still come down and the request still
+/// be counted, as `abandoned`.
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    endpoint: Endpoint,
+    start: Instant,
+    result: RequestResult,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(metrics: &'a Metrics, endpoint: Endpoint, start: Instant) -> Self {
         // A clone: the family's guard must not be held across an await.
-        let gauge = self
-            .metrics
+        let gauge = metrics
             .requests_in_flight
             .get_or_create(&EndpointLabels {
                 endpoint: endpoint.as_str(),
             })
             .clone();
         gauge.inc();
+        Self {
+            metrics,
+            gauge,
+            endpoint,
+            start,
+            result: RequestResult::Abandoned,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.metrics.observe_request(
+            self.endpoint,
+            self.result,
+            self.start.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+impl Webhook {
+    async fn handle(&self, endpoint: Endpoint, req: Request) -> Response {
+        let start = Instant::now();
+        let mut in_flight = InFlight::start(&self.metrics, endpoint, start);
         let (result, response) = self.answer(endpoint, req, start).await;
-        gauge.dec();
-        self.metrics
-            .observe_request(endpoint, result, start.elapsed().as_secs_f64());
+        in_flight.result = result;
         response
     }
 
@@ -544,6 +577,36 @@ mod tests {
         let text = h.metrics.encode();
         assert!(
             text.contains(r#"otel_admission_requests_total{endpoint="mutate",result="timeout"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// A request whose future is dropped before its answer (the client went
+    /// away: hyper drops it) still brings the in-flight gauge down and is
+    /// counted, as `abandoned`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_request_is_counted_and_leaves_no_request_in_flight() {
+        let h = hook(
+            Slow(Duration::from_millis(500), false),
+            "allow",
+            Duration::from_secs(4),
+            Workers::new(2, 8),
+        );
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            h.handle(Endpoint::Mutate, request()),
+        )
+        .await;
+        assert!(gone.is_err(), "the answer came before the client left");
+        let text = h.metrics.encode();
+        assert!(
+            text.contains(r#"otel_admission_requests_in_flight{endpoint="mutate"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"otel_admission_requests_total{endpoint="mutate",result="abandoned"} 1"#
+            ),
             "{text}"
         );
     }
