@@ -229,9 +229,9 @@ pub trait Mutate: Send + Sync + 'static {
 
     /// Whether the work is pure and bounded by the body's size (no I/O, no
     /// waiting), so that a small body may be answered on the async worker
-    /// itself: handing a 50 µs job to the blocking pool costs more than the
-    /// job (issue 16). Unbounded implementations keep the pool, and with it
-    /// an answer at the deadline whatever the work does.
+    /// itself: for such work the hand-off to the blocking pool costs more
+    /// than the work. Unbounded implementations keep the pool, and with it an
+    /// answer at the deadline whatever the work does.
     fn bounded(&self) -> bool {
         false
     }
@@ -273,7 +273,7 @@ pub enum Answer {
 ///
 /// Written field by field rather than through a derived struct: the patch,
 /// a few KiB of base64, is encoded straight into the answer, where a
-/// `RawValue` or a `&str` field would be scanned once more (issue 16).
+/// `RawValue` or a `&str` field would be scanned once more.
 /// Every other value goes through serde_json, escaped.
 pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_json::Error> {
     let denied = !verdict.denials.is_empty();
@@ -312,8 +312,8 @@ pub fn encode(uid: &str, verdict: &Verdict) -> Result<(Vec<u8>, Answer), serde_j
     }
     if let Some(json) = &patch {
         out.extend_from_slice(b",\"patch\":\"");
-        // SIMD base64, into the reserved room: the base64 crate's encoder
-        // was 23k of a typical answer's 33k instructions (issue 16).
+        // SIMD base64, into the reserved room: with a scalar encoder, the
+        // base64 is most of the cost of encoding an answer.
         base64_simd::STANDARD.encode_append(json, &mut out);
         out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
     }

@@ -1,8 +1,10 @@
 //! The composition root: one place that turns a [`Config`] into the running
 //! parts of `serve` (cluster caches, Events, policies, the rollout loop, the
-//! `/mutate` and `/validate` handlers) and wires them together. The CLI and
-//! the tests both build the server through [`App::from_config`], so a test
-//! exercises the wiring users run.
+//! `/mutate` and `/validate` handlers) and wires them together. `serve`
+//! builds the server through [`App::from_config`], and so do the tests that
+//! check the wiring (`tests/common`'s `start_app`, `tests/policy.rs`,
+//! `tests/cluster_admission.rs`, `tests/cli_live.rs`); tests of one part
+//! (the listeners, a handler) build that part alone.
 
 use std::path::PathBuf;
 use std::sync::Arc;

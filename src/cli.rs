@@ -203,10 +203,10 @@ fn completion(args: &CompletionArgs) -> anyhow::Result<()> {
 
 /// Logs go to stderr through a writer thread ([`log_sink`]): the
 /// per-admission line costs a write syscall, which should not sit on the
-/// request path (about 14% of throughput when it did), nor wake a thread per
-/// line. Not lossy: every admission keeps its line. In the text format every
-/// field value is escaped ([`text_fields`]): a request's uid or a policy's
-/// message cannot forge a line.
+/// request path, nor wake a thread per line. Not lossy: every admission
+/// keeps its line. In the text format every field value is escaped
+/// ([`text_fields`]): a request's uid or a policy's message cannot forge a
+/// line.
 fn init_logging(format: LogFormat, level: &str) -> Option<log_sink::Guard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
         eprintln!("warning: --log-level {level:?} is invalid ({e}); using \"info\"");

@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 // The core crate's modules, at the paths the adapters, the tests and the
-// benches have always used.
+// benches use.
 pub use otel_admission_core::{
     config, inject, instrumentation, json_text, language, otelcol, patch, selector, spelling,
     warnings, yaml,

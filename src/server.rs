@@ -756,9 +756,9 @@ where
 /// hyper's HTTP/1.1 header-read timeout runs from the moment a connection
 /// opens and again after every response, so a connection that sends nothing
 /// and a keep-alive connection left idle are both closed after
-/// `header_read_timeout`. (The `auto` builder it replaced first waited,
-/// without any timeout, for the bytes that tell HTTP/1.1 from HTTP/2: a
-/// silent connection stayed open for good, issue 27.)
+/// `header_read_timeout`. (The `auto` builder first waits, without any
+/// timeout, for the bytes that tell HTTP/1.1 from HTTP/2, so a silent
+/// connection would stay open for good.)
 async fn serve_plain(
     listener: TcpListener,
     router: Router,

@@ -4,11 +4,10 @@
 //! `timestamp` (RFC 3339, microseconds, UTC), `level`, the event's fields
 //! in order (`message` among them), then `target`. Its formatter goes
 //! through serde for every key and value, and a `time` formatter for the
-//! timestamp: about 23,000 instructions for the one line each admission
-//! writes, 6% of a whole `/mutate` (callgrind, issue 16). Here keys are
-//! written as they are (field names are Rust identifiers), values are
-//! escaped in runs, numbers through `Display`, and the timestamp written
-//! from the clock's calendar fields.
+//! timestamp, on the line every admission writes. Here keys are written as
+//! they are (field names are Rust identifiers), values are escaped in runs,
+//! numbers through `Display`, and the timestamp written from the clock's
+//! calendar fields.
 //!
 //! Span fields are not written: nothing in this crate opens a span, and the
 //! dependencies' spans (kube's HTTP layer) are below the default level.
@@ -150,8 +149,8 @@ fn string(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
 /// besides writes U+0085, U+2028 and U+2029 as `\u` escapes: valid raw in
 /// JSON, but line breaks to many line-oriented readers (Python's
 /// `splitlines`, JavaScript before ES2019, some log viewers), where a value
-/// holding one would cut the line in two (issue 27). The same value parses
-/// back either way.
+/// holding one would cut the line in two. The same value parses back
+/// either way.
 fn escape(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
     crate::json_text::escape_pieces(s, |p| line_breaks(out, p))
 }

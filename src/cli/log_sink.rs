@@ -4,8 +4,8 @@
 //! `tracing_appender::non_blocking` hands each line to its thread through a
 //! channel, and the thread, idle between lines, is woken for each one: a
 //! futex wake and two context switches per admission, on the two cores the
-//! requests need (issue 16). Here a line is one copy into a shared buffer
-//! under a mutex. While lines keep coming, the thread wakes on its own
+//! requests need. Here a line is one copy into a shared buffer under a
+//! mutex. While lines keep coming, the thread wakes on its own
 //! every [`INTERVAL`] and writes everything gathered in one `write`; when
 //! none came it parks, and the first line after that wakes it once. So a
 //! line reaches stderr at most about [`INTERVAL`] late.

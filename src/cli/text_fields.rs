@@ -1,18 +1,18 @@
 //! The text log's fields, written so that no value can forge a line or a
-//! field (issue 27).
+//! field.
 //!
 //! tracing-subscriber's default field formatter writes a `%value` (Display)
-//! as it is: a request `uid` of `"x\n2026-01-01T00:00:00Z ERROR ..."` made
-//! the per-admission line end early and a line of the attacker's choosing
-//! follow, and any in-cluster client can call the Service with such a uid.
-//! The same held for the workload name, policy violation messages, decode
-//! errors that quote the request, and every other value logged with `%`.
-//! Rather than trusting each call site to pick `?`, this formatter escapes
-//! every value, so no call site needs to know:
+//! as it is: a request `uid` of `"x\n2026-01-01T00:00:00Z ERROR ..."` would
+//! end the per-admission line early and have a line of the attacker's
+//! choosing follow, and any in-cluster client can call the Service with such
+//! a uid. The same holds for the workload name, policy violation messages,
+//! decode errors that quote the request, and every other value logged with
+//! `%`. Rather than trusting each call site to pick `?`, this formatter
+//! escapes every value, so no call site needs to know:
 //!
 //! - A value that reads as one token (no space, `"`, `=`, `\`, control or
 //!   invisible character) is written as it is: `uid=8c1f...`,
-//!   `workload=Pod/web`, `outcome=patched`, as before.
+//!   `workload=Pod/web`, `outcome=patched`.
 //! - A value that is already a quoted, escaped string (what `?` gives for a
 //!   string) is written as it is: `namespace="default"`.
 //! - Anything else is quoted, with `"` and `\` escaped and every control,

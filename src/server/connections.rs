@@ -1,11 +1,11 @@
 //! How many connections each listener holds, and which one gives way when
-//! they are too many (issue 27).
+//! they are too many.
 //!
-//! Every open connection costs a file descriptor. Before this, a few hundred
-//! TCP connections that never sent a byte used them all (`ulimit -n 512`:
-//! 600 were enough): `accept` failed with `EMFILE` on both listeners, so
-//! `/mutate` handshakes and `/healthz` failed with them, and under
-//! `failurePolicy: Ignore` every pod started uninstrumented.
+//! Every open connection costs a file descriptor. Unbounded, a few hundred
+//! TCP connections that never send a byte use them all: `accept` fails with
+//! `EMFILE` on both listeners, so `/mutate` handshakes and `/healthz` fail
+//! with them, and under `failurePolicy: Ignore` every pod starts
+//! uninstrumented.
 //!
 //! So each listener has a [`Budget`], sized from the process' descriptor
 //! limit ([`Caps::for_this_process`]) so that the two budgets and the

@@ -41,10 +41,10 @@ const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The largest `/mutate` body answered on the async worker when the mutator
 /// is [`Mutate::bounded`]: its work is then well under a millisecond (a
-/// 1,000-variable pod is ~60 KB and ~0.5 ms), shorter than the hand-off to
-/// the blocking pool and back, which halved throughput (issue 16). Larger
-/// bodies, `/validate` (policies may be slow) and unbounded mutators use the
-/// pool, answered at the deadline.
+/// 1,000-variable pod is ~60 KB), and for work that short the hand-off to
+/// the blocking pool and back costs more than the work. Larger bodies,
+/// `/validate` (policies may be slow) and unbounded mutators use the pool,
+/// answered at the deadline.
 pub const INLINE_BODY: usize = 64 * 1024;
 
 /// Everything the admission routes need.
@@ -636,7 +636,7 @@ mod tests {
         );
     }
 
-    /// Bounded work: answered on the async worker (issue 16).
+    /// Bounded work: answered on the async worker.
     struct Bounded(bool);
 
     impl Mutate for Bounded {

@@ -84,9 +84,9 @@ pub struct Config {
 
 /// The config's `defaults`: read and written as an Instrumentation spec,
 /// kept as the Instrumentation a pod with none in its namespace uses. Built
-/// once per config and shared by every request; it was cloned into a new
-/// Instrumentation per pod, the largest copy of a typical `/mutate`
-/// (callgrind: 28k of its 306k instructions, issue 16).
+/// once per config and shared by every request: an Instrumentation is a
+/// large struct, and a clone per pod would be the largest copy of a
+/// `/mutate`.
 #[derive(Clone, Debug, Default)]
 pub struct Defaults(std::sync::Arc<Instrumentation>);
 
@@ -1472,8 +1472,8 @@ mod tests {
         );
     }
 
-    /// Issue 27: a file the YAML parser would spend minutes on is refused
-    /// at once, with the line and the reason; ordinary nesting passes.
+    /// A file the YAML parser would spend minutes on is refused at once,
+    /// with the line and the reason; ordinary nesting passes.
     #[test]
     fn deep_or_huge_files_are_refused_before_parsing() {
         let started = std::time::Instant::now();
@@ -1702,9 +1702,9 @@ policies: { dir: policies, evalTimeout: 500ms }
             .join(path)
     }
 
-    /// Issue 28: `--config manifests/base/config.yaml` (the ConfigMap
-    /// manifest) reads the config its `data."config.yaml"` holds, exactly
-    /// what the server in the cluster reads from the mounted key.
+    /// `--config manifests/base/config.yaml` (the ConfigMap manifest) reads
+    /// the config its `data."config.yaml"` holds, exactly what the server in
+    /// the cluster reads from the mounted key.
     #[test]
     fn the_shipped_configmap_manifest_loads_as_its_config_yaml() {
         let path = manifest("manifests/base/config.yaml");
@@ -1743,9 +1743,9 @@ policies: { dir: policies, evalTimeout: 500ms }
         assert_eq!(err.to_string(), want);
     }
 
-    /// Issue 28: one run reports every mistake serde can find (one wrong
-    /// type per key of a section, per item of a list), every unknown key,
-    /// and the checks of the sections that parsed; before, only the first.
+    /// One run reports every mistake serde can find (one wrong type per key
+    /// of a section, per item of a list), every unknown key, and the checks
+    /// of the sections that parsed.
     #[test]
     fn every_mistake_is_reported_in_one_pass() {
         let yaml = "\

@@ -1,15 +1,14 @@
 //! The RFC 6902 JSON Patch a `/mutate` answer carries, kept as the JSON text
 //! the answer sends and written an operation at a time.
 //!
-//! `json_patch::Patch` holds `serde_json::Value`s: every injected container,
-//! volume and variable was turned into a tree of maps and strings, and the
-//! answer then serialized that tree again (issue 16). The first fix kept
-//! each operation's value as its own `RawValue` and a `PointerBuf` path: an
-//! allocation and a validation per value, a path escaped token by token,
-//! then the whole list serialized once more into the answer (callgrind: 55k
-//! instructions of a typical `/mutate`'s 356k). Here each operation is
-//! written once, path and value, straight from the typed structs into one
-//! buffer, and the answer base64-encodes that buffer as it is.
+//! `json_patch::Patch` holds `serde_json::Value`s, so every injected
+//! container, volume and variable would become a tree of maps and strings,
+//! serialized again for the answer; a `RawValue` value and a `PointerBuf`
+//! path per operation would still cost an allocation and a validation per
+//! value, a path escaped token by token, and the list serialized once more.
+//! Here each operation is written once, path and value, straight from the
+//! typed structs into one buffer, and the answer base64-encodes that buffer
+//! as it is.
 //! [`Patch::to_json_patch`] gives the `json_patch` form, to apply the patch
 //! to a document (`inject`, the tests).
 
@@ -251,9 +250,9 @@ fn write_pointer(out: &mut Vec<u8>, path: &[Token<'_>]) {
 
 /// An env var as k8s-openapi serializes it (`name`, `value`, `valueFrom`),
 /// written directly for a plain value and a `fieldRef`, the forms the
-/// injection adds some twenty of per pod: serde's path through the derived
-/// impls cost about 1,300 instructions per variable (issue 16). Any other
-/// source goes through serde. `tests` checks both against serde's text.
+/// injection adds some twenty of per pod: serde's derived impls cost a call
+/// per field and per string. Any other source goes through serde. `tests`
+/// checks both against serde's text.
 fn write_env(out: &mut Vec<u8>, var: &EnvVar) -> Result<(), serde_json::Error> {
     let field_path = match &var.value_from {
         None => None,

@@ -31,7 +31,7 @@ pub fn clamp_warning(message: &str) -> String {
 
 /// Whether [`clamp_warnings`] would leave `messages` as they are: few
 /// enough, each short and printable. The common case, checked without
-/// copying them (issue 16).
+/// copying them.
 pub fn is_clamped(messages: &[String]) -> bool {
     messages.len() <= MAX_COUNT
         && messages

@@ -1,4 +1,4 @@
-//! A memory budget per evaluation (issue 27).
+//! A memory budget per evaluation.
 //!
 //! The time limit alone does not bound memory: regorus checks the clock
 //! between steps, not inside a builtin, and one builtin call can build a

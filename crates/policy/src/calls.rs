@@ -1,4 +1,4 @@
-//! Refusing, at load, a call that nothing defines (issue 27).
+//! Refusing, at load, a call that nothing defines.
 //!
 //! regorus 0.14.1 resolves a function only when it evaluates the call: a
 //! module calling `http.send`, `opa.runtime` or a typo (`contians(x, "a")`)

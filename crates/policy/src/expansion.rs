@@ -1,4 +1,4 @@
-//! Workloads judged as the pods they will create (SPEC §7, issue 15).
+//! Workloads judged as the pods they will create (SPEC §7).
 //!
 //! Gatekeeper's `ExpansionTemplate` (`expansion.gatekeeper.sh/v1beta1`):
 //! for an object whose group, version and kind `spec.applyTo` lists, the

@@ -117,7 +117,8 @@ pub fn is_constraint(doc: &Json) -> bool {
 // of the wrong type is an error that names its path (`from_json`).
 
 /// Deserializes `v`, whose path in the document is `under` (empty for the
-/// document itself); an error names the field path, as `config.rs` does.
+/// document itself); an error names the field path, as
+/// `otel_admission_core::config` does.
 fn from_json<'de, T: Deserialize<'de>>(
     v: &'de Json,
     path: &Path,

@@ -1,11 +1,11 @@
-//! What a policy may cost the server (issue 27: nothing an admin's mistake
-//! does takes the webhook down).
+//! What a policy may cost the server: nothing an admin's mistake does may
+//! take the webhook down.
 //!
 //! - **Compile time.** regorus 0.14.1's parser is exponential in the nesting
 //!   of collection literals: at `[`, `{` it first tries a comprehension,
 //!   parsing the first item, and when no `|` follows it parses that item
 //!   again as an element. A first item that is itself a collection is
-//!   parsed twice at each level: a 20-deep array literal took over 20 s to
+//!   parsed twice at each level: a 20-deep array literal takes over 20 s to
 //!   compile, 30 deep would take hours. [`check_nesting`] refuses such a
 //!   source before regorus sees it, in time linear in its length.
 //!   regorus' own [`regorus::utils::limits::PolicyLengthConfig`] (1 MiB,

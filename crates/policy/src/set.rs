@@ -646,10 +646,9 @@ impl PolicySet {
     }
 
     /// The module whose one rule is every native `deny` and `warn`, as an
-    /// array: evaluated as a rule, it is compiled once with the policies.
-    /// A query naming them (as before) was parsed and analysed on every
-    /// request, 350k of the shipped pack's 2.2M instructions (callgrind,
-    /// issue 16). An undefined member makes the array undefined, which
+    /// array: evaluated as a rule, it is compiled once with the policies,
+    /// where a query naming them would be parsed and analysed on every
+    /// request. An undefined member makes the array undefined, which
     /// falls back to one evaluation per rule, as an error does.
     fn batch_module(&self) -> Option<String> {
         if self.native.is_empty() {

@@ -8,10 +8,9 @@
 //!   one and a half lists (SPEC §10 bounds one answer's memory). Each `env`
 //!   is counted first (a scan that allocates nothing) and filled once.
 //!
-//! That careful parse reads the spec's text three times and costs about
-//! twice a plain one (`benches/inject.rs`, `stages/*/2 parse pod`), so a pod
-//! of at most [`ONE_PASS`] bytes, whose lists cannot grow past a small
-//! multiple of it, is parsed in one pass (issue 16).
+//! That careful parse reads the spec's text three times, so a pod of at
+//! most [`ONE_PASS`] bytes, whose lists cannot grow past a small multiple
+//! of it, is parsed in one pass.
 //!
 //! Everything else goes through `k8s_openapi`'s own deserializers, from the
 //! same JSON text.

@@ -6,9 +6,12 @@
 //! 4318 and 8888. A ConfigMap config is mounted at `/conf` instead and read
 //! with `--config=/conf/collector.yaml`.
 //!
-//! Differences from the operator, and why:
-//! - The config is a ConfigMap, not an `OpenTelemetryCollector` CR: a webhook
-//!   without API calls cannot read CRs, and a ConfigMap is mounted by the kubelet.
+//! Two sources: a sidecar-mode `OpenTelemetryCollector` the cluster cache
+//! holds (the Operator's own path, built in `inject/collector/` with no API
+//! call on admission: the cache is filled by a watch), else the config's
+//! `sidecar:` template, whose config is built in, inline or a ConfigMap.
+//!
+//! Differences from the operator in the template, and why:
 //! - Health probes come only with a config that enables `health_check` (the
 //!   built-in one always does; an inline one when it mentions it). With a
 //!   ConfigMap we cannot see the config, and a probe against a port nobody

@@ -1683,11 +1683,11 @@ fn linux_only_fields_added(before: &Pod, after: &Pod) -> Vec<String> {
     found
 }
 
-/// Issue 27: a pod bound for Windows nodes gets no Linux-only feature (every
-/// agent but `sdk`, and the collector sidecar): each is `unsupported_os`, in
+/// A pod bound for Windows nodes gets no Linux-only feature (every agent
+/// but `sdk`, and the collector sidecar): each is `unsupported_os`, in
 /// a warning, the status annotation, `skips_total` and `explain`, never a
 /// denial; what it does get adds nothing the API server refuses on Windows.
-/// A pod that may land on Linux is injected as before.
+/// A pod that may land on Linux is injected as any other.
 #[rstest]
 #[case::os_name_windows(json!({"os": {"name": "windows"}}), Some("spec.os.name: windows"))]
 #[case::node_selector_windows(
@@ -1892,8 +1892,8 @@ fn resource_attributes_of(doc: &Value) -> String {
         .expect("OTEL_RESOURCE_ATTRIBUTES")
 }
 
-/// Issue 27: `resource.opentelemetry.io/<attr>` values are percent-encoded
-/// as the specification requires (W3C baggage octets, plus `%` and `=`), so
+/// `resource.opentelemetry.io/<attr>` values are percent-encoded as the
+/// specification requires (W3C baggage octets, plus `%` and `=`), so
 /// an SDK splitting on `,` and `=` reads back exactly the value given, and
 /// a value without those characters is written unchanged.
 #[rstest]
@@ -1957,7 +1957,7 @@ fn instrumentation_resource_attributes_are_percent_encoded() {
     assert_eq!(read["owner"], "a,b");
 }
 
-// === Issue 28: a word for every mistake ===
+// === A word for every mistake ===
 
 const JVM: &str = "instrumentation.opentelemetry.io/inject-jvm";
 

@@ -1,4 +1,4 @@
-//! OPA's answer for `not` over an undefined operand (issue 15).
+//! OPA's answer for `not` over an undefined operand.
 //!
 //! OPA's compiler (`rewriteDynamics`) moves the dynamic operands of each
 //! expression (refs, calls, composites holding them) into assignments
