@@ -72,25 +72,28 @@ pub fn apply_owned(mut out: Pod, plan: &Plan, config: &Config) -> Result<Applied
         });
     }
     for lp in &plan.languages {
-        match languages::inject(&mut ed, pod, plan, lp, &mut warnings)? {
+        match languages::inject(&mut ed, pod, plan, lp, &mut warnings) {
             Ok(()) => injected.push(Injected {
                 language: lp.language,
                 containers: lp.containers.clone(),
                 instrumentation: lp.instrumentation.label.clone(),
             }),
-            Err(message) => failures.push(Failure {
+            Err(languages::LangError::NotInjected(message)) => failures.push(Failure {
                 feature: Feature::Instrumentation(lp.language),
                 reason: SkipReason::Error,
                 message,
             }),
+            Err(languages::LangError::Apply(e)) => return Err(e),
         }
     }
     let mut probes_done = BTreeMap::new();
     if plan.probes.is_some() {
-        probes_done = probes::inject(&mut ed, config, &mut warnings)?;
-        if probes_done.is_empty() && !warnings.iter().any(|w| w.starts_with("probes:")) {
+        let done = probes::inject(&mut ed, config)?;
+        if done.added.is_empty() && done.skipped.is_empty() {
             warnings.push("probes: every app container already has all three probes".into());
         }
+        warnings.extend(done.skipped);
+        probes_done = done.added;
     }
     let mut annotations_done = None;
     if let Some(ap) = &plan.annotations {

@@ -57,15 +57,20 @@ pub fn probe(cfg: &ProbesConfig, kind: ProbeKind, port: i32) -> Probe {
     }
 }
 
-/// Adds the missing probes to every app container. Returns the kinds added
-/// per container; `warnings` gets one line per skipped container.
-pub fn inject(
-    ed: &mut Editor<'_>,
-    config: &Config,
-    warnings: &mut Vec<String>,
-) -> Result<BTreeMap<String, Vec<String>>, ApplyError> {
+/// What [`inject`] did: the kinds added per container, and each app
+/// container left without probes because it does not expose the port.
+#[derive(Debug, Default)]
+pub struct ProbesDone {
+    pub added: BTreeMap<String, Vec<String>>,
+    /// One warning per container left out.
+    pub skipped: Vec<String>,
+}
+
+/// Adds the missing probes to every app container.
+pub fn inject(ed: &mut Editor<'_>, config: &Config) -> Result<ProbesDone, ApplyError> {
     let cfg = &config.probes;
     let mut added = BTreeMap::new();
+    let mut skipped = Vec::new();
     let apps: Vec<(usize, Container)> = ed
         .spec()
         .containers
@@ -86,7 +91,7 @@ pub fn inject(
             continue;
         }
         let Some(port) = exposed_port(&c, &cfg.port) else {
-            warnings.push(format!(
+            skipped.push(format!(
                 "probes: container {} does not expose port {}; no probes added to it",
                 c.name,
                 port_label(&cfg.port)
@@ -101,7 +106,7 @@ pub fn inject(
             missing.iter().map(|k| k.as_str().into()).collect(),
         );
     }
-    Ok(added)
+    Ok(ProbesDone { added, skipped })
 }
 
 /// What probe decisions read, without copying env vars.

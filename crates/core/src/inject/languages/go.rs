@@ -14,7 +14,7 @@
 
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod, SecurityContext, Volume};
 
-use super::{LangResult, clash, mount, resources};
+use super::{LangError, LangResult, clash, mount, resources};
 use crate::inject::editor::{Editor, Slot};
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::inject::{
@@ -40,16 +40,18 @@ pub fn inject(
     // The operator instruments the first named container; decide has
     // refused a pod naming several, or an init container.
     let Some(app_ci) = lp.containers.first().and_then(|n| ed.find_slot(n)) else {
-        return Ok(Err("go: no target container".into()));
+        return Err(LangError::NotInjected("go: no target container".into()));
     };
     if matches!(app_ci, Slot::Init(_)) {
-        return Ok(Err("go: cannot instrument an init container".into()));
+        return Err(LangError::NotInjected(
+            "go: cannot instrument an init container".into(),
+        ));
     }
     if let Some(msg) = clash(ed, lp.language, &[SIDECAR], &[KERNEL_DEBUG_VOLUME], &[]) {
-        return Ok(Err(msg));
+        return Err(LangError::NotInjected(msg));
     }
     let Some(app) = ed.container(app_ci).map(super::identity) else {
-        return Ok(Err("go: no target container".into()));
+        return Err(LangError::NotInjected("go: no target container".into()));
     };
     ed.push_volume(Volume {
         name: KERNEL_DEBUG_VOLUME.into(),
@@ -100,5 +102,5 @@ pub fn inject(
     })?;
     env::common(ed, ci, spec)?;
     warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
-    Ok(Ok(()))
+    Ok(())
 }

@@ -34,9 +34,21 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 /// The operator's default `emptyDir.sizeLimit` for agent volumes.
 pub const DEFAULT_VOLUME_SIZE: &str = "200Mi";
 
-/// Outer error: internal, the whole pod fails. Inner error: this language
-/// cannot be injected (a name clash), with a one-fact message.
-pub type LangResult = Result<Result<(), String>, ApplyError>;
+/// Why a language was not injected.
+#[derive(Debug, thiserror::Error)]
+pub enum LangError {
+    /// This language cannot be injected into this pod (a name clash, an
+    /// init container Go cannot instrument): a one-fact message, reported
+    /// as the language's `error` failure; the rest of the pod goes on.
+    #[error("{0}")]
+    NotInjected(String),
+    /// Internal: the whole pod fails.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// What injecting one language gives.
+pub type LangResult = Result<(), LangError>;
 
 /// A value that depends on the libc build a pod gets (Python's and .NET's
 /// musl builds).
@@ -415,7 +427,7 @@ pub fn inject_agent(
         &[agent.volume],
         &mounts,
     ) {
-        return Ok(Err(msg));
+        return Err(LangError::NotInjected(msg));
     }
     let first = targets.first().and_then(|&s| ed.container(s)).map(identity);
     for (slot, path) in &mounts {
@@ -458,7 +470,7 @@ pub fn inject_agent(
             }
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The shared layout of apache-httpd and nginx (the operator's
@@ -531,13 +543,16 @@ pub fn inject_webserver(
             .container(Slot::Init(*i))
             .map(|c| c.name.clone())
             .unwrap_or_default();
-        return Ok(Err(format!(
+        return Err(LangError::NotInjected(format!(
             "{}: cannot instrument init container {name}",
             lp.language
         )));
     }
     if targets.is_empty() {
-        return Ok(Err(format!("{}: no target container", lp.language)));
+        return Err(LangError::NotInjected(format!(
+            "{}: no target container",
+            lp.language
+        )));
     }
     if let Some(msg) = clash(
         ed,
@@ -546,7 +561,7 @@ pub fn inject_webserver(
         &[&w.conf_volume.name, &w.agent_volume.name],
         &[],
     ) {
-        return Ok(Err(msg));
+        return Err(LangError::NotInjected(msg));
     }
     let lang_env = env::language_env(spec, lp.language);
     let mut attach_env = Some(w.attach_env);
@@ -635,7 +650,7 @@ pub fn inject_webserver(
         env::common(ed, slot, spec)?;
         warnings.extend(env::sdk_config(ed, slot, pod, plan, lp, &app)?);
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The modules export OTLP over gRPC, so a 4318 endpoint is a mistake. The

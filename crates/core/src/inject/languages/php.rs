@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ByLibc, CopiedAgent, EnvStep, LangResult, inject_copied, no_step};
+use super::{ByLibc, CopiedAgent, EnvStep, LangError, LangResult, inject_copied, no_step};
 use crate::inject::editor::Editor;
 use crate::inject::plan::{LanguagePlan, Plan};
 use crate::language::Language;
@@ -53,7 +53,9 @@ pub fn inject(
     warnings: &mut Vec<String>,
 ) -> LangResult {
     let Some(build) = lp.php.as_ref() else {
-        return Ok(Err("php: no extension build selected".into()));
+        return Err(LangError::NotInjected(
+            "php: no extension build selected".into(),
+        ));
     };
     let spec = lp
         .instrumentation

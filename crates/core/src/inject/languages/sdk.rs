@@ -22,5 +22,5 @@ pub fn inject(
         env::common(ed, ci, spec)?;
         warnings.extend(env::sdk_config(ed, ci, pod, plan, lp, &app)?);
     }
-    Ok(Ok(()))
+    Ok(())
 }
