@@ -307,6 +307,12 @@ impl ClusterView for Caches {
         self.namespaces.read().get(name).cloned()
     }
 
+    fn revision(&self) -> u64 {
+        self.namespaces.store.revision()
+            + self.instrumentations.store.revision()
+            + self.collectors.store.revision()
+    }
+
     fn instrumentation(&self, namespace: &str, name: &str) -> Option<Arc<Instrumentation>> {
         self.instrumentations.read().get(namespace, name).cloned()
     }

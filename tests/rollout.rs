@@ -622,3 +622,49 @@ async fn a_workload_changed_since_the_plan_is_read_again_before_its_restart() {
         Some("deleted")
     );
 }
+
+/// A namespace opted in while the controller holds a kept plan is acted on
+/// at the next tick, not when the plan expires: the watched namespaces
+/// moved, so the plan is made again (issue 32). With `leaseDuration: 6s` a
+/// tick is 2 s and a kept plan lives 12 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_opted_in_is_acted_on_at_the_next_tick_not_when_the_plan_expires() {
+    let api = FakeApiServer::start().await;
+    api.apply(NAMESPACES, namespace("shop", json!({})));
+    api.apply(NAMESPACES, namespace("otel-admission", json!({})));
+    api.apply(
+        DEPLOYMENTS,
+        deployment("shop", "a", json!({}), json!({}), true),
+    );
+    api.apply(PODS, pod("shop", "a-1", "a", None));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_for(&api, dir.path());
+    let config = "rules:\n  - name: shop-python\n    inject: {languages: [python]}\nrollout: {enabled: true, rateLimit: 120/m, maxConcurrent: 5, leaseDuration: 6s}\n";
+    let bin = env!("CARGO_BIN_EXE_otel-admission");
+    let replica = Replica::start(bin, &kubeconfig, config);
+    let t0 = std::time::Instant::now();
+    while lease_holder(&api).is_none() && t0.elapsed().as_secs() < 15 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(lease_holder(&api).is_some(), "a leader");
+    // A round has planned: nothing is stale while the namespace is not opted in.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(generation(&api, "a"), 2, "not restarted before the opt-in");
+    api.apply(
+        NAMESPACES,
+        namespace("shop", json!({"otel-admission.io/inject": "enabled"})),
+    );
+    let t1 = std::time::Instant::now();
+    while generation(&api, "a") < 3 && t1.elapsed().as_secs() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let took = t1.elapsed();
+    assert_eq!(generation(&api, "a"), 3, "restarted after the opt-in");
+    assert!(
+        took.as_secs_f64() < 6.0,
+        "acted on within a tick or two, not after the 12 s plan: {took:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(generation(&api, "a"), 3, "restarted once");
+    drop(replica);
+}

@@ -20,7 +20,7 @@
 //! updated and swapped on its own, and readers could see the two disagree.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 /// One kind's objects, updated one object at a time.
@@ -73,6 +73,10 @@ pub struct Store<I> {
     /// Set at the first `InitDone`; never cleared (a re-list keeps serving
     /// from the last list until it is done).
     ready: AtomicBool,
+    /// Bumped by every write (a list swapped in, an object applied or
+    /// deleted): a reader that saw one value and sees another knows the
+    /// index may have changed since.
+    revision: AtomicU64,
 }
 
 /// The single writer of a [`Store`], owned by its watcher task.
@@ -206,6 +210,11 @@ impl<I: Index> Store<I> {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// How many writes the index has had.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::SeqCst)
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -213,6 +222,7 @@ impl<I: Index> Store<I> {
     fn write(&self, f: impl FnOnce(&mut I)) {
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
         f(&mut live);
+        self.revision.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -51,11 +51,14 @@ struct Window {
 
 /// A plan kept between rounds: re-listing every workload each tick would
 /// cost the API server (and the pace: a plan's seconds are slots lost).
-/// It is re-made every two Lease durations, or when the config changes;
-/// each workload is read again before its restart.
+/// It is re-made every two Lease durations, when the config changes, or
+/// when the watched Namespaces, Instrumentations or collectors do (the
+/// view's revision moved: a namespace opted in is acted on at the next
+/// tick); each workload is read again before its restart.
 struct Planned {
     at: Instant,
     config: Arc<Config>,
+    revision: u64,
     plan: Vec<Assessment>,
 }
 
@@ -155,10 +158,10 @@ impl Controller {
     ) -> Round {
         let mut round = Round::default();
         let replan_every = cfg.rollout.lease_duration * 2;
-        let fresh = state
-            .planned
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(&p.config, cfg) && p.at.elapsed() < replan_every);
+        let revision = self.view.revision();
+        let fresh = state.planned.as_ref().is_some_and(|p| {
+            Arc::ptr_eq(&p.config, cfg) && p.revision == revision && p.at.elapsed() < replan_every
+        });
         if !fresh {
             let plan = match plan_with(
                 &self.client,
@@ -186,6 +189,7 @@ impl Controller {
             state.planned = Some(Planned {
                 at: Instant::now(),
                 config: Arc::clone(cfg),
+                revision,
                 plan,
             });
         }

@@ -28,6 +28,12 @@ pub trait ClusterView: Send + Sync {
     fn sidecar_collectors(&self, ns: &str) -> Vec<Arc<Collector>>;
     /// One `OpenTelemetryCollector`, whatever its mode.
     fn collector(&self, ns: &str, name: &str) -> Option<Arc<Collector>>;
+    /// Changes whenever anything above may have changed (a fixed view never
+    /// changes): the rollout re-plans when it moves, instead of waiting for
+    /// its kept plan to expire.
+    fn revision(&self) -> u64 {
+        0
+    }
 }
 
 /// A fixed view, built from files (`inject --namespace --instrumentation`) or
