@@ -22,6 +22,11 @@ use crate::selector;
 
 /// A restart not yet followed by an up-to-date workload is retried after this.
 const RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How often a waiting controller looks at the caches' revision.
+const CHANGE_POLL: Duration = Duration::from_millis(250);
+/// The least age of a kept plan before a change to the caches makes it
+/// again: a change is acted on within about this, and no faster.
+const REPLAN_AFTER_CHANGE: Duration = Duration::from_secs(1);
 
 pub struct Controller {
     pub client: kube::Client,
@@ -126,15 +131,52 @@ impl Controller {
                 state.planned = None;
                 self.metrics.rollout_leader.set(0);
             }
-            let stopping = *stop.borrow()
-                || tokio::select! {
-                    _ = tokio::time::sleep_until(started + tick) => false,
-                    _ = stop.wait_for(|s| *s) => true,
-                };
+            let stopping =
+                *stop.borrow() || self.wait_for_tick(started + tick, &state, &mut stop).await;
             if stopping {
                 self.elector.release().await;
                 self.metrics.rollout_leader.set(0);
                 return;
+            }
+        }
+    }
+
+    /// Waits for the next tick, or less: a change to what the caches watch
+    /// (a namespace opted in, an Instrumentation edited) ends the wait once
+    /// the kept plan is [`REPLAN_AFTER_CHANGE`] old, so the controller acts
+    /// on it within a second or two rather than at the tick, and a cluster
+    /// whose namespaces change all the time is re-planned at most that often.
+    /// True when `stop` came.
+    async fn wait_for_tick(
+        &self,
+        deadline: Instant,
+        state: &State,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let planned = state.planned.as_ref().map(|p| (p.revision, p.at));
+        loop {
+            let wake = match planned {
+                Some((revision, at)) if self.view.revision() != revision => {
+                    (at + REPLAN_AFTER_CHANGE).max(Instant::now())
+                }
+                _ => Instant::now() + CHANGE_POLL,
+            };
+            if wake >= deadline {
+                return tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+            }
+            let changed = planned.is_some_and(|(revision, _)| self.view.revision() != revision);
+            if changed && wake <= Instant::now() {
+                return false;
+            }
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep_until(wake) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                return true;
             }
         }
     }
