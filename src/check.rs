@@ -192,6 +192,11 @@ fn crd_owner(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) 
     }
 }
 
+/// `n word` or `n words`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 // === API helpers ===
 
 /// One API call within the timeout, its error in words.
@@ -199,11 +204,9 @@ pub(crate) async fn call<T>(
     ctx: &Ctx,
     fut: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(ctx.opts.timeout, fut).await {
-        Err(_) => Err(format!("no answer within {}s", ctx.opts.timeout.as_secs())),
-        Ok(Err(e)) => Err(api_error(&e)),
-        Ok(Ok(v)) => Ok(v),
-    }
+    crate::cluster::within(ctx.opts.timeout, fut)
+        .await
+        .map_err(|e| api_error(&e))
 }
 
 fn api_error(e: &kube::Error) -> String {
@@ -219,10 +222,7 @@ pub(crate) async fn get_opt<K>(ctx: &Ctx, api: &Api<K>, name: &str) -> Result<Op
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match tokio::time::timeout(ctx.opts.timeout, api.get_opt(name)).await {
-        Err(_) => Err(format!("no answer within {}s", ctx.opts.timeout.as_secs())),
-        Ok(r) => r.map_err(|e| api_error(&e)),
-    }
+    call(ctx, api.get_opt(name)).await
 }
 
 /// LIST, with 404 (a kind not served) as `None`.
@@ -234,10 +234,9 @@ pub(crate) async fn list_opt<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match tokio::time::timeout(ctx.opts.timeout, api.list(params)).await {
-        Err(_) => Err(format!("no answer within {}s", ctx.opts.timeout.as_secs())),
-        Ok(Ok(list)) => Ok(Some(list.items)),
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
-        Ok(Err(e)) => Err(api_error(&e)),
+    match crate::cluster::within(ctx.opts.timeout, api.list(params)).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(api_error(&e)),
     }
 }

@@ -26,7 +26,7 @@
 mod index;
 pub mod inventory;
 mod watch;
-pub use watch::parse_instrumentation;
+pub use watch::{parse_collector, parse_instrumentation};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,6 +342,29 @@ pub fn collector_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(otelcol::GROUP, otelcol::VERSION, otelcol::KIND),
         otelcol::PLURAL,
+    )
+}
+
+/// `f`, failed with a timeout error after `limit`: a request in flight when
+/// the API server goes away would otherwise hang its caller for minutes.
+pub async fn within<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer within {limit:?}").into(),
+        )),
+    }
+}
+
+/// An object's `namespace/name`, as logs and messages name it.
+pub fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
     )
 }
 

@@ -84,6 +84,27 @@ fn webhook_config(kind: &str, hook: &str, ca: &str, selector: Value) -> Value {
     })
 }
 
+/// Both of our webhook configurations, with `ca` as their caBundle.
+fn both_webhooks(api: &FakeApiServer, ca: &str) {
+    for (kind, hook, res) in [
+        (
+            "MutatingWebhookConfiguration",
+            "mutate.otel-admission.io",
+            "mutatingwebhookconfigurations",
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            "validate.otel-admission.io",
+            "validatingwebhookconfigurations",
+        ),
+    ] {
+        api.put(
+            &gvr("admissionregistration.k8s.io", "v1", res),
+            webhook_config(kind, hook, ca, our_selector()),
+        );
+    }
+}
+
 fn our_selector() -> Value {
     json!({"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
@@ -147,32 +168,7 @@ impl Install {
             ),
         );
         let ca = bundle.ca_cert_pem.clone();
-        api.put(
-            &gvr(
-                "admissionregistration.k8s.io",
-                "v1",
-                "mutatingwebhookconfigurations",
-            ),
-            webhook_config(
-                "MutatingWebhookConfiguration",
-                "mutate.otel-admission.io",
-                &ca,
-                our_selector(),
-            ),
-        );
-        api.put(
-            &gvr(
-                "admissionregistration.k8s.io",
-                "v1",
-                "validatingwebhookconfigurations",
-            ),
-            webhook_config(
-                "ValidatingWebhookConfiguration",
-                "validate.otel-admission.io",
-                &ca,
-                our_selector(),
-            ),
-        );
+        both_webhooks(&api, &ca);
         api.put(
             &gvr("", "v1", "services"),
             json!({"apiVersion": "v1", "kind": "Service",
@@ -350,23 +346,7 @@ async fn a_certificate_for_another_name_fails() {
         &gvr("discovery.k8s.io", "v1", "endpointslices"),
         endpoint_slice(port, true),
     );
-    for (kind, hook, res) in [
-        (
-            "MutatingWebhookConfiguration",
-            "mutate.otel-admission.io",
-            "mutatingwebhookconfigurations",
-        ),
-        (
-            "ValidatingWebhookConfiguration",
-            "validate.otel-admission.io",
-            "validatingwebhookconfigurations",
-        ),
-    ] {
-        i.api.put(
-            &gvr("admissionregistration.k8s.io", "v1", res),
-            webhook_config(kind, hook, &wrong.ca_cert_pem, our_selector()),
-        );
-    }
+    both_webhooks(&i.api, &wrong.ca_cert_pem);
     let (code, out) = i.check(&[]).await;
     assert_eq!(code, 1, "{out}");
     let (l, hint) = line(&out, "the caBundle of mutate.otel-admission.io");
@@ -630,23 +610,7 @@ async fn the_secret_stands_in_for_unreachable_replicas_and_expiry_warns() {
         endpoint_slice(closed, true),
     );
     let short = Bundle::generate(&[DNS.to_string()], 10).expect("bundle");
-    for (kind, hook, res) in [
-        (
-            "MutatingWebhookConfiguration",
-            "mutate.otel-admission.io",
-            "mutatingwebhookconfigurations",
-        ),
-        (
-            "ValidatingWebhookConfiguration",
-            "validate.otel-admission.io",
-            "validatingwebhookconfigurations",
-        ),
-    ] {
-        i.api.put(
-            &gvr("admissionregistration.k8s.io", "v1", res),
-            webhook_config(kind, hook, &short.ca_cert_pem, our_selector()),
-        );
-    }
+    both_webhooks(&i.api, &short.ca_cert_pem);
     i.api.put(
         &gvr("", "v1", "secrets"),
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",

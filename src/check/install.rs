@@ -12,11 +12,13 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::api::{DynamicObject, ListParams};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 use super::served;
-use super::{Ctx, Finding, NAME, OPERATOR_POD_WEBHOOK, Report, TLS_SECRET, get_opt, list_opt};
+use super::{
+    Ctx, Finding, NAME, OPERATOR_POD_WEBHOOK, Report, TLS_SECRET, get_opt, list_opt, plural,
+};
 
 const WEBHOOKS: &str = "webhooks";
 const SERVING: &str = "serving";
@@ -316,9 +318,8 @@ async fn endpoints(
     r.push(Finding::ok(
         SERVING,
         format!(
-            "Service {ns}/{svc} has {} ready endpoint{}",
-            ready.len(),
-            if ready.len() == 1 { "" } else { "s" }
+            "Service {ns}/{svc} has {}",
+            plural(ready.len(), "ready endpoint")
         ),
     ));
     Some(ready)
@@ -533,9 +534,8 @@ async fn operator_overlap(ctx: &Ctx, r: &mut Report, hooks: &[Hook]) {
         r.push(Finding::warn(
             OPERATOR,
             format!(
-                "the OpenTelemetry Operator's pod webhook ({config}) and ours both see pods in {} namespace{}: {}",
-                both.len(),
-                if both.len() == 1 { "" } else { "s" },
+                "the OpenTelemetry Operator's pod webhook ({config}) and ours both see pods in {}: {}",
+                plural(both.len(), "namespace"),
                 both.join(", ")
             ),
             "there the first webhook to run instruments a pod and the other leaves it alone (docs/MIGRATING.md, step 3): scope the Operator's webhook away from these namespaces, or delete its mpod.kb.io entry",
@@ -546,95 +546,98 @@ async fn operator_overlap(ctx: &Ctx, r: &mut Report, hooks: &[Hook]) {
 // === Instrumentations and collectors, as the server reads them ===
 
 async fn instrumentations(ctx: &Ctx, r: &mut Report) {
-    let ar = crate::cluster::instrumentation_resource();
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
-    let list = match list_opt(ctx, &api, &ListParams::default()).await {
-        Err(e) => {
-            r.push(Finding::warn(
-                INSTRUMENTATIONS,
-                format!("cannot list Instrumentations: {e}"),
-                "check needs list on instrumentations.opentelemetry.io",
-            ));
-            return;
-        }
-        // No CRD: said under crds.
-        Ok(None) => return,
-        Ok(Some(l)) => l,
-    };
-    let total = list.len();
-    let mut bad = 0;
-    for obj in list {
-        let key = format!(
-            "{}/{}",
-            obj.metadata.namespace.as_deref().unwrap_or_default(),
-            obj.metadata.name.as_deref().unwrap_or_default()
-        );
-        if let Err(why) = crate::cluster::parse_instrumentation(obj) {
-            bad += 1;
-            r.push(Finding::fail(
-                INSTRUMENTATIONS,
-                format!("Instrumentation {key} is ignored by the server: {why}"),
-                "fix that field (docs/CONFIG.md and the Operator's CRD reference); until then a pod that names it is not instrumented (no_instrumentation)",
-            ));
-        }
-    }
-    if bad == 0 {
-        r.push(Finding::ok(
-            INSTRUMENTATIONS,
-            format!(
-                "{total} Instrumentation{} read as the server reads them",
-                if total == 1 { "" } else { "s" }
-            ),
-        ));
-    }
+    as_the_server_reads(
+        ctx,
+        r,
+        &crate::cluster::instrumentation_resource(),
+        Read {
+            group: INSTRUMENTATIONS,
+            kind: "Instrumentation",
+            qualifier: "",
+            counted: "Instrumentation",
+            keep: &|_| true,
+            parse: &|o| crate::cluster::parse_instrumentation(o.clone()).map(drop),
+            hint: "fix that field (docs/CONFIG.md and the Operator's CRD reference); until then a pod that names it is not instrumented (no_instrumentation)",
+        },
+    )
+    .await;
 }
 
 async fn collectors(ctx: &Ctx, r: &mut Report) {
-    let ar = crate::cluster::collector_resource();
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
+    as_the_server_reads(
+        ctx,
+        r,
+        &crate::cluster::collector_resource(),
+        Read {
+            group: COLLECTORS,
+            kind: "OpenTelemetryCollector",
+            qualifier: " (mode sidecar)",
+            counted: "sidecar-mode OpenTelemetryCollector",
+            keep: &|o| o.data["spec"]["mode"].as_str() == Some("sidecar"),
+            parse: &|o| crate::cluster::parse_collector(o).map(drop),
+            hint: "fix that field; until then a pod that asks for it gets no collector sidecar (invalid_annotation)",
+        },
+    )
+    .await;
+}
+
+/// How one kind is read as the server reads it.
+struct Read<'a> {
+    group: &'static str,
+    /// The kind, as a failure names one object, and what follows its name.
+    kind: &'a str,
+    qualifier: &'a str,
+    /// The kind, as the count names them.
+    counted: &'a str,
+    /// The objects the server uses (sidecar-mode collectors only).
+    keep: &'a dyn Fn(&DynamicObject) -> bool,
+    /// The server's own parsing, its reason when it ignores the object.
+    parse: &'a dyn Fn(&DynamicObject) -> Result<(), String>,
+    hint: &'static str,
+}
+
+/// Every object of `resource` the server uses, parsed by the code the
+/// server's cluster watch runs: one failure per object it would ignore, with
+/// the field and the reason, else one line with the count. A kind the API
+/// server does not serve is said under `crds`.
+async fn as_the_server_reads(ctx: &Ctx, r: &mut Report, resource: &ApiResource, read: Read<'_>) {
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), resource);
+    let what = format!("{}.{}", resource.plural, resource.group);
     let list = match list_opt(ctx, &api, &ListParams::default()).await {
         Err(e) => {
             r.push(Finding::warn(
-                COLLECTORS,
-                format!("cannot list OpenTelemetryCollectors: {e}"),
-                "check needs list on opentelemetrycollectors.opentelemetry.io",
+                read.group,
+                format!("cannot list {what}: {e}"),
+                format!("check needs list on {what}"),
             ));
             return;
         }
         Ok(None) => return,
         Ok(Some(l)) => l,
     };
-    let mut sidecars = 0;
+    let used: Vec<&DynamicObject> = list.iter().filter(|o| (read.keep)(o)).collect();
     let mut bad = 0;
-    for obj in list {
-        let value = match serde_json::to_value(&obj) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        if value["spec"]["mode"].as_str() != Some("sidecar") {
-            continue;
-        }
-        sidecars += 1;
-        let key = format!(
-            "{}/{}",
-            obj.metadata.namespace.as_deref().unwrap_or_default(),
-            obj.metadata.name.as_deref().unwrap_or_default()
-        );
-        if let Err(e) = crate::otelcol::Collector::from_object(&value, "") {
+    for obj in &used {
+        if let Err(why) = (read.parse)(obj) {
             bad += 1;
             r.push(Finding::fail(
-                COLLECTORS,
-                format!("OpenTelemetryCollector {key} (mode sidecar) is ignored by the server: {e}"),
-                "fix that field; until then a pod that asks for it gets no collector sidecar (invalid_annotation)",
+                read.group,
+                format!(
+                    "{} {}{} is ignored by the server: {why}",
+                    read.kind,
+                    crate::cluster::object_name(&obj.metadata),
+                    read.qualifier
+                ),
+                read.hint,
             ));
         }
     }
     if bad == 0 {
         r.push(Finding::ok(
-            COLLECTORS,
+            read.group,
             format!(
-                "{sidecars} sidecar-mode OpenTelemetryCollector{} read as the server reads them",
-                if sidecars == 1 { "" } else { "s" }
+                "{} read as the server reads them",
+                plural(used.len(), read.counted)
             ),
         ));
     }

@@ -139,12 +139,7 @@ fn parse_target(target: &str) -> anyhow::Result<(WorkloadKind, String)> {
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
-        Ok(r) => r,
-        Err(_) => Err(kube::Error::Service(
-            format!("no answer within {REQUEST_TIMEOUT:?}").into(),
-        )),
-    }
+    crate::cluster::within(REQUEST_TIMEOUT, f).await
 }
 
 /// Every object `api` lists, a page at a time.
@@ -302,13 +297,7 @@ impl Cluster {
     ) -> anyhow::Result<StaticView> {
         let mut view = StaticView::new().with_namespace(self.namespace.clone(), meta);
         let in_ns = |o: &DynamicObject| o.metadata.namespace.as_deref() == Some(&self.namespace);
-        let label = |o: &DynamicObject| {
-            format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            )
-        };
+        let label = |o: &DynamicObject| crate::cluster::object_name(&o.metadata);
         let insts = self
             .all(&crate::cluster::instrumentation_resource(), warnings)
             .await?;
@@ -326,12 +315,7 @@ impl Cluster {
             .all(&crate::cluster::collector_resource(), warnings)
             .await?;
         for obj in collectors {
-            let parsed = serde_json::to_value(&obj)
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    crate::otelcol::Collector::from_object(&v, "").map_err(|e| e.to_string())
-                });
-            match parsed {
+            match crate::cluster::parse_collector(&obj) {
                 Ok(c) => view = view.with_collector(c),
                 Err(why) if in_ns(&obj) => warnings.push(format!(
                     "OpenTelemetryCollector {} is rejected by the server, left out: {why}",

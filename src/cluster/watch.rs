@@ -337,14 +337,20 @@ pub fn object_key(obj: &DynamicObject) -> Option<NamespacedKey> {
 
 /// Reads one collector; one that does not parse is logged and left out.
 pub fn convert_collector(obj: DynamicObject) -> Option<(NamespacedKey, Collector)> {
-    let value = serde_json::to_value(&obj).ok()?;
-    match Collector::from_object(&value, "") {
+    match parse_collector(&obj) {
         Ok(c) => Some(((c.namespace.clone(), c.name.clone()), c)),
         Err(e) => {
-            tracing::warn!(collector = %format!("{}/{}", obj.metadata.namespace.as_deref().unwrap_or_default(), obj.metadata.name.as_deref().unwrap_or_default()), error = %e, "invalid OpenTelemetryCollector ignored");
+            tracing::warn!(collector = %super::object_name(&obj.metadata), error = %e, "invalid OpenTelemetryCollector ignored");
             None
         }
     }
+}
+
+/// One OpenTelemetryCollector as the server reads it, or why it is ignored
+/// (the field and the reason). `check` and live `explain` report the same.
+pub fn parse_collector(obj: &DynamicObject) -> Result<Collector, String> {
+    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    Collector::from_object(&value, "").map_err(|e| e.to_string())
 }
 
 /// Parses and validates one Instrumentation; invalid ones are logged and left out.

@@ -56,12 +56,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
-        Ok(r) => r,
-        Err(_) => Err(kube::Error::Service(
-            format!("no answer within {REQUEST_TIMEOUT:?}").into(),
-        )),
-    }
+    crate::cluster::within(REQUEST_TIMEOUT, f).await
 }
 
 /// Objects per list request: lists are read a page at a time (as kube's

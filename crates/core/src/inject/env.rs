@@ -109,15 +109,15 @@ pub fn sdk_config(
     let user = ed
         .find_env(ci, RESOURCE_ATTRIBUTES_VAR)
         .and_then(|j| ed.env(ci)[j].value.as_deref());
-    let naming = naming_attributes(&ours, user);
-    set_if_absent(
-        ed,
-        ci,
-        plain(
-            "OTEL_SERVICE_NAME",
-            service_name::service_name(pod, plan.owner.as_ref(), &naming, spec, &app.name),
-        ),
-    )?;
+    let name = service_name::service_name(
+        pod,
+        plan.owner.as_ref(),
+        &ours,
+        &user_keys(user.unwrap_or_default()),
+        spec,
+        &app.name,
+    );
+    set_if_absent(ed, ci, plain("OTEL_SERVICE_NAME", name))?;
     let from_resource = lp.instrumentation.instrumentation.metadata.name.is_some();
     if let Some(ep) = endpoint(
         spec,
@@ -201,21 +201,12 @@ fn uid_attributes(spec: &InstrumentationSpec) -> bool {
         .is_some_and(|r| r.add_k8s_uid_attributes)
 }
 
-/// The resource map the Operator names the service from
-/// (`createResourceMap`): ours less the keys `user`, the container's own
-/// `OTEL_RESOURCE_ATTRIBUTES` value, already sets.
-pub fn naming_attributes(
-    ours: &BTreeMap<String, String>,
-    user: Option<&str>,
-) -> BTreeMap<String, String> {
-    let user_keys: Vec<&str> = user
-        .unwrap_or_default()
+/// The keys a user's `OTEL_RESOURCE_ATTRIBUTES` value sets (`k=v,…`): ours
+/// never override them, and the Operator names the service without them.
+pub fn user_keys(value: &str) -> Vec<&str> {
+    value
         .split(',')
         .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
-        .collect();
-    ours.iter()
-        .filter(|(k, _)| !user_keys.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
@@ -350,10 +341,7 @@ fn merge_resource_attributes(
     match existing.value_from {
         None => {
             let user = existing.value.unwrap_or_default();
-            let user_keys: Vec<&str> = user
-                .split(',')
-                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim()))
-                .collect();
+            let user_keys = user_keys(&user);
             let missing: Vec<(&String, &String)> = ours
                 .iter()
                 .filter(|(k, _)| !user_keys.contains(&k.as_str()))

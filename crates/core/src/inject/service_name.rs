@@ -98,9 +98,9 @@ const NAME_ATTRIBUTES: [&str; 6] = [
 /// `app.kubernetes.io/instance`, then `name`, labels when the Instrumentation
 /// sets `defaults.useLabelsForResourceAttributes`; the workload names of the
 /// resource map `attrs` (the Instrumentation's `resource.resourceAttributes`,
-/// the owners, the `resource.opentelemetry.io/k8s.*.name` annotations, less
-/// the keys the container's own `OTEL_RESOURCE_ATTRIBUTES` sets; see
-/// [`crate::inject::env::naming_attributes`]), before which an Argo Rollout
+/// the owners, the `resource.opentelemetry.io/k8s.*.name` annotations), less
+/// the `user` keys the container's own `OTEL_RESOURCE_ATTRIBUTES` sets,
+/// before which an Argo Rollout
 /// owner names the service (ours: the Operator names its hashed ReplicaSet,
 /// #3887); the pod's name; the
 /// `generateName` stem (ours: the Operator has no owner to ask here); the
@@ -109,6 +109,7 @@ pub fn service_name(
     pod: &Pod,
     owner: Option<&Owner>,
     attrs: &BTreeMap<String, String>,
+    user: &[&str],
     spec: &InstrumentationSpec,
     container: &str,
 ) -> String {
@@ -140,6 +141,7 @@ pub fn service_name(
     .or_else(|| {
         NAME_ATTRIBUTES
             .iter()
+            .filter(|k| !user.contains(k))
             .find_map(|k| non_empty(attrs.get(*k)))
     })
     .or_else(|| non_empty(meta.name.as_ref()))

@@ -242,8 +242,14 @@ pub fn service_name_of(
         .and_then(|c| c.env.as_ref())
         .and_then(|e| e.iter().find(|v| v.name == env::RESOURCE_ATTRIBUTES_VAR))
         .and_then(|v| v.value.as_deref());
-    let naming = env::naming_attributes(&ours, user);
-    crate::inject::service_name::service_name(pod, plan.owner.as_ref(), &naming, spec, app)
+    crate::inject::service_name::service_name(
+        pod,
+        plan.owner.as_ref(),
+        &ours,
+        &env::user_keys(user.unwrap_or_default()),
+        spec,
+        app,
+    )
 }
 
 /// What the env rules need to know about a target (name, image, security
